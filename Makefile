@@ -1,0 +1,42 @@
+# One entry point for every job. Everything is set up from nothing, idempotently, in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.setup-done
+LAVA := lava-nc==0.10.0
+
+.PHONY: setup test test-fast lint run bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	# lava-nc 0.10.0 declares python<3.11; its dependencies come from the dev extra above.
+	$(PY) -m pip install -q --no-deps --ignore-requires-python $(LAVA)
+	$(PY) -c "import neurochip.lava_compat as l; l.import_lava(); print('lava importable')"
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check neurochip compiler emulator tools tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not lava"
+
+run: setup
+	$(BIN)/neurochip quickstart
+
+bench: setup
+	$(PY) tools/bench_emulator.py
+	$(PY) tools/bench_compiler.py
+	$(PY) tools/bench_training.py
+	$(PY) tools/bench_learning.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

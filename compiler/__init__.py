@@ -1,0 +1,1 @@
+"""The neurochip compiler: frontends -> IR -> passes -> chip image; Lava export."""

@@ -1,0 +1,92 @@
+"""Emit the chip image: neuron registers, synapse memory (pre-major), axon tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from compiler.passes.mapping import Mapping, synapse_bits, used_cores
+from neurochip import fixedpoint as fx
+from neurochip.image import ChipImage, ConnectionInfo, CoreInfo, PopulationInfo
+
+__all__ = ["connection_arrays", "emit_image"]
+
+
+def connection_arrays(W: sp.csr_matrix, delays: NDArray[np.int64] | None, storage: str,
+                      sign_mode: str) -> tuple[dict[str, NDArray[Any]], int, int]:
+    """Synapse memory of one connection, pre-major, plus its weight decode rule."""
+    n_post, n_pre = W.shape
+    out: dict[str, NDArray[Any]] = {}
+    if storage == "dense":
+        wt = np.asarray(W.toarray(), dtype=np.int64).T.reshape(-1)  # (pre, post)
+        b, decode, shift = fx.encode_weight_bytes(wt, sign_mode)
+        out["w"] = np.ascontiguousarray(b)
+        if delays is not None:
+            # A dense connection's CSR holds every (post, pre) pair in row-major order.
+            D = np.asarray(delays, np.int64).reshape(n_post, n_pre)
+            out["delay"] = np.ascontiguousarray(D.T.reshape(-1).astype(np.uint8))
+        return out, decode, shift
+    # Sparse: transpose the (post, pre) CSR into per-pre fan-out lists (CSC order).
+    order_key = W.indices.astype(np.int64) * n_post + np.repeat(
+        np.arange(n_post, dtype=np.int64), np.diff(W.indptr))
+    order = np.argsort(order_key, kind="stable")
+    pre = W.indices[order].astype(np.int64)
+    post = np.repeat(np.arange(n_post, dtype=np.int64), np.diff(W.indptr))[order]
+    b, decode, shift = fx.encode_weight_bytes(np.asarray(W.data, np.int64)[order], sign_mode)
+    ptr = np.zeros(n_pre + 1, np.int64)
+    np.cumsum(np.bincount(pre, minlength=n_pre), out=ptr[1:])
+    out["ptr"] = ptr
+    out["post"] = post.astype(np.uint32)
+    out["w"] = np.ascontiguousarray(b)
+    if delays is not None:
+        out["delay"] = delays[order].astype(np.uint8)
+    return out, decode, shift
+
+
+def emit_image(m: Mapping) -> ChipImage:
+    net, hw = m.network, m.hw
+    assert m.routing is not None and m.core_of is not None
+    lif_off, in_off = m.lif_offsets(), m.input_offsets()
+    pops: list[PopulationInfo] = []
+    bias_m: list[NDArray[np.int64]] = []
+    bias_e: list[NDArray[np.int64]] = []
+    for p in net.populations:
+        if p.kind == "input":
+            pops.append(PopulationInfo(p.name, "input", p.size, in_off[p.name]))
+        else:
+            pops.append(PopulationInfo(
+                p.name, "lif", p.size, lif_off[p.name], p.du, p.dv, p.vth, p.reset, p.spiking,
+                [[int(c), int(s), int(n)] for c, s, n in m.slices[p.name]]))
+            bias_m.append(p.bias_mant)
+            bias_e.append(p.bias_exp)
+    arrays: dict[str, NDArray[Any]] = {
+        "neurons/bias_mant": (np.concatenate(bias_m) if bias_m else np.zeros(0)).astype(np.int32),
+        "neurons/bias_exp": (np.concatenate(bias_e) if bias_e else np.zeros(0)).astype(np.int8),
+        "neurons/core": m.core_of.astype(np.int32),
+        "route/ptr": m.routing.ptr.astype(np.int64),
+        "route/core": m.routing.core.astype(np.int32),
+        "route/nsyn": m.routing.nsyn.astype(np.int32),
+        "route/conn": m.routing.conn.astype(np.int32),
+    }
+    conns: list[ConnectionInfo] = []
+    for i, c in enumerate(net.connections):
+        arrs, decode, shift = connection_arrays(c.weights, c.delays, c.storage, c.sign_mode)
+        for k, v in arrs.items():
+            arrays[f"conn/{i}/{k}"] = v
+        conns.append(ConnectionInfo(
+            c.name, c.pre, c.post, c.storage, c.shape[1], c.shape[0], c.n_synapses, c.sign_mode,
+            c.num_weight_bits, c.weight_exp, c.delay, c.delays is not None, decode, shift))
+    cores = []
+    for k in used_cores(m):
+        cores.append(CoreInfo(
+            k, int(m.usage["neurons"][k]), int(m.usage["synapse_bits"][k]),
+            int(m.usage["input_axons"][k]), int(m.usage["output_axons"][k]),
+            [name for name, sl in m.slices.items() if any(cc == k for cc, _, _ in sl)]))
+    meta: dict[str, Any] = {"network": net.name,
+                            "synapse_bits_per_connection": {
+                                c.name: synapse_bits(c, hw) for c in net.connections}}
+    meta.update(m.options.get("metadata", {}))
+    return ChipImage(hw, pops, conns, cores, arrays, None, meta)

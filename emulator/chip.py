@@ -1,0 +1,286 @@
+"""The emulator's public face: ``Emulator(image).run(inputs, steps, probes=[...])``.
+
+Objects live only at this edge; the work is done by pure functions over explicit state
+(``emulator.kernels`` and ``emulator.reference``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emulator.kernels import KernelState, run_batch
+from emulator.reference import ReferenceModel, ReferenceState
+from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
+from emulator.timing import CostModel, account
+from neurochip.errors import EmulatorInputError
+from neurochip.image import ChipImage
+
+__all__ = ["Emulator", "RunResult"]
+
+Backend = Literal["numba", "reference"]
+
+
+@dataclass
+class RunResult:
+    """Spikes, probes and per-step, per-core accounting of one ``run``.
+
+    Unbatched runs give arrays of shape (T, ...); batched runs (B, T, ...).
+    ``cycles`` and ``energy`` (pJ) are per step and per core (columns follow ``cores``);
+    ``latency_ns`` is per step.
+    """
+
+    spikes: dict[str, NDArray[np.bool_]]
+    probes: dict[str, NDArray[np.int32]]
+    counters: dict[str, NDArray[np.int64]]
+    cycles: NDArray[np.int64]
+    latency_cycles: NDArray[np.int64]
+    energy: NDArray[np.float64]
+    cores: list[int]
+    cycle_ns: float
+    t_start: int
+    steps: int
+    batched: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_ns(self) -> NDArray[np.float64]:
+        return self.latency_cycles * self.cycle_ns
+
+    @property
+    def energy_per_step(self) -> NDArray[np.float64]:
+        """Energy of each step summed over cores, pJ."""
+        return self.energy.sum(axis=-1)
+
+    def totals(self) -> dict[str, float]:
+        """Whole-run totals (summed over steps and cores; per sample mean when batched)."""
+        b = self.energy.shape[0] if self.batched else 1
+        out = {name: float(arr.sum()) / b for name, arr in self.counters.items()
+               if name != "route_cycles"}
+        out["energy_pj"] = float(self.energy.sum()) / b
+        out["latency_ns"] = float(self.latency_ns.sum()) / b
+        out["cycles_max_core"] = float(self.cycles.sum(axis=-2).max(axis=-1).sum()) / b \
+            if self.cycles.size else 0.0
+        out["spikes"] = out.get("spikes_out", 0.0)
+        return out
+
+    def summary(self) -> str:
+        t = self.totals()
+        return (f"{self.steps} steps on {len(self.cores)} cores: {t['syn_ops']:.0f} synaptic ops, "
+                f"{t['spikes_out']:.0f} spikes, {t['latency_ns'] / 1e3:.2f} us, "
+                f"{t['energy_pj'] / 1e6:.3f} uJ")
+
+
+class Emulator:
+    """Cycle-accurate, bit-exact emulator of a chip image.
+
+    >>> import numpy as np, neurochip
+    >>> net = neurochip.Network()
+    >>> _ = net.add_input("in", 2)
+    >>> _ = net.add_lif("out", 1, du=4095, dv=0, vth=100)
+    >>> _ = net.connect("in", "out", weights=np.array([[150, 0]]))
+    >>> em = neurochip.Emulator(neurochip.compile(net, "loihi_like"))
+    >>> r = em.run({"in": np.array([[1, 0], [0, 0]], bool)}, probes=["out.v"])
+    >>> r.spikes["out"][:, 0].tolist(), r.probes["out.v"][:, 0].tolist()
+    ([False, True], [0, 0])
+    """
+
+    def __init__(self, image: ChipImage | str | Path, *, backend: Backend = "numba") -> None:
+        if not isinstance(image, ChipImage):
+            image = ChipImage.load(image)
+        if backend not in ("numba", "reference"):
+            raise EmulatorInputError(f"unknown backend {backend!r}; use 'numba' or 'reference'",
+                                     where="Emulator", field="backend")
+        self.image = image
+        self.backend = backend
+        self.tables: Tables = build_tables(image)
+        self._cost = CostModel.build(image.hw, image.used_cores)
+        self._ref = ReferenceModel(image) if backend == "reference" else None
+        self._kstate: KernelState | None = None
+        self._rstates: list[ReferenceState] | None = None
+        self._batch: int | None = None
+        self._pops = {p.name: p for p in image.populations}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def t(self) -> int:
+        """Steps run since construction or the last :meth:`reset`."""
+        if self._kstate is not None:
+            return self._kstate.t
+        if self._rstates:
+            return self._rstates[0].t
+        return 0
+
+    def reset(self) -> None:
+        """Forget all state (u, v, pending synaptic input, step counter)."""
+        self._kstate = None
+        self._rstates = None
+        self._batch = None
+
+    def state(self) -> dict[str, NDArray[np.int64]]:
+        """Current u and v of every neuron, shape (B, N) (B = 1 before any run)."""
+        if self._kstate is not None:
+            return {"u": self._kstate.u.astype(np.int64), "v": self._kstate.v.astype(np.int64)}
+        if self._rstates:
+            return {"u": np.stack([s.u for s in self._rstates]),
+                    "v": np.stack([s.v for s in self._rstates])}
+        n = self.image.n_neurons
+        return {"u": np.zeros((1, n), np.int64), "v": np.zeros((1, n), np.int64)}
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, inputs: Mapping[str, Any] | None, steps: int | None
+                ) -> tuple[NDArray[np.bool_], int, bool]:
+        inputs = dict(inputs or {})
+        n_in = self.image.n_inputs
+        batch: int | None = None
+        T = 0
+        arrays: dict[str, NDArray[Any]] = {}
+        for name, x in inputs.items():
+            p = self._pops.get(name)
+            if p is None or p.kind != "input":
+                have = [q.name for q in self.image.input_populations]
+                raise EmulatorInputError(f"no input population {name!r}; inputs are {have}",
+                                         where="Emulator.run", field="inputs")
+            arr = np.asarray(x)
+            if arr.ndim not in (2, 3) or arr.shape[-1] != p.size:
+                raise EmulatorInputError(
+                    f"input {name!r} has shape {arr.shape}; expected (T, {p.size}) or "
+                    f"(B, T, {p.size})", where="Emulator.run", field=name)
+            if arr.dtype != np.bool_:
+                if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+                    raise EmulatorInputError(
+                        f"input {name!r} must hold spikes (bool or 0/1)", where="Emulator.run",
+                        field=name)
+                arr = arr.astype(bool)
+            if arr.ndim == 3:
+                if batch is not None and arr.shape[0] != batch:
+                    raise EmulatorInputError(
+                        f"input {name!r} has batch {arr.shape[0]}, others have {batch}",
+                        where="Emulator.run", field=name)
+                batch = arr.shape[0]
+            T = max(T, arr.shape[-2])
+            arrays[name] = arr
+        if steps is None:
+            if not arrays:
+                raise EmulatorInputError("give inputs or a number of steps",
+                                         where="Emulator.run", field="steps")
+            steps = T
+        if not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise EmulatorInputError(f"steps must be a non-negative int, got {steps!r}",
+                                     where="Emulator.run", field="steps")
+        if T > steps:
+            raise EmulatorInputError(f"inputs have {T} steps but steps={steps}",
+                                     where="Emulator.run", field="steps")
+        batched = batch is not None
+        B = batch or 1
+        X = np.zeros((B, int(steps), n_in), bool)
+        for name, arr in arrays.items():
+            p = self._pops[name]
+            X[:, : arr.shape[-2], p.offset: p.offset + p.size] = arr
+        return X, int(steps), batched
+
+    def _probes(self, probes: Iterable[str]) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8],
+                                                      list[tuple[int, int]]]:
+        names, idx, var, spans = [], [], [], []
+        for pr in probes:
+            pop_name, _, v = str(pr).rpartition(".")
+            p = self._pops.get(pop_name)
+            if p is None or p.kind != "lif" or v not in ("u", "v"):
+                lif = [q.name for q in self.image.lif_populations]
+                raise EmulatorInputError(
+                    f"bad probe {pr!r}: use '<population>.u' or '<population>.v' with a LIF "
+                    f"population of {lif}", where="Emulator.run", field="probes")
+            start = len(idx)
+            idx.extend(range(p.offset, p.offset + p.size))
+            var.extend([0 if v == "u" else 1] * p.size)
+            names.append(str(pr))
+            spans.append((start, len(idx)))
+        return (names, np.asarray(idx, np.int64), np.asarray(var, np.int8), spans)
+
+    def _recorded(self, spikes: str | Iterable[str] | None) -> list[str]:
+        lif = [p.name for p in self.image.lif_populations]
+        if spikes is None:
+            return []
+        if isinstance(spikes, str):
+            if spikes == "all":
+                return lif
+            spikes = [spikes]
+        out = []
+        for s in spikes:
+            if s not in lif:
+                raise EmulatorInputError(f"cannot record spikes of {s!r}; LIF populations: {lif}",
+                                         where="Emulator.run", field="spikes")
+            out.append(s)
+        return out
+
+    # ------------------------------------------------------------------ run
+    def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> RunResult:
+        """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
+
+        inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
+        probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
+        State carries over to the next call until :meth:`reset`.
+        """
+        X, steps, batched = self._inputs(inputs, steps)
+        B = X.shape[0]
+        if self._batch is not None and B != self._batch:
+            raise EmulatorInputError(
+                f"the emulator holds state for a batch of {self._batch}; this run has {B} "
+                f"samples. Call reset() first.", where="Emulator.run", field="inputs")
+        self._batch = B
+        pnames, pidx, pvar, spans = self._probes(probes)
+        rec = self._recorded(spikes)
+        rec_col = np.full(self.image.n_neurons, -1, np.int64)
+        rec_spans: dict[str, tuple[int, int]] = {}
+        col = 0
+        for name in rec:
+            p = self._pops[name]
+            rec_col[p.offset: p.offset + p.size] = np.arange(col, col + p.size)
+            rec_spans[name] = (col, col + p.size)
+            col += p.size
+        t_start = self.t
+        if self.backend == "numba":
+            if self._kstate is None:
+                self._kstate = KernelState(self.tables, B)
+            b_idx, t_idx, s_idx = np.nonzero(X)
+            counts = np.zeros(B * steps, np.int64)
+            np.add.at(counts, b_idx * steps + t_idx, 1)
+            flat = np.zeros(B * steps + 1, np.int64)
+            np.cumsum(counts, out=flat[1:])
+            inp_ptr = np.ascontiguousarray(
+                flat[np.arange(B)[:, None] * steps + np.arange(steps + 1)[None, :]])
+            raw_p, raw_s, raw_c = run_batch(self.tables, self._kstate, steps, inp_ptr,
+                                            s_idx.astype(np.int64), pidx, pvar, rec_col)
+        else:
+            assert self._ref is not None
+            if self._rstates is None:
+                self._rstates = [self._ref.new_state() for _ in range(B)]
+            outs = [self._ref.run(self._rstates[b], steps, X[b], pidx, pvar, rec_col)
+                    for b in range(B)]
+            raw_p = np.stack([o[0] for o in outs])
+            raw_s = np.stack([o[1] for o in outs])
+            raw_c = np.stack([o[2] for o in outs])
+        return self._result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
+                            batched)
+
+    def _result(self, raw_p: NDArray[Any], raw_s: NDArray[Any], raw_c: NDArray[Any],
+                pnames: list[str], spans: list[tuple[int, int]],
+                rec_spans: dict[str, tuple[int, int]], t_start: int, steps: int,
+                batched: bool) -> RunResult:
+        k = len(self.image.cores)
+        raw_c = raw_c[:, :, :k, :] if k else raw_c[:, :, :0, :]
+        neurons = self.tables.slot_neurons
+        cycles, latency, energy = account(raw_c, neurons, self._cost)
+        sq = (lambda a: a) if batched else (lambda a: a[0])
+        probes = {n: sq(raw_p[:, :, a:b]) for n, (a, b) in zip(pnames, spans)}
+        spikes = {n: sq(raw_s[:, :, a:b].astype(bool)) for n, (a, b) in rec_spans.items()}
+        counters = {name: sq(raw_c[..., i]) for i, name in enumerate(COUNTER_NAMES)
+                    if i < N_COUNTERS}
+        return RunResult(spikes, probes, counters, sq(cycles), sq(latency), sq(energy),
+                         list(self.image.used_cores), self._cost.cycle_ns, t_start, steps, batched)

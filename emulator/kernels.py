@@ -1,0 +1,321 @@
+"""Numba kernels of the emulator. Every ``@njit`` function of the emulator lives here.
+
+The kernels are private; :func:`run_batch` is the public wrapper that checks dtypes and
+shapes before calling them. They must equal the pure-Python reference model
+(``emulator.reference``) bit for bit; the tests check that on random networks.
+
+One step of one sample (``_run_sample``):
+
+1. every LIF neuron g takes its input a from the ring slot of this step, then
+   u <- wrap_once(trunc0(u * (2^ds - 1 - du) >> ds) + (a << input_shift))   [current first]
+   v <- sat(trunc0(v * (2^ds - dv) >> ds) + u + bias)                      [new u]
+   spike if v > theta (strict); reset v to 0, or subtract theta;
+2. probes and spikes are recorded (after the reset, as Lava's monitors see them);
+3. the step's spikes (host inputs, then neurons) are routed: per output axon the
+   destination core's counters grow, and each connection adds its weights into the ring
+   slot of step t + 1 + delay. A connection with a negative weight exponent sums into a
+   scratch buffer first and floors the *sum* at the end of the step (Lava's Dense).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from emulator.tables import (
+    C_ACTIVE,
+    C_HOPS_EW,
+    C_HOPS_NS,
+    C_LINKS,
+    C_MSGS,
+    C_ROUTE_MAX,
+    C_SPIKES_IN,
+    C_SPIKES_OUT,
+    C_SYNOPS,
+    MODE_NONSPIKING,
+    MODE_ZERO,
+    N_COUNTERS,
+    Tables,
+)
+from neurochip.errors import EmulatorInputError
+
+__all__ = ["KernelState", "run_batch"]
+
+
+@njit(cache=True, inline="always")
+def _trunc_shift(p: np.int64, shift: np.int64) -> np.int64:
+    # Decays truncate the magnitude (hardware works on sign/magnitude): -96.7 -> -96.
+    if p >= 0:
+        return p >> shift
+    return -((-p) >> shift)
+
+
+@njit(cache=True)
+def _deliver(c, j, dst0, tgt, ring, scratch, touched, ntouched, D, N,
+             cn, mem):
+    """Add row j of connection c into the ring (or the connection's scratch buffer)."""
+    (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
+     c_soff, c_scoff, c_nbins) = cn
+    dw, dws, dd, sptr, ssyn, sd = mem
+    npost = c_npost[c]
+    post0 = c_post0[c]
+    lsh = c_lsh[c]
+    wmode = c_wmode[c]
+    neg = c_wexp[c] < 0
+    if neg and touched[c] == 0:
+        touched[c] = 1
+        tgt[ntouched] = c
+        ntouched += 1
+    if c_kind[c] == 0:
+        base = c_woff[c] + j * npost
+        if c_hasd[c] == 0:
+            if neg:
+                buf = scratch
+                off = c_scoff[c]
+            else:
+                buf = ring
+                off = ((dst0 + c_delay[c]) % D) * N + post0
+            if wmode == 0:
+                for i in range(npost):
+                    buf[off + i] += np.int32(dws[base + i]) << lsh
+            elif wmode == 1:
+                for i in range(npost):
+                    buf[off + i] += np.int32(dw[base + i]) << lsh
+            else:
+                for i in range(npost):
+                    buf[off + i] -= np.int32(dw[base + i]) << lsh
+        else:
+            dbase = c_doff[c] + j * npost
+            for i in range(npost):
+                b = dw[base + i]
+                if wmode == 0:
+                    w = np.int32(dws[base + i]) << lsh
+                elif wmode == 1:
+                    w = np.int32(b) << lsh
+                else:
+                    w = -(np.int32(b) << lsh)
+                d = np.int64(dd[dbase + i])
+                if neg:
+                    scratch[c_scoff[c] + d * npost + i] += w
+                else:
+                    ring[((dst0 + d) % D) * N + post0 + i] += w
+    else:
+        p = c_soff[c] + j
+        k0 = sptr[p]
+        k1 = sptr[p + 1]
+        hasd = c_hasd[c]
+        for k in range(k0, k1):
+            word = ssyn[k]
+            i = np.int64(word >> np.uint32(8))
+            b = np.int32(word & np.uint32(0xFF))
+            if wmode == 0:
+                if b >= 128:
+                    b -= 256
+                w = b << lsh
+            elif wmode == 1:
+                w = b << lsh
+            else:
+                w = -(b << lsh)
+            d = np.int64(sd[k]) if hasd else np.int64(c_delay[c])
+            if neg:
+                bin_ = d if hasd else np.int64(0)
+                scratch[c_scoff[c] + bin_ * npost + i] += w
+            else:
+                ring[((dst0 + d) % D) * N + post0 + i] += w
+    return ntouched
+
+
+@njit(cache=True)
+def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
+                u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
+                counters):
+    du, dv, theta, bias, mode, nslot = nrn
+    dshift, u_bits, v_bits, in_shift = fmt
+    src_pop, pop_src0, pop_out_ptr, pop_out_conn, src_slot, n_in = src
+    (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
+     c_out, c_ew, c_ns, c_link) = rt
+    c_wexp, c_npost, c_post0, c_nbins, c_hasd, c_delay, c_scoff = (
+        cn[5], cn[2], cn[1], cn[12], cn[7], cn[6], cn[11])
+    N = u.shape[0]
+    C = c_wexp.shape[0]
+    unity = np.int64(1) << dshift
+    u_half = np.int64(1) << (u_bits - 1)
+    u_full = np.int64(1) << u_bits
+    v_max = (np.int64(1) << (v_bits - 1)) - 1
+    fired = np.empty(N, np.int64)
+    touched = np.zeros(C, np.int8)
+    tgt = np.empty(C, np.int64)
+    P = probe_idx.shape[0]
+    for t in range(T):
+        cur = (t0 + t) % D
+        roff = cur * N
+        nf = 0
+        # ---- neuron updates ------------------------------------------------------
+        for g in range(N):
+            a = np.int64(ring[roff + g])
+            ring[roff + g] = 0
+            x = _trunc_shift(np.int64(u[g]) * (unity - 1 - du[g]), dshift) + (a << in_shift)
+            if x > u_half:  # one two's-complement wrap of the 24-bit current (Lava)
+                x -= u_full
+            elif x <= -u_half:
+                x += u_full
+            u[g] = x
+            y = _trunc_shift(np.int64(v[g]) * (unity - dv[g]), dshift) + x + bias[g]
+            if y > v_max:  # the voltage saturates
+                y = v_max
+            elif y < -v_max:
+                y = -v_max
+            spiked = False
+            if mode[g] != MODE_NONSPIKING and y > theta[g]:
+                spiked = True
+                if mode[g] == MODE_ZERO:
+                    y = 0
+                else:
+                    y -= theta[g]
+                fired[nf] = g
+                nf += 1
+            v[g] = y
+            if spiked or a != 0:
+                counters[t, nslot[g], C_ACTIVE] += 1
+        # ---- observation -----------------------------------------------------------
+        for p in range(P):
+            g = probe_idx[p]
+            probe_out[t, p] = u[g] if probe_var[p] == 0 else v[g]
+        for q in range(nf):
+            col = rec_col[fired[q]]
+            if col >= 0:
+                spk_out[t, col] = 1
+        # ---- spike routing and synaptic accumulation -------------------------------
+        dst0 = cur + 1
+        ntouched = 0
+        ni = inp_ptr[t + 1] - inp_ptr[t]
+        for q in range(ni + nf):
+            if q < ni:
+                s = inp_src[inp_ptr[t] + q]
+            else:
+                s = n_in + fired[q - ni]
+            ss = src_slot[s]
+            if ss >= 0:
+                sx = slot_x[ss]
+                sy = slot_y[ss]
+                sc = slot_chip[ss]
+                counters[t, ss, C_SPIKES_OUT] += 1
+            else:
+                sx = io_x
+                sy = io_y
+                sc = 0
+            for r in range(route_ptr[s], route_ptr[s + 1]):
+                k = route_slot[r]
+                counters[t, k, C_SYNOPS] += route_nsyn[r]
+                counters[t, k, C_SPIKES_IN] += 1
+                dx = abs(slot_x[k] - sx)
+                dy = abs(slot_y[k] - sy)
+                dl = abs(slot_chip[k] - sc)
+                ch = ss if ss >= 0 else k
+                if ss >= 0:
+                    counters[t, ss, C_MSGS] += 1
+                counters[t, ch, C_HOPS_EW] += dx
+                counters[t, ch, C_HOPS_NS] += dy
+                counters[t, ch, C_LINKS] += dl
+                path = c_out + dx * c_ew + dy * c_ns + dl * c_link
+                if path > counters[t, ch, C_ROUTE_MAX]:
+                    counters[t, ch, C_ROUTE_MAX] = path
+            pi = src_pop[s]
+            j = s - pop_src0[pi]
+            for q2 in range(pop_out_ptr[pi], pop_out_ptr[pi + 1]):
+                ntouched = _deliver(pop_out_conn[q2], j, dst0, tgt, ring, scratch, touched,
+                                    ntouched, D, N, cn, mem)
+        # ---- floor the sums of connections with a negative weight exponent ----------
+        for q in range(ntouched):
+            c = tgt[q]
+            touched[c] = 0
+            npost = c_npost[c]
+            post0 = c_post0[c]
+            sh = -c_wexp[c]
+            for bn in range(c_nbins[c]):
+                d = bn if c_hasd[c] else c_delay[c]
+                off = ((dst0 + d) % D) * N + post0
+                soff = c_scoff[c] + bn * npost
+                for i in range(npost):
+                    val = scratch[soff + i]
+                    if val != 0:
+                        ring[off + i] += val >> sh
+                        scratch[soff + i] = 0
+
+
+@njit(cache=True, parallel=True)
+def _run_batch(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
+               U, V, RING, SCR, probe_idx, probe_var, PROBE, rec_col, SPK, CNT):
+    B = U.shape[0]
+    for b in prange(B):
+        _run_sample(T, t0, D, inp_ptr[b], inp_src, nrn, fmt, src, cn, mem, rt,
+                    U[b], V[b], RING[b], SCR[b], probe_idx, probe_var, PROBE[b], rec_col,
+                    SPK[b], CNT[b])
+
+
+class KernelState:
+    """Explicit state of B independent samples: current, voltage, delay ring, scratch."""
+
+    def __init__(self, tables: Tables, batch: int) -> None:
+        N = tables.n_neurons
+        self.batch = batch
+        self.u = np.zeros((batch, N), np.int32)
+        self.v = np.zeros((batch, N), np.int32)
+        self.ring = np.zeros((batch, tables.ring_slots * N), np.int32)
+        self.scratch = np.zeros((batch, max(tables.scratch_len, 1)), np.int32)
+        self.t = 0
+
+
+def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
+    if arr.dtype != dtype or arr.ndim != ndim or not arr.flags.c_contiguous:
+        raise EmulatorInputError(
+            f"kernel argument has dtype {arr.dtype}, ndim {arr.ndim}; expected {np.dtype(dtype)} "
+            f"with ndim {ndim}, C-contiguous", where="emulator.kernels", field=name)
+
+
+def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[np.int64],
+              inp_src: NDArray[np.int64], probe_idx: NDArray[np.int64],
+              probe_var: NDArray[np.int8], rec_col: NDArray[np.int64]
+              ) -> tuple[NDArray[np.int32], NDArray[np.uint8], NDArray[np.int64]]:
+    """Run ``steps`` steps of every sample; returns (probes, spikes, counters).
+
+    inp_ptr: (B, steps + 1) offsets into inp_src per step; inp_src: input source ids.
+    probe_idx/probe_var: neuron and variable (0 = u, 1 = v) of each probe column.
+    rec_col: per neuron, its column in the spike record, or -1.
+    """
+    B = state.batch
+    _check("inp_ptr", inp_ptr, np.int64, 2)
+    _check("inp_src", inp_src, np.int64, 1)
+    _check("probe_idx", probe_idx, np.int64, 1)
+    _check("probe_var", probe_var, np.int8, 1)
+    _check("rec_col", rec_col, np.int64, 1)
+    if inp_ptr.shape != (B, steps + 1):
+        raise EmulatorInputError(f"inp_ptr has shape {inp_ptr.shape}, expected {(B, steps + 1)}",
+                                 where="emulator.kernels", field="inp_ptr")
+    if rec_col.shape[0] != tables.n_neurons:
+        raise EmulatorInputError("rec_col must have one entry per neuron",
+                                 where="emulator.kernels", field="rec_col")
+    n_rec = int(rec_col.max()) + 1 if rec_col.size else 0
+    nslots = tables.slot_core.size
+    probes = np.zeros((B, steps, probe_idx.size), np.int32)
+    spikes = np.zeros((B, steps, n_rec), np.uint8)
+    counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
+    tb = tables
+    nrn = (tb.du, tb.dv, tb.theta, tb.bias, tb.mode, tb.nslot)
+    fmt = tuple(np.int64(x) for x in tb.fmt)
+    src = (tb.src_pop, tb.pop_src0, tb.pop_out_ptr, tb.pop_out_conn, tb.src_slot,
+           np.int64(tb.n_inputs))
+    cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
+          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins)
+    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.ssyn, tb.sd)
+    rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
+          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1])) + tuple(np.int64(c) for c in tb.route_costs)
+    if steps > 0:
+        _run_batch(np.int64(steps), np.int64(state.t), np.int64(tb.ring_slots), inp_ptr, inp_src,
+                   nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
+                   probe_idx, probe_var, probes, rec_col, spikes, counters)
+    state.t += steps
+    return probes, spikes, counters

@@ -1,0 +1,189 @@
+"""Pure-Python reference model of the chip: the executable specification.
+
+It is written for clarity, not speed, and deliberately shares no tables with the Numba
+kernels: it reads the image's *logical* description (populations, per-connection weight and
+delay matrices, placement) and recomputes routing and event counts itself. The kernels must
+equal it bit for bit, counters included.
+
+One step t of one sample, exactly as Lava 0.10's fixed-point LIF and Dense models do it:
+
+1. a = sum of every input scheduled for step t (each connection's contribution was floored
+   by its weight exponent when it was scheduled);
+2. u = wrap_once(trunc0(u * (2^ds - 1 - du) / 2^ds) + a * 2^input_shift)
+   v = saturate(trunc0(v * (2^ds - dv) / 2^ds) + u + bias_mant * 2^bias_exp)
+   spike where v > vth * 2^vth_shift (never for non-spiking readouts); reset v to 0 or
+   subtract the threshold;
+3. the spikes of step t (host inputs and neurons) reach their targets at step t + 1 + delay:
+   per connection and delay value, acc = W_d @ s, floor-shifted by the weight exponent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emulator.tables import (
+    C_ACTIVE,
+    C_HOPS_EW,
+    C_HOPS_NS,
+    C_LINKS,
+    C_MSGS,
+    C_ROUTE_MAX,
+    C_SPIKES_IN,
+    C_SPIKES_OUT,
+    C_SYNOPS,
+    N_COUNTERS,
+)
+from neurochip import fixedpoint as fx
+from neurochip.image import ChipImage
+
+__all__ = ["ReferenceModel", "ReferenceState"]
+
+
+@dataclass
+class _Conn:
+    pre: str
+    post_off: int
+    n_post: int
+    wexp: int
+    by_delay: list[tuple[int, NDArray[np.int64]]]  # (delay, W masked to that delay)
+    dest: list[list[tuple[int, int]]]  # per pre neuron: [(core slot, synapses there)]
+
+
+@dataclass
+class ReferenceState:
+    u: NDArray[np.int64]
+    v: NDArray[np.int64]
+    pending: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+    t: int = 0
+
+
+class ReferenceModel:
+    """Slow, obviously-correct simulation of a chip image (one sample at a time)."""
+
+    def __init__(self, image: ChipImage) -> None:
+        self.image = image
+        hw = image.hw
+        f = hw.formats
+        self.ds, self.u_bits, self.v_bits = f.decay_bits, f.u_bits, f.v_bits
+        self.in_shift, self.vth_shift = f.input_shift, f.vth_shift
+        self.N = image.n_neurons
+        self.slots = {c.core: i for i, c in enumerate(image.cores)}
+        core_of = np.zeros(self.N, np.int64)
+        for p in image.lif_populations:
+            for core, start, count in p.slices:
+                core_of[p.offset + start: p.offset + start + count] = core
+        self.core_of = core_of
+        bm = image.arrays["neurons/bias_mant"]
+        be = image.arrays["neurons/bias_exp"]
+        self.bias = fx.bias_value(bm, be)
+        t = hw.timing
+        self.cost = {n: t.cycles(n) for n in ("spike_out", "hop_ew", "hop_ns", "chip_link")}
+        self.conns: list[_Conn] = []
+        for ci, c in enumerate(image.connections):
+            W = image.weights(c.name)
+            Dl = image.delays(c.name)
+            pre_idx, post_idx = image.synapse_coords(ci)
+            mask = np.zeros((c.n_post, c.n_pre), bool)
+            mask[post_idx, pre_idx] = True
+            by_delay = [(int(d), np.where(mask & (Dl == d), W, 0))
+                        for d in sorted(set(Dl[mask].tolist()))]
+            post = image.population(c.post)
+            dest: list[list[tuple[int, int]]] = []
+            for j in range(c.n_pre):
+                cores = core_of[post.offset + np.flatnonzero(mask[:, j])]
+                u, n = np.unique(cores, return_counts=True)
+                dest.append([(self.slots[int(k)], int(m)) for k, m in zip(u, n)])
+            self.conns.append(_Conn(c.pre, post.offset, c.n_post, c.weight_exp, by_delay, dest))
+        pos = [hw.core_position(c.core) for c in image.cores]
+        self.slot_pos = pos
+        io_x, io_y = hw.mesh.io_tile
+        self.io_pos = (0, io_x, io_y)
+
+    def new_state(self) -> ReferenceState:
+        return ReferenceState(np.zeros(self.N, np.int64), np.zeros(self.N, np.int64))
+
+    def _source_pos(self, pop_kind: str, g: int) -> tuple[int, tuple[int, int, int]]:
+        if pop_kind == "input":
+            return -1, self.io_pos
+        slot = self.slots[int(self.core_of[g])]
+        return slot, self.slot_pos[slot]
+
+    def run(self, st: ReferenceState, steps: int, inputs: NDArray[np.bool_],
+            probe_idx: NDArray[np.int64], probe_var: NDArray[np.int8],
+            rec_col: NDArray[np.int64]) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+        """Simulate ``steps`` steps; ``inputs`` is (steps, n_inputs) bool."""
+        img = self.image
+        n_rec = int(rec_col.max()) + 1 if rec_col.size else 0
+        probes = np.zeros((steps, probe_idx.size), np.int32)
+        spikes = np.zeros((steps, n_rec), np.uint8)
+        counters = np.zeros((steps, max(len(self.slots), 1), N_COUNTERS), np.int64)
+        unity = 1 << self.ds
+        for t in range(steps):
+            now = st.t + t
+            a = st.pending.pop(now, np.zeros(self.N, np.int64))
+            fired: dict[str, NDArray[np.bool_]] = {}
+            for p in img.lif_populations:
+                sl = slice(p.offset, p.offset + p.size)
+                u = fx.wrap_once(fx.decay(st.u[sl], unity - 1 - p.du, self.ds)
+                                 + (a[sl] << self.in_shift), self.u_bits)
+                v = fx.saturate(fx.decay(st.v[sl], unity - p.dv, self.ds) + u + self.bias[sl],
+                                self.v_bits)
+                theta = p.vth << self.vth_shift
+                s = (v > theta) if p.spiking else np.zeros(p.size, bool)
+                if p.reset == "zero":
+                    v = np.where(s, 0, v)
+                else:
+                    v = np.where(s, v - theta, v)
+                st.u[sl], st.v[sl] = u, v
+                fired[p.name] = s
+                for i in np.flatnonzero(s | (a[sl] != 0)):
+                    counters[t, self.slots[int(self.core_of[p.offset + i])], C_ACTIVE] += 1
+            for col, (g, var) in enumerate(zip(probe_idx, probe_var)):
+                probes[t, col] = st.u[g] if var == 0 else st.v[g]
+            for p in img.lif_populations:
+                for i in np.flatnonzero(fired[p.name]):
+                    col = rec_col[p.offset + i]
+                    if col >= 0:
+                        spikes[t, col] = 1
+            for p in img.input_populations:
+                fired[p.name] = inputs[t, p.offset: p.offset + p.size].astype(bool)
+            # Counters: every spiking source sends one message per output axon.
+            for p in img.populations:
+                for i in np.flatnonzero(fired[p.name]):
+                    g = p.offset + i
+                    sslot, (sc, sx, sy) = self._source_pos(p.kind, g)
+                    if sslot >= 0:
+                        counters[t, sslot, C_SPIKES_OUT] += 1
+                    for c in self.conns:
+                        if c.pre != p.name:
+                            continue
+                        for k, n in c.dest[i]:
+                            kc, kx, ky = self.slot_pos[k]
+                            dx, dy, dl = abs(kx - sx), abs(ky - sy), abs(kc - sc)
+                            ch = sslot if sslot >= 0 else k
+                            counters[t, k, C_SYNOPS] += n
+                            counters[t, k, C_SPIKES_IN] += 1
+                            if sslot >= 0:
+                                counters[t, sslot, C_MSGS] += 1
+                            counters[t, ch, C_HOPS_EW] += dx
+                            counters[t, ch, C_HOPS_NS] += dy
+                            counters[t, ch, C_LINKS] += dl
+                            path = (self.cost["spike_out"] + dx * self.cost["hop_ew"]
+                                    + dy * self.cost["hop_ns"] + dl * self.cost["chip_link"])
+                            counters[t, ch, C_ROUTE_MAX] = max(counters[t, ch, C_ROUTE_MAX],
+                                                               path)
+            # Synaptic input for later steps (per connection and delay, floored sums).
+            for c in self.conns:
+                s = fired[c.pre].astype(np.int64)
+                if not s.any():
+                    continue
+                for d, Wd in c.by_delay:
+                    acc = fx.floor_shift(Wd @ s, c.wexp)
+                    buf = st.pending.setdefault(now + 1 + d, np.zeros(self.N, np.int64))
+                    buf[c.post_off: c.post_off + c.n_post] += acc
+        st.t += steps
+        return probes, spikes, counters

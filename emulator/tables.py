@@ -1,0 +1,246 @@
+"""Flat tables the kernels run on, built once from a chip image (pure numpy).
+
+Index spaces:
+* LIF neurons ``g`` in population order (a population's neurons are contiguous);
+* sources ``s``: every input channel first, then every LIF neuron (s = n_inputs + g);
+* core slots ``k``: the image's used cores, compacted (counters are per slot).
+
+Synapse memory is kept exactly as the image stores it (one byte per dense synapse; a packed
+``post << 8 | weight`` word per sparse synapse), so the emulator's memory per synapse is
+that of the chip image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neurochip.image import ChipImage
+
+__all__ = ["Tables", "build_tables"]
+
+# Counter columns (per step, per core slot). Learning columns are filled by the
+# learning engine.
+C_SYNOPS = 0  # synaptic operations (synapses whose weight was read and accumulated)
+C_SPIKES_IN = 1  # axon events delivered into the core
+C_ACTIVE = 2  # neuron updates with input or a spike
+C_SPIKES_OUT = 3  # spikes emitted by the core's neurons
+C_MSGS = 4  # spike messages sent (one per output axon of a spiking neuron)
+C_HOPS_EW = 5  # east-west tile hops of those messages (host messages: charged at destination)
+C_HOPS_NS = 6  # north-south tile hops
+C_LINKS = 7  # chip-to-chip link crossings
+C_ROUTE_MAX = 8  # longest message path in cycles this step (max, not a sum)
+C_LEARN = 9  # synaptic variables updated by the learning engine
+C_TRACE = 10  # trace / tag / third-factor updates by the learning engine
+C_ERR_MSGS = 11  # error / modulation messages (third factor) delivered
+N_COUNTERS = 12
+COUNTER_NAMES = ("syn_ops", "spikes_in", "neurons_active", "spikes_out", "messages",
+                 "hops_ew", "hops_ns", "chip_links", "route_cycles", "learn_updates",
+                 "trace_updates", "error_messages")
+
+MODE_ZERO, MODE_SUBTRACT, MODE_NONSPIKING = 0, 1, 2
+
+
+@dataclass
+class Tables:
+    n_inputs: int
+    n_neurons: int
+    n_sources: int
+    ring_slots: int
+    # neurons
+    du: NDArray[np.int32]
+    dv: NDArray[np.int32]
+    theta: NDArray[np.int64]
+    bias: NDArray[np.int32]
+    mode: NDArray[np.int8]
+    nslot: NDArray[np.int32]
+    # sources
+    src_pop: NDArray[np.int32]
+    pop_src0: NDArray[np.int64]
+    pop_out_ptr: NDArray[np.int64]
+    pop_out_conn: NDArray[np.int32]
+    src_slot: NDArray[np.int32]
+    # connections
+    c_kind: NDArray[np.int8]
+    c_post0: NDArray[np.int64]
+    c_npost: NDArray[np.int64]
+    c_lsh: NDArray[np.int32]
+    c_wmode: NDArray[np.int8]
+    c_wexp: NDArray[np.int32]
+    c_delay: NDArray[np.int32]
+    c_hasd: NDArray[np.int8]
+    c_woff: NDArray[np.int64]
+    c_doff: NDArray[np.int64]
+    c_soff: NDArray[np.int64]
+    c_scoff: NDArray[np.int64]
+    c_nbins: NDArray[np.int32]
+    scratch_len: int
+    # synapse memory
+    dw: NDArray[np.uint8]
+    dd: NDArray[np.uint8]
+    sptr: NDArray[np.int64]
+    ssyn: NDArray[np.uint32]
+    sd: NDArray[np.uint8]
+    # routing
+    route_ptr: NDArray[np.int64]
+    route_slot: NDArray[np.int32]
+    route_nsyn: NDArray[np.int32]
+    slot_core: NDArray[np.int64]
+    slot_x: NDArray[np.int32]
+    slot_y: NDArray[np.int32]
+    slot_chip: NDArray[np.int32]
+    slot_neurons: NDArray[np.int64]
+    io_xy: tuple[int, int]
+    # formats and costs
+    fmt: tuple[int, int, int, int]  # decay_shift, u_bits, v_bits, input_shift
+    route_costs: tuple[int, int, int, int]  # spike_out, hop_ew, hop_ns, chip_link (cycles)
+
+    def nbytes_synapses(self) -> int:
+        """Bytes the emulator holds for synapse memory and axon tables."""
+        arrs: list[Any] = [self.dw, self.dd, self.sptr, self.ssyn, self.sd, self.route_ptr,
+                           self.route_slot, self.route_nsyn]
+        return int(sum(a.nbytes for a in arrs))
+
+
+def build_tables(image: ChipImage) -> Tables:
+    hw = image.hw
+    fmtd = hw.formats
+    pops = image.populations
+    n_in = image.n_inputs
+    n_lif = image.n_neurons
+    S = n_in + n_lif
+    cores = [c.core for c in image.cores]
+
+    # neurons -------------------------------------------------------------------------
+    du = np.zeros(n_lif, np.int32)
+    dv = np.zeros(n_lif, np.int32)
+    theta = np.zeros(n_lif, np.int64)
+    mode = np.zeros(n_lif, np.int8)
+    for p in image.lif_populations:
+        sl = slice(p.offset, p.offset + p.size)
+        du[sl], dv[sl] = p.du, p.dv
+        theta[sl] = np.int64(p.vth) << fmtd.vth_shift
+        mode[sl] = (MODE_NONSPIKING if not p.spiking
+                    else MODE_SUBTRACT if p.reset == "subtract" else MODE_ZERO)
+    bm = image.arrays["neurons/bias_mant"].astype(np.int64)
+    be = image.arrays["neurons/bias_exp"].astype(np.int64)
+    bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0)).astype(np.int32)
+    ncore = image.arrays["neurons/core"]
+    nslot = np.zeros(0, np.int32)
+    if n_lif:
+        lut = np.full(max(cores) + 1, -1, np.int32)
+        lut[cores] = np.arange(len(cores), dtype=np.int32)
+        nslot = lut[ncore]
+
+    # sources -------------------------------------------------------------------------
+    pop_index = {p.name: i for i, p in enumerate(pops)}
+    src_pop = np.zeros(S, np.int32)
+    pop_src0 = np.zeros(len(pops), np.int64)
+    for i, p in enumerate(pops):
+        s0 = p.offset if p.kind == "input" else n_in + p.offset
+        pop_src0[i] = s0
+        src_pop[s0: s0 + p.size] = i
+    outs: list[list[int]] = [[] for _ in pops]
+    for ci, c in enumerate(image.connections):
+        outs[pop_index[c.pre]].append(ci)
+    pop_out_ptr = np.zeros(len(pops) + 1, np.int64)
+    pop_out_ptr[1:] = np.cumsum([len(o) for o in outs])
+    pop_out_conn = np.array([c for o in outs for c in o], np.int32)
+    src_slot = np.full(S, -1, np.int32)
+    src_slot[n_in:] = nslot
+
+    # connections ----------------------------------------------------------------------
+    C = len(image.connections)
+    c_kind = np.zeros(C, np.int8)
+    c_post0 = np.zeros(C, np.int64)
+    c_npost = np.zeros(C, np.int64)
+    c_lsh = np.zeros(C, np.int32)
+    c_wmode = np.zeros(C, np.int8)
+    c_wexp = np.zeros(C, np.int32)
+    c_delay = np.zeros(C, np.int32)
+    c_hasd = np.zeros(C, np.int8)
+    c_woff = np.zeros(C, np.int64)
+    c_doff = np.zeros(C, np.int64)
+    c_soff = np.zeros(C, np.int64)
+    c_scoff = np.zeros(C, np.int64)
+    c_nbins = np.zeros(C, np.int32)
+    dws, dds, sptrs, ssyns, sds = [], [], [], [], []
+    dw_len = dd_len = sp_len = ss_len = sc_len = 0
+    any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
+    max_delay = 0
+    for ci, c in enumerate(image.connections):
+        post = image.population(c.post)
+        c_post0[ci] = post.offset
+        c_npost[ci] = c.n_post
+        c_wmode[ci] = c.decode
+        c_wexp[ci] = c.weight_exp
+        c_lsh[ci] = c.wshift + max(c.weight_exp, 0)
+        c_delay[ci] = c.delay
+        c_hasd[ci] = 1 if c.has_delays else 0
+        w = image.arrays[f"conn/{ci}/w"]
+        d = image.arrays.get(f"conn/{ci}/delay")
+        cmax = int(d.max()) if (d is not None and d.size) else c.delay
+        max_delay = max(max_delay, cmax)
+        if c.weight_exp < 0:
+            c_nbins[ci] = cmax + 1 if c.has_delays else 1
+            c_scoff[ci] = sc_len
+            sc_len += int(c_nbins[ci]) * c.n_post
+        if c.storage == "dense":
+            c_kind[ci] = 0
+            c_woff[ci] = dw_len
+            dws.append(w)
+            dw_len += w.size
+            if d is not None:
+                c_doff[ci] = dd_len
+                dds.append(d)
+                dd_len += d.size
+        else:
+            c_kind[ci] = 1
+            ptr = image.arrays[f"conn/{ci}/ptr"]
+            post_idx = image.arrays[f"conn/{ci}/post"].astype(np.uint32)
+            c_soff[ci] = sp_len
+            sptrs.append(ptr + ss_len)
+            sp_len += ptr.size
+            ssyns.append((post_idx << np.uint32(8)) | w.astype(np.uint32))
+            if any_sparse_delay:
+                sds.append(d if d is not None else np.full(w.size, c.delay, np.uint8))
+            ss_len += w.size
+
+    def cat(parts: list[NDArray[Any]], dtype: Any) -> NDArray[Any]:
+        return np.ascontiguousarray(np.concatenate(parts).astype(dtype, copy=False)) \
+            if parts else np.zeros(0, dtype)
+
+    # routing --------------------------------------------------------------------------
+    route_core = image.arrays["route/core"]
+    lut2 = np.full(hw.n_cores, -1, np.int32)
+    lut2[cores] = np.arange(len(cores), dtype=np.int32)
+    route_slot = lut2[route_core] if route_core.size else np.zeros(0, np.int32)
+    pos = [hw.core_position(c) for c in cores]
+    slot_neurons = np.array([c.neurons for c in image.cores], np.int64)
+    io_x, io_y = hw.mesh.io_tile
+    t = hw.timing
+    return Tables(
+        n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
+        du=du, dv=dv, theta=theta, bias=bias, mode=mode, nslot=nslot.astype(np.int32),
+        src_pop=src_pop, pop_src0=pop_src0, pop_out_ptr=pop_out_ptr, pop_out_conn=pop_out_conn,
+        src_slot=src_slot,
+        c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
+        c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
+        c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, scratch_len=sc_len,
+        dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
+        ssyn=cat(ssyns, np.uint32), sd=cat(sds, np.uint8),
+        route_ptr=image.arrays["route/ptr"].astype(np.int64),
+        route_slot=np.ascontiguousarray(route_slot, dtype=np.int32),
+        route_nsyn=image.arrays["route/nsyn"].astype(np.int32),
+        slot_core=np.array(cores, np.int64),
+        slot_x=np.array([p[1] for p in pos], np.int32),
+        slot_y=np.array([p[2] for p in pos], np.int32),
+        slot_chip=np.array([p[0] for p in pos], np.int32),
+        slot_neurons=slot_neurons, io_xy=(int(io_x), int(io_y)),
+        fmt=(fmtd.decay_bits, fmtd.u_bits, fmtd.v_bits, fmtd.input_shift),
+        route_costs=(t.cycles("spike_out"), t.cycles("hop_ew"), t.cycles("hop_ns"),
+                     t.cycles("chip_link")),
+    )

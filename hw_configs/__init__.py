@@ -1,0 +1,4 @@
+"""Hardware descriptions (YAML), validated by :mod:`neurochip.hw`.
+
+This folder is a package only so the YAML files ship with the installed toolchain.
+"""

@@ -1,0 +1,336 @@
+"""Hardware description of a Loihi-style chip: one spec object feeds compiler, image and emulator.
+
+A chip is data: a YAML file in ``hw_configs/`` validated by these pydantic models. A new
+chip is a new YAML file (optionally ``extends:`` another one), never a new package.
+
+Timing: the per-operation costs are given in nanoseconds and counted in integer *cycles*
+of ``timing.cycle_ns``. For a clocked chip that is the clock period. An asynchronous chip
+such as Loihi has no clock; there ``cycle_ns`` is a fixed time quantum (0.1 ns) chosen so
+that every published per-operation time is a whole number of quanta, which keeps the
+accounting exact and integer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from neurochip.errors import HardwareSpecError
+
+__all__ = [
+    "CoreLimits",
+    "EnergyModel",
+    "HardwareSpec",
+    "LearningSpec",
+    "MeshSpec",
+    "NumberFormats",
+    "TimingModel",
+    "available_hw",
+    "load_hw",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeshSpec(_Strict):
+    """Cores grouped in tiles; tiles on a 2-D mesh; chips side by side along x."""
+
+    tiles_x: int = Field(gt=0)
+    tiles_y: int = Field(gt=0)
+    cores_per_tile: int = Field(gt=0)
+    chips: int = Field(default=1, gt=0)
+    io_tile: tuple[int, int] = (0, 0)  # where host/sensor spikes enter chip 0
+
+    @property
+    def cores_per_chip(self) -> int:
+        return self.tiles_x * self.tiles_y * self.cores_per_tile
+
+    @property
+    def n_cores(self) -> int:
+        return self.cores_per_chip * self.chips
+
+
+class CoreLimits(_Strict):
+    max_neurons: int = Field(gt=0, le=65535)
+    synapse_memory_bits: int = Field(gt=0)
+    max_input_axons: int = Field(gt=0)
+    max_output_axons: int = Field(gt=0)
+
+
+class NumberFormats(_Strict):
+    """Register widths. Every width is declared here once."""
+
+    weight_bits: int = Field(default=8, ge=1, le=8)  # magnitude bits (plus sign)
+    weight_exp_min: int = -8
+    weight_exp_max: int = 7
+    u_bits: int = Field(default=24, ge=8, le=32)
+    v_bits: int = Field(default=24, ge=8, le=32)
+    decay_bits: int = Field(default=12, ge=1, le=16)
+    vth_bits: int = Field(default=17, ge=1, le=24)
+    vth_shift: int = Field(default=6, ge=0, le=16)
+    input_shift: int = Field(default=6, ge=0, le=16)
+    bias_mant_bits: int = Field(default=13, ge=1, le=24)  # signed
+    bias_exp_bits: int = Field(default=3, ge=0, le=5)  # unsigned
+    delay_bits: int = Field(default=6, ge=0, le=8)
+    max_delay: int = Field(default=62, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NumberFormats:
+        if self.weight_exp_min > self.weight_exp_max:
+            raise ValueError("weight_exp_min must be <= weight_exp_max")
+        if self.max_delay > (1 << self.delay_bits) - 1:
+            raise ValueError(
+                f"max_delay {self.max_delay} does not fit delay_bits={self.delay_bits}"
+            )
+        return self
+
+    # Ranges derived from the widths ------------------------------------------------
+    @property
+    def du_range(self) -> tuple[int, int]:
+        # -1 selects "no current decay" through the decay offset bit (Lava/netx convention).
+        return -1, (1 << self.decay_bits) - 1
+
+    @property
+    def dv_range(self) -> tuple[int, int]:
+        # dv = 2**decay_bits zeroes the voltage memory (Lava accepts it).
+        return 0, 1 << self.decay_bits
+
+    @property
+    def vth_range(self) -> tuple[int, int]:
+        return 0, (1 << self.vth_bits) - 1
+
+    @property
+    def bias_mant_range(self) -> tuple[int, int]:
+        h = 1 << (self.bias_mant_bits - 1)
+        return -h, h - 1
+
+    @property
+    def bias_exp_range(self) -> tuple[int, int]:
+        return 0, (1 << self.bias_exp_bits) - 1
+
+    @property
+    def weight_exp_range(self) -> tuple[int, int]:
+        return self.weight_exp_min, self.weight_exp_max
+
+
+class TimingModel(_Strict):
+    """Per-operation times in ns, counted in integer cycles of ``cycle_ns``."""
+
+    cycle_ns: float = Field(gt=0)
+    synop_ns: float = Field(ge=0)  # one synaptic operation (read weight, accumulate)
+    spike_in_ns: float = Field(ge=0)  # one axon event arriving at a core (list lookup)
+    neuron_active_ns: float = Field(ge=0)
+    neuron_inactive_ns: float = Field(ge=0)
+    spike_out_ns: float = Field(ge=0)  # one spike message injected (within a tile)
+    hop_ew_ns: float = Field(ge=0)
+    hop_ns_ns: float = Field(ge=0)
+    chip_link_ns: float = Field(default=0.0, ge=0)
+    learn_update_ns: float = Field(ge=0)  # one synaptic variable update by the learning engine
+    trace_update_ns: float = Field(default=0.0, ge=0)  # one trace/tag update
+    barrier_min_ns: float = Field(ge=0)  # barrier with 1 tile
+    barrier_max_ns: float = Field(ge=0)  # barrier with barrier_max_tiles
+    barrier_max_tiles: int = Field(default=32, gt=0)
+
+    def cycles(self, name: str) -> int:
+        """Integer cycles of one operation; the YAML must give whole multiples of cycle_ns."""
+        ns = float(getattr(self, f"{name}_ns"))
+        c = ns / self.cycle_ns
+        r = round(c)
+        if abs(c - r) > 1e-6:
+            raise HardwareSpecError(
+                f"{ns} ns is not a whole number of cycles of {self.cycle_ns} ns",
+                field=f"timing.{name}_ns",
+            )
+        return int(r)
+
+    def barrier_cycles(self, tiles: int) -> int:
+        """Barrier time grows linearly from 1 tile to barrier_max_tiles (then stays)."""
+        lo = self.cycles("barrier_min")
+        hi = self.cycles("barrier_max")
+        n = min(max(tiles, 1), self.barrier_max_tiles)
+        if self.barrier_max_tiles == 1:
+            return hi
+        return lo + (hi - lo) * (n - 1) // (self.barrier_max_tiles - 1)
+
+
+class EnergyModel(_Strict):
+    """Per-operation energies in pJ, and static power."""
+
+    synop_pj: float = Field(ge=0)
+    spike_in_pj: float = Field(default=0.0, ge=0)
+    neuron_active_pj: float = Field(ge=0)
+    neuron_inactive_pj: float = Field(ge=0)
+    spike_out_pj: float = Field(ge=0)
+    hop_ew_pj: float = Field(ge=0)
+    hop_ns_pj: float = Field(ge=0)
+    chip_link_pj: float = Field(default=0.0, ge=0)
+    learn_update_pj: float = Field(ge=0)
+    trace_update_pj: float = Field(default=0.0, ge=0)
+    static_mw_per_core: float = Field(default=0.0, ge=0)
+
+
+class LearningSpec(_Strict):
+    """Widths and limits of the on-chip learning engine."""
+
+    trace_bits: int = Field(default=7, ge=1, le=16)
+    tag_bits: int = Field(default=16, ge=2, le=32)  # signed eligibility tag
+    third_factor_bits: int = Field(default=8, ge=2, le=16)  # signed error/modulation
+    surrogate_lut_bits: int = Field(default=8, ge=2, le=16)  # unsigned surrogate value
+    surrogate_lut_size: int = Field(default=64, ge=4, le=4096)
+    accumulator_bits: int = Field(default=16, ge=8, le=32)
+    max_epoch: int = Field(default=63, ge=1)
+    max_shift: int = Field(default=15, ge=0, le=31)
+    prng_bits: int = Field(default=16, ge=8, le=32)
+
+
+class HardwareSpec(_Strict):
+    name: str
+    description: str = ""
+    mesh: MeshSpec
+    core: CoreLimits
+    formats: NumberFormats = NumberFormats()
+    timing: TimingModel
+    energy: EnergyModel
+    learning: LearningSpec = LearningSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> HardwareSpec:
+        tx, ty = self.mesh.io_tile
+        if not (0 <= tx < self.mesh.tiles_x and 0 <= ty < self.mesh.tiles_y):
+            raise ValueError(f"mesh.io_tile {self.mesh.io_tile} is outside the tile mesh")
+        # Every timing entry must be a whole number of cycles.
+        for f in type(self.timing).model_fields:
+            if f.endswith("_ns") and f != "cycle_ns":
+                self.timing.cycles(f[: -len("_ns")])
+        return self
+
+    # Derived quantities -----------------------------------------------------------
+    @property
+    def n_cores(self) -> int:
+        return self.mesh.n_cores
+
+    def core_position(self, core: int) -> tuple[int, int, int]:
+        """(chip, x, y) of a core; x counts tiles across all chips (chips side by side)."""
+        m = self.mesh
+        if not 0 <= core < m.n_cores:
+            raise HardwareSpecError(
+                f"core {core} does not exist", field="core", value=core, limit=m.n_cores - 1
+            )
+        chip, local = divmod(core, m.cores_per_chip)
+        tile = local // m.cores_per_tile
+        ty, tx = divmod(tile, m.tiles_x)
+        return chip, chip * m.tiles_x + tx, ty
+
+    def tile_of(self, core: int) -> int:
+        return core // self.mesh.cores_per_tile
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of a compartment index inside a core (sparse synapse target field)."""
+        return max(1, math.ceil(math.log2(self.core.max_neurons)))
+
+    @cached_property
+    def spec_hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> HardwareSpec:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _spec_error(exc, source) from None
+
+
+def _spec_error(exc: ValidationError, source: str) -> HardwareSpecError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return HardwareSpecError(
+        f"{first['msg']}{more}", where=f"hardware spec {source}", field=loc,
+        value=first.get("input"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+_Kind = Literal["name", "path"]
+
+
+def _bundled_dir() -> Path:
+    return Path(str(resources.files("hw_configs")))
+
+
+def available_hw() -> list[str]:
+    """Names of the hardware descriptions shipped in ``hw_configs/``."""
+    return sorted(p.stem for p in _bundled_dir().glob("*.yaml"))
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise HardwareSpecError("circular 'extends'", where=f"hardware spec {path}")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise HardwareSpecError(f"cannot read file: {exc.strerror}", where=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise HardwareSpecError(f"not valid YAML: {exc}", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise HardwareSpecError("top level must be a mapping", where=str(path))
+    parent = data.pop("extends", None)
+    if parent is not None:
+        ppath = _resolve(str(parent), relative_to=path.parent)
+        data = _deep_merge(_read_yaml(ppath, (*seen, path)), data)
+    return data
+
+
+def _resolve(name_or_path: str, relative_to: Path | None = None) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_absolute() and relative_to is not None and not p.exists():
+            p = relative_to / p
+        if not p.exists():
+            raise HardwareSpecError(f"no such file: {p}", where="load_hw")
+        return p
+    cand = _bundled_dir() / f"{name_or_path}.yaml"
+    if not cand.exists():
+        raise HardwareSpecError(
+            f"unknown hardware '{name_or_path}'; bundled: {', '.join(available_hw())}",
+            where="load_hw",
+        )
+    return cand
+
+
+def load_hw(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:
+    """Load a hardware description by bundled name (``"loihi_like"``) or YAML path."""
+    if isinstance(name_or_path, HardwareSpec):
+        return name_or_path
+    path = _resolve(str(name_or_path))
+    return HardwareSpec.from_dict(_read_yaml(path), source=str(path))

@@ -1,0 +1,86 @@
+"""Make Lava 0.10 importable on Python 3.11 without editing installed files.
+
+lava-nc 0.10.0 (its only release) declares Python < 3.11. On 3.11 exactly one thing
+breaks: ``lava.magma.compiler.var_model`` uses the dataclass ``ByteEncoder`` as a mutable
+default of other dataclasses, which Python 3.11 rejects because ``ByteEncoder`` is not
+hashable. We install a meta-path finder that compiles that one module from its source
+with ``@dataclass(unsafe_hash=True)`` on ``ByteEncoder``; nothing on disk changes.
+
+Only this module and :mod:`compiler.lava_export` import Lava.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Any
+
+from neurochip.errors import LavaExportError
+
+_TARGET = "lava.magma.compiler.var_model"
+_NEEDLE = "@dataclass\nclass ByteEncoder:"
+_PATCH = "@dataclass(unsafe_hash=True)\nclass ByteEncoder:"
+
+
+class _PatchedLoader(importlib.machinery.SourceFileLoader):
+    def source_to_code(self, data: Any, path: Any, *, _optimize: int = -1) -> Any:  # type: ignore[override]
+        text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
+        if _NEEDLE in text:
+            text = text.replace(_NEEDLE, _PATCH, 1)
+        return compile(text, path, "exec", dont_inherit=True, optimize=_optimize)
+
+    def get_code(self, fullname: str) -> Any:
+        # Always compile from source so a cached .pyc of the unpatched file is not used.
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _VarModelFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != _TARGET:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                loader = _PatchedLoader(fullname, spec.origin)
+                return importlib.util.spec_from_file_location(fullname, spec.origin, loader=loader)
+        return None
+
+
+def _install_hook() -> None:
+    if sys.version_info < (3, 11):
+        return
+    if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _VarModelFinder())
+
+
+def lava_available() -> bool:
+    """True when lava-nc can be imported (with the 3.11 fix applied)."""
+    try:
+        import_lava()
+    except LavaExportError:
+        return False
+    return True
+
+
+def import_lava() -> ModuleType:
+    """Import and return the ``lava`` package, raising a clear error when it is missing."""
+    _install_hook()
+    try:
+        lava = importlib.import_module("lava")
+        importlib.import_module(_TARGET)
+        importlib.import_module("lava.magma.core.run_configs")
+    except ModuleNotFoundError as exc:
+        raise LavaExportError(
+            f"Lava is not installed ({exc.name} missing); install it with "
+            "`pip install --no-deps --ignore-requires-python lava-nc==0.10.0` "
+            "(the Makefile's setup does this)",
+            where="lava",
+        ) from None
+    return lava

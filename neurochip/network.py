@@ -1,0 +1,454 @@
+"""Register-level network builder: populations and connections in the chip's own units.
+
+Names here are register names (``du``, ``dv``, ``vth``, ``bias_mant``, ``bias_exp``,
+``weight_exp``). Every value is checked against the chip's number formats when it is
+added (against ``loihi_like`` unless the network was created with another spec) and again
+when the network is compiled for a particular chip. Values Lava would silently alter
+(odd weights in mixed sign mode, for instance) are rejected, never adjusted.
+
+Neuron model per step (current first; v uses the new u; see ``emulator.reference``)::
+
+    u <- wrap_once(trunc0(u * (2**12 - 1 - du) / 2**12) + a * 2**6)
+    v <- sat(trunc0(v * (2**12 - dv) / 2**12) + u + bias_mant * 2**bias_exp)
+    spike if v > vth * 2**6, then v <- 0 (reset="zero") or v <- v - vth * 2**6 ("subtract")
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+
+from neurochip import fixedpoint as fx
+from neurochip.errors import NetworkError, ParameterRangeError
+
+if TYPE_CHECKING:
+    from neurochip.hw import HardwareSpec, NumberFormats
+
+__all__ = ["Connection", "Network", "Population"]
+
+ResetMode = Literal["zero", "subtract"]
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """A group of neurons of one kind. ``kind`` is "input" (spike source) or "lif"."""
+
+    name: str
+    size: int
+    kind: Literal["input", "lif"]
+    du: int = 0
+    dv: int = 0
+    vth: int = 0
+    bias_mant: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    bias_exp: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    reset: ResetMode = "zero"
+    spiking: bool = True
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        if self.kind == "input":
+            return f"Population({self.name!r}, input, n={self.size})"
+        return (
+            f"Population({self.name!r}, lif, n={self.size}, du={self.du}, dv={self.dv}, "
+            f"vth={self.vth}, reset={self.reset!r}, spiking={self.spiking})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Connection:
+    """Synapses from ``pre`` to ``post``.
+
+    ``weights`` is a CSR matrix of shape (post, pre) holding the effective integer weights
+    (explicit entries are synapses, also when 0). ``storage`` says how the chip holds
+    them: "dense" (a weight for every pair) or "sparse" (fan-out lists with indices).
+    ``delays`` is None (every synapse has ``delay``) or an array aligned with
+    ``weights.data``.
+    """
+
+    name: str
+    pre: str
+    post: str
+    weights: sp.csr_matrix
+    weight_exp: int
+    delay: int
+    delays: NDArray[np.int64] | None
+    storage: Literal["dense", "sparse"]
+    sign_mode: str
+    num_weight_bits: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weights.shape  # type: ignore[return-value]
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+    @property
+    def max_delay(self) -> int:
+        return int(self.delays.max()) if self.delays is not None and self.delays.size else self.delay
+
+    def dense_weights(self) -> NDArray[np.int64]:
+        return np.asarray(self.weights.toarray(), dtype=np.int64)
+
+    def dense_delays(self) -> NDArray[np.int64]:
+        """Per-synapse delays as a (post, pre) array (0 where there is no synapse)."""
+        if self.delays is None:
+            out = np.zeros(self.shape, np.int64)
+            rows, cols = _csr_coords(self.weights)
+            out[rows, cols] = self.delay
+            return out
+        rows, cols = _csr_coords(self.weights)
+        out = np.zeros(self.shape, np.int64)
+        out[rows, cols] = self.delays
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection({self.name!r}, {self.pre}->{self.post}, shape={self.shape}, "
+            f"{self.storage}, nnz={self.n_synapses}, weight_exp={self.weight_exp}, "
+            f"sign={self.sign_mode}, delay<={self.max_delay})"
+        )
+
+
+def _csr_coords(m: sp.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    return rows, m.indices.astype(np.int64)
+
+
+def _check_int(value: Any, where: str, fld: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return int(value)
+        raise NetworkError(f"must be an integer, got {value!r}", where=where, field=fld)
+    return int(value)
+
+
+def _check_range(value: int, lo: int, hi: int, where: str, fld: str, why: str = "") -> None:
+    if not lo <= value <= hi:
+        raise ParameterRangeError(
+            f"{value} is outside [{lo}, {hi}]{why}", where=where, field=fld, value=value,
+            limit=(lo, hi),
+        )
+
+
+def _int_array(value: ArrayLike, n: int, where: str, fld: str) -> NDArray[np.int64]:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,):
+        raise NetworkError(f"expected a scalar or shape ({n},), got {arr.shape}", where=where,
+                           field=fld)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise NetworkError("must hold integers", where=where, field=fld)
+    elif arr.dtype.kind not in "iub":
+        raise NetworkError(f"must hold integers, got dtype {arr.dtype}", where=where, field=fld)
+    return arr.astype(np.int64)
+
+
+def _check_array_range(arr: NDArray[np.int64], lo: int, hi: int, where: str, fld: str) -> None:
+    if arr.size == 0:
+        return
+    bad = np.flatnonzero((arr < lo) | (arr > hi))
+    if bad.size:
+        i = int(bad[0])
+        raise ParameterRangeError(
+            f"element {i} is {int(arr[i])}, outside [{lo}, {hi}] ({bad.size} elements out of range)",
+            where=where, field=fld, value=int(arr[i]), limit=(lo, hi),
+        )
+
+
+class Network:
+    """Register-level SNN: ``add_input``, ``add_lif``, ``connect``.
+
+    >>> import numpy as np, neurochip
+    >>> net = neurochip.Network()
+    >>> a = net.add_input("in", 4)
+    >>> b = net.add_lif("hid", 2, du=4095, dv=0, vth=10)
+    >>> c = net.connect(a, b, weights=np.full((2, 4), 20))
+    >>> [p.name for p in net.populations]
+    ['in', 'hid']
+    """
+
+    def __init__(self, hw: HardwareSpec | str | None = None, name: str = "network") -> None:
+        from neurochip.hw import load_hw
+
+        self.name = name
+        self.hw = load_hw(hw if hw is not None else "loihi_like")
+        self._pops: dict[str, Population] = {}
+        self._conns: dict[str, Connection] = {}
+
+    # ------------------------------------------------------------------ access
+    @property
+    def populations(self) -> list[Population]:
+        return list(self._pops.values())
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._conns.values())
+
+    def population(self, name: str | Population) -> Population:
+        key = name.name if isinstance(name, Population) else name
+        if key not in self._pops:
+            raise NetworkError(f"no population named {key!r}; have {list(self._pops)}",
+                               where="network")
+        return self._pops[key]
+
+    def connection(self, name: str) -> Connection:
+        if name not in self._conns:
+            raise NetworkError(f"no connection named {name!r}; have {list(self._conns)}",
+                               where="network")
+        return self._conns[name]
+
+    def __repr__(self) -> str:
+        return (f"Network({self.name!r}, populations={len(self._pops)}, "
+                f"connections={len(self._conns)}, synapses={self.n_synapses})")
+
+    @property
+    def n_synapses(self) -> int:
+        return sum(c.n_synapses for c in self._conns.values())
+
+    # ------------------------------------------------------------------ building
+    def _new_name(self, name: str) -> str:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise NetworkError(
+                f"invalid name {name!r}: use letters, digits, '_', '.', ':' or '-'",
+                where="network", field="name")
+        if name in self._pops or name in self._conns:
+            raise NetworkError(f"name {name!r} is already used", where="network", field="name")
+        return name
+
+    @staticmethod
+    def _check_size(n: Any, where: str) -> int:
+        n = _check_int(n, where, "size")
+        if n <= 0:
+            raise NetworkError(f"must be positive, got {n}", where=where, field="size")
+        return n
+
+    def add_input(self, name: str, size: int) -> Population:
+        """A spike source of ``size`` channels, fed by the host at run time."""
+        where = f"population '{name}'"
+        pop = Population(self._new_name(name), self._check_size(size, where), "input")
+        self._pops[name] = pop
+        return pop
+
+    def add_lif(
+        self,
+        name: str,
+        size: int,
+        *,
+        du: int,
+        dv: int,
+        vth: int,
+        bias_mant: ArrayLike = 0,
+        bias_exp: ArrayLike = 0,
+        reset: ResetMode = "zero",
+        spiking: bool = True,
+    ) -> Population:
+        """Current-based LIF neurons with register-level parameters.
+
+        du, dv: 12-bit decays (du = -1: no current decay; dv = 4096: no voltage memory).
+        vth: 17-bit threshold mantissa (threshold = vth * 2**6).
+        bias_mant, bias_exp: 13-bit signed mantissa and 3-bit exponent, scalar or per neuron.
+        reset: "zero" (Lava LIF) or "subtract" (v -= threshold; our core's extra mode).
+        spiking: False makes a non-spiking readout (the threshold is never tested).
+        """
+        where = f"population '{name}'"
+        self._new_name(name)
+        n = self._check_size(size, where)
+        if reset not in ("zero", "subtract"):
+            raise NetworkError(f"must be 'zero' or 'subtract', got {reset!r}", where=where,
+                               field="reset")
+        pop = Population(
+            name, n, "lif",
+            du=_check_int(du, where, "du"), dv=_check_int(dv, where, "dv"),
+            vth=_check_int(vth, where, "vth"),
+            bias_mant=_int_array(bias_mant, n, where, "bias_mant"),
+            bias_exp=_int_array(bias_exp, n, where, "bias_exp"),
+            reset=reset, spiking=bool(spiking),
+        )
+        check_population(pop, self.hw.formats)
+        self._pops[name] = pop
+        return pop
+
+    def connect(
+        self,
+        pre: str | Population,
+        post: str | Population,
+        weights: Any,
+        weight_exp: int = 0,
+        delay: Any = 0,
+        *,
+        name: str | None = None,
+        storage: Literal["auto", "dense", "sparse"] = "auto",
+        sign_mode: str | None = None,
+        num_weight_bits: int | None = None,
+    ) -> Connection:
+        """Connect ``pre`` to ``post`` with integer weights of shape (post, pre).
+
+        weights: a dense integer array or a scipy.sparse matrix (explicit entries are the
+        synapses). storage: "dense", "sparse", or "auto" (sparse when at most a quarter of
+        the pairs are synapses). delay: an int for every synapse, or an array (post, pre)
+        for a dense matrix / aligned with the sparse matrix's entries.
+        sign_mode: "mixed", "excitatory" or "inhibitory" (detected like Lava when None).
+        num_weight_bits: weight precision (default: the chip's weight_bits); weights must
+        be multiples of the resulting step, exactly as Lava would keep them.
+        """
+        fmt = self.hw.formats
+        pre_p, post_p = self.population(pre), self.population(post)
+        cname = name if name is not None else f"{pre_p.name}->{post_p.name}"
+        if name is None and cname in self._conns:
+            k = 1
+            while f"{cname}#{k}" in self._conns:
+                k += 1
+            cname = f"{cname}#{k}"
+        where = f"connection '{cname}'"
+        if name is not None:
+            self._new_name(name)
+        if post_p.kind != "lif":
+            raise NetworkError(f"target population '{post_p.name}' is an input; only LIF "
+                               "populations receive synapses", where=where, field="post")
+        shape = (post_p.size, pre_p.size)
+        if storage not in ("auto", "dense", "sparse"):
+            raise NetworkError(f"must be 'auto', 'dense' or 'sparse', got {storage!r}",
+                               where=where, field="storage")
+        W = _as_csr(weights, shape, where, dense_all=(storage == "dense"))
+        if storage == "auto":
+            storage = "sparse" if W.nnz <= 0.25 * shape[0] * shape[1] else "dense"
+            if storage == "dense":
+                W = _as_csr(weights, shape, where, dense_all=True)
+        wexp = _check_int(weight_exp, where, "weight_exp")
+        _check_range(wexp, *fmt.weight_exp_range, where, "weight_exp")
+        if sign_mode is None:
+            sign_mode = fx.detect_sign_mode(W.data)
+        if sign_mode not in fx.SIGN_MODES:
+            raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
+                               where=where, field="sign_mode")
+        nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
+            num_weight_bits, where, "num_weight_bits")
+        _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
+        d_scalar, d_arr = _delays(delay, W, shape, where)
+        conn = Connection(cname, pre_p.name, post_p.name, W, wexp, d_scalar, d_arr,
+                          storage, sign_mode, nwb)
+        check_connection(conn, fmt)
+        self._conns[cname] = conn
+        return conn
+
+    # ------------------------------------------------------------------ checks
+    def check(self, hw: HardwareSpec | None = None) -> None:
+        """Re-check every value against ``hw``'s number formats (default: the network's)."""
+        fmt = (hw or self.hw).formats
+        for p in self._pops.values():
+            if p.kind == "lif":
+                check_population(p, fmt)
+        for c in self._conns.values():
+            check_connection(c, fmt)
+
+
+def _as_csr(weights: Any, shape: tuple[int, int], where: str, dense_all: bool) -> sp.csr_matrix:
+    if sp.issparse(weights):
+        W = sp.csr_matrix(weights, copy=True)
+        W.sum_duplicates()
+        if dense_all:
+            W = _full_csr(np.asarray(W.toarray()))
+    else:
+        arr = np.asarray(weights)
+        if arr.ndim != 2:
+            raise NetworkError(f"weights must be 2-D (post, pre), got shape {arr.shape}",
+                               where=where, field="weights")
+        if dense_all:
+            W = _full_csr(arr)
+        else:
+            W = sp.csr_matrix(arr)
+    if W.shape != shape:
+        raise NetworkError(
+            f"weights have shape {W.shape}, expected (post, pre) = {shape}",
+            where=where, field="weights", value=W.shape, limit=shape)
+    data = np.asarray(W.data)
+    if data.dtype.kind == "f":
+        if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+            raise NetworkError("weights must be integers (quantize float models with "
+                               "neurochip.compile on an IR/NIR graph)", where=where,
+                               field="weights")
+    elif data.dtype.kind not in "iub":
+        raise NetworkError(f"weights must be integers, got dtype {data.dtype}", where=where,
+                           field="weights")
+    W = sp.csr_matrix((data.astype(np.int64), W.indices.astype(np.int32),
+                       W.indptr.astype(np.int64)), shape=shape)
+    W.has_sorted_indices = False
+    W.sort_indices()
+    return W
+
+
+def _full_csr(arr: NDArray[Any]) -> sp.csr_matrix:
+    """A CSR matrix with an explicit entry for every (post, pre) pair (a dense matrix)."""
+    n, m = arr.shape
+    indptr = np.arange(0, n * m + 1, m, dtype=np.int64)
+    indices = np.tile(np.arange(m, dtype=np.int32), n)
+    return sp.csr_matrix((arr.reshape(-1), indices, indptr), shape=(n, m))
+
+
+def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str
+            ) -> tuple[int, NDArray[np.int64] | None]:
+    arr = np.asarray(delay)
+    if arr.ndim == 0:
+        return _check_int(delay if not isinstance(delay, np.ndarray) else delay.item(),
+                          where, "delay"), None
+    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+        raise NetworkError("delays must be integers", where=where, field="delay")
+    if arr.shape == shape:
+        rows, cols = _csr_coords(W)
+        d = arr[rows, cols].astype(np.int64)
+    elif arr.shape == (W.nnz,):
+        d = arr.astype(np.int64)
+    else:
+        raise NetworkError(f"delay must be a scalar, shape {shape} or ({W.nnz},) aligned with "
+                           f"the synapses; got {arr.shape}", where=where, field="delay")
+    if d.size and np.all(d == d[0]):
+        return int(d[0]), None
+    return (int(d.max()) if d.size else 0), d
+
+
+def check_population(pop: Population, fmt: NumberFormats) -> None:
+    """Range rules of a LIF population's registers."""
+    where = f"population '{pop.name}'"
+    _check_range(pop.du, *fmt.du_range, where, "du", " (12-bit decay; -1 = no decay)")
+    _check_range(pop.dv, *fmt.dv_range, where, "dv", " (12-bit decay)")
+    _check_range(pop.vth, *fmt.vth_range, where, "vth", f" ({fmt.vth_bits}-bit threshold)")
+    _check_array_range(pop.bias_mant, *fmt.bias_mant_range, where, "bias_mant")
+    _check_array_range(pop.bias_exp, *fmt.bias_exp_range, where, "bias_exp")
+
+
+def check_connection(conn: Connection, fmt: NumberFormats) -> None:
+    """Range rules of a connection: weights Lava keeps unchanged, exponent, delays."""
+    where = f"connection '{conn.name}'"
+    _check_range(conn.weight_exp, *fmt.weight_exp_range, where, "weight_exp")
+    w = np.asarray(conn.weights.data, dtype=np.int64)
+    if w.size:
+        eff = fx.effective_weights(w, conn.sign_mode, conn.num_weight_bits, fmt.weight_bits)
+        bad = np.flatnonzero(eff != w)
+        if bad.size:
+            i = int(bad[0])
+            lo, hi = fx.weight_range(conn.sign_mode, fmt.weight_bits)
+            step = 1 << fx.weight_lsb_shift(conn.sign_mode, conn.num_weight_bits, fmt.weight_bits)
+            rows, cols = _csr_coords(conn.weights)
+            raise ParameterRangeError(
+                f"weight[{int(rows[i])}, {int(cols[i])}] = {int(w[i])} would become "
+                f"{int(eff[i])} on the chip ({conn.sign_mode} weights must be multiples of "
+                f"{step} in [{lo}, {hi}] with {conn.num_weight_bits}-bit weights; "
+                f"{bad.size} weights affected)",
+                where=where, field="weights", value=int(w[i]), limit=(lo, hi))
+    dmax = fmt.max_delay
+    if conn.delays is None:
+        _check_range(conn.delay, 0, dmax, where, "delay")
+    else:
+        _check_array_range(conn.delays, 0, dmax, where, "delay")
