@@ -46,14 +46,45 @@ __all__ = ["KernelState", "run_batch"]
 
 
 @njit(cache=True, inline="always")
-def _trunc_shift(p: np.int64, shift: np.int64) -> np.int64:
+def _trunc_shift(p: np.int64, shift: np.int64, rnd: np.int64) -> np.int64:
     # Decays truncate the magnitude (hardware works on sign/magnitude): -96.7 -> -96.
-    if p >= 0:
-        return p >> shift
-    return -((-p) >> shift)
+    # Branch-free form of sign(p) * (|p| >> shift): add 2^shift - 1 before shifting
+    # negative values. rnd = 2^shift - 1.
+    return (p + ((p >> 63) & rnd)) >> shift
 
 
 @njit(cache=True)
+def _update_neurons(u, v, a_in, du, dv, bias, theta, mode, flag, dshift, u_bits, v_bits,
+                    in_shift):
+    """One step of every LIF neuron (vectorisable: no lists, no counters).
+
+    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input.
+    """
+    unity = np.int64(1) << dshift
+    rnd = unity - 1
+    u_half = np.int64(1) << (u_bits - 1)
+    u_full = np.int64(1) << u_bits
+    v_max = (np.int64(1) << (v_bits - 1)) - 1
+    for g in range(u.shape[0]):
+        a = np.int64(a_in[g])
+        a_in[g] = 0
+        x = _trunc_shift(np.int64(u[g]) * (rnd - du[g]), dshift, rnd) + (a << in_shift)
+        if x > u_half:  # one two's-complement wrap of the current register (Lava)
+            x -= u_full
+        elif x <= -u_half:
+            x += u_full
+        u[g] = x
+        y = _trunc_shift(np.int64(v[g]) * (unity - dv[g]), dshift, rnd) + x + bias[g]
+        y = min(max(y, -v_max), v_max)  # the voltage register saturates
+        th = theta[g]
+        s = (mode[g] != MODE_NONSPIKING) & (y > th)  # strict threshold
+        if s:
+            y = 0 if mode[g] == MODE_ZERO else y - th
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True, inline="always")
 def _deliver(c, j, dst0, tgt, ring, scratch, touched, ntouched, D, N,
              cn, mem):
     """Add row j of connection c into the ring (or the connection's scratch buffer)."""
@@ -73,20 +104,31 @@ def _deliver(c, j, dst0, tgt, ring, scratch, touched, ntouched, D, N,
         base = c_woff[c] + j * npost
         if c_hasd[c] == 0:
             if neg:
-                buf = scratch
                 off = c_scoff[c]
+                seg = scratch[off: off + npost]
             else:
-                buf = ring
                 off = ((dst0 + c_delay[c]) % D) * N + post0
+                seg = ring[off: off + npost]
+            # Slices let LLVM vectorise these loops (no negative-index checks).
             if wmode == 0:
-                for i in range(npost):
-                    buf[off + i] += np.int32(dws[base + i]) << lsh
-            elif wmode == 1:
-                for i in range(npost):
-                    buf[off + i] += np.int32(dw[base + i]) << lsh
+                row = dws[base: base + npost]
+                if lsh == 1:  # 8-bit mixed weights: the common case, constant shift
+                    for i in range(npost):
+                        seg[i] += np.int32(row[i]) * np.int32(2)
+                else:
+                    for i in range(npost):
+                        seg[i] += np.int32(row[i]) << lsh
             else:
-                for i in range(npost):
-                    buf[off + i] -= np.int32(dw[base + i]) << lsh
+                rowu = dw[base: base + npost]
+                if wmode == 1 and lsh == 0:
+                    for i in range(npost):
+                        seg[i] += np.int32(rowu[i])
+                elif wmode == 1:
+                    for i in range(npost):
+                        seg[i] += np.int32(rowu[i]) << lsh
+                else:
+                    for i in range(npost):
+                        seg[i] -= np.int32(rowu[i]) << lsh
         else:
             dbase = c_doff[c] + j * npost
             for i in range(npost):
@@ -141,45 +183,26 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
         cn[5], cn[2], cn[1], cn[12], cn[7], cn[6], cn[11])
     N = u.shape[0]
     C = c_wexp.shape[0]
-    unity = np.int64(1) << dshift
-    u_half = np.int64(1) << (u_bits - 1)
-    u_full = np.int64(1) << u_bits
-    v_max = (np.int64(1) << (v_bits - 1)) - 1
     fired = np.empty(N, np.int64)
+    flag = np.zeros(N, np.uint8)
     touched = np.zeros(C, np.int8)
     tgt = np.empty(C, np.int64)
     P = probe_idx.shape[0]
     for t in range(T):
         cur = (t0 + t) % D
         roff = cur * N
-        nf = 0
         # ---- neuron updates ------------------------------------------------------
+        _update_neurons(u, v, ring[roff: roff + N], du, dv, bias, theta, mode, flag, dshift,
+                        u_bits, v_bits, in_shift)
+        nf = 0
+        cnt = counters[t]
         for g in range(N):
-            a = np.int64(ring[roff + g])
-            ring[roff + g] = 0
-            x = _trunc_shift(np.int64(u[g]) * (unity - 1 - du[g]), dshift) + (a << in_shift)
-            if x > u_half:  # one two's-complement wrap of the 24-bit current (Lava)
-                x -= u_full
-            elif x <= -u_half:
-                x += u_full
-            u[g] = x
-            y = _trunc_shift(np.int64(v[g]) * (unity - dv[g]), dshift) + x + bias[g]
-            if y > v_max:  # the voltage saturates
-                y = v_max
-            elif y < -v_max:
-                y = -v_max
-            spiked = False
-            if mode[g] != MODE_NONSPIKING and y > theta[g]:
-                spiked = True
-                if mode[g] == MODE_ZERO:
-                    y = 0
-                else:
-                    y -= theta[g]
-                fired[nf] = g
-                nf += 1
-            v[g] = y
-            if spiked or a != 0:
-                counters[t, nslot[g], C_ACTIVE] += 1
+            f = flag[g]
+            if f != 0:
+                cnt[nslot[g], C_ACTIVE] += 1
+                if f & 1:
+                    fired[nf] = g
+                    nf += 1
         # ---- observation -----------------------------------------------------------
         for p in range(P):
             g = probe_idx[p]

@@ -8,29 +8,53 @@ Public API (kept stable for external test suites)::
     image.save("m.nchip"); image = neurochip.ChipImage.load("m.nchip")
     result = neurochip.Emulator(image).run({"in": spikes}, steps=T, probes=["hid.v"])
     procs = neurochip.export_lava(image)
+
+Names are resolved lazily so that ``import neurochip`` stays cheap and the packages
+``compiler`` and ``emulator`` can import ``neurochip`` submodules without cycles.
 """
 
-from emulator.chip import Emulator, RunResult
-from neurochip import errors
-from neurochip.api import compile, export_lava
-from neurochip.hw import HardwareSpec, available_hw, load_hw
-from neurochip.image import ChipImage
-from neurochip.network import Connection, Network, Population
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChipImage",
-    "Connection",
-    "Emulator",
-    "HardwareSpec",
-    "Network",
-    "Population",
-    "RunResult",
-    "__version__",
-    "available_hw",
-    "compile",
-    "errors",
-    "export_lava",
-    "load_hw",
-]
+_EXPORTS = {
+    "ChipImage": "neurochip.image",
+    "Connection": "neurochip.network",
+    "Emulator": "emulator.chip",
+    "HardwareSpec": "neurochip.hw",
+    "Network": "neurochip.network",
+    "Population": "neurochip.network",
+    "RunResult": "emulator.chip",
+    "available_hw": "neurochip.hw",
+    "compile": "neurochip.api",
+    "export_lava": "neurochip.api",
+    "load_hw": "neurochip.hw",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__", "errors"]
+
+if TYPE_CHECKING:
+    from emulator.chip import Emulator, RunResult
+    from neurochip import errors
+    from neurochip.api import compile, export_lava
+    from neurochip.hw import HardwareSpec, available_hw, load_hw
+    from neurochip.image import ChipImage
+    from neurochip.network import Connection, Network, Population
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        return importlib.import_module("neurochip.errors")
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'neurochip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

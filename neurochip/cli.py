@@ -1,0 +1,65 @@
+"""The ``neurochip`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; that module
+stays light (heavy imports happen inside the command), so ``neurochip --help`` is fast.
+Errors from the toolchain print as one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from neurochip.errors import NeurochipError
+
+# Modules that register subcommands, in the order they are listed by --help.
+COMMAND_MODULES = [
+    "neurochip.commands.compile_cmd",
+    "neurochip.commands.run_cmd",
+    "neurochip.commands.inspect_cmd",
+    "neurochip.commands.quickstart_cmd",
+    "compiler.training.cli",
+    "emulator.learning.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from neurochip import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="neurochip",
+        description="Compile spiking neural networks for a Loihi-style chip and emulate it.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurochip {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and mod.startswith(exc.name):
+                continue  # that part of the toolchain is not installed in this build
+            raise
+        m.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except NeurochipError as exc:
+        print(f"neurochip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

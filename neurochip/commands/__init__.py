@@ -1,0 +1,1 @@
+"""Subcommands of the ``neurochip`` CLI (one module each, see ``neurochip.cli``)."""
