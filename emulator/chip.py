@@ -184,9 +184,12 @@ class Emulator:
             X[:, : arr.shape[-2], p.offset: p.offset + p.size] = arr
         return X, int(steps), batched
 
-    def _probes(self, probes: Iterable[str]) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8],
-                                                      list[tuple[int, int]]]:
-        names, idx, var, spans = [], [], [], []
+    def _probes(self, probes: Iterable[str]
+                ) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8], list[tuple[int, int]]]:
+        names: list[str] = []
+        idx: list[int] = []
+        var: list[int] = []
+        spans: list[tuple[int, int]] = []
         for pr in probes:
             pop_name, _, v = str(pr).rpartition(".")
             p = self._pops.get(pop_name)

@@ -85,89 +85,136 @@ def _update_neurons(u, v, a_in, du, dv, bias, theta, mode, flag, dshift, u_bits,
 
 
 @njit(cache=True, inline="always")
-def _deliver(c, j, dst0, tgt, ring, scratch, touched, ntouched, D, N,
-             cn, mem):
-    """Add row j of connection c into the ring (or the connection's scratch buffer)."""
+def _add_row(seg, row_s, row_u, wmode, lsh):
+    """seg += decoded weight row. Small loops over slices so LLVM vectorises them."""
+    n = seg.shape[0]
+    if wmode == 0:
+        if lsh == 1:  # 8-bit mixed weights, the common case: a constant shift
+            for i in range(n):
+                seg[i] += np.int32(row_s[i]) * np.int32(2)
+        else:
+            for i in range(n):
+                seg[i] += np.int32(row_s[i]) << lsh
+    elif wmode == 1:
+        if lsh == 0:
+            for i in range(n):
+                seg[i] += np.int32(row_u[i])
+        else:
+            for i in range(n):
+                seg[i] += np.int32(row_u[i]) << lsh
+    else:
+        if lsh == 0:
+            for i in range(n):
+                seg[i] -= np.int32(row_u[i])
+        else:
+            for i in range(n):
+                seg[i] -= np.int32(row_u[i]) << lsh
+
+
+@njit(cache=True)
+def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg):
+    """seg += the weight rows of the spiking presynaptic neurons (one target segment)."""
+    for q in range(rows.shape[0]):
+        base = base0 + rows[q] * npost
+        _add_row(seg, w_s[base: base + npost], w_u[base: base + npost], wmode, lsh)
+
+
+@njit(cache=True, inline="always")
+def _decode(byte, wmode, lsh):
+    b = np.int64(byte)
+    if wmode == 0:  # two's complement byte
+        if b >= 128:
+            b -= 256
+        return b << lsh
+    if wmode == 1:
+        return b << lsh
+    return -(b << lsh)
+
+
+@njit(cache=True)
+def _dense_rows_delayed(rows, w_u, dly, base0, npost, wmode, lsh, dst0, D, N, post0, buf,
+                        boff, nbin_stride, to_scratch):
+    """Per-synapse delays: each weight lands in the slot of its own delay."""
+    for q in range(rows.shape[0]):
+        base = base0 + rows[q] * npost
+        for i in range(npost):
+            w = _decode(w_u[base + i], wmode, lsh)
+            d = np.int64(dly[base + i])
+            if to_scratch:
+                buf[boff + d * nbin_stride + i] += w
+            else:
+                buf[((dst0 + d) % D) * N + post0 + i] += w
+
+
+@njit(cache=True)
+def _sparse_rows(rows, sptr, ssyn, sd, p0, wmode, lsh, hasd, delay, dst0, D, N, post0, buf,
+                 boff, nbin_stride, to_scratch):
+    """Sparse fan-out lists: packed (post << 8 | weight byte) words."""
+    for q in range(rows.shape[0]):
+        p = p0 + rows[q]
+        for k in range(sptr[p], sptr[p + 1]):
+            word = ssyn[k]
+            i = np.int64(word >> np.uint32(8))
+            w = _decode(word & np.uint32(0xFF), wmode, lsh)
+            d = np.int64(sd[k]) if hasd else np.int64(delay)
+            if to_scratch:
+                bn = d if hasd else np.int64(0)
+                buf[boff + bn * nbin_stride + i] += w
+            else:
+                buf[((dst0 + d) % D) * N + post0 + i] += w
+
+
+@njit(cache=True)
+def _flush_scratch(scratch, soff, nbins, npost, hasd, delay, sh, ring, dst0, D, N, post0):
+    """Floor a connection's summed input by its negative weight exponent (Lava's Dense)."""
+    for bn in range(nbins):
+        d = np.int64(bn) if hasd else np.int64(delay)
+        off = ((dst0 + d) % D) * N + post0
+        so = soff + bn * npost
+        for i in range(npost):
+            val = scratch[so + i]
+            if val != 0:
+                ring[off + i] += val >> sh
+                scratch[so + i] = 0
+
+
+@njit(cache=True)
+def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N):
+    """Every connection adds the rows of its spiking presynaptic neurons."""
     (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
-     c_soff, c_scoff, c_nbins) = cn
+     c_soff, c_scoff, c_nbins, c_prepop) = cn
     dw, dws, dd, sptr, ssyn, sd = mem
-    npost = c_npost[c]
-    post0 = c_post0[c]
-    lsh = c_lsh[c]
-    wmode = c_wmode[c]
-    neg = c_wexp[c] < 0
-    if neg and touched[c] == 0:
-        touched[c] = 1
-        tgt[ntouched] = c
-        ntouched += 1
-    if c_kind[c] == 0:
-        base = c_woff[c] + j * npost
-        if c_hasd[c] == 0:
+    for c in range(C):
+        pi = c_prepop[c]
+        n = spk_cnt[pi]
+        if n == 0:
+            continue
+        r0 = pop_src0[pi]
+        rows = rows_all[r0: r0 + n]
+        npost = c_npost[c]
+        post0 = c_post0[c]
+        wmode = c_wmode[c]
+        lsh = c_lsh[c]
+        neg = c_wexp[c] < 0
+        hasd = c_hasd[c] != 0
+        if c_kind[c] == 0 and not hasd:
             if neg:
-                off = c_scoff[c]
-                seg = scratch[off: off + npost]
+                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
             else:
                 off = ((dst0 + c_delay[c]) % D) * N + post0
                 seg = ring[off: off + npost]
-            # Slices let LLVM vectorise these loops (no negative-index checks).
-            if wmode == 0:
-                row = dws[base: base + npost]
-                if lsh == 1:  # 8-bit mixed weights: the common case, constant shift
-                    for i in range(npost):
-                        seg[i] += np.int32(row[i]) * np.int32(2)
-                else:
-                    for i in range(npost):
-                        seg[i] += np.int32(row[i]) << lsh
-            else:
-                rowu = dw[base: base + npost]
-                if wmode == 1 and lsh == 0:
-                    for i in range(npost):
-                        seg[i] += np.int32(rowu[i])
-                elif wmode == 1:
-                    for i in range(npost):
-                        seg[i] += np.int32(rowu[i]) << lsh
-                else:
-                    for i in range(npost):
-                        seg[i] -= np.int32(rowu[i]) << lsh
+            _dense_rows(rows, dw, dws, c_woff[c], npost, wmode, lsh, seg)
+        elif c_kind[c] == 0:
+            buf = scratch if neg else ring
+            _dense_rows_delayed(rows, dw[c_woff[c]:], dd[c_doff[c]:], 0, npost, wmode, lsh,
+                                dst0, D, N, post0, buf, c_scoff[c], npost, neg)
         else:
-            dbase = c_doff[c] + j * npost
-            for i in range(npost):
-                b = dw[base + i]
-                if wmode == 0:
-                    w = np.int32(dws[base + i]) << lsh
-                elif wmode == 1:
-                    w = np.int32(b) << lsh
-                else:
-                    w = -(np.int32(b) << lsh)
-                d = np.int64(dd[dbase + i])
-                if neg:
-                    scratch[c_scoff[c] + d * npost + i] += w
-                else:
-                    ring[((dst0 + d) % D) * N + post0 + i] += w
-    else:
-        p = c_soff[c] + j
-        k0 = sptr[p]
-        k1 = sptr[p + 1]
-        hasd = c_hasd[c]
-        for k in range(k0, k1):
-            word = ssyn[k]
-            i = np.int64(word >> np.uint32(8))
-            b = np.int32(word & np.uint32(0xFF))
-            if wmode == 0:
-                if b >= 128:
-                    b -= 256
-                w = b << lsh
-            elif wmode == 1:
-                w = b << lsh
-            else:
-                w = -(b << lsh)
-            d = np.int64(sd[k]) if hasd else np.int64(c_delay[c])
-            if neg:
-                bin_ = d if hasd else np.int64(0)
-                scratch[c_scoff[c] + bin_ * npost + i] += w
-            else:
-                ring[((dst0 + d) % D) * N + post0 + i] += w
-    return ntouched
+            buf = scratch if neg else ring
+            _sparse_rows(rows, sptr, ssyn, sd, c_soff[c], wmode, lsh, hasd, c_delay[c], dst0, D,
+                         N, post0, buf, c_scoff[c], npost, neg)
+        if neg:
+            _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
+                           -c_wexp[c], ring, dst0, D, N, post0)
 
 
 @njit(cache=True)
@@ -176,17 +223,16 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 counters):
     du, dv, theta, bias, mode, nslot = nrn
     dshift, u_bits, v_bits, in_shift = fmt
-    src_pop, pop_src0, pop_out_ptr, pop_out_conn, src_slot, n_in = src
+    src_pop, pop_src0, src_slot, n_in = src
     (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
      c_out, c_ew, c_ns, c_link) = rt
-    c_wexp, c_npost, c_post0, c_nbins, c_hasd, c_delay, c_scoff = (
-        cn[5], cn[2], cn[1], cn[12], cn[7], cn[6], cn[11])
     N = u.shape[0]
-    C = c_wexp.shape[0]
+    C = cn[0].shape[0]
+    S = src_pop.shape[0]
     fired = np.empty(N, np.int64)
     flag = np.zeros(N, np.uint8)
-    touched = np.zeros(C, np.int8)
-    tgt = np.empty(C, np.int64)
+    rows_all = np.empty(S, np.int64)  # spiking local indices, grouped by population
+    spk_cnt = np.zeros(pop_src0.shape[0], np.int64)
     P = probe_idx.shape[0]
     for t in range(T):
         cur = (t0 + t) % D
@@ -211,62 +257,46 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
             col = rec_col[fired[q]]
             if col >= 0:
                 spk_out[t, col] = 1
-        # ---- spike routing and synaptic accumulation -------------------------------
-        dst0 = cur + 1
-        ntouched = 0
+        # ---- spike routing: messages, hops, per-core event counts -------------------
         ni = inp_ptr[t + 1] - inp_ptr[t]
         for q in range(ni + nf):
             if q < ni:
                 s = inp_src[inp_ptr[t] + q]
             else:
                 s = n_in + fired[q - ni]
+            pi = src_pop[s]
+            rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
+            spk_cnt[pi] += 1
             ss = src_slot[s]
             if ss >= 0:
                 sx = slot_x[ss]
                 sy = slot_y[ss]
                 sc = slot_chip[ss]
-                counters[t, ss, C_SPIKES_OUT] += 1
+                cnt[ss, C_SPIKES_OUT] += 1
             else:
                 sx = io_x
                 sy = io_y
                 sc = 0
             for r in range(route_ptr[s], route_ptr[s + 1]):
                 k = route_slot[r]
-                counters[t, k, C_SYNOPS] += route_nsyn[r]
-                counters[t, k, C_SPIKES_IN] += 1
+                cnt[k, C_SYNOPS] += route_nsyn[r]
+                cnt[k, C_SPIKES_IN] += 1
                 dx = abs(slot_x[k] - sx)
                 dy = abs(slot_y[k] - sy)
                 dl = abs(slot_chip[k] - sc)
                 ch = ss if ss >= 0 else k
                 if ss >= 0:
-                    counters[t, ss, C_MSGS] += 1
-                counters[t, ch, C_HOPS_EW] += dx
-                counters[t, ch, C_HOPS_NS] += dy
-                counters[t, ch, C_LINKS] += dl
+                    cnt[ss, C_MSGS] += 1
+                cnt[ch, C_HOPS_EW] += dx
+                cnt[ch, C_HOPS_NS] += dy
+                cnt[ch, C_LINKS] += dl
                 path = c_out + dx * c_ew + dy * c_ns + dl * c_link
-                if path > counters[t, ch, C_ROUTE_MAX]:
-                    counters[t, ch, C_ROUTE_MAX] = path
-            pi = src_pop[s]
-            j = s - pop_src0[pi]
-            for q2 in range(pop_out_ptr[pi], pop_out_ptr[pi + 1]):
-                ntouched = _deliver(pop_out_conn[q2], j, dst0, tgt, ring, scratch, touched,
-                                    ntouched, D, N, cn, mem)
-        # ---- floor the sums of connections with a negative weight exponent ----------
-        for q in range(ntouched):
-            c = tgt[q]
-            touched[c] = 0
-            npost = c_npost[c]
-            post0 = c_post0[c]
-            sh = -c_wexp[c]
-            for bn in range(c_nbins[c]):
-                d = bn if c_hasd[c] else c_delay[c]
-                off = ((dst0 + d) % D) * N + post0
-                soff = c_scoff[c] + bn * npost
-                for i in range(npost):
-                    val = scratch[soff + i]
-                    if val != 0:
-                        ring[off + i] += val >> sh
-                        scratch[soff + i] = 0
+                if path > cnt[ch, C_ROUTE_MAX]:
+                    cnt[ch, C_ROUTE_MAX] = path
+        # ---- synaptic accumulation into the slots of steps t + 1 + delay ------------
+        if ni + nf > 0:
+            _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N)
+            spk_cnt[:] = 0
 
 
 @njit(cache=True, parallel=True)
@@ -329,13 +359,13 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     tb = tables
     nrn = (tb.du, tb.dv, tb.theta, tb.bias, tb.mode, tb.nslot)
     fmt = tuple(np.int64(x) for x in tb.fmt)
-    src = (tb.src_pop, tb.pop_src0, tb.pop_out_ptr, tb.pop_out_conn, tb.src_slot,
-           np.int64(tb.n_inputs))
+    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs))
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
-          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins)
+          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
     mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.ssyn, tb.sd)
+    costs = tuple(np.int64(c) for c in tb.route_costs)
     rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
-          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1])) + tuple(np.int64(c) for c in tb.route_costs)
+          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)
     if steps > 0:
         _run_batch(np.int64(steps), np.int64(state.t), np.int64(tb.ring_slots), inp_ptr, inp_src,
                    nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,

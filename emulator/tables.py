@@ -60,8 +60,6 @@ class Tables:
     # sources
     src_pop: NDArray[np.int32]
     pop_src0: NDArray[np.int64]
-    pop_out_ptr: NDArray[np.int64]
-    pop_out_conn: NDArray[np.int32]
     src_slot: NDArray[np.int32]
     # connections
     c_kind: NDArray[np.int8]
@@ -77,6 +75,7 @@ class Tables:
     c_soff: NDArray[np.int64]
     c_scoff: NDArray[np.int64]
     c_nbins: NDArray[np.int32]
+    c_prepop: NDArray[np.int32]
     scratch_len: int
     # synapse memory
     dw: NDArray[np.uint8]
@@ -143,12 +142,6 @@ def build_tables(image: ChipImage) -> Tables:
         s0 = p.offset if p.kind == "input" else n_in + p.offset
         pop_src0[i] = s0
         src_pop[s0: s0 + p.size] = i
-    outs: list[list[int]] = [[] for _ in pops]
-    for ci, c in enumerate(image.connections):
-        outs[pop_index[c.pre]].append(ci)
-    pop_out_ptr = np.zeros(len(pops) + 1, np.int64)
-    pop_out_ptr[1:] = np.cumsum([len(o) for o in outs])
-    pop_out_conn = np.array([c for o in outs for c in o], np.int32)
     src_slot = np.full(S, -1, np.int32)
     src_slot[n_in:] = nslot
 
@@ -167,6 +160,7 @@ def build_tables(image: ChipImage) -> Tables:
     c_soff = np.zeros(C, np.int64)
     c_scoff = np.zeros(C, np.int64)
     c_nbins = np.zeros(C, np.int32)
+    c_prepop = np.array([pop_index[c.pre] for c in image.connections], np.int32)
     dws, dds, sptrs, ssyns, sds = [], [], [], [], []
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
@@ -225,11 +219,11 @@ def build_tables(image: ChipImage) -> Tables:
     return Tables(
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
         du=du, dv=dv, theta=theta, bias=bias, mode=mode, nslot=nslot.astype(np.int32),
-        src_pop=src_pop, pop_src0=pop_src0, pop_out_ptr=pop_out_ptr, pop_out_conn=pop_out_conn,
+        src_pop=src_pop, pop_src0=pop_src0,
         src_slot=src_slot,
         c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
         c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
-        c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, scratch_len=sc_len,
+        c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop, scratch_len=sc_len,
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
         ssyn=cat(ssyns, np.uint32), sd=cat(sds, np.uint8),
         route_ptr=image.arrays["route/ptr"].astype(np.int64),

@@ -34,7 +34,21 @@ _EXPORTS = {
     "load_hw": "neurochip.hw",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__", "errors"]
+__all__ = [
+    "ChipImage",
+    "Connection",
+    "Emulator",
+    "HardwareSpec",
+    "Network",
+    "Population",
+    "RunResult",
+    "__version__",
+    "available_hw",
+    "compile",
+    "errors",
+    "export_lava",
+    "load_hw",
+]
 
 if TYPE_CHECKING:
     from emulator.chip import Emulator, RunResult

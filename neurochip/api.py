@@ -13,7 +13,7 @@ from neurochip.network import Network
 __all__ = ["compile", "export_lava"]
 
 
-def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options: Any) -> ChipImage:  # noqa: A001
+def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options: Any) -> ChipImage:
     """Compile ``model`` for ``hw`` and return its chip image.
 
     model: a register-level :class:`~neurochip.network.Network`, a path to a ``.nir`` or

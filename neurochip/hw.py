@@ -51,6 +51,14 @@ class MeshSpec(_Strict):
     chips: int = Field(default=1, gt=0)
     io_tile: tuple[int, int] = (0, 0)  # where host/sensor spikes enter chip 0
 
+    @model_validator(mode="after")
+    def _io_inside(self) -> MeshSpec:
+        tx, ty = self.io_tile
+        if not (0 <= tx < self.tiles_x and 0 <= ty < self.tiles_y):
+            raise ValueError(f"io_tile {self.io_tile} is outside the {self.tiles_x} x "
+                             f"{self.tiles_y} tile mesh")
+        return self
+
     @property
     def cores_per_chip(self) -> int:
         return self.tiles_x * self.tiles_y * self.cores_per_tile
@@ -141,6 +149,16 @@ class TimingModel(_Strict):
     barrier_max_ns: float = Field(ge=0)  # barrier with barrier_max_tiles
     barrier_max_tiles: int = Field(default=32, gt=0)
 
+    @model_validator(mode="after")
+    def _whole_cycles(self) -> TimingModel:
+        for f in type(self).model_fields:
+            if f.endswith("_ns") and f != "cycle_ns":
+                c = float(getattr(self, f)) / self.cycle_ns
+                if abs(c - round(c)) > 1e-6:
+                    raise ValueError(f"{f} = {getattr(self, f)} is not a whole number of "
+                                     f"cycles of {self.cycle_ns} ns")
+        return self
+
     def cycles(self, name: str) -> int:
         """Integer cycles of one operation; the YAML must give whole multiples of cycle_ns."""
         ns = float(getattr(self, f"{name}_ns"))
@@ -202,17 +220,6 @@ class HardwareSpec(_Strict):
     timing: TimingModel
     energy: EnergyModel
     learning: LearningSpec = LearningSpec()
-
-    @model_validator(mode="after")
-    def _check(self) -> HardwareSpec:
-        tx, ty = self.mesh.io_tile
-        if not (0 <= tx < self.mesh.tiles_x and 0 <= ty < self.mesh.tiles_y):
-            raise ValueError(f"mesh.io_tile {self.mesh.io_tile} is outside the tile mesh")
-        # Every timing entry must be a whole number of cycles.
-        for f in type(self.timing).model_fields:
-            if f.endswith("_ns") and f != "cycle_ns":
-                self.timing.cycles(f[: -len("_ns")])
-        return self
 
     # Derived quantities -----------------------------------------------------------
     @property

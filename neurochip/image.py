@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,13 +122,15 @@ class ChipImage:
         for p in self.populations:
             if p.name == name:
                 return p
-        raise KeyError(f"no population {name!r} in image; have {[p.name for p in self.populations]}")
+        have = [p.name for p in self.populations]
+        raise KeyError(f"no population {name!r} in image; have {have}")
 
     def connection(self, name: str) -> ConnectionInfo:
         for c in self.connections:
             if c.name == name:
                 return c
-        raise KeyError(f"no connection {name!r} in image; have {[c.name for c in self.connections]}")
+        have = [c.name for c in self.connections]
+        raise KeyError(f"no connection {name!r} in image; have {have}")
 
     def connection_index(self, name: str) -> int:
         for i, c in enumerate(self.connections):
@@ -242,7 +245,7 @@ class ChipImage:
             except KeyError:
                 raise ImageFormatError("manifest.json is missing", where=where) from None
             except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError,
-                    EOFError) as exc:
+                    EOFError, zlib.error) as exc:
                 raise ImageFormatError(f"manifest.json is corrupt: {exc}", where=where) from None
             _check_manifest(man, where)
             arrays: dict[str, NDArray[Any]] = {}
@@ -252,7 +255,7 @@ class ChipImage:
                     arr = np.load(io.BytesIO(raw), allow_pickle=False)
                 except KeyError:
                     raise ImageFormatError(f"array '{name}' is missing", where=where) from None
-                except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+                except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
                     raise ImageFormatError(f"array '{name}' is corrupt: {exc}",
                                            where=where) from None
                 if str(arr.dtype) != meta["dtype"] or list(arr.shape) != list(meta["shape"]):

@@ -54,8 +54,6 @@ class _VarModelFinder(importlib.abc.MetaPathFinder):
 
 
 def _install_hook() -> None:
-    if sys.version_info < (3, 11):
-        return
     if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _VarModelFinder())
 

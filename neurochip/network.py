@@ -94,7 +94,9 @@ class Connection:
 
     @property
     def max_delay(self) -> int:
-        return int(self.delays.max()) if self.delays is not None and self.delays.size else self.delay
+        if self.delays is not None and self.delays.size:
+            return int(self.delays.max())
+        return self.delay
 
     def dense_weights(self) -> NDArray[np.int64]:
         return np.asarray(self.weights.toarray(), dtype=np.int64)
@@ -162,7 +164,8 @@ def _check_array_range(arr: NDArray[np.int64], lo: int, hi: int, where: str, fld
     if bad.size:
         i = int(bad[0])
         raise ParameterRangeError(
-            f"element {i} is {int(arr[i])}, outside [{lo}, {hi}] ({bad.size} elements out of range)",
+            f"element {i} is {int(arr[i])}, outside [{lo}, {hi}] "
+            f"({bad.size} elements out of range)",
             where=where, field=fld, value=int(arr[i]), limit=(lo, hi),
         )
 
@@ -336,7 +339,7 @@ class Network:
         nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
             num_weight_bits, where, "num_weight_bits")
         _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
-        d_scalar, d_arr = _delays(delay, W, shape, where)
+        d_scalar, d_arr = _delays(delay, W, shape, where, fmt.max_delay)
         conn = Connection(cname, pre_p.name, post_p.name, W, wexp, d_scalar, d_arr,
                           storage, sign_mode, nwb)
         check_connection(conn, fmt)
@@ -397,7 +400,7 @@ def _full_csr(arr: NDArray[Any]) -> sp.csr_matrix:
     return sp.csr_matrix((arr.reshape(-1), indices, indptr), shape=(n, m))
 
 
-def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str
+def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str, max_delay: int
             ) -> tuple[int, NDArray[np.int64] | None]:
     arr = np.asarray(delay)
     if arr.ndim == 0:
@@ -406,6 +409,8 @@ def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str
     if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
         raise NetworkError("delays must be integers", where=where, field="delay")
     if arr.shape == shape:
+        # Delays given for every pair are checked whole, also where there is no synapse.
+        _check_array_range(arr.reshape(-1).astype(np.int64), 0, max_delay, where, "delay")
         rows, cols = _csr_coords(W)
         d = arr[rows, cols].astype(np.int64)
     elif arr.shape == (W.nnz,):

@@ -80,11 +80,11 @@ def emit_image(m: Mapping) -> ChipImage:
             c.name, c.pre, c.post, c.storage, c.shape[1], c.shape[0], c.n_synapses, c.sign_mode,
             c.num_weight_bits, c.weight_exp, c.delay, c.delays is not None, decode, shift))
     cores = []
-    for k in used_cores(m):
+    for core in used_cores(m):
         cores.append(CoreInfo(
-            k, int(m.usage["neurons"][k]), int(m.usage["synapse_bits"][k]),
-            int(m.usage["input_axons"][k]), int(m.usage["output_axons"][k]),
-            [name for name, sl in m.slices.items() if any(cc == k for cc, _, _ in sl)]))
+            core, int(m.usage["neurons"][core]), int(m.usage["synapse_bits"][core]),
+            int(m.usage["input_axons"][core]), int(m.usage["output_axons"][core]),
+            [name for name, sl in m.slices.items() if any(cc == core for cc, _, _ in sl)]))
     meta: dict[str, Any] = {"network": net.name,
                             "synapse_bits_per_connection": {
                                 c.name: synapse_bits(c, hw) for c in net.connections}}

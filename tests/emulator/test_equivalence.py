@@ -1,0 +1,73 @@
+"""The Numba kernels equal the pure-Python reference model bit for bit (property tests)."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import neurochip
+from neurochip.testing import random_inputs, random_network
+
+
+def assert_same(a: neurochip.RunResult, b: neurochip.RunResult) -> None:
+    assert a.spikes.keys() == b.spikes.keys()
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k], err_msg=f"spikes {k}")
+    for k in a.probes:
+        np.testing.assert_array_equal(a.probes[k], b.probes[k], err_msg=f"probe {k}")
+    for k in a.counters:
+        np.testing.assert_array_equal(a.counters[k], b.counters[k], err_msg=f"counter {k}")
+    np.testing.assert_array_equal(a.cycles, b.cycles)
+    np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
+    np.testing.assert_allclose(a.energy, b.energy, rtol=0, atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), hw=st.sampled_from(["loihi_like", "tiny4"]),
+       rate=st.sampled_from([0.05, 0.3, 0.8]))
+def test_kernels_equal_reference_on_random_networks(seed: int, hw: str, rate: float) -> None:
+    net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 30)
+    try:
+        img = neurochip.compile(net, hw)
+    except neurochip.errors.PlacementError:
+        img = neurochip.compile(net, "loihi_like")
+    x = random_inputs(seed, 50, 12, rate)
+    probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
+    a = neurochip.Emulator(img).run({"in": x}, probes=probes)
+    b = neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes)
+    assert_same(a, b)
+
+
+def test_multi_core_networks_match_and_route_between_cores() -> None:
+    hit_multi = 0
+    for seed in range(8):
+        img = neurochip.compile(random_network(seed, "tiny4", max_size=45), "tiny4")
+        hit_multi += len(img.cores) > 1
+        x = random_inputs(seed, 40, 12, 0.4)
+        probes = [f"{p.name}.v" for p in img.lif_populations]
+        a = neurochip.Emulator(img).run({"in": x}, probes=probes)
+        b = neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes)
+        assert_same(a, b)
+    assert hit_multi >= 4
+
+
+def test_state_carries_over_between_runs_and_batches_are_independent() -> None:
+    img = neurochip.compile(random_network(11, max_size=20), "loihi_like")
+    x = random_inputs(3, 60, 12, 0.4, batch=3)
+    probes = [f"{p.name}.v" for p in img.lif_populations]
+    whole = neurochip.Emulator(img).run({"in": x}, probes=probes)
+    em = neurochip.Emulator(img)
+    first = em.run({"in": x[:, :25]}, probes=probes)
+    second = em.run({"in": x[:, 25:]}, probes=probes)
+    assert em.t == 60 and second.t_start == 25
+    for k in whole.probes:
+        np.testing.assert_array_equal(whole.probes[k],
+                                      np.concatenate([first.probes[k], second.probes[k]], 1))
+    ref = neurochip.Emulator(img, backend="reference")
+    for b in range(3):
+        single = neurochip.Emulator(img).run({"in": x[b]}, probes=probes)
+        for k in whole.probes:
+            np.testing.assert_array_equal(whole.probes[k][b], single.probes[k])
+        np.testing.assert_array_equal(whole.cycles[b], single.cycles)
+    r = ref.run({"in": x}, probes=probes)
+    for k in whole.probes:
+        np.testing.assert_array_equal(whole.probes[k], r.probes[k])

@@ -1,0 +1,72 @@
+"""Cycle, latency and energy accounting checked against hand-counted cases."""
+
+import numpy as np
+import pytest
+
+import neurochip
+
+
+def three_core_net() -> neurochip.ChipImage:
+    """in -> A (core 0, tile 0) -> C (core 2, tile 1); B idles on core 1 (tile 0)."""
+    net = neurochip.Network()
+    net.add_input("in", 1)
+    for name in "ABC":
+        net.add_lif(name, 64, du=4095, dv=4096, vth=100)
+    w = np.zeros((64, 1), int)
+    w[0, 0] = 200
+    net.connect("in", "A", w, storage="dense")
+    net.connect("A", "C", np.full((64, 64), 2))
+    img = neurochip.compile(net, "tiny4")
+    assert [p.slices for p in img.lif_populations] == [[[0, 0, 64]], [[1, 0, 64]], [[2, 0, 64]]]
+    return img
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_hand_counted_three_steps(backend: str) -> None:
+    img = three_core_net()
+    x = np.zeros((3, 1), bool)
+    x[0] = True
+    r = neurochip.Emulator(img, backend=backend).run({"in": x})
+    c = r.counters
+    assert r.cores == [0, 1, 2]
+    # step 0: one host spike into core 0 (64 synapses); every neuron idle
+    assert c["spikes_in"][0].tolist() == [1, 0, 0]
+    assert c["syn_ops"][0].tolist() == [64, 0, 0]
+    assert c["neurons_active"][0].tolist() == [0, 0, 0]
+    # step 1: A0 fires; its message crosses one east-west tile hop to core 2
+    assert c["neurons_active"][1].tolist() == [1, 0, 0]
+    assert c["spikes_out"][1].tolist() == [1, 0, 0]
+    assert c["messages"][1].tolist() == [1, 0, 0]
+    assert c["hops_ew"][1].tolist() == [1, 0, 0] and c["hops_ns"][1].sum() == 0
+    assert c["spikes_in"][1].tolist() == [0, 0, 1] and c["syn_ops"][1].tolist() == [0, 0, 64]
+    # step 2: all of C received input
+    assert c["neurons_active"][2].tolist() == [0, 0, 64]
+    # cycles (0.1 ns): spike_in 21, synop 35, active 84, inactive 53, spike_out 21
+    assert r.cycles[0].tolist() == [21 + 64 * 35 + 64 * 53, 64 * 53, 64 * 53]
+    assert r.cycles[1].tolist() == [84 + 63 * 53 + 21, 64 * 53, 21 + 64 * 35 + 64 * 53]
+    assert r.cycles[2].tolist() == [64 * 53, 64 * 53, 64 * 84]
+    barrier = 1130 + (4650 - 1130) * 1 // 31  # two tiles in use
+    assert r.latency_cycles.tolist() == [
+        5653 + 21 + barrier,  # slowest core + host message (no hop) + barrier
+        5653 + (21 + 41) + barrier,  # + one E-W hop
+        64 * 84 + barrier,
+    ]
+    np.testing.assert_allclose(r.latency_ns, r.latency_cycles * 0.1)
+    static = 0.8125 * r.latency_ns  # mW x ns = pJ, per core
+    e0 = np.array([64 * 23.6 + 64 * 52, 64 * 52, 64 * 52]) + static[0]
+    e1 = np.array([81 + 63 * 52 + 1.7 + 3.0, 64 * 52, 64 * 23.6 + 64 * 52]) + static[1]
+    np.testing.assert_allclose(r.energy[0], e0)
+    np.testing.assert_allclose(r.energy[1], e1)
+    t = r.totals()
+    assert t["syn_ops"] == 128 and t["spikes_out"] == 1
+    assert t["energy_pj"] == pytest.approx(r.energy.sum())
+
+
+def test_batched_accounting_is_per_sample() -> None:
+    img = three_core_net()
+    x = np.zeros((2, 3, 1), bool)
+    x[0, 0] = True
+    r = neurochip.Emulator(img).run({"in": x})
+    assert r.cycles.shape == (2, 3, 3) and r.energy.shape == (2, 3, 3)
+    assert r.counters["syn_ops"][0].sum() == 128 and r.counters["syn_ops"][1].sum() == 0
+    assert r.latency_cycles.shape == (2, 3)
