@@ -54,34 +54,55 @@ def _trunc_shift(p: np.int64, shift: np.int64, rnd: np.int64) -> np.int64:
 
 
 @njit(cache=True)
-def _update_neurons(u, v, a_in, du, dv, bias, theta, mode, flag, dshift, u_bits, v_bits,
-                    in_shift):
-    """One step of every LIF neuron (vectorisable: no lists, no counters).
+def _update_range(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v_bits,
+                  in_shift):
+    """One step of the neurons of one population (array slices, scalar registers).
 
-    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input.
+    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input. The loop
+    runs from 0 over slices so LLVM can vectorise it (no negative-index checks).
     """
     unity = np.int64(1) << dshift
     rnd = unity - 1
+    u_keep = rnd - du  # Lava's hidden +1 on the current decay
+    v_keep = unity - dv
     u_half = np.int64(1) << (u_bits - 1)
     u_full = np.int64(1) << u_bits
     v_max = (np.int64(1) << (v_bits - 1)) - 1
+    spiking = mode != MODE_NONSPIKING
+    to_zero = mode == MODE_ZERO
     for g in range(u.shape[0]):
         a = np.int64(a_in[g])
         a_in[g] = 0
-        x = _trunc_shift(np.int64(u[g]) * (rnd - du[g]), dshift, rnd) + (a << in_shift)
+        x = _trunc_shift(np.int64(u[g]) * u_keep, dshift, rnd) + (a << in_shift)
         if x > u_half:  # one two's-complement wrap of the current register (Lava)
             x -= u_full
         elif x <= -u_half:
             x += u_full
         u[g] = x
-        y = _trunc_shift(np.int64(v[g]) * (unity - dv[g]), dshift, rnd) + x + bias[g]
+        y = _trunc_shift(np.int64(v[g]) * v_keep, dshift, rnd) + x + bias[g]
         y = min(max(y, -v_max), v_max)  # the voltage register saturates
-        th = theta[g]
-        s = (mode[g] != MODE_NONSPIKING) & (y > th)  # strict threshold
+        s = spiking & (y > theta)  # strict threshold
         if s:
-            y = 0 if mode[g] == MODE_ZERO else y - th
+            y = 0 if to_zero else y - theta
         v[g] = y
         flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True)
+def _update_neurons(u, v, a_in, nrn, flag, fmt):
+    """One step of every LIF neuron, population by population.
+
+    nrn = (pop_g0 (P+1,), pop_du, pop_dv, pop_theta, pop_mode, bias (N,), nslot (N,)).
+    """
+    pop_g0, pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[0], nrn[1], nrn[2], nrn[3], \
+        nrn[4], nrn[5]
+    dshift, u_bits, v_bits, in_shift = fmt
+    for p in range(pop_du.shape[0]):
+        g0 = pop_g0[p]
+        g1 = pop_g0[p + 1]
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], np.int64(pop_du[p]), np.int64(pop_dv[p]),
+                      np.int64(pop_theta[p]), pop_mode[p], bias[g0:g1], flag[g0:g1], dshift,
+                      u_bits, v_bits, in_shift)
 
 
 @njit(cache=True, inline="always")
@@ -147,15 +168,39 @@ def _dense_rows_delayed(rows, w_u, dly, base0, npost, wmode, lsh, dst0, D, N, po
 
 
 @njit(cache=True)
-def _sparse_rows(rows, sptr, ssyn, sd, p0, wmode, lsh, hasd, delay, dst0, D, N, post0, buf,
-                 boff, nbin_stride, to_scratch):
-    """Sparse fan-out lists: packed (post << 8 | weight byte) words."""
+def _sparse_rows_fast(rows, sptr, sbase, soff, sw, p0, wmode, lsh, seg):
+    """Narrow sparse lists, one delay, into one target segment (the common case).
+
+    Indices are unsigned so the scatter loop carries no negative-index checks.
+    """
     for q in range(rows.shape[0]):
         p = p0 + rows[q]
+        base = np.uint64(sbase[p])
+        k0 = sptr[p]
+        k1 = sptr[p + 1]
+        if wmode == 0:
+            for k in range(k0, k1):
+                b = np.int32(sw[k])
+                seg[base + np.uint64(soff[k])] += (b - ((b >> 7) << 8)) << lsh
+        elif wmode == 1:
+            for k in range(k0, k1):
+                seg[base + np.uint64(soff[k])] += np.int32(sw[k]) << lsh
+        else:
+            for k in range(k0, k1):
+                seg[base + np.uint64(soff[k])] -= np.int32(sw[k]) << lsh
+
+
+@njit(cache=True)
+def _sparse_rows(rows, sparse, p0, wide, wmode, lsh, hasd, delay, dst0, D, N, post0, buf, boff,
+                 nbin_stride, to_scratch):
+    """Sparse fan-out lists: per row a base index; per synapse an offset and a weight byte."""
+    sptr, sbase, soff, swide, sw, sd = sparse
+    for q in range(rows.shape[0]):
+        p = p0 + rows[q]
+        base = np.int64(sbase[p])
         for k in range(sptr[p], sptr[p + 1]):
-            word = ssyn[k]
-            i = np.int64(word >> np.uint32(8))
-            w = _decode(word & np.uint32(0xFF), wmode, lsh)
+            i = np.int64(swide[k]) if wide else base + np.int64(soff[k])
+            w = _decode(sw[k], wmode, lsh)
             d = np.int64(sd[k]) if hasd else np.int64(delay)
             if to_scratch:
                 bn = d if hasd else np.int64(0)
@@ -183,7 +228,8 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
     """Every connection adds the rows of its spiking presynaptic neurons."""
     (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
      c_soff, c_scoff, c_nbins, c_prepop) = cn
-    dw, dws, dd, sptr, ssyn, sd = mem
+    dw, dws, dd = mem[0], mem[1], mem[2]
+    sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
     for c in range(C):
         pi = c_prepop[c]
         n = spk_cnt[pi]
@@ -208,93 +254,130 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
             buf = scratch if neg else ring
             _dense_rows_delayed(rows, dw[c_woff[c]:], dd[c_doff[c]:], 0, npost, wmode, lsh,
                                 dst0, D, N, post0, buf, c_scoff[c], npost, neg)
+        elif c_kind[c] == 1 and not hasd:
+            if neg:
+                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
+            else:
+                off = ((dst0 + c_delay[c]) % D) * N + post0
+                seg = ring[off: off + npost]
+            _sparse_rows_fast(rows, sparse[0], sparse[1], sparse[2], sparse[4], c_soff[c], wmode,
+                              lsh, seg)
         else:
             buf = scratch if neg else ring
-            _sparse_rows(rows, sptr, ssyn, sd, c_soff[c], wmode, lsh, hasd, c_delay[c], dst0, D,
-                         N, post0, buf, c_scoff[c], npost, neg)
+            _sparse_rows(rows, sparse, c_soff[c], c_kind[c] == 2, wmode, lsh, hasd, c_delay[c],
+                         dst0, D, N, post0, buf, c_scoff[c], npost, neg)
         if neg:
             _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
                            -c_wexp[c], ring, dst0, D, N, post0)
+
+
+@njit(cache=True, inline="always")
+def _collect(flag, nslot, fired, cnt):
+    """Count active neurons per core; list the neurons that fired. Returns how many fired."""
+    nf = 0
+    for g in range(flag.shape[0]):
+        f = flag[g]
+        if f != 0:
+            cnt[nslot[g], C_ACTIVE] += 1
+            if f & 1:
+                fired[nf] = g
+                nf += 1
+    return nf
+
+
+@njit(cache=True, inline="always")
+def _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out):
+    """Probes read u/v after the reset (as Lava's monitors do); record the spikes."""
+    for p in range(probe_idx.shape[0]):
+        g = probe_idx[p]
+        probe_out[t, p] = u[g] if probe_var[p] == 0 else v[g]
+    for q in range(nf):
+        col = rec_col[fired[q]]
+        if col >= 0:
+            spk_out[t, col] = 1
+
+
+@njit(cache=True, inline="always")
+def _route(srcs, ns, src, rt, rows_all, spk_cnt, cnt):
+    """Route the step's spiking sources (srcs[:ns]).
+
+    Groups them by population (rows_all/spk_cnt, the rows each connection will add) and
+    counts per core: spikes out, messages, hops, link crossings, longest path, and at
+    each destination the axon events and synaptic operations.
+    """
+    src_pop, pop_src0, src_slot, n_in = src
+    (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
+     c_out, c_ew, c_ns, c_link) = rt
+    for q in range(ns):
+        s = srcs[q]
+        pi = src_pop[s]
+        rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
+        spk_cnt[pi] += 1
+        ss = src_slot[s]
+        if ss >= 0:
+            sx = slot_x[ss]
+            sy = slot_y[ss]
+            sc = slot_chip[ss]
+            cnt[ss, C_SPIKES_OUT] += 1
+        else:  # host input: enters at the I/O tile of chip 0
+            sx = io_x
+            sy = io_y
+            sc = 0
+        for r in range(route_ptr[s], route_ptr[s + 1]):
+            k = route_slot[r]
+            cnt[k, C_SYNOPS] += route_nsyn[r]
+            cnt[k, C_SPIKES_IN] += 1
+            dx = abs(slot_x[k] - sx)
+            dy = abs(slot_y[k] - sy)
+            dl = abs(slot_chip[k] - sc)
+            ch = ss if ss >= 0 else k  # host messages are charged where they arrive
+            if ss >= 0:
+                cnt[ss, C_MSGS] += 1
+            cnt[ch, C_HOPS_EW] += dx
+            cnt[ch, C_HOPS_NS] += dy
+            cnt[ch, C_LINKS] += dl
+            path = c_out + dx * c_ew + dy * c_ns + dl * c_link
+            if path > cnt[ch, C_ROUTE_MAX]:
+                cnt[ch, C_ROUTE_MAX] = path
+
+
+@njit(cache=True, inline="always")
+def _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, srcs):
+    """The step's spiking sources: host inputs first, then the neurons that fired."""
+    ni = inp_ptr[t + 1] - inp_ptr[t]
+    for q in range(ni):
+        srcs[q] = inp_src[inp_ptr[t] + q]
+    for q in range(nf):
+        srcs[ni + q] = n_in + fired[q]
+    return ni + nf
 
 
 @njit(cache=True)
 def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
                 counters):
-    du, dv, theta, bias, mode, nslot = nrn
-    dshift, u_bits, v_bits, in_shift = fmt
+    """Inference: T steps of one sample (state u, v, ring, scratch updated in place)."""
+    nslot = nrn[6]
     src_pop, pop_src0, src_slot, n_in = src
-    (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
-     c_out, c_ew, c_ns, c_link) = rt
     N = u.shape[0]
     C = cn[0].shape[0]
     S = src_pop.shape[0]
     fired = np.empty(N, np.int64)
     flag = np.zeros(N, np.uint8)
+    srcs = np.empty(S, np.int64)
     rows_all = np.empty(S, np.int64)  # spiking local indices, grouped by population
     spk_cnt = np.zeros(pop_src0.shape[0], np.int64)
-    P = probe_idx.shape[0]
     for t in range(T):
         cur = (t0 + t) % D
         roff = cur * N
-        # ---- neuron updates ------------------------------------------------------
-        _update_neurons(u, v, ring[roff: roff + N], du, dv, bias, theta, mode, flag, dshift,
-                        u_bits, v_bits, in_shift)
-        nf = 0
         cnt = counters[t]
-        for g in range(N):
-            f = flag[g]
-            if f != 0:
-                cnt[nslot[g], C_ACTIVE] += 1
-                if f & 1:
-                    fired[nf] = g
-                    nf += 1
-        # ---- observation -----------------------------------------------------------
-        for p in range(P):
-            g = probe_idx[p]
-            probe_out[t, p] = u[g] if probe_var[p] == 0 else v[g]
-        for q in range(nf):
-            col = rec_col[fired[q]]
-            if col >= 0:
-                spk_out[t, col] = 1
-        # ---- spike routing: messages, hops, per-core event counts -------------------
-        ni = inp_ptr[t + 1] - inp_ptr[t]
-        for q in range(ni + nf):
-            if q < ni:
-                s = inp_src[inp_ptr[t] + q]
-            else:
-                s = n_in + fired[q - ni]
-            pi = src_pop[s]
-            rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
-            spk_cnt[pi] += 1
-            ss = src_slot[s]
-            if ss >= 0:
-                sx = slot_x[ss]
-                sy = slot_y[ss]
-                sc = slot_chip[ss]
-                cnt[ss, C_SPIKES_OUT] += 1
-            else:
-                sx = io_x
-                sy = io_y
-                sc = 0
-            for r in range(route_ptr[s], route_ptr[s + 1]):
-                k = route_slot[r]
-                cnt[k, C_SYNOPS] += route_nsyn[r]
-                cnt[k, C_SPIKES_IN] += 1
-                dx = abs(slot_x[k] - sx)
-                dy = abs(slot_y[k] - sy)
-                dl = abs(slot_chip[k] - sc)
-                ch = ss if ss >= 0 else k
-                if ss >= 0:
-                    cnt[ss, C_MSGS] += 1
-                cnt[ch, C_HOPS_EW] += dx
-                cnt[ch, C_HOPS_NS] += dy
-                cnt[ch, C_LINKS] += dl
-                path = c_out + dx * c_ew + dy * c_ns + dl * c_link
-                if path > cnt[ch, C_ROUTE_MAX]:
-                    cnt[ch, C_ROUTE_MAX] = path
-        # ---- synaptic accumulation into the slots of steps t + 1 + delay ------------
-        if ni + nf > 0:
+        _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
+        nf = _collect(flag, nslot, fired, cnt)
+        _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
+        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, srcs)
+        if ns > 0:
+            _route(srcs, ns, src, rt, rows_all, spk_cnt, cnt)
+            # synaptic input lands in the ring slots of steps t + 1 + delay
             _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N)
             spk_cnt[:] = 0
 
@@ -357,12 +440,12 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     spikes = np.zeros((B, steps, n_rec), np.uint8)
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
     tb = tables
-    nrn = (tb.du, tb.dv, tb.theta, tb.bias, tb.mode, tb.nslot)
+    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
     fmt = tuple(np.int64(x) for x in tb.fmt)
     src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs))
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
           tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
-    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.ssyn, tb.sd)
+    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
     costs = tuple(np.int64(c) for c in tb.route_costs)
     rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
           np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)

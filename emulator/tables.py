@@ -50,13 +50,14 @@ class Tables:
     n_neurons: int
     n_sources: int
     ring_slots: int
-    # neurons
-    du: NDArray[np.int32]
-    dv: NDArray[np.int32]
-    theta: NDArray[np.int64]
+    # neurons: registers per LIF population (contiguous ranges), bias and core per neuron
+    pop_g0: NDArray[np.int64]  # (P_lif + 1,) first neuron of each LIF population
+    pop_du: NDArray[np.int32]
+    pop_dv: NDArray[np.int32]
+    pop_theta: NDArray[np.int32]
+    pop_mode: NDArray[np.int8]
     bias: NDArray[np.int32]
-    mode: NDArray[np.int8]
-    nslot: NDArray[np.int32]
+    nslot: NDArray[np.int16]
     # sources
     src_pop: NDArray[np.int32]
     pop_src0: NDArray[np.int64]
@@ -80,13 +81,16 @@ class Tables:
     # synapse memory
     dw: NDArray[np.uint8]
     dd: NDArray[np.uint8]
-    sptr: NDArray[np.int64]
-    ssyn: NDArray[np.uint32]
-    sd: NDArray[np.uint8]
+    sptr: NDArray[np.int64]  # per sparse row: first synapse (rows of all sparse connections)
+    sbase: NDArray[np.int32]  # per sparse row: smallest target index (narrow rows)
+    soff: NDArray[np.uint16]  # per sparse synapse: target - row base (narrow connections)
+    swide: NDArray[np.uint32]  # per sparse synapse: target index (wide connections only)
+    sw: NDArray[np.uint8]  # per sparse synapse: weight byte
+    sd: NDArray[np.uint8]  # per sparse synapse: delay (only when some sparse conn has them)
     # routing
     route_ptr: NDArray[np.int64]
-    route_slot: NDArray[np.int32]
-    route_nsyn: NDArray[np.int32]
+    route_slot: NDArray[np.int16]
+    route_nsyn: NDArray[np.uint16]
     slot_core: NDArray[np.int64]
     slot_x: NDArray[np.int32]
     slot_y: NDArray[np.int32]
@@ -99,9 +103,20 @@ class Tables:
 
     def nbytes_synapses(self) -> int:
         """Bytes the emulator holds for synapse memory and axon tables."""
-        arrs: list[Any] = [self.dw, self.dd, self.sptr, self.ssyn, self.sd, self.route_ptr,
+        arrs: list[Any] = [self.dw, self.dd, self.sptr, self.sbase, self.soff, self.swide,
+                           self.sw, self.sd, self.route_ptr,
                            self.route_slot, self.route_nsyn]
         return int(sum(a.nbytes for a in arrs))
+
+
+def _max_row_span(ptr: NDArray[np.int64], post: NDArray[Any]) -> int:
+    nonempty = np.flatnonzero(np.diff(ptr) > 0)
+    if nonempty.size == 0:
+        return 0
+    p = post.astype(np.int64)
+    hi = np.maximum.reduceat(p, ptr[nonempty])
+    lo = np.minimum.reduceat(p, ptr[nonempty])
+    return int((hi - lo).max()) + 1
 
 
 def build_tables(image: ChipImage) -> Tables:
@@ -114,16 +129,17 @@ def build_tables(image: ChipImage) -> Tables:
     cores = [c.core for c in image.cores]
 
     # neurons -------------------------------------------------------------------------
-    du = np.zeros(n_lif, np.int32)
-    dv = np.zeros(n_lif, np.int32)
-    theta = np.zeros(n_lif, np.int64)
-    mode = np.zeros(n_lif, np.int8)
-    for p in image.lif_populations:
-        sl = slice(p.offset, p.offset + p.size)
-        du[sl], dv[sl] = p.du, p.dv
-        theta[sl] = np.int64(p.vth) << fmtd.vth_shift
-        mode[sl] = (MODE_NONSPIKING if not p.spiking
-                    else MODE_SUBTRACT if p.reset == "subtract" else MODE_ZERO)
+    lif = image.lif_populations
+    pop_g0 = np.array([p.offset for p in lif] + [n_lif], np.int64)
+    pop_du = np.array([p.du for p in lif], np.int32)
+    pop_dv = np.array([p.dv for p in lif], np.int32)
+    pop_theta = np.array([p.vth << fmtd.vth_shift for p in lif], np.int32)
+    pop_mode = np.array([MODE_NONSPIKING if not p.spiking else
+                         MODE_SUBTRACT if p.reset == "subtract" else MODE_ZERO for p in lif],
+                        np.int8)
+    if np.any(np.diff(pop_g0) < 0) or (lif and any(
+            lif[i].offset + lif[i].size != pop_g0[i + 1] for i in range(len(lif)))):
+        raise ValueError("LIF populations must be contiguous and in order")
     bm = image.arrays["neurons/bias_mant"].astype(np.int64)
     be = image.arrays["neurons/bias_exp"].astype(np.int64)
     bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0)).astype(np.int32)
@@ -161,9 +177,15 @@ def build_tables(image: ChipImage) -> Tables:
     c_scoff = np.zeros(C, np.int64)
     c_nbins = np.zeros(C, np.int32)
     c_prepop = np.array([pop_index[c.pre] for c in image.connections], np.int32)
-    dws, dds, sptrs, ssyns, sds = [], [], [], [], []
+    dws, dds, sptrs, sbases, soffs, swides, sws, sds = [], [], [], [], [], [], [], []
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
+    wide: dict[int, bool] = {}
+    for ci, c in enumerate(image.connections):
+        if c.storage == "sparse":
+            wide[ci] = _max_row_span(image.arrays[f"conn/{ci}/ptr"],
+                                     image.arrays[f"conn/{ci}/post"]) >= (1 << 16)
+    any_wide = any(wide.values())
     max_delay = 0
     for ci, c in enumerate(image.connections):
         post = image.population(c.post)
@@ -192,13 +214,25 @@ def build_tables(image: ChipImage) -> Tables:
                 dds.append(d)
                 dd_len += d.size
         else:
-            c_kind[ci] = 1
+            # Narrow rows: Loihi-style lists with a base index per row and 16-bit offsets
+            # (3 bytes per synapse); rows spanning 2^16 targets or more keep full indices.
+            c_kind[ci] = 2 if wide[ci] else 1
             ptr = image.arrays[f"conn/{ci}/ptr"]
-            post_idx = image.arrays[f"conn/{ci}/post"].astype(np.uint32)
+            post_idx = image.arrays[f"conn/{ci}/post"].astype(np.int64)
             c_soff[ci] = sp_len
-            sptrs.append(ptr + ss_len)
+            sptrs.append(ptr + ss_len)  # n_pre + 1 entries per connection
             sp_len += ptr.size
-            ssyns.append((post_idx << np.uint32(8)) | w.astype(np.uint32))
+            rows = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+            base = np.zeros(ptr.size - 1, np.int64)
+            nonempty = np.diff(ptr) > 0
+            base[nonempty] = np.minimum.reduceat(post_idx, ptr[:-1][nonempty]) \
+                if post_idx.size else base[nonempty]
+            sbases.append(np.concatenate([base, [0]]).astype(np.int32))
+            soffs.append((post_idx - base[rows]).astype(np.uint16) if not wide[ci]
+                         else np.zeros(post_idx.size, np.uint16))
+            if any_wide:
+                swides.append(post_idx.astype(np.uint32))
+            sws.append(w.astype(np.uint8))
             if any_sparse_delay:
                 sds.append(d if d is not None else np.full(w.size, c.delay, np.uint8))
             ss_len += w.size
@@ -218,17 +252,19 @@ def build_tables(image: ChipImage) -> Tables:
     t = hw.timing
     return Tables(
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
-        du=du, dv=dv, theta=theta, bias=bias, mode=mode, nslot=nslot.astype(np.int32),
+        pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
+        bias=bias, nslot=nslot.astype(np.int16),
         src_pop=src_pop, pop_src0=pop_src0,
         src_slot=src_slot,
         c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
         c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
         c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop, scratch_len=sc_len,
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
-        ssyn=cat(ssyns, np.uint32), sd=cat(sds, np.uint8),
+        sbase=cat(sbases, np.int32), soff=cat(soffs, np.uint16), swide=cat(swides, np.uint32),
+        sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
         route_ptr=image.arrays["route/ptr"].astype(np.int64),
-        route_slot=np.ascontiguousarray(route_slot, dtype=np.int32),
-        route_nsyn=image.arrays["route/nsyn"].astype(np.int32),
+        route_slot=np.ascontiguousarray(route_slot, dtype=np.int16),
+        route_nsyn=image.arrays["route/nsyn"].astype(np.uint16),
         slot_core=np.array(cores, np.int64),
         slot_x=np.array([p[1] for p in pos], np.int32),
         slot_y=np.array([p[2] for p in pos], np.int32),

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Network", "Population"]
 
 ResetMode = Literal["zero", "subtract"]
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,8 +300,8 @@ class Network:
 
         weights: a dense integer array or a scipy.sparse matrix (explicit entries are the
         synapses). storage: "dense", "sparse", or "auto" (sparse when at most a quarter of
-        the pairs are synapses). delay: an int for every synapse, or an array (post, pre)
-        for a dense matrix / aligned with the sparse matrix's entries.
+        the pairs are synapses). delay: an int for every synapse, an array of shape
+        (post, pre), or a 1-D array aligned with the synapses in row-major (CSR) order.
         sign_mode: "mixed", "excitatory" or "inhibitory" (detected like Lava when None).
         num_weight_bits: weight precision (default: the chip's weight_bits); weights must
         be multiples of the resulting step, exactly as Lava would keep them.

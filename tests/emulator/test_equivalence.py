@@ -71,3 +71,28 @@ def test_state_carries_over_between_runs_and_batches_are_independent() -> None:
     r = ref.run({"in": x}, probes=probes)
     for k in whole.probes:
         np.testing.assert_array_equal(whole.probes[k], r.probes[k])
+
+
+def test_sparse_rows_wider_than_16_bits_keep_full_indices() -> None:
+    import scipy.sparse as sp
+
+    n = 70_000
+    net = neurochip.Network()
+    net.add_input("in", 2)
+    net.add_lif("big", n, du=4095, dv=4096, vth=10)
+    rows = np.array([0, 5, 69_999, 12, 65_536])
+    cols = np.array([0, 0, 0, 1, 1])
+    delays = np.zeros((n, 2), np.int64)
+    delays[rows, cols] = [0, 2, 1, 0, 3]
+    net.connect("in", "big", sp.csr_matrix((np.array([40, 40, 40, -40, 40]), (rows, cols)),
+                                           shape=(n, 2)), storage="sparse", delay=delays)
+    img = neurochip.compile(net, "loihi_like")
+    em = neurochip.Emulator(img)
+    assert em.tables.swide.size == 5  # wide connection: full indices kept
+    x = np.zeros((6, 2), bool)
+    x[0] = True
+    a = em.run({"in": x})
+    b = neurochip.Emulator(img, backend="reference").run({"in": x})
+    assert_same(a, b)
+    fired = {int(i): int(t) for t, i in zip(*np.nonzero(a.spikes["big"]))}
+    assert fired == {0: 1, 5: 3, 69_999: 2, 65_536: 4}
