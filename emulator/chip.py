@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.kernels import KernelState, run_batch
+from emulator.kernels import KernelState, run_batch, spike_lists
 from emulator.reference import ReferenceModel, ReferenceState
 from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
 from emulator.timing import CostModel, account
@@ -251,15 +251,9 @@ class Emulator:
         if self.backend == "numba":
             if self._kstate is None:
                 self._kstate = KernelState(self.tables, B)
-            b_idx, t_idx, s_idx = np.nonzero(X)
-            counts = np.zeros(B * steps, np.int64)
-            np.add.at(counts, b_idx * steps + t_idx, 1)
-            flat = np.zeros(B * steps + 1, np.int64)
-            np.cumsum(counts, out=flat[1:])
-            inp_ptr = np.ascontiguousarray(
-                flat[np.arange(B)[:, None] * steps + np.arange(steps + 1)[None, :]])
-            raw_p, raw_s, raw_c = run_batch(self.tables, self._kstate, steps, inp_ptr,
-                                            s_idx.astype(np.int64), pidx, pvar, rec_col)
+            inp_ptr, inp_src = spike_lists(X)
+            raw_p, raw_s, raw_c = run_batch(self.tables, self._kstate, steps, inp_ptr, inp_src,
+                                            pidx, pvar, rec_col)
         else:
             assert self._ref is not None
             if self._rstates is None:

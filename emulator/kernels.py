@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numba
 from numba import njit, prange
 from numpy.typing import NDArray
 
@@ -133,11 +134,42 @@ def _add_row(seg, row_s, row_u, wmode, lsh):
 
 
 @njit(cache=True)
-def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg):
-    """seg += the weight rows of the spiking presynaptic neurons (one target segment)."""
-    for q in range(rows.shape[0]):
-        base = base0 + rows[q] * npost
+def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg, acc16):
+    """seg += the weight rows of the spiking presynaptic neurons (one target segment).
+
+    Rows are first summed as raw bytes into 16-bit lanes (twice the SIMD width of 32-bit
+    ones), 128 rows at a time so the sum cannot overflow (128 * 255 < 2^15), then decoded
+    and added to the 32-bit segment. Integer sums are exact, so this equals adding the
+    decoded rows one by one.
+    """
+    nr = rows.shape[0]
+    if nr == 1:
+        base = base0 + rows[0] * npost
         _add_row(seg, w_s[base: base + npost], w_u[base: base + npost], wmode, lsh)
+        return
+    a = acc16[:npost]
+    for c0 in range(0, nr, 128):
+        c1 = min(c0 + 128, nr)
+        if wmode == 0:
+            for q in range(c0, c1):
+                base = base0 + rows[q] * npost
+                row_s = w_s[base: base + npost]
+                for i in range(npost):
+                    a[i] += np.int16(row_s[i])
+        else:
+            for q in range(c0, c1):
+                base = base0 + rows[q] * npost
+                row_u = w_u[base: base + npost]
+                for i in range(npost):
+                    a[i] += np.int16(row_u[i])
+        if wmode == 2:
+            for i in range(npost):
+                seg[i] -= np.int32(a[i]) << lsh
+                a[i] = 0
+        else:
+            for i in range(npost):
+                seg[i] += np.int32(a[i]) << lsh
+                a[i] = 0
 
 
 @njit(cache=True, inline="always")
@@ -224,7 +256,7 @@ def _flush_scratch(scratch, soff, nbins, npost, hasd, delay, sh, ring, dst0, D, 
 
 
 @njit(cache=True)
-def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N):
+def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16):
     """Every connection adds the rows of its spiking presynaptic neurons."""
     (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
      c_soff, c_scoff, c_nbins, c_prepop) = cn
@@ -249,7 +281,7 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
             else:
                 off = ((dst0 + c_delay[c]) % D) * N + post0
                 seg = ring[off: off + npost]
-            _dense_rows(rows, dw, dws, c_woff[c], npost, wmode, lsh, seg)
+            _dense_rows(rows, dw, dws, c_woff[c], npost, wmode, lsh, seg, acc16)
         elif c_kind[c] == 0:
             buf = scratch if neg else ring
             _dense_rows_delayed(rows, dw[c_woff[c]:], dd[c_doff[c]:], 0, npost, wmode, lsh,
@@ -298,44 +330,57 @@ def _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_o
 
 
 @njit(cache=True, inline="always")
-def _route(srcs, ns, src, rt, rows_all, spk_cnt, cnt):
+def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
     """Route the step's spiking sources (srcs[:ns]).
 
-    Groups them by population (rows_all/spk_cnt, the rows each connection will add) and
-    counts per core: spikes out, messages, hops, link crossings, longest path, and at
-    each destination the axon events and synaptic operations.
+    Groups them by population (rows_all/spk_cnt: the rows each connection will add) and
+    counts per core: spikes out, messages, hops, link crossings, longest path, and at each
+    destination the axon events and synaptic operations. Sources with identical axon lists
+    (a route class: e.g. every neuron of one core that only has dense fan-out) are
+    counted once per class and step, multiplied by how many of them spiked.
     """
-    src_pop, pop_src0, src_slot, n_in = src
+    src_pop, pop_src0, src_slot, n_in, cls_of_src, cls_rep = src
     (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
      c_out, c_ew, c_ns, c_link) = rt
+    ncls = 0
     for q in range(ns):
         s = srcs[q]
         pi = src_pop[s]
         rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
         spk_cnt[pi] += 1
+        k = cls_of_src[s]
+        if cls_cnt[k] == 0:
+            cls_list[ncls] = k
+            ncls += 1
+        cls_cnt[k] += 1
+    for q in range(ncls):
+        kc = cls_list[q]
+        m = cls_cnt[kc]
+        cls_cnt[kc] = 0
+        s = cls_rep[kc]
         ss = src_slot[s]
         if ss >= 0:
             sx = slot_x[ss]
             sy = slot_y[ss]
             sc = slot_chip[ss]
-            cnt[ss, C_SPIKES_OUT] += 1
+            cnt[ss, C_SPIKES_OUT] += m
         else:  # host input: enters at the I/O tile of chip 0
             sx = io_x
             sy = io_y
             sc = 0
         for r in range(route_ptr[s], route_ptr[s + 1]):
             k = route_slot[r]
-            cnt[k, C_SYNOPS] += route_nsyn[r]
-            cnt[k, C_SPIKES_IN] += 1
+            cnt[k, C_SYNOPS] += m * route_nsyn[r]
+            cnt[k, C_SPIKES_IN] += m
             dx = abs(slot_x[k] - sx)
             dy = abs(slot_y[k] - sy)
             dl = abs(slot_chip[k] - sc)
             ch = ss if ss >= 0 else k  # host messages are charged where they arrive
             if ss >= 0:
-                cnt[ss, C_MSGS] += 1
-            cnt[ch, C_HOPS_EW] += dx
-            cnt[ch, C_HOPS_NS] += dy
-            cnt[ch, C_LINKS] += dl
+                cnt[ss, C_MSGS] += m
+            cnt[ch, C_HOPS_EW] += m * dx
+            cnt[ch, C_HOPS_NS] += m * dy
+            cnt[ch, C_LINKS] += m * dl
             path = c_out + dx * c_ew + dy * c_ns + dl * c_link
             if path > cnt[ch, C_ROUTE_MAX]:
                 cnt[ch, C_ROUTE_MAX] = path
@@ -358,7 +403,7 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 counters):
     """Inference: T steps of one sample (state u, v, ring, scratch updated in place)."""
     nslot = nrn[6]
-    src_pop, pop_src0, src_slot, n_in = src
+    src_pop, pop_src0, src_slot, n_in, cls_of_src, cls_rep = src
     N = u.shape[0]
     C = cn[0].shape[0]
     S = src_pop.shape[0]
@@ -367,6 +412,9 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
     srcs = np.empty(S, np.int64)
     rows_all = np.empty(S, np.int64)  # spiking local indices, grouped by population
     spk_cnt = np.zeros(pop_src0.shape[0], np.int64)
+    cls_cnt = np.zeros(cls_rep.shape[0], np.int64)
+    cls_list = np.empty(cls_rep.shape[0], np.int64)
+    acc16 = np.zeros(N, np.int16)
     for t in range(T):
         cur = (t0 + t) % D
         roff = cur * N
@@ -376,10 +424,20 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
         _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
         ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, srcs)
         if ns > 0:
-            _route(srcs, ns, src, rt, rows_all, spk_cnt, cnt)
+            _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
             # synaptic input lands in the ring slots of steps t + 1 + delay
-            _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N)
+            _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N,
+                      acc16)
             spk_cnt[:] = 0
+
+
+@njit(cache=True)
+def _run_serial(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
+                U, V, RING, SCR, probe_idx, probe_var, PROBE, rec_col, SPK, CNT):
+    for b in range(U.shape[0]):
+        _run_sample(T, t0, D, inp_ptr[b], inp_src, nrn, fmt, src, cn, mem, rt,
+                    U[b], V[b], RING[b], SCR[b], probe_idx, probe_var, PROBE[b], rec_col,
+                    SPK[b], CNT[b])
 
 
 @njit(cache=True, parallel=True)
@@ -390,6 +448,35 @@ def _run_batch(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
         _run_sample(T, t0, D, inp_ptr[b], inp_src, nrn, fmt, src, cn, mem, rt,
                     U[b], V[b], RING[b], SCR[b], probe_idx, probe_var, PROBE[b], rec_col,
                     SPK[b], CNT[b])
+
+
+@njit(cache=True)
+def _spike_lists(X, ptr, out):
+    """Host spikes (B, T, n) bool -> per sample and step, the spiking input indices."""
+    B, T, n = X.shape
+    k = 0
+    for b in range(B):
+        for t in range(T):
+            ptr[b, t] = k
+            row = X[b, t]
+            for i in range(n):
+                if row[i]:
+                    out[k] = i
+                    k += 1
+        ptr[b, T] = k
+    return k
+
+
+def spike_lists(X: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(inp_ptr (B, T + 1), inp_src) for :func:`run_batch` from host spikes (B, T, n)."""
+    if X.dtype != np.bool_ or X.ndim != 3:
+        raise EmulatorInputError(f"host spikes must be bool (B, T, n), got {X.dtype} {X.shape}",
+                                 where="emulator.kernels", field="inputs")
+    X = np.ascontiguousarray(X)
+    ptr = np.zeros((X.shape[0], X.shape[1] + 1), np.int64)
+    out = np.empty(int(np.count_nonzero(X)), np.int64)
+    _spike_lists(X, ptr, out)
+    return ptr, out
 
 
 class KernelState:
@@ -442,7 +529,8 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     tb = tables
     nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
     fmt = tuple(np.int64(x) for x in tb.fmt)
-    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs))
+    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
+           tb.cls_rep)
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
           tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
     mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
@@ -450,7 +538,9 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
           np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)
     if steps > 0:
-        _run_batch(np.int64(steps), np.int64(state.t), np.int64(tb.ring_slots), inp_ptr, inp_src,
+        # One sample (or one thread) runs serially: no parallel region to wake up.
+        kernel = _run_serial if B == 1 or numba.get_num_threads() == 1 else _run_batch
+        kernel(np.int64(steps), np.int64(state.t), np.int64(tb.ring_slots), inp_ptr, inp_src,
                    nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
                    probe_idx, probe_var, probes, rec_col, spikes, counters)
     state.t += steps

@@ -62,6 +62,8 @@ class Tables:
     src_pop: NDArray[np.int32]
     pop_src0: NDArray[np.int64]
     src_slot: NDArray[np.int32]
+    cls_of_src: NDArray[np.int32]  # route class of each source (identical axon lists)
+    cls_rep: NDArray[np.int64]  # a representative source of each class
     # connections
     c_kind: NDArray[np.int8]
     c_post0: NDArray[np.int64]
@@ -117,6 +119,44 @@ def _max_row_span(ptr: NDArray[np.int64], post: NDArray[Any]) -> int:
     hi = np.maximum.reduceat(p, ptr[nonempty])
     lo = np.minimum.reduceat(p, ptr[nonempty])
     return int((hi - lo).max()) + 1
+
+
+def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArray[np.int64],
+                   src_slot: NDArray[np.int32]) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """Group sources whose axon lists are identical (same core, same targets and counts).
+
+    Only populations whose every outgoing connection is dense can share a class (their
+    neurons on one core all reach the same cores with the same number of synapses); the
+    grouping is verified entry by entry, and any source that differs keeps its own class.
+    """
+    ptr = image.arrays["route/ptr"]
+    rcore = image.arrays["route/core"]
+    rnsyn = image.arrays["route/nsyn"]
+    S = src_pop.size
+    cls = np.arange(S, dtype=np.int64)
+    dense_only = {p.name: True for p in image.populations}
+    for c in image.connections:
+        if c.storage != "dense":
+            dense_only[c.pre] = False
+    for pi, p in enumerate(image.populations):
+        if not dense_only[p.name] or p.size < 2:
+            continue
+        s0 = int(pop_src0[pi])
+        srcs = np.arange(s0, s0 + p.size)
+        for slot in np.unique(src_slot[srcs]):
+            group = srcs[src_slot[srcs] == slot]
+            rep = int(group[0])
+            n = ptr[rep + 1] - ptr[rep]
+            lens = ptr[group + 1] - ptr[group]
+            same = lens == n
+            if n:
+                idx = ptr[group[same]][:, None] + np.arange(n)[None, :]
+                ok = (rcore[idx] == rcore[ptr[rep]: ptr[rep] + n]).all(1) & \
+                     (rnsyn[idx] == rnsyn[ptr[rep]: ptr[rep] + n]).all(1)
+                same[np.flatnonzero(same)[~ok]] = False
+            cls[group[same]] = rep
+    reps, cls_of_src = np.unique(cls, return_inverse=True)
+    return cls_of_src.astype(np.int32), reps.astype(np.int64)
 
 
 def build_tables(image: ChipImage) -> Tables:
@@ -242,6 +282,7 @@ def build_tables(image: ChipImage) -> Tables:
             if parts else np.zeros(0, dtype)
 
     # routing --------------------------------------------------------------------------
+    cls_of_src, cls_rep = _route_classes(image, src_pop, pop_src0, src_slot)
     route_core = image.arrays["route/core"]
     lut2 = np.full(hw.n_cores, -1, np.int32)
     lut2[cores] = np.arange(len(cores), dtype=np.int32)
@@ -254,7 +295,7 @@ def build_tables(image: ChipImage) -> Tables:
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
         pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
         bias=bias, nslot=nslot.astype(np.int16),
-        src_pop=src_pop, pop_src0=pop_src0,
+        src_pop=src_pop, pop_src0=pop_src0, cls_of_src=cls_of_src, cls_rep=cls_rep,
         src_slot=src_slot,
         c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
         c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
