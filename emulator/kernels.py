@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
@@ -339,7 +339,7 @@ def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
     (a route class: e.g. every neuron of one core that only has dense fan-out) are
     counted once per class and step, multiplied by how many of them spiked.
     """
-    src_pop, pop_src0, src_slot, n_in, cls_of_src, cls_rep = src
+    src_pop, pop_src0, src_slot, _, cls_of_src, cls_rep = src
     (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
      c_out, c_ew, c_ns, c_link) = rt
     ncls = 0
@@ -403,7 +403,7 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 counters):
     """Inference: T steps of one sample (state u, v, ring, scratch updated in place)."""
     nslot = nrn[6]
-    src_pop, pop_src0, src_slot, n_in, cls_of_src, cls_rep = src
+    src_pop, pop_src0, n_in, cls_rep = src[0], src[1], src[3], src[5]
     N = u.shape[0]
     C = cn[0].shape[0]
     S = src_pop.shape[0]

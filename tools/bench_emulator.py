@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import neurochip  # noqa: E402
+import neurochip
 
 
 def _rss_mb() -> float:
