@@ -71,7 +71,9 @@ class RunResult:
 
     def summary(self) -> str:
         t = self.totals()
-        return (f"{self.steps} steps on {len(self.cores)} cores: {t['syn_ops']:.0f} synaptic ops, "
+        n = len(self.cores)
+        cores = f"{n} core{'' if n == 1 else 's'}"
+        return (f"{self.steps} steps on {cores}: {t['syn_ops']:.0f} synaptic ops, "
                 f"{t['spikes_out']:.0f} spikes, {t['latency_ns'] / 1e3:.2f} us, "
                 f"{t['energy_pj'] / 1e6:.3f} uJ")
 
