@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "neurochip.commands.run_cmd",
     "neurochip.commands.inspect_cmd",
     "neurochip.commands.quickstart_cmd",
+    "neurochip.commands.board_cmd",
     "compiler.training.cli",
     "emulator.learning.cli",
 ]

@@ -209,6 +209,11 @@ class LearningSpec(_Strict):
     max_epoch: int = Field(default=63, ge=1)
     max_shift: int = Field(default=15, ge=0, le=31)
     prng_bits: int = Field(default=16, ge=8, le=32)
+    # Sum-of-products engine: terms per statement, factors per term, signed constant width.
+    max_terms: int = Field(default=4, ge=1, le=8)
+    max_factors: int = Field(default=4, ge=1, le=8)
+    constant_bits: int = Field(default=8, ge=2, le=16)
+    feedback_bits: int = Field(default=8, ge=2, le=16)  # signed fixed random feedback weights
 
 
 class HardwareSpec(_Strict):

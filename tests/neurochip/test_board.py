@@ -1,0 +1,93 @@
+"""Boards: emulator, remote (over loopback TCP) and null boards behind one interface."""
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import neurochip
+from neurochip.board import BoardServer, EmulatorBoard, NullBoard, RemoteBoard, open_board
+from neurochip.errors import BoardError
+from neurochip.testing import random_inputs, random_network
+
+
+@pytest.fixture(scope="module")
+def image() -> neurochip.ChipImage:
+    return neurochip.compile(random_network(7, max_size=20), "loihi_like")
+
+
+@pytest.fixture
+def server() -> Iterator[BoardServer]:
+    srv = BoardServer(("127.0.0.1", 0), EmulatorBoard)
+    srv.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def probes_of(img: neurochip.ChipImage) -> list[str]:
+    return [f"{p.name}.v" for p in img.lif_populations]
+
+
+def test_remote_board_equals_local_emulator(image, server) -> None:
+    x = random_inputs(1, 40, 12, 0.4, batch=2)
+    local = neurochip.Emulator(image).run({"in": x}, probes=probes_of(image))
+    with RemoteBoard("127.0.0.1", server.port) as board:
+        assert board.info()["board"] == "emulator[numba]"
+        board.load(image)
+        r = board.run({"in": x[:, :25]}, probes=probes_of(image))
+        r2 = board.run({"in": x[:, 25:]}, probes=probes_of(image))
+        board.reset()
+        again = board.run({"in": x}, probes=probes_of(image), spikes=["l0"])
+    for k in local.probes:
+        np.testing.assert_array_equal(np.concatenate([r.probes[k], r2.probes[k]], 1),
+                                      local.probes[k])
+        np.testing.assert_array_equal(again.probes[k], local.probes[k])
+    np.testing.assert_array_equal(again.spikes["l0"], local.spikes["l0"])
+    np.testing.assert_array_equal(r.cycles, local.cycles[:, :25])
+    assert r2.t_start == 25 and set(again.spikes) == {"l0"}
+
+
+def test_remote_errors_are_forwarded_as_board_errors(image, server) -> None:
+    with RemoteBoard("127.0.0.1", server.port) as board:
+        with pytest.raises(BoardError, match="no chip image loaded"):
+            board.run(steps=3)
+        board.load(image)
+        with pytest.raises(BoardError, match=r"EmulatorInputError.*bad probe"):
+            board.run(steps=3, probes=["nope.v"])
+        assert board.run(steps=2).steps == 2  # the connection survives an error
+
+
+def test_connection_problems() -> None:
+    with pytest.raises(BoardError, match="cannot connect"):
+        RemoteBoard("127.0.0.1", 1)
+    with pytest.raises(BoardError, match="bad board address"):
+        open_board("tcp://nohost")
+    with pytest.raises(BoardError, match="unknown board"):
+        open_board("fpga")
+
+
+def test_null_board_checks_requests_and_returns_silence(image) -> None:
+    board = NullBoard()
+    with pytest.raises(BoardError, match="no chip image"):
+        board.run(steps=2)
+    board.load(image)
+    r = board.run({"in": np.ones((5, 12), bool)}, probes=probes_of(image))
+    assert all(not s.any() for s in r.spikes.values())
+    assert r.probes[probes_of(image)[0]].shape[0] == 5
+    with pytest.raises(neurochip.errors.EmulatorInputError):
+        board.run({"in": np.ones((5, 3), bool)})
+    assert board.calls == ["load", "run"]
+
+
+@pytest.mark.hardware
+def test_board_matches_the_reference_model(board, image) -> None:
+    """Hardware-in-the-loop: a board must equal the specification bit for bit."""
+    x = random_inputs(4, 60, 12, 0.3)
+    board.load(image)
+    got = board.run({"in": x}, probes=probes_of(image))
+    want = neurochip.Emulator(image, backend="reference").run({"in": x}, probes=probes_of(image))
+    for k in want.spikes:
+        np.testing.assert_array_equal(got.spikes[k], want.spikes[k])
+    for k in want.probes:
+        np.testing.assert_array_equal(got.probes[k], want.probes[k])
