@@ -4,33 +4,50 @@ Register level (what ``neurochip.compile(network, hw)`` runs)::
 
     check_ranges -> partition -> place -> route -> check_rules -> emit_image
 
-Front passes for model files (import -> normalize -> quantize -> lower) run before these
-and hand over a register-level :class:`~neurochip.network.Network`.
+Front passes for model files and IR graphs (:func:`compile_model`) run before these and
+hand over a register-level :class:`~neurochip.network.Network`::
+
+    import -> normalize -> [calibrate] -> quantize -> lower -> (register level) -> emit_image
+
+Every front pass is a pure function listed in :data:`FRONT_PASSES`; the IR verifier
+(:func:`compiler.ir.verify`) runs after each one, and ``dump_ir``/``on_pass`` expose the
+IR between passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
+import numpy as np
+
+from compiler.ir import Graph, format_graph, verify
 from compiler.passes.emit import emit_image
-from compiler.passes.mapping import Mapping, partition, place, route
+from compiler.passes.lower import lower
+from compiler.passes.mapping import Mapping as MappingState
+from compiler.passes.mapping import partition, place, route
+from compiler.passes.normalize import normalize
+from compiler.passes.quantize import quantization_report, quantize_graph
 from compiler.passes.rules import check_rules
-from neurochip.hw import HardwareSpec
+from neurochip.errors import ConfigError, ModelImportError
+from neurochip.hw import HardwareSpec, load_hw
 from neurochip.image import ChipImage
 from neurochip.network import Network
 
-__all__ = ["MAPPING_PASSES", "compile_network"]
+__all__ = ["FRONT_PASSES", "MAPPING_PASSES", "compile_model", "compile_network",
+           "import_model"]
 
 
-def check_ranges(m: Mapping) -> Mapping:
+def check_ranges(m: MappingState) -> MappingState:
     """Every register value fits the *target* chip's number formats."""
     m.network.check(m.hw)
     return m
 
 
-MAPPING_PASSES: list[tuple[str, Callable[[Mapping], Any]]] = [
+MAPPING_PASSES: list[tuple[str, Callable[[MappingState], Any]]] = [
     ("check_ranges", check_ranges),
     ("partition", partition),
     ("place", place),
@@ -41,12 +58,213 @@ MAPPING_PASSES: list[tuple[str, Callable[[Mapping], Any]]] = [
 
 def compile_network(network: Network, hw: HardwareSpec, *,
                     metadata: dict[str, Any] | None = None,
-                    on_pass: Callable[[str, Mapping], None] | None = None) -> ChipImage:
+                    on_pass: Callable[[str, MappingState], None] | None = None) -> ChipImage:
     """Map a register-level network onto ``hw`` and emit its chip image."""
-    m = Mapping(network, hw, options={"metadata": dict(metadata or {})})
+    m = MappingState(network, hw, options={"metadata": dict(metadata or {})})
     for name, fn in MAPPING_PASSES:
         m = fn(m)
         if on_pass is not None:
             on_pass(name, m)
     m = replace(m)
     return emit_image(m)
+
+
+# ======================================================================================
+# Front half: model files and IR graphs
+# ======================================================================================
+
+
+def _is_nir_graph(model: Any) -> bool:
+    return type(model).__name__ == "NIRGraph" and type(model).__module__.startswith("nir")
+
+
+def _is_onnx_model(model: Any) -> bool:
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
+
+
+def import_model(model: Any, *, dt: float | None = None, decay: str | None = None,
+                 reset: str | None = None) -> Graph:
+    """The import pass: a ``.nir``/``.onnx`` path, a ``nir.NIRGraph``, an ONNX ModelProto
+    or an IR :class:`~compiler.ir.Graph` -> a float IR graph."""
+    if isinstance(model, Graph):
+        given = [k for k, v in (("dt", dt), ("decay", decay), ("reset", reset)) if v is not None]
+        if given:
+            raise ConfigError(f"options {given} apply to model files; an IR graph is already "
+                              "discrete (set the populations' fields instead)",
+                              where="compile", field=given[0])
+        return model
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        suffix = path.suffix.lower()
+        if suffix == ".nir":
+            from compiler.frontends.nir import read_nir
+
+            return read_nir(path, dt=dt, decay=decay, reset=reset)
+        if suffix == ".onnx":
+            from compiler.frontends.onnx import read_onnx
+
+            _no_time_options(dt, decay)
+            return read_onnx(path, reset=reset)
+        raise ModelImportError(f"unknown model file type {suffix!r}; neurochip reads .nir "
+                               "and .onnx files", where=f"file {path}")
+    if _is_nir_graph(model):
+        from compiler.frontends.nir import from_nir
+
+        return from_nir(model, dt=dt, decay=decay, reset=reset)
+    if _is_onnx_model(model):
+        from compiler.frontends.onnx import from_onnx
+
+        _no_time_options(dt, decay)
+        return from_onnx(model, reset=reset)
+    raise ModelImportError(f"cannot compile a {type(model).__name__}: give a Network, a .nir "
+                           "or .onnx path, a nir.NIRGraph, an ONNX model or an IR graph",
+                           where="compile")
+
+
+def _no_time_options(dt: float | None, decay: str | None) -> None:
+    if dt is not None or decay is not None:
+        raise ConfigError("dt and decay apply to NIR files; ONNX graphs following neurochip's "
+                          "convention carry discrete decays (alpha, beta)", where="compile",
+                          field="dt" if dt is not None else "decay")
+
+
+#: The front passes, in order. ``calibrate`` runs only when calibration data is given.
+FRONT_PASSES: list[tuple[str, Callable[..., Any]]] = [
+    ("import", import_model),
+    ("normalize", normalize),
+    ("quantize", quantize_graph),
+    ("lower", lower),
+]
+
+
+def _dump_targets(dump_ir: str | Sequence[str] | bool | None) -> set[str]:
+    names = {n for n, _ in FRONT_PASSES}
+    if dump_ir is None or dump_ir is False:
+        return set()
+    if dump_ir is True or dump_ir == "all":
+        return names - {"lower"}
+    want = {dump_ir} if isinstance(dump_ir, str) else set(dump_ir)
+    bad = want - names
+    if bad or "lower" in want:
+        raise ConfigError(f"dump_ir names IR passes {sorted(names - {'lower'})} or 'all', got "
+                          f"{sorted(bad or want)}", where="compile", field="dump_ir")
+    return want
+
+
+def _calibrate(graph: Graph, calibration: Mapping[str, Any], percentile: float | None,
+               margin: float) -> dict[str, float]:
+    from compiler.float_sim import state_statistics
+
+    if not (isinstance(margin, (int, float)) and margin >= 1.0):
+        raise ConfigError(f"calibration_margin must be >= 1, got {margin!r}", where="compile",
+                          field="calibration_margin")
+    stats = state_statistics(graph, calibration, percentile=percentile)
+    return {k: v * margin for k, v in stats.items() if v > 0}
+
+
+def _agreement(graph: Graph, image: ChipImage, calibration: Mapping[str, Any],
+               scales: Mapping[str, float]) -> dict[str, Any]:
+    """Float (chip order) vs fixed-point emulator on the calibration inputs."""
+    from compiler.float_sim import simulate
+    from emulator.chip import Emulator
+
+    fr = simulate(graph, calibration)
+    probes = [f"{k}.v" for k, p in graph.populations.items() if not p.spiking]
+    er = Emulator(image).run(calibration, steps=fr.steps, probes=probes, spikes="all")
+    out: dict[str, Any] = {}
+    for k, p in graph.populations.items():
+        if p.spiking:
+            a, b = fr.spikes[k], er.spikes[k]
+            out[k] = {"spike_agreement": float(np.mean(a == b)) if a.size else 1.0,
+                      "float_spikes": int(a.sum()), "chip_spikes": int(b.sum())}
+        else:
+            ref = fr.v[k]
+            chip = er.probes[f"{k}.v"].astype(np.float64) / scales[k]
+            n = float(np.linalg.norm(ref))
+            out[k] = {"v_rel_error": float(np.linalg.norm(chip - ref)) / n if n else 0.0}
+    return out
+
+
+def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
+                  dt: float | None = None, decay: str | None = None, reset: str | None = None,
+                  weight_bits: int | None = None,
+                  calibration: Mapping[str, Any] | None = None,
+                  calibration_percentile: float | None = None,
+                  calibration_margin: float = 2.0,
+                  dump_ir: str | Sequence[str] | bool | None = None,
+                  dump_file: TextIO | None = None,
+                  on_pass: Callable[[str, Any], None] | None = None,
+                  name: str | None = None) -> ChipImage:
+    """Compile a model file or IR graph for ``hw``: the front passes, then the register level.
+
+    model: a ``.nir`` / ``.onnx`` path, a ``nir.NIRGraph``, an ONNX ``ModelProto`` or a
+    float IR :class:`~compiler.ir.Graph`.
+    dt (s), decay ("euler" | "exp"), reset ("zero" | "subtract"): how a NIR file is
+    discretised; default from the file's ``neurochip.*`` metadata, else its source
+    profile (``reset`` also applies to ONNX). weight_bits: weight precision (default and
+    maximum: the chip's). calibration: {input name: spikes (T, n) or (B, T, n)}: the float
+    model runs on them and each population's scale is chosen from the largest (or the
+    ``calibration_percentile``-th percentile of) |I| and |U|, times ``calibration_margin``;
+    without it a conservative worst-case bound is used. The float vs chip spike agreement
+    on these inputs is then added to the report.
+    dump_ir: a front pass name, a list of them, or "all"/True: print the IR after them
+    (to ``dump_file``, default stderr). on_pass(name, state): called after every pass with
+    the IR graph (front passes), the Network ("lower") or the register-level mapping.
+
+    ``image.metadata`` gets ``quantization`` (per population: scale, registers, effective
+    decays and threshold, per projection weight errors; ``agreement`` with calibration),
+    ``outputs`` ({output: {"population", "signal": "spikes" | "v", "scale"}}), ``import``
+    (format, profile, dt, notes) and ``compiler`` (passes and options).
+    """
+    spec = load_hw(hw)
+    dumps = _dump_targets(dump_ir)
+    out = dump_file if dump_file is not None else sys.stderr
+
+    def after(pass_name: str, graph: Graph) -> Graph:
+        verify(graph, spec if graph.quantized else None)
+        if pass_name in dumps:
+            print(f"--- IR after {pass_name} ---\n{format_graph(graph)}", file=out)
+        if on_pass is not None:
+            on_pass(pass_name, graph)
+        return graph
+
+    g0 = after("import", import_model(model, dt=dt, decay=decay, reset=reset))
+    g1 = after("normalize", normalize(g0))
+    bounds: dict[str, tuple[float, str]] = {}
+    state_max: dict[str, float] | None = None
+    if calibration is not None:
+        state_max = _calibrate(g1, calibration, calibration_percentile, calibration_margin)
+        bounds = {k: (v, "calibration") for k, v in state_max.items()}
+        if on_pass is not None:
+            on_pass("calibrate", dict(state_max))
+    g2 = after("quantize", quantize_graph(g1, spec, weight_bits=weight_bits,
+                                          state_max=state_max))
+    net_name = name or str(g0.metadata.get("name", "network"))
+    net = lower(g2, spec, name=net_name)
+    if on_pass is not None:
+        on_pass("lower", net)
+    report = quantization_report(g1, g2, spec, bounds)
+    scales = {k: p.registers.scale for k, p in g2.populations.items() if p.registers}
+    outputs = {oname: {"population": src,
+                       "signal": "spikes" if g2.populations[src].spiking else "v",
+                       "scale": scales[src]} for oname, src in g2.outputs.items()}
+    meta: dict[str, Any] = {
+        "compiler": {"front_passes": [n for n, _ in FRONT_PASSES],
+                     "register_passes": [n for n, _ in MAPPING_PASSES],
+                     "options": {"dt": dt, "decay": decay, "reset": reset,
+                                 "weight_bits": weight_bits,
+                                 "calibration": calibration is not None,
+                                 "calibration_percentile": calibration_percentile,
+                                 "calibration_margin": calibration_margin}},
+        "quantization": report,
+        "outputs": outputs,
+    }
+    for key in ("import", "file_metadata"):
+        if key in g0.metadata:
+            meta[key] = g0.metadata[key]
+    image = compile_network(net, spec, metadata=meta, on_pass=on_pass)
+    if calibration is not None:
+        for k, entry in _agreement(g1, image, calibration, scales).items():
+            image.metadata["quantization"][k]["agreement"] = entry
+    return image
+
