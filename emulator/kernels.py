@@ -7,7 +7,8 @@ shapes before calling them. They must equal the pure-Python reference model
 One step of one sample (``_run_sample``):
 
 1. every LIF neuron g takes its input a from the ring slot of this step, then
-   u <- wrap_once(trunc0(u * (2^ds - 1 - du) >> ds) + (a << input_shift))   [current first]
+   u <- wrap_once(wrap32(trunc0(u * (2^ds - 1 - du) >> ds) + (a << input_shift)))
+        [current first; the sum is taken in 32-bit two's complement, as Lava's int32 LIF]
    v <- sat(trunc0(v * (2^ds - dv) >> ds) + u + bias)                      [new u]
    spike if v > theta (strict); reset v to 0, or subtract theta;
 2. probes and spikes are recorded (after the reset, as Lava's monitors see them);
@@ -42,6 +43,7 @@ from emulator.tables import (
     Tables,
 )
 from neurochip.errors import EmulatorInputError
+from neurochip.fixedpoint import DATAPATH_BITS
 
 __all__ = ["KernelState", "run_batch"]
 
@@ -68,6 +70,8 @@ def _update_range(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v
     v_keep = unity - dv
     u_half = np.int64(1) << (u_bits - 1)
     u_full = np.int64(1) << u_bits
+    i32_half = np.int64(1) << (DATAPATH_BITS - 1)
+    i32_mask = (np.int64(1) << DATAPATH_BITS) - 1
     v_max = (np.int64(1) << (v_bits - 1)) - 1
     spiking = mode != MODE_NONSPIKING
     to_zero = mode == MODE_ZERO
@@ -75,6 +79,9 @@ def _update_range(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v
         a = np.int64(a_in[g])
         a_in[g] = 0
         x = _trunc_shift(np.int64(u[g]) * u_keep, dshift, rnd) + (a << in_shift)
+        # Lava adds the shifted input to the decayed current in int32: a sum beyond 32
+        # bits wraps (two's complement) before the register's own wrap.
+        x = ((x + i32_half) & i32_mask) - i32_half
         if x > u_half:  # one two's-complement wrap of the current register (Lava)
             x -= u_full
         elif x <= -u_half:

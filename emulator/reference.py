@@ -9,7 +9,9 @@ One step t of one sample, exactly as Lava 0.10's fixed-point LIF and Dense model
 
 1. a = sum of every input scheduled for step t (each connection's contribution was floored
    by its weight exponent when it was scheduled);
-2. u = wrap_once(trunc0(u * (2^ds - 1 - du) / 2^ds) + a * 2^input_shift)
+2. u = wrap_once(wrap32(trunc0(u * (2^ds - 1 - du) / 2^ds) + a * 2^input_shift))
+   (wrap32: the update is computed in 32-bit two's complement, as Lava's int32 current
+   and input are; only a huge input, |a * 2^6| >= 2^31, ever wraps there)
    v = saturate(trunc0(v * (2^ds - dv) / 2^ds) + u + bias_mant * 2^bias_exp)
    spike where v > vth * 2^vth_shift (never for non-spiking readouts); reset v to 0 or
    subtract the threshold;
@@ -128,8 +130,9 @@ class ReferenceModel:
             fired: dict[str, NDArray[np.bool_]] = {}
             for p in img.lif_populations:
                 sl = slice(p.offset, p.offset + p.size)
-                u = fx.wrap_once(fx.decay(st.u[sl], unity - 1 - p.du, self.ds)
-                                 + (a[sl] << self.in_shift), self.u_bits)
+                u = fx.wrap_once(fx.wrap(fx.decay(st.u[sl], unity - 1 - p.du, self.ds)
+                                         + (a[sl] << self.in_shift), fx.DATAPATH_BITS),
+                                 self.u_bits)
                 v = fx.saturate(fx.decay(st.v[sl], unity - p.dv, self.ds) + u + self.bias[sl],
                                 self.v_bits)
                 theta = p.vth << self.vth_shift

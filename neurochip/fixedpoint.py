@@ -64,6 +64,18 @@ def wrap_once(x: ArrayLike, bits: int) -> I64:
     return xi
 
 
+# Lava's CPU models hold the current and its synaptic input in int32: the update of the
+# current register is computed in 32-bit two's complement before the register's own wrap.
+DATAPATH_BITS = 32
+
+
+def wrap(x: ArrayLike, bits: int) -> I64:
+    """Full two's-complement wrap to ``bits`` (modular), e.g. the 32-bit datapath."""
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    return ((as_i64(x) + half) & mask) - half
+
+
 def saturate(x: ArrayLike, bits: int) -> I64:
     """Clip to the symmetric signed range +-(2**(bits-1) - 1) (the voltage register)."""
     m = (np.int64(1) << (bits - 1)) - 1

@@ -8,7 +8,7 @@ when the network is compiled for a particular chip. Values Lava would silently a
 
 Neuron model per step (current first; v uses the new u; see ``emulator.reference``)::
 
-    u <- wrap_once(trunc0(u * (2**12 - 1 - du) / 2**12) + a * 2**6)
+    u <- wrap_once(wrap32(trunc0(u * (2**12 - 1 - du) / 2**12) + a * 2**6))
     v <- sat(trunc0(v * (2**12 - dv) / 2**12) + u + bias_mant * 2**bias_exp)
     spike if v > vth * 2**6, then v <- 0 (reset="zero") or v <- v - vth * 2**6 ("subtract")
 """

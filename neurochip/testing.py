@@ -8,6 +8,8 @@ weight exponents, all sign modes, reset modes, readouts).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -66,7 +68,8 @@ def random_network(seed: int, hw: HardwareSpec | str = "loihi_like", *, layers: 
             shape = (n, sizes[src])
             density = float(rng.choice([1.0, 0.5, 0.15]))
             w = random_weights(rng, shape, mode, nwb, density, scale=float(rng.uniform(0.2, 1.0)))
-            storage = "sparse" if density < 1.0 and rng.random() < 0.7 else "dense"
+            storage: Literal["dense", "sparse"] = (
+                "sparse" if density < 1.0 and rng.random() < 0.7 else "dense")
             if storage == "sparse":
                 wm: NDArray[np.int64] | sp.csr_matrix = sp.csr_matrix(w)
                 nnz = wm.nnz
