@@ -70,12 +70,11 @@ def random_network(seed: int, hw: HardwareSpec | str = "loihi_like", *, layers: 
             w = random_weights(rng, shape, mode, nwb, density, scale=float(rng.uniform(0.2, 1.0)))
             storage: Literal["dense", "sparse"] = (
                 "sparse" if density < 1.0 and rng.random() < 0.7 else "dense")
+            wm: NDArray[np.int64] | sp.csr_matrix = w
+            nnz = w.size
             if storage == "sparse":
-                wm: NDArray[np.int64] | sp.csr_matrix = sp.csr_matrix(w)
-                nnz = wm.nnz
-            else:
-                wm = w
-                nnz = w.size
+                sparse_w = sp.csr_matrix(w)
+                wm, nnz = sparse_w, int(sparse_w.nnz)
             if rng.random() < 0.4:
                 delay: int | NDArray[np.int64] = rng.integers(0, max_delay + 1, size=nnz)
             else:
