@@ -312,13 +312,17 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
 
 @njit(cache=True, inline="always")
 def _collect(flag, nslot, fired, cnt):
-    """Count active neurons per core; list the neurons that fired. Returns how many fired."""
+    """Count active and spiking neurons per core; list the neurons that fired.
+
+    Returns how many fired."""
     nf = 0
     for g in range(flag.shape[0]):
         f = flag[g]
         if f != 0:
-            cnt[nslot[g], C_ACTIVE] += 1
+            k = nslot[g]
+            cnt[k, C_ACTIVE] += 1
             if f & 1:
+                cnt[k, C_SPIKES_OUT] += 1
                 fired[nf] = g
                 nf += 1
     return nf
@@ -370,7 +374,6 @@ def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
             sx = slot_x[ss]
             sy = slot_y[ss]
             sc = slot_chip[ss]
-            cnt[ss, C_SPIKES_OUT] += m
         else:  # host input: enters at the I/O tile of chip 0
             sx = io_x
             sy = io_y
@@ -394,14 +397,21 @@ def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
 
 
 @njit(cache=True, inline="always")
-def _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, srcs):
-    """The step's spiking sources: host inputs first, then the neurons that fired."""
+def _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, route_ptr, only_senders, srcs):
+    """The step's spiking sources: host inputs first, then the neurons that fired.
+
+    With only_senders, neurons without axons (nothing to route) are left out.
+    """
     ni = inp_ptr[t + 1] - inp_ptr[t]
     for q in range(ni):
         srcs[q] = inp_src[inp_ptr[t] + q]
+    ns = ni
     for q in range(nf):
-        srcs[ni + q] = n_in + fired[q]
-    return ni + nf
+        s = n_in + fired[q]
+        if not only_senders or route_ptr[s + 1] > route_ptr[s]:
+            srcs[ns] = s
+            ns += 1
+    return ns
 
 
 @njit(cache=True)
@@ -429,7 +439,7 @@ def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
         _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
         nf = _collect(flag, nslot, fired, cnt)
         _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
-        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, srcs)
+        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, rt[0], True, srcs)
         if ns > 0:
             _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
             # synaptic input lands in the ring slots of steps t + 1 + delay
