@@ -314,17 +314,32 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
 def _collect(flag, nslot, fired, cnt):
     """Count active and spiking neurons per core; list the neurons that fired.
 
-    Returns how many fired."""
+    Returns how many fired. Branch-free per neuron (spikes are data-dependent, so a branch
+    would mispredict often); a core's neurons form runs, flushed when the core changes.
+    """
+    N = flag.shape[0]
+    if N == 0:
+        return 0
     nf = 0
-    for g in range(flag.shape[0]):
+    k = nslot[0]
+    act = 0
+    spk = 0
+    for g in range(N):
+        kk = nslot[g]
+        if kk != k:
+            cnt[k, C_ACTIVE] += act
+            cnt[k, C_SPIKES_OUT] += spk
+            act = 0
+            spk = 0
+            k = kk
         f = flag[g]
-        if f != 0:
-            k = nslot[g]
-            cnt[k, C_ACTIVE] += 1
-            if f & 1:
-                cnt[k, C_SPIKES_OUT] += 1
-                fired[nf] = g
-                nf += 1
+        s = np.int64(f & 1)
+        act += np.int64(f != 0)
+        spk += s
+        fired[nf] = g
+        nf += s
+    cnt[k, C_ACTIVE] += act
+    cnt[k, C_SPIKES_OUT] += spk
     return nf
 
 
@@ -476,10 +491,9 @@ def _spike_lists(X, ptr, out):
         for t in range(T):
             ptr[b, t] = k
             row = X[b, t]
-            for i in range(n):
-                if row[i]:
-                    out[k] = i
-                    k += 1
+            for i in range(n):  # branch-free compaction (out has one spare slot)
+                out[k] = i
+                k += np.int64(row[i])
         ptr[b, T] = k
     return k
 
@@ -491,9 +505,9 @@ def spike_lists(X: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int
                                  where="emulator.kernels", field="inputs")
     X = np.ascontiguousarray(X)
     ptr = np.zeros((X.shape[0], X.shape[1] + 1), np.int64)
-    out = np.empty(int(np.count_nonzero(X)), np.int64)
-    _spike_lists(X, ptr, out)
-    return ptr, out
+    out = np.empty(int(np.count_nonzero(X)) + 1, np.int64)
+    k = _spike_lists(X, ptr, out)
+    return ptr, out[:k]
 
 
 class KernelState:

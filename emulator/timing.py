@@ -43,6 +43,7 @@ from emulator.tables import (
     C_SPIKES_IN,
     C_SYNOPS,
     C_TRACE,
+    N_COUNTERS,
 )
 from neurochip.hw import HardwareSpec
 
@@ -70,23 +71,31 @@ class CostModel:
 
 def account(counters: NDArray[np.int64], neurons: NDArray[np.int64], cm: CostModel
             ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """cycles (..., T, K), latency in cycles (..., T), energy in pJ (..., T, K)."""
-    c = counters
-    active = c[..., C_ACTIVE]
-    inactive = neurons - active
-    cy = cm.cyc
-    cycles = (c[..., C_SPIKES_IN] * cy["spike_in"] + c[..., C_SYNOPS] * cy["synop"]
-              + active * cy["neuron_active"] + inactive * cy["neuron_inactive"]
-              + (c[..., C_MSGS] + c[..., C_ERR_MSGS]) * cy["spike_out"]
-              + c[..., C_LEARN] * cy["learn_update"] + c[..., C_TRACE] * cy["trace_update"])
-    route = c[..., C_ROUTE_MAX].max(axis=-1) if c.shape[-2] else np.zeros(c.shape[:-2], np.int64)
-    latency = (cycles.max(axis=-1) if cycles.shape[-1] else 0) + route + cm.barrier
-    p = cm.pj
-    energy = (c[..., C_SYNOPS] * p["synop"] + c[..., C_SPIKES_IN] * p["spike_in"]
-              + active * p["neuron_active"] + inactive * p["neuron_inactive"]
-              + (c[..., C_MSGS] + c[..., C_ERR_MSGS]) * p["spike_out"]
-              + c[..., C_HOPS_EW] * p["hop_ew"]
-              + c[..., C_HOPS_NS] * p["hop_ns"] + c[..., C_LINKS] * p["chip_link"]
-              + c[..., C_LEARN] * p["learn_update"] + c[..., C_TRACE] * p["trace_update"])
+    """cycles (..., T, K), latency in cycles (..., T), energy in pJ (..., T, K).
+
+    Both are linear in the counters: cycles = counters @ cycle_weights + idle neurons x
+    neuron_inactive, and likewise for energy (plus static power over the step latency).
+    """
+    cy, p = cm.cyc, cm.pj
+    wc = np.zeros(N_COUNTERS, np.int64)
+    we = np.zeros(N_COUNTERS, np.float64)
+    wc[C_SPIKES_IN], we[C_SPIKES_IN] = cy["spike_in"], p["spike_in"]
+    wc[C_SYNOPS], we[C_SYNOPS] = cy["synop"], p["synop"]
+    # an active neuron costs neuron_active instead of neuron_inactive
+    wc[C_ACTIVE] = cy["neuron_active"] - cy["neuron_inactive"]
+    we[C_ACTIVE] = p["neuron_active"] - p["neuron_inactive"]
+    wc[C_MSGS] = wc[C_ERR_MSGS] = cy["spike_out"]
+    we[C_MSGS] = we[C_ERR_MSGS] = p["spike_out"]
+    wc[C_LEARN], we[C_LEARN] = cy["learn_update"], p["learn_update"]
+    wc[C_TRACE], we[C_TRACE] = cy["trace_update"], p["trace_update"]
+    we[C_HOPS_EW], we[C_HOPS_NS], we[C_LINKS] = p["hop_ew"], p["hop_ns"], p["chip_link"]
+    cycles = counters @ wc + neurons * cy["neuron_inactive"]
+    k = counters.shape[-2]
+    route = counters[..., C_ROUTE_MAX].max(axis=-1) if k else np.zeros(counters.shape[:-2],
+                                                                       np.int64)
+    latency = (cycles.max(axis=-1) if k else 0) + route + cm.barrier
+    energy = counters @ we + neurons * p["neuron_inactive"]
     energy = energy + cm.static_mw * (latency * cm.cycle_ns)[..., None]
-    return cycles.astype(np.int64), latency.astype(np.int64), energy.astype(np.float64)
+    return cycles.astype(np.int64), np.asarray(latency, np.int64), energy.astype(np.float64)
+
+
