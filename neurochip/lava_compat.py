@@ -3,8 +3,13 @@
 lava-nc 0.10.0 (its only release) declares Python < 3.11. On 3.11 exactly one thing
 breaks: ``lava.magma.compiler.var_model`` uses the dataclass ``ByteEncoder`` as a mutable
 default of other dataclasses, which Python 3.11 rejects because ``ByteEncoder`` is not
-hashable. We install a meta-path finder that compiles that one module from its source
-with ``@dataclass(unsafe_hash=True)`` on ``ByteEncoder``; nothing on disk changes.
+hashable. We install a meta-path finder that compiles that module from its source with
+``@dataclass(unsafe_hash=True)`` on ``ByteEncoder``; nothing on disk changes.
+
+The same finder makes one more source edit: Lava's multiprocessing backend calls
+``multiprocessing.set_start_method('fork')`` at import, which raises once anything in the
+process has fixed the start method (Numba's thread pool does, for instance). We pass
+``force=True``: 'fork' is Linux's default anyway, so nothing else changes.
 
 Only this module and :mod:`compiler.lava_export` import Lava.
 """
@@ -22,15 +27,20 @@ from typing import Any
 from neurochip.errors import LavaExportError
 
 _TARGET = "lava.magma.compiler.var_model"
-_NEEDLE = "@dataclass\nclass ByteEncoder:"
-_PATCH = "@dataclass(unsafe_hash=True)\nclass ByteEncoder:"
+# module -> (source text, replacement); each edit must match exactly once.
+_PATCHES = {
+    _TARGET: ("@dataclass\nclass ByteEncoder:", "@dataclass(unsafe_hash=True)\nclass ByteEncoder:"),
+    "lava.magma.runtime.message_infrastructure.multiprocessing": (
+        "mp.set_start_method('fork')", "mp.set_start_method('fork', force=True)"),
+}
 
 
 class _PatchedLoader(importlib.machinery.SourceFileLoader):
     def source_to_code(self, data: Any, path: Any, *, _optimize: int = -1) -> Any:  # type: ignore[override]
         text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
-        if _NEEDLE in text:
-            text = text.replace(_NEEDLE, _PATCH, 1)
+        needle, patch = _PATCHES[self.name]
+        if needle in text:
+            text = text.replace(needle, patch, 1)
         return compile(text, path, "exec", dont_inherit=True, optimize=_optimize)
 
     def get_code(self, fullname: str) -> Any:
@@ -41,7 +51,7 @@ class _PatchedLoader(importlib.machinery.SourceFileLoader):
 
 class _VarModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != _TARGET:
+        if fullname not in _PATCHES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
