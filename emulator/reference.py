@@ -123,24 +123,17 @@ class ReferenceModel:
         probes = np.zeros((steps, probe_idx.size), np.int32)
         spikes = np.zeros((steps, n_rec), np.uint8)
         counters = np.zeros((steps, max(len(self.slots), 1), N_COUNTERS), np.int64)
-        unity = 1 << self.ds
         for t in range(steps):
             now = st.t + t
             a = st.pending.pop(now, np.zeros(self.N, np.int64))
             fired: dict[str, NDArray[np.bool_]] = {}
             for p in img.lif_populations:
                 sl = slice(p.offset, p.offset + p.size)
-                u = fx.wrap_once(fx.wrap(fx.decay(st.u[sl], unity - 1 - p.du, self.ds)
-                                         + (a[sl] << self.in_shift), fx.DATAPATH_BITS),
-                                 self.u_bits)
-                v = fx.saturate(fx.decay(st.v[sl], unity - p.dv, self.ds) + u + self.bias[sl],
-                                self.v_bits)
-                theta = p.vth << self.vth_shift
-                s = (v > theta) if p.spiking else np.zeros(p.size, bool)
-                if p.reset == "zero":
-                    v = np.where(s, 0, v)
-                else:
-                    v = np.where(s, v - theta, v)
+                u, v, s, _ = fx.lif_step(
+                    st.u[sl], st.v[sl], a[sl], du=p.du, dv=p.dv, bias=self.bias[sl],
+                    theta=p.vth << self.vth_shift, reset=p.reset, spiking=p.spiking,
+                    decay_bits=self.ds, input_shift=self.in_shift, u_bits=self.u_bits,
+                    v_bits=self.v_bits)
                 st.u[sl], st.v[sl] = u, v
                 fired[p.name] = s
                 for i in np.flatnonzero(s | (a[sl] != 0)):

@@ -94,6 +94,25 @@ def bias_value(mant: ArrayLike, exp: ArrayLike) -> I64:
     return np.where(e >= 0, m << np.maximum(e, 0), m >> np.maximum(-e, 0))
 
 
+def lif_step(u: ArrayLike, v: ArrayLike, a: ArrayLike, *, du: int, dv: int, bias: ArrayLike,
+             theta: int, reset: str, spiking: bool, decay_bits: int, input_shift: int,
+             u_bits: int, v_bits: int) -> tuple[I64, I64, NDArray[np.bool_], I64]:
+    """One step of a population of the chip's LIF neurons: (u, v, spikes, v before reset).
+
+    Current first (Lava's hidden +1 on the current decay; the sum is taken in the 32-bit
+    datapath, then the register wraps once), then the voltage from the *new* current
+    (saturating), a strict threshold, and reset to zero or by subtraction. ``a`` is the
+    summed synaptic input of the step; ``theta`` = vth * 2**vth_shift.
+    """
+    unity = 1 << decay_bits
+    x = decay(u, unity - 1 - du, decay_bits) + (as_i64(a) << input_shift)
+    u_new = wrap_once(wrap(x, DATAPATH_BITS), u_bits)
+    v_new = saturate(decay(v, unity - dv, decay_bits) + u_new + as_i64(bias), v_bits)
+    s = (v_new > theta) if spiking else np.zeros(v_new.shape, bool)
+    v_out = np.where(s, 0 if reset == "zero" else v_new - theta, v_new)
+    return u_new, v_out, s, v_new
+
+
 # --------------------------------------------------------------------------------------
 # Weights
 # --------------------------------------------------------------------------------------

@@ -106,9 +106,6 @@ def _synaptic_input(s: F64, w: I64, exp: int) -> I64:
 def _layer_chip_forward(x: F64, lr: LayerRegisters, hw: HardwareSpec) -> LayerTrace:
     regs, spec = lr.regs, lr.spec
     f = hw.formats
-    unity = 1 << f.decay_bits
-    keep_u = unity - 1 - regs.du
-    keep_v = unity - regs.dv
     theta = regs.vth << f.vth_shift
     bias = fx.bias_value(regs.bias_mant, regs.bias_exp)
     T, B, _ = x.shape
@@ -131,15 +128,15 @@ def _layer_chip_forward(x: F64, lr: LayerRegisters, hw: HardwareSpec) -> LayerTr
         a = drive[t]
         if V is not None:
             a = a + _synaptic_input(s, V, regs.weight_exp[1])
-        u = fx.wrap_once(fx.decay(u, keep_u, f.decay_bits) + (a << f.input_shift), f.u_bits)
-        v = fx.saturate(fx.decay(v, keep_v, f.decay_bits) + u + bias, f.v_bits)
+        u, v, fired, v_pre = fx.lif_step(
+            u, v, a, du=regs.du, dv=regs.dv, bias=bias, theta=theta, reset=spec.reset,
+            spiking=spec.spiking, decay_bits=f.decay_bits, input_shift=f.input_shift,
+            u_bits=f.u_bits, v_bits=f.v_bits)
         I_all[t] = u / lam
-        P_all[t] = v / lam
+        P_all[t] = v_pre / lam  # the voltage before the reset (what the surrogate sees)
         if spec.spiking:
-            fired = v > theta
             s = fired.astype(np.float64)
             S_all[t] = s
-            v = np.where(fired, 0, v) if spec.reset == "zero" else np.where(fired, v - theta, v)
     return LayerTrace(I_all, P_all, S_all)
 
 
