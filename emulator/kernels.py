@@ -320,17 +320,17 @@ def _collect(flag, nslot, fired, cnt):
     N = flag.shape[0]
     if N == 0:
         return 0
-    nf = 0
+    nf = np.int64(0)
     k = nslot[0]
-    act = 0
-    spk = 0
+    act = np.int64(0)
+    spk = np.int64(0)
     for g in range(N):
         kk = nslot[g]
         if kk != k:
             cnt[k, C_ACTIVE] += act
             cnt[k, C_SPIKES_OUT] += spk
-            act = 0
-            spk = 0
+            act = np.int64(0)
+            spk = np.int64(0)
             k = kk
         f = flag[g]
         s = np.int64(f & 1)
@@ -486,7 +486,7 @@ def _run_batch(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
 def _spike_lists(X, ptr, out):
     """Host spikes (B, T, n) bool -> per sample and step, the spiking input indices."""
     B, T, n = X.shape
-    k = 0
+    k = np.int64(0)
     for b in range(B):
         for t in range(T):
             ptr[b, t] = k
