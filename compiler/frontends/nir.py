@@ -39,7 +39,8 @@ snntorch   r = tau_mem/dt, w_in = tau_syn/dt (lava-dl     dt     euler     subtr
 spyx       r = 1 - dt/tau (r is beta), unit gains         dt     euler     subtract
 rockpool   r = tau exp(-dt/tau)/dt                        dt     exp       subtract
 sinabs     r = 1, IF only or tau > 1 (tau in steps)       1      exp       subtract
-norse      r = 1, w_in = 1, tau in seconds                ask    euler     zero
+norse      r = 1, w_in = 1, tau in seconds (input gain w_in   ask    euler     zero
+           into the current, as Norse's LIFCell)
 =========  =============================================  =====  ========  ========
 
 Population names are NIR node names (a subgraph holding exactly one neuron node, such as
@@ -119,7 +120,7 @@ class Discretisation:
     decay: Decay
     reset: Reset
     profile: str
-    gain: Literal["literal", "unit"] = "literal"
+    gain: Literal["literal", "unit", "norse"] = "literal"
     sources: Mapping[str, str] = field(default_factory=dict)  # option -> where it came from
 
 
@@ -363,7 +364,7 @@ def _profile(flat: _Flat, dt: float | None) -> tuple[str, float | None, Decay, R
                 return ("sinabs", 1.0, "exp", "subtract", "literal",
                         "r = 1, time constants in steps")
         if taus and dt is not None:
-            return "norse", dt, "euler", "zero", "literal", "r = 1, w_in = 1"
+            return "norse", dt, "euler", "zero", "norse", "r = 1, w_in = 1"
         if taus:
             raise _imp("NIR graph", "cannot infer dt: r = 1 and w_in = 1 with time constants "
                        "in seconds (a Norse-style export, which does not record dt). Pass "
@@ -420,13 +421,16 @@ def _discretisation(flat: _Flat, meta: Mapping[str, Any], dt: float | None,
         if given and m and given != m:
             notes.append(f"{opt}={given!r} from the caller overrides the file's "
                          f"neurochip.{opt}={m!r}")
-    if name in ("norse", "spyx", "rockpool"):
+    if name == "norse":
+        notes.append("source profile 'norse': a CubaLIF's input enters its current with gain "
+                     "w_in (Norse's LIFCell adds the weighted spike to the current in full), "
+                     "the membrane with gain r*dt/tau_mem")
+    elif name in ("spyx", "rockpool"):
         notes.append(f"source profile '{name}': gains follow "
                      + ("unit gains (the exporter ignores r and w_in)" if gain == "unit" else
                         "the literal reading of r and w_in, which differs from that "
                         "framework's own model; check the float/chip agreement"))
-    return Discretisation(dt, final_decay, final_reset, name,
-                          "unit" if gain == "unit" else "literal", sources)
+    return Discretisation(dt, final_decay, final_reset, name, gain, sources)
 
 
 # --------------------------------------------------------------------------------------
@@ -738,7 +742,9 @@ def _neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation) 
     if t in ("CubaLIF", "CubaLI"):
         alpha = _decay(arr("tau_syn"), disc, w, "tau_syn")
         beta = _decay(arr("tau_mem"), disc, w, "tau_mem")
-        gain = np.ones(n) if unit else arr("w_in", 1.0) * (1 - alpha) * arr("r") * (1 - beta)
+        # Euler: input gain w_in*dt/tau_syn = w_in*(1 - alpha); Norse adds w_in*x in full.
+        syn_gain = arr("w_in", 1.0) * (1.0 if disc.gain == "norse" else 1 - alpha)
+        gain = np.ones(n) if unit else syn_gain * arr("r") * (1 - beta)
         bias = (1 - beta) * arr("v_leak", 0.0)
     elif t in ("LIF", "LI"):
         alpha = 0.0
