@@ -430,7 +430,8 @@ def _discretisation(flat: _Flat, meta: Mapping[str, Any], dt: float | None,
                      + ("unit gains (the exporter ignores r and w_in)" if gain == "unit" else
                         "the literal reading of r and w_in, which differs from that "
                         "framework's own model; check the float/chip agreement"))
-    return Discretisation(dt, final_decay, final_reset, name, gain, sources)
+    gain_mode: Any = gain
+    return Discretisation(dt, final_decay, final_reset, name, gain_mode, sources)
 
 
 # --------------------------------------------------------------------------------------
