@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,11 @@ from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
 from emulator.timing import CostModel, account
 from neurochip.errors import EmulatorInputError
 from neurochip.image import ChipImage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from emulator.learning.engine import Learner, LearnHistory
 
 __all__ = ["Emulator", "RunResult"]
 
@@ -107,6 +112,7 @@ class Emulator:
         self._rstates: list[ReferenceState] | None = None
         self._batch: int | None = None
         self._pops = {p.name: p for p in image.populations}
+        self._learner: Learner | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -180,6 +186,11 @@ class Emulator:
                                      where="Emulator.run", field="steps")
         batched = batch is not None
         B = batch or 1
+        if len(arrays) == 1 and n_in:
+            # one input population covering every input channel for every step: no copy
+            (arr,) = arrays.values()
+            if arr.shape[-1] == n_in and arr.shape[-2] == steps:
+                return np.ascontiguousarray(arr.reshape(B, int(steps), n_in)), int(steps), batched
         X = np.zeros((B, int(steps), n_in), bool)
         for name, arr in arrays.items():
             p = self._pops[name]
@@ -225,13 +236,27 @@ class Emulator:
 
     # ------------------------------------------------------------------ run
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
-            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> RunResult:
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
+            learn: bool = False, targets: Mapping[str, Any] | None = None,
+            reward: Any = None) -> RunResult:
         """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
 
         inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
         probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
         State carries over to the next call until :meth:`reset`.
+
+        learn=True runs the on-chip learning engine of the image's learning configuration
+        (one sample stream, batch 1): targets {population: (T, n) target spikes (bool) or
+        target values (int)} for its error and local-readout layers, reward (T,) ints for
+        reward-modulated layers. Learned weights stay in the emulator (see
+        :meth:`learned_image`); the counters then include learning updates, trace updates
+        and error messages.
         """
+        if learn:
+            return self._run_learning(inputs, steps, probes, spikes, targets, reward)
+        if targets is not None or reward is not None:
+            raise EmulatorInputError("targets and reward are used only with learn=True",
+                                     where="Emulator.run", field="targets")
         X, steps, batched = self._inputs(inputs, steps)
         B = X.shape[0]
         if self._batch is not None and B != self._batch:
@@ -267,6 +292,92 @@ class Emulator:
             raw_c = np.stack([o[2] for o in outs])
         return self._result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
                             batched)
+
+    # ------------------------------------------------------------------ learning
+    @property
+    def learner(self) -> Learner:
+        """The learning engine's state (created on first use)."""
+        if self._learner is None:
+            from emulator.learning.engine import Learner
+
+            self._learner = Learner(self)
+        return self._learner
+
+    def _record(self, spikes: str | Iterable[str] | None
+                ) -> tuple[NDArray[np.int64], dict[str, tuple[int, int]]]:
+        rec_col = np.full(self.image.n_neurons, -1, np.int64)
+        rec_spans: dict[str, tuple[int, int]] = {}
+        col = 0
+        for name in self._recorded(spikes):
+            p = self._pops[name]
+            rec_col[p.offset: p.offset + p.size] = np.arange(col, col + p.size)
+            rec_spans[name] = (col, col + p.size)
+            col += p.size
+        return rec_col, rec_spans
+
+    def _run_learning(self, inputs: Mapping[str, Any] | None, steps: int | None,
+                      probes: Iterable[str], spikes: str | Iterable[str] | None,
+                      targets: Mapping[str, Any] | None, reward: Any) -> RunResult:
+        X, steps, batched = self._inputs(inputs, steps)
+        if X.shape[0] != 1:
+            raise EmulatorInputError(
+                f"learning runs one sample stream; got a batch of {X.shape[0]} (use "
+                f"Emulator.learn to stream samples)", where="Emulator.run", field="inputs")
+        if self._batch is not None and self._batch != 1:
+            raise EmulatorInputError(
+                f"the emulator holds state for a batch of {self._batch}; call reset() first",
+                where="Emulator.run", field="inputs")
+        self._batch = 1
+        learner = self.learner
+        pnames, pidx, pvar, spans = self._probes(probes)
+        rec_col, rec_spans = self._record(spikes)
+        t_start = self.t
+        raw_p, raw_s, raw_c = learner.run(X, steps, pidx, pvar, rec_col, targets, reward)
+        learner.samples_seen += 1
+        return self._result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
+                            batched)
+
+    def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,
+              reward: Any = None, *, epochs: int = 1, shuffle: int | None = None,
+              reset: bool = True, spikes: str | Iterable[str] | None = "all",
+              callback: Callable[[int, LearnHistory], None] | None = None,
+              progress: bool = False) -> LearnHistory:
+        """Learn on chip from a stream of samples.
+
+        inputs: {input population: (N, T, n) spikes}; targets: {population: (N, T, n)
+        target spikes or values}; reward: (N, T) ints. Samples run one after another,
+        ``epochs`` times (shuffled with seed ``shuffle`` if given); with ``reset`` the neuron
+        state, traces and tags are cleared before each sample (the weights never are).
+        ``callback(epoch, history)`` runs after every epoch (e.g. to evaluate).
+        Returns per-sample counters, energy, latency and spike counts.
+        """
+        self.reset()
+        return self.learner.stream(inputs, targets, reward, epochs=epochs, shuffle=shuffle,
+                                   reset=reset, record=self._recorded(spikes),
+                                   callback=callback, progress=progress)
+
+    def set_rate_shift(self, shift: int) -> None:
+        """Scale every learned weight change by 2^-shift from now on (the host lowering the
+        learning rate between passes); kept in the learned image's configuration."""
+        self.learner.set_rate_shift(shift)
+
+    def weights(self, connection: str) -> NDArray[np.int64]:
+        """Current effective weights of a connection, (post, pre): learned ones if any."""
+        if self._learner is not None:
+            return self._learner.weights(connection)
+        return self.image.weights(connection)
+
+    def learned_image(self) -> ChipImage:
+        """A new chip image holding the learned weights; deploy it like any other image."""
+        return self.learner.learned_image()
+
+    def reset_learning(self) -> None:
+        """Forget everything learned: weights back to the image's, learning state cleared."""
+        self.tables = build_tables(self.image)
+        self._learner = None
+        if self.backend == "reference":
+            self._ref = ReferenceModel(self.image)
+        self.reset()
 
     def _result(self, raw_p: NDArray[Any], raw_s: NDArray[Any], raw_c: NDArray[Any],
                 pnames: list[str], spans: list[tuple[int, int]],

@@ -69,7 +69,7 @@ def test_bad_inputs_are_typed_errors(img, inputs, kw, match) -> None:
 def test_batch_size_is_fixed_until_reset(img) -> None:
     em = neurochip.Emulator(img)
     em.run({"in": np.zeros((2, 5, 3), bool)})
-    with pytest.raises(EmulatorInputError, match="batch of 2.*reset"):
+    with pytest.raises(EmulatorInputError, match=r"batch of 2.*reset"):
         em.run({"in": np.zeros((5, 3), bool)})
     em.reset()
     assert em.run({"in": np.zeros((5, 3), bool)}).spikes["h"].shape == (5, 4)

@@ -85,7 +85,7 @@ def test_bad_fields_are_named(tmp_path: Path, patch: dict, field: str) -> None:
 
 
 def test_unknown_name_missing_file_bad_yaml_and_cycles(tmp_path: Path) -> None:
-    with pytest.raises(HardwareSpecError, match="unknown hardware 'nochip'.*loihi_like"):
+    with pytest.raises(HardwareSpecError, match=r"unknown hardware 'nochip'.*loihi_like"):
         load_hw("nochip")
     with pytest.raises(HardwareSpecError, match="no such file"):
         load_hw(tmp_path / "absent.yaml")

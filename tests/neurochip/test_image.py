@@ -109,7 +109,7 @@ def test_manifest_problems(tmp_path: Path, saved: Path, edit, match) -> None:
 def test_missing_manifest_and_bad_json(tmp_path: Path, saved: Path) -> None:
     bad = tmp_path / "nomani.nchip"
     _rewrite(saved, bad, lambda n, d: None if n == "manifest.json" else d)
-    with pytest.raises(ImageFormatError, match="manifest.json is missing"):
+    with pytest.raises(ImageFormatError, match=r"manifest\.json is missing"):
         ChipImage.load(bad)
     _rewrite(saved, bad, lambda n, d: b"{not json" if n == "manifest.json" else d)
     with pytest.raises(ImageFormatError, match="corrupt"):
