@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neurochip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMAND_MODULES:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and mod.startswith(exc.name):
-                continue  # that part of the toolchain is not installed in this build
-            raise
-        m.register(sub)
+        importlib.import_module(mod).register(sub)
     return parser
 
 
