@@ -352,6 +352,12 @@ def choose_scale(*, threshold: float, bias: ArrayLike, projections: Sequence[Pro
     unit_w = float(1 << f.input_shift)
     for c, p in enumerate(projections):
         lo, hi, _ = weight_grid(p.sign_mode, weight_bits, f)
+        if (p.max_pos > 0 and hi <= 0) or (p.max_neg > 0 and lo >= 0):
+            raise _err(where, f"weights[{c}]",
+                       f"{weight_bits}-bit {p.sign_mode} weights can only take values in "
+                       f"[{lo}, {hi}], so this projection's "
+                       f"{'positive' if p.max_pos > 0 and hi <= 0 else 'negative'} weights "
+                       f"cannot be represented; use more weight bits", weight_bits, 2)
         lim = math.inf
         if p.max_pos > 0:
             lim = min(lim, unit_w * 2.0 ** f.weight_exp_max * hi / p.max_pos)

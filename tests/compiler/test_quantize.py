@@ -332,3 +332,16 @@ def test_quantized_weights_always_chip_representable(mats, weight_bits, alpha, b
                         bias=bias, projections=[ProjectionStats.of(W) for W in Ws],
                         spiking=spiking)
     assert regs.scale * bound <= HEADROOM * REG_MAX * (1 + 1e-9)
+
+
+def test_one_bit_mixed_weights_name_what_cannot_be_represented() -> None:
+    hw = neurochip.load_hw("loihi_like")
+    w = np.array([[0.5, -0.25], [0.1, 0.2]])
+    with pytest.raises(QuantizationError, match=r"1-bit mixed weights .* positive weights") as ei:
+        quantize_population(alpha=0.5, beta=0.9, threshold=1.0, bias=0.0, weights=[w], hw=hw,
+                            weight_bits=1, name="hid")
+    assert ei.value.field == "weights[0]" and ei.value.where == "population 'hid'"
+    # all-negative weights are representable with one bit (the inhibitory grid)
+    regs = quantize_population(alpha=0.5, beta=0.9, threshold=1.0, bias=0.0,
+                               weights=[-np.abs(w)], hw=hw, weight_bits=1, name="hid")
+    assert np.all(regs.weights[0] <= 0)
