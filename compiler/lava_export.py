@@ -348,20 +348,9 @@ def _parse_probes(image: ChipImage, probes: Iterable[str]) -> list[tuple[str, st
 
 
 def _recorded(image: ChipImage, spikes: str | Iterable[str] | None) -> list[str]:
-    lif = [p.name for p in image.lif_populations]
-    if spikes is None:
-        return []
-    if isinstance(spikes, str):
-        if spikes == "all":
-            return lif
-        spikes = [spikes]
-    out = []
-    for s in spikes:
-        if s not in lif:
-            raise EmulatorInputError(f"cannot record spikes of {s!r}; LIF populations: {lif}",
-                                     where="LavaNetwork.run", field="spikes")
-        out.append(s)
-    return out
+    from emulator.chip import recorded_populations
+
+    return recorded_populations(image, spikes, "LavaNetwork.run")
 
 
 # --------------------------------------------------------------------------------------

@@ -83,6 +83,25 @@ class RunResult:
                 f"{t['energy_pj'] / 1e6:.3f} uJ")
 
 
+def recorded_populations(image: ChipImage, spikes: str | Iterable[str] | None,
+                         where: str) -> list[str]:
+    """The LIF populations whose spikes to record: "all", None, a name, or names."""
+    lif = [p.name for p in image.lif_populations]
+    if spikes is None:
+        return []
+    if isinstance(spikes, str):
+        if spikes == "all":
+            return lif
+        spikes = [spikes]
+    out = []
+    for s in spikes:
+        if s not in lif:
+            raise EmulatorInputError(f"cannot record spikes of {s!r}; LIF populations: {lif}",
+                                     where=where, field="spikes")
+        out.append(s)
+    return out
+
+
 class Emulator:
     """Cycle-accurate, bit-exact emulator of a chip image.
 
@@ -219,20 +238,7 @@ class Emulator:
         return (names, np.asarray(idx, np.int64), np.asarray(var, np.int8), spans)
 
     def _recorded(self, spikes: str | Iterable[str] | None) -> list[str]:
-        lif = [p.name for p in self.image.lif_populations]
-        if spikes is None:
-            return []
-        if isinstance(spikes, str):
-            if spikes == "all":
-                return lif
-            spikes = [spikes]
-        out = []
-        for s in spikes:
-            if s not in lif:
-                raise EmulatorInputError(f"cannot record spikes of {s!r}; LIF populations: {lif}",
-                                         where="Emulator.run", field="spikes")
-            out.append(s)
-        return out
+        return recorded_populations(self.image, spikes, "Emulator.run")
 
     # ------------------------------------------------------------------ run
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
