@@ -430,37 +430,47 @@ def _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, route_ptr, only_senders,
 
 
 @njit(cache=True)
+def _work(N, S, P, ncls):
+    """Scratch arrays of the step loop: fired, flag, srcs, rows_all, spk_cnt, cls_cnt,
+    cls_list, acc16."""
+    return (np.empty(N, np.int64), np.zeros(N, np.uint8), np.empty(S, np.int64),
+            np.empty(S, np.int64), np.zeros(P, np.int64), np.zeros(ncls, np.int64),
+            np.empty(ncls, np.int64), np.zeros(N, np.int16))
+
+
+@njit(cache=True, inline="always")
+def _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v, ring,
+                    scratch, probe_idx, probe_var, probe_out, rec_col, spk_out, cnt, fired, flag,
+                    srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16):
+    """One step of one sample: neurons, observation, routing, synapses. Returns how many
+    neurons fired (listed in fired)."""
+    N = u.shape[0]
+    cur = (t0 + t) % D
+    roff = cur * N
+    _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
+    nf = _collect(flag, nrn[6], fired, cnt)
+    _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
+    ns = _step_sources(t, inp_ptr, inp_src, fired, nf, src[3], rt[0], True, srcs)
+    if ns > 0:
+        _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
+        # synaptic input lands in the ring slots of steps t + 1 + delay
+        _synapses(cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch, cur + 1,
+                  D, N, acc16)
+        spk_cnt[:] = 0
+    return nf
+
+
+@njit(cache=True)
 def _run_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
                 counters):
     """Inference: T steps of one sample (state u, v, ring, scratch updated in place)."""
-    nslot = nrn[6]
-    src_pop, pop_src0, n_in, cls_rep = src[0], src[1], src[3], src[5]
-    N = u.shape[0]
-    C = cn[0].shape[0]
-    S = src_pop.shape[0]
-    fired = np.empty(N, np.int64)
-    flag = np.zeros(N, np.uint8)
-    srcs = np.empty(S, np.int64)
-    rows_all = np.empty(S, np.int64)  # spiking local indices, grouped by population
-    spk_cnt = np.zeros(pop_src0.shape[0], np.int64)
-    cls_cnt = np.zeros(cls_rep.shape[0], np.int64)
-    cls_list = np.empty(cls_rep.shape[0], np.int64)
-    acc16 = np.zeros(N, np.int16)
+    fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
+        u.shape[0], src[0].shape[0], src[1].shape[0], src[5].shape[0])
     for t in range(T):
-        cur = (t0 + t) % D
-        roff = cur * N
-        cnt = counters[t]
-        _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
-        nf = _collect(flag, nslot, fired, cnt)
-        _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
-        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, rt[0], True, srcs)
-        if ns > 0:
-            _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
-            # synaptic input lands in the ring slots of steps t + 1 + delay
-            _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N,
-                      acc16)
-            spk_cnt[:] = 0
+        _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v, ring,
+                        scratch, probe_idx, probe_var, probe_out, rec_col, spk_out, counters[t],
+                        fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16)
 
 
 @njit(cache=True)
@@ -530,6 +540,21 @@ def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
             f"with ndim {ndim}, C-contiguous", where="emulator.kernels", field=name)
 
 
+def kernel_args(tb: Tables) -> tuple[Any, ...]:
+    """The kernels' argument tuples (nrn, fmt, src, cn, mem, rt) built from the tables."""
+    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
+    fmt = tuple(np.int64(x) for x in tb.fmt)
+    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
+           tb.cls_rep)
+    cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
+          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
+    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
+    costs = tuple(np.int64(c) for c in tb.route_costs)
+    rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
+          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)
+    return nrn, fmt, src, cn, mem, rt
+
+
 def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[np.int64],
               inp_src: NDArray[np.int64], probe_idx: NDArray[np.int64],
               probe_var: NDArray[np.int8], rec_col: NDArray[np.int64]
@@ -557,21 +582,11 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     probes = np.zeros((B, steps, probe_idx.size), np.int32)
     spikes = np.zeros((B, steps, n_rec), np.uint8)
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
-    tb = tables
-    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
-    fmt = tuple(np.int64(x) for x in tb.fmt)
-    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
-           tb.cls_rep)
-    cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
-          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
-    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
-    costs = tuple(np.int64(c) for c in tb.route_costs)
-    rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
-          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)
+    nrn, fmt, src, cn, mem, rt = kernel_args(tables)
     if steps > 0:
         # One sample (or one thread) runs serially: no parallel region to wake up.
         kernel = _run_serial if B == 1 or numba.get_num_threads() == 1 else _run_batch
-        kernel(np.int64(steps), np.int64(state.t), np.int64(tb.ring_slots), inp_ptr, inp_src,
+        kernel(np.int64(steps), np.int64(state.t), np.int64(tables.ring_slots), inp_ptr, inp_src,
                    nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
                    probe_idx, probe_var, probes, rec_col, spikes, counters)
     state.t += steps

@@ -1,9 +1,8 @@
 """Numba kernels of the learning engine. Every ``@njit`` function of the engine lives here.
 
 The kernels are private; :func:`learn_run` is the public wrapper that checks dtypes and
-shapes first. A learning step is the inference step of ``emulator.kernels`` (its helpers
-``_update_neurons``, ``_collect``, ``_observe``, ``_step_sources``, ``_route`` and
-``_synapses`` are called unchanged) followed by the learning phase, exactly as specified by
+shapes first. A learning step is the inference step of ``emulator.kernels``
+(``_inference_step``, called unchanged) followed by the learning phase, exactly as specified by
 the pure-Python reference model ``emulator.learning.reference``, which the kernels must
 equal bit for bit. The arithmetic (PRNG, stochastic rounding) mirrors
 ``emulator.learning.fixed`` scalar by scalar.
@@ -19,13 +18,10 @@ from numpy.typing import NDArray
 
 from emulator.kernels import (
     KernelState,
-    _collect,
-    _observe,
-    _route,
-    _step_sources,
-    _synapses,
+    _inference_step,
     _trunc_shift,
-    _update_neurons,
+    _work,
+    kernel_args,
 )
 from emulator.learning.tables import (
     G_AX0,
@@ -657,41 +653,26 @@ def _learn_phase(t, cnt, lt, regs, flag, v_prev, u, v, src_spk, bias, nslot, dsh
 def _learn_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                   u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
                   counters, lt, regs, tgt, chan_mode, reward):
-    """T steps of one sample with learning: the inference step of ``_run_sample`` (same
-    helpers, same order), then the learning phase."""
+    """T steps of one sample with learning: the inference step of ``_run_sample`` (the
+    same function), then the learning phase."""
     nslot, bias = nrn[6], nrn[5]
     dshift, v_bits = fmt[0], fmt[2]
-    src_pop, pop_src0, n_in, cls_rep = src[0], src[1], src[3], src[5]
+    n_in = src[3]
     wmem = (mem[0], mem[3], mem[4], mem[5], mem[6], mem[7])
     N = u.shape[0]
-    C = cn[0].shape[0]
-    S = src_pop.shape[0]
+    S = src[0].shape[0]
     K = lt[8].shape[0]
-    fired = np.empty(N, np.int64)
-    flag = np.zeros(N, np.uint8)
-    srcs = np.empty(S, np.int64)
-    rows_all = np.empty(S, np.int64)
-    spk_cnt = np.zeros(pop_src0.shape[0], np.int64)
-    cls_cnt = np.zeros(cls_rep.shape[0], np.int64)
-    cls_list = np.empty(cls_rep.shape[0], np.int64)
-    acc16 = np.zeros(N, np.int16)
+    fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
+        N, S, src[1].shape[0], src[5].shape[0])
     v_prev = np.empty(N, np.int32)
     src_spk = np.zeros(S, np.uint8)
     kb = np.empty((max(K, 1), 9), np.uint64)
     for t in range(T):
-        cur = (t0 + t) % D
-        roff = cur * N
         cnt = counters[t]
         v_prev[:] = v
-        _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
-        nf = _collect(flag, nslot, fired, cnt)
-        _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
-        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, n_in, rt[0], True, srcs)
-        if ns > 0:
-            _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
-            _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, cur + 1, D, N,
-                      acc16)
-            spk_cnt[:] = 0
+        nf = _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v,
+                             ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
+                             cnt, fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16)
         # every spike of the step (also of neurons without axons) for the learning phase
         i0, i1 = inp_ptr[t], inp_ptr[t + 1]
         for q in range(i0, i1):
@@ -762,19 +743,8 @@ class LearnKernelState:
 
 
 def _inference_args(tb: Tables) -> tuple[Any, ...]:
-    """The inference kernels' argument tuples, exactly as ``emulator.kernels.run_batch``
-    builds them (the one place this module depends on the inference table layout)."""
-    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
-    fmt = tuple(np.int64(x) for x in tb.fmt)
-    src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
-           tb.cls_rep)
-    cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
-          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
-    mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
-    costs = tuple(np.int64(c) for c in tb.route_costs)
-    rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
-          np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), *costs)
-    return nrn, fmt, src, cn, mem, rt
+    """The inference kernels' argument tuples (the same as ``run_batch`` uses)."""
+    return kernel_args(tb)
 
 
 def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
