@@ -8,7 +8,7 @@ weight exponents, all sign modes, reset modes, readouts).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,7 +18,7 @@ from neurochip import fixedpoint as fx
 from neurochip.hw import HardwareSpec, load_hw
 from neurochip.network import Network
 
-__all__ = ["random_inputs", "random_network", "random_weights"]
+__all__ = ["assert_same_results", "random_inputs", "random_network", "random_weights"]
 
 
 def random_weights(rng: np.random.Generator, shape: tuple[int, int], sign_mode: str,
@@ -90,3 +90,21 @@ def random_inputs(seed: int, steps: int, n: int, rate: float = 0.2, batch: int |
     rng = np.random.default_rng(seed)
     shape = (steps, n) if batch is None else (batch, steps, n)
     return rng.random(shape) < rate
+
+
+def assert_same_results(a: Any, b: Any) -> None:
+    """Two runs (RunResult) agree exactly: spikes, probes, counters, cycles, latency, energy.
+
+    What a hardware-in-the-loop test asserts between a board and the emulator (energy is
+    compared to 1e-6 pJ: it is a float sum).
+    """
+    assert a.spikes.keys() == b.spikes.keys(), (sorted(a.spikes), sorted(b.spikes))
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k], err_msg=f"spikes {k}")
+    for k in a.probes:
+        np.testing.assert_array_equal(a.probes[k], b.probes[k], err_msg=f"probe {k}")
+    for k in a.counters:
+        np.testing.assert_array_equal(a.counters[k], b.counters[k], err_msg=f"counter {k}")
+    np.testing.assert_array_equal(a.cycles, b.cycles)
+    np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
+    np.testing.assert_allclose(a.energy, b.energy, rtol=0, atol=1e-6)

@@ -57,19 +57,10 @@ def register(sub: Any) -> None:
 
 
 def _load_calibration(path: str) -> dict[str, Any]:
-    import zipfile
+    from neurochip.commands import read_npz
 
-    import numpy as np
-
-    p = Path(path)
-    where = f"calibration file {p}"
-    if not p.exists():
-        raise ConfigError("file does not exist", where=where)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ConfigError(f"not a readable .npz file ({exc})", where=where) from None
+    where = f"calibration file {Path(path)}"
+    arrays = read_npz(path, "calibration file")
     if not arrays:
         raise ConfigError("holds no arrays", where=where)
     for k, a in arrays.items():

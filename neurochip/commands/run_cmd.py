@@ -73,19 +73,12 @@ def load_inputs(path: str | Path, image: ChipImage) -> dict[str, NDArray[Any]]:
 
     The arrays are checked here so that errors name the file; the emulator checks the rest.
     """
-    import zipfile
-
     import numpy as np
 
-    p = Path(path)
-    where = f"input file {p}"
-    if not p.exists():
-        raise ConfigError("file does not exist", where=where)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ConfigError(f"not a readable .npz file ({exc})", where=where) from None
+    from neurochip.commands import read_npz
+
+    where = f"input file {Path(path)}"
+    arrays = read_npz(path, "input file")
     names = [q.name for q in image.input_populations]
     if len(arrays) == 1 and len(names) == 1 and names[0] not in arrays:
         arrays = {names[0]: next(iter(arrays.values()))}

@@ -5,20 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import neurochip
+from neurochip.testing import assert_same_results as assert_same
 from neurochip.testing import random_inputs, random_network
-
-
-def assert_same(a: neurochip.RunResult, b: neurochip.RunResult) -> None:
-    assert a.spikes.keys() == b.spikes.keys()
-    for k in a.spikes:
-        np.testing.assert_array_equal(a.spikes[k], b.spikes[k], err_msg=f"spikes {k}")
-    for k in a.probes:
-        np.testing.assert_array_equal(a.probes[k], b.probes[k], err_msg=f"probe {k}")
-    for k in a.counters:
-        np.testing.assert_array_equal(a.counters[k], b.counters[k], err_msg=f"counter {k}")
-    np.testing.assert_array_equal(a.cycles, b.cycles)
-    np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
-    np.testing.assert_allclose(a.energy, b.energy, rtol=0, atol=1e-9)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,19 +22,8 @@ from emulator.learning import (
 )
 from emulator.learning.testing import CUSTOM_RULES, FAST, random_learning, random_targets
 from neurochip.errors import EmulatorInputError, LearningConfigError
+from neurochip.testing import assert_same_results as assert_same_run
 from neurochip.testing import random_inputs, random_network
-
-
-def assert_same_run(a: neurochip.RunResult, b: neurochip.RunResult) -> None:
-    for k in a.spikes:
-        np.testing.assert_array_equal(a.spikes[k], b.spikes[k], err_msg=f"spikes {k}")
-    for k in a.probes:
-        np.testing.assert_array_equal(a.probes[k], b.probes[k], err_msg=f"probe {k}")
-    for k in a.counters:
-        np.testing.assert_array_equal(a.counters[k], b.counters[k], err_msg=f"counter {k}")
-    np.testing.assert_array_equal(a.cycles, b.cycles)
-    np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
-    np.testing.assert_allclose(a.energy, b.energy, rtol=0, atol=1e-6)
 
 
 def assert_same_learning(a: neurochip.Emulator, b: neurochip.Emulator) -> None:
