@@ -533,11 +533,13 @@ class KernelState:
         self.t = 0
 
 
-def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
+def check_kernel_arg(name: str, arr: NDArray[Any], dtype: Any, ndim: int,
+                     where: str = "emulator.kernels") -> None:
+    """A kernel argument has the dtype, rank and C layout its kernel was compiled for."""
     if arr.dtype != dtype or arr.ndim != ndim or not arr.flags.c_contiguous:
         raise EmulatorInputError(
             f"kernel argument has dtype {arr.dtype}, ndim {arr.ndim}; expected {np.dtype(dtype)} "
-            f"with ndim {ndim}, C-contiguous", where="emulator.kernels", field=name)
+            f"with ndim {ndim}, C-contiguous", where=where, field=name)
 
 
 def kernel_args(tb: Tables) -> tuple[Any, ...]:
@@ -566,11 +568,11 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     rec_col: per neuron, its column in the spike record, or -1.
     """
     B = state.batch
-    _check("inp_ptr", inp_ptr, np.int64, 2)
-    _check("inp_src", inp_src, np.int64, 1)
-    _check("probe_idx", probe_idx, np.int64, 1)
-    _check("probe_var", probe_var, np.int8, 1)
-    _check("rec_col", rec_col, np.int64, 1)
+    check_kernel_arg("inp_ptr", inp_ptr, np.int64, 2)
+    check_kernel_arg("inp_src", inp_src, np.int64, 1)
+    check_kernel_arg("probe_idx", probe_idx, np.int64, 1)
+    check_kernel_arg("probe_var", probe_var, np.int8, 1)
+    check_kernel_arg("rec_col", rec_col, np.int64, 1)
     if inp_ptr.shape != (B, steps + 1):
         raise EmulatorInputError(f"inp_ptr has shape {inp_ptr.shape}, expected {(B, steps + 1)}",
                                  where="emulator.kernels", field="inp_ptr")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from neurochip._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -59,16 +61,10 @@ if TYPE_CHECKING:
     from neurochip.network import Connection, Network, Population
 
 
+_getattr, __dir__ = lazy_exports("neurochip", _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
     if name == "errors":
         return importlib.import_module("neurochip.errors")
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'neurochip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return _getattr(name)

@@ -12,8 +12,9 @@ Names are resolved lazily so that importing the package (the CLI does) stays che
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neurochip._lazy import lazy_exports
 
 _EXPORTS = {
     "Adam": "compiler.training.optim",
@@ -112,14 +113,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'compiler.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("compiler.training", _EXPORTS, globals())

@@ -19,8 +19,9 @@ reference model), ``kernels`` (Numba), ``engine`` (the emulator's learning state
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neurochip._lazy import lazy_exports
 
 __all__ = [
     "BUILTIN_RULES",
@@ -72,14 +73,4 @@ if TYPE_CHECKING:
     from emulator.learning.rules import BUILTIN_RULES, parse_rule
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'emulator.learning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("emulator.learning", _EXPORTS, globals())

@@ -21,6 +21,7 @@ from emulator.kernels import (
     _inference_step,
     _trunc_shift,
     _work,
+    check_kernel_arg,
     kernel_args,
 )
 from emulator.learning.tables import (
@@ -748,10 +749,7 @@ def _inference_args(tb: Tables) -> tuple[Any, ...]:
 
 
 def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
-    if arr.dtype != dtype or arr.ndim != ndim or not arr.flags.c_contiguous:
-        raise EmulatorInputError(
-            f"kernel argument has dtype {arr.dtype}, ndim {arr.ndim}; expected {np.dtype(dtype)} "
-            f"with ndim {ndim}, C-contiguous", where="emulator.learning.kernels", field=name)
+    check_kernel_arg(name, arr, dtype, ndim, "emulator.learning.kernels")
 
 
 def learn_stream(tables: Tables, lt: LearnTables, state: KernelState, lstate: LearnKernelState,
