@@ -116,7 +116,8 @@ class Emulator:
     ([False, True], [0, 0])
     """
 
-    def __init__(self, image: ChipImage | str | Path, *, backend: Backend = "numba") -> None:
+    def __init__(self, image: ChipImage | str | Path, *, backend: Backend = "numba",
+                 threads: int | None = None) -> None:
         if not isinstance(image, ChipImage):
             image = ChipImage.load(image)
         if backend not in ("numba", "reference"):
@@ -124,6 +125,8 @@ class Emulator:
                                      where="Emulator", field="backend")
         self.image = image
         self.backend = backend
+        #: threads a numba run may use (None: Numba's setting); results never depend on it
+        self.threads = threads
         self.tables: Tables = build_tables(image)
         self._cost = CostModel.build(image.hw, image.used_cores)
         self._ref = ReferenceModel(image) if backend == "reference" else None
@@ -286,7 +289,7 @@ class Emulator:
                 self._kstate = KernelState(self.tables, B)
             inp_ptr, inp_src = spike_lists(X)
             raw_p, raw_s, raw_c = run_batch(self.tables, self._kstate, steps, inp_ptr, inp_src,
-                                            pidx, pvar, rec_col)
+                                            pidx, pvar, rec_col, self.threads)
         else:
             assert self._ref is not None
             if self._rstates is None:

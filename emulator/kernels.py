@@ -24,7 +24,10 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from emulator.tables import (
@@ -46,6 +49,38 @@ from neurochip.errors import EmulatorInputError
 from neurochip.fixedpoint import DATAPATH_BITS
 
 __all__ = ["KernelState", "run_batch"]
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Hint the CPU to bring arr[idx] into the cache (LLVM's prefetch: read, keep)."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_prefetch: Any = _prefetch_intrinsic
+
+
+@njit(cache=True, inline="always")
+def _prefetch_range(arr, k0, k1, step):
+    """Prefetch arr[k0:k1], one element per cache line (step elements apart)."""
+    if k1 > k0:
+        for k in range(k0, k1, step):
+            _prefetch(arr, k)
+        _prefetch(arr, k1 - 1)
 
 
 @njit(cache=True, inline="always")
@@ -100,7 +135,8 @@ def _update_range(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v
 def _update_neurons(u, v, a_in, nrn, flag, fmt):
     """One step of every LIF neuron, population by population.
 
-    nrn = (pop_g0 (P+1,), pop_du, pop_dv, pop_theta, pop_mode, bias (N,), nslot (N,)).
+    nrn = (pop_g0 (P+1,), pop_du, pop_dv, pop_theta, pop_mode, bias (N,), nslot (N,),
+           seg_g0 (n_seg+1,), seg_slot, seg_list) -- see :func:`kernel_args`.
     """
     pop_g0, pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[0], nrn[1], nrn[2], nrn[3], \
         nrn[4], nrn[5]
@@ -206,27 +242,51 @@ def _dense_rows_delayed(rows, w_u, dly, base0, npost, wmode, lsh, dst0, D, N, po
                 buf[((dst0 + d) % D) * N + post0 + i] += w
 
 
+# Rows ahead whose synapse lists are prefetched: a spiking neuron's list sits anywhere in
+# synapse memory, so without it every row starts with a cache miss.
+_PREFETCH_ROWS = 4
+
+
 @njit(cache=True)
 def _sparse_rows_fast(rows, sptr, sbase, soff, sw, p0, wmode, lsh, seg):
     """Narrow sparse lists, one delay, into one target segment (the common case).
 
-    Indices are unsigned so the scatter loop carries no negative-index checks.
+    Per row, slices of its offsets and weights and of the target window starting at the
+    row's base: the scatter loop then runs over unsigned offsets from fixed pointers. The
+    lists of the rows _PREFETCH_ROWS ahead are prefetched.
     """
-    for q in range(rows.shape[0]):
+    sws = sw.view(np.int8)
+    nr = rows.shape[0]
+    for q in range(min(_PREFETCH_ROWS, nr)):
         p = p0 + rows[q]
-        base = np.uint64(sbase[p])
+        _prefetch_range(soff, sptr[p], sptr[p + 1], 32)
+        _prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+    for q in range(nr):
+        if q + _PREFETCH_ROWS < nr:
+            p = p0 + rows[q + _PREFETCH_ROWS]
+            _prefetch_range(soff, sptr[p], sptr[p + 1], 32)
+            _prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+        p = p0 + rows[q]
         k0 = sptr[p]
-        k1 = sptr[p + 1]
+        n = sptr[p + 1] - k0
+        win = seg[np.uint64(sbase[p]):]
+        off = soff[k0: k0 + n]
         if wmode == 0:
-            for k in range(k0, k1):
-                b = np.int32(sw[k])
-                seg[base + np.uint64(soff[k])] += (b - ((b >> 7) << 8)) << lsh
-        elif wmode == 1:
-            for k in range(k0, k1):
-                seg[base + np.uint64(soff[k])] += np.int32(sw[k]) << lsh
+            w8 = sws[k0: k0 + n]
+            if lsh == 1:
+                for k in range(n):
+                    win[np.uint64(off[k])] += np.int32(w8[k]) * np.int32(2)
+            else:
+                for k in range(n):
+                    win[np.uint64(off[k])] += np.int32(w8[k]) << lsh
         else:
-            for k in range(k0, k1):
-                seg[base + np.uint64(soff[k])] -= np.int32(sw[k]) << lsh
+            wu = sw[k0: k0 + n]
+            if wmode == 1:
+                for k in range(n):
+                    win[np.uint64(off[k])] += np.int32(wu[k]) << lsh
+            else:
+                for k in range(n):
+                    win[np.uint64(off[k])] -= np.int32(wu[k]) << lsh
 
 
 @njit(cache=True)
@@ -262,13 +322,86 @@ def _flush_scratch(scratch, soff, nbins, npost, hasd, delay, sh, ring, dst0, D, 
                 scratch[so + i] = 0
 
 
+@njit(cache=True, inline="always")
+def _target(c, cn, ring, scratch, dst0, D, N):
+    """The segment a connection without per-synapse delays adds into: its ring slot, or
+    its scratch bins when its weight exponent is negative."""
+    c_post0, c_npost, c_delay, c_scoff = cn[1], cn[2], cn[6], cn[11]
+    npost = c_npost[c]
+    if cn[5][c] < 0:
+        return scratch[c_scoff[c]: c_scoff[c] + npost]
+    off = ((dst0 + c_delay[c]) % D) * N + c_post0[c]
+    return ring[off: off + npost]
+
+
+@njit(cache=True, inline="always")
+def _fast_rows(c, rows, cn, mem, seg, acc16):
+    """The rows of connection c into seg (dense or narrow sparse, one delay)."""
+    c_kind, c_npost, c_lsh, c_wmode, c_woff, c_soff = cn[0], cn[2], cn[3], cn[4], cn[8], cn[10]
+    if c_kind[c] == 0:
+        _dense_rows(rows, mem[0], mem[1], c_woff[c], c_npost[c], c_wmode[c], c_lsh[c], seg,
+                    acc16)
+    else:
+        _sparse_rows_fast(rows, mem[3], mem[4], mem[5], mem[7], c_soff[c], c_wmode[c], c_lsh[c],
+                          seg)
+
+
+@njit(cache=True, inline="always")
+def _is_fast(c, cn):
+    return cn[0][c] <= 1 and cn[7][c] == 0
+
+
+@njit(cache=True)
+def _connection(c, rows, cn, mem, ring, scratch, dst0, D, N, acc16, fast_done):
+    """Connection c adds the rows of its spiking presynaptic neurons (fast_done: the rows
+    are already in its target segment, only the flush remains)."""
+    (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
+     c_soff, c_scoff, c_nbins, _, _) = cn
+    npost = c_npost[c]
+    post0 = c_post0[c]
+    wmode = c_wmode[c]
+    lsh = c_lsh[c]
+    neg = c_wexp[c] < 0
+    hasd = c_hasd[c] != 0
+    if _is_fast(c, cn):
+        if not fast_done:
+            _fast_rows(c, rows, cn, mem, _target(c, cn, ring, scratch, dst0, D, N), acc16)
+    elif c_kind[c] == 0:
+        buf = scratch if neg else ring
+        _dense_rows_delayed(rows, mem[0][c_woff[c]:], mem[2][c_doff[c]:], 0, npost, wmode, lsh,
+                            dst0, D, N, post0, buf, c_scoff[c], npost, neg)
+    else:
+        sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
+        buf = scratch if neg else ring
+        _sparse_rows(rows, sparse, c_soff[c], c_kind[c] == 2, wmode, lsh, hasd, c_delay[c],
+                     dst0, D, N, post0, buf, c_scoff[c], npost, neg)
+    if neg:
+        _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
+                       -c_wexp[c], ring, dst0, D, N, post0)
+
+
 @njit(cache=True)
 def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16):
     """Every connection adds the rows of its spiking presynaptic neurons."""
-    (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
-     c_soff, c_scoff, c_nbins, c_prepop) = cn
-    dw, dws, dd = mem[0], mem[1], mem[2]
-    sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
+    c_prepop = cn[13]
+    for c in range(C):
+        pi = c_prepop[c]
+        n = spk_cnt[pi]
+        if n == 0:
+            continue
+        r0 = pop_src0[pi]
+        _connection(c, rows_all[r0: r0 + n], cn, mem, ring, scratch, dst0, D, N, acc16, False)
+
+
+@njit(cache=True, parallel=True)
+def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16,
+                  priv, acc_p, min_events):
+    """_synapses with a connection's rows split over the threads when its work this step
+    reaches min_events synapses: thread 0 adds into the target segment, thread j > 0 into
+    its own zeroed buffer priv[j], and the buffers are then summed into the segment.
+    Integer sums are exact and commutative, so the result equals the serial one."""
+    c_prepop, c_npost, c_rowlen = cn[13], cn[2], cn[14]
+    P = priv.shape[0]
     for c in range(C):
         pi = c_prepop[c]
         n = spk_cnt[pi]
@@ -276,70 +409,66 @@ def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N
             continue
         r0 = pop_src0[pi]
         rows = rows_all[r0: r0 + n]
-        npost = c_npost[c]
-        post0 = c_post0[c]
-        wmode = c_wmode[c]
-        lsh = c_lsh[c]
-        neg = c_wexp[c] < 0
-        hasd = c_hasd[c] != 0
-        if c_kind[c] == 0 and not hasd:
-            if neg:
-                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
-            else:
-                off = ((dst0 + c_delay[c]) % D) * N + post0
-                seg = ring[off: off + npost]
-            _dense_rows(rows, dw, dws, c_woff[c], npost, wmode, lsh, seg, acc16)
-        elif c_kind[c] == 0:
-            buf = scratch if neg else ring
-            _dense_rows_delayed(rows, dw[c_woff[c]:], dd[c_doff[c]:], 0, npost, wmode, lsh,
-                                dst0, D, N, post0, buf, c_scoff[c], npost, neg)
-        elif c_kind[c] == 1 and not hasd:
-            if neg:
-                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
-            else:
-                off = ((dst0 + c_delay[c]) % D) * N + post0
-                seg = ring[off: off + npost]
-            _sparse_rows_fast(rows, sparse[0], sparse[1], sparse[2], sparse[4], c_soff[c], wmode,
-                              lsh, seg)
-        else:
-            buf = scratch if neg else ring
-            _sparse_rows(rows, sparse, c_soff[c], c_kind[c] == 2, wmode, lsh, hasd, c_delay[c],
-                         dst0, D, N, post0, buf, c_scoff[c], npost, neg)
-        if neg:
-            _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
-                           -c_wexp[c], ring, dst0, D, N, post0)
+        split = P > 1 and n >= P and n * c_rowlen[c] >= min_events and _is_fast(c, cn)
+        if split:
+            npost = c_npost[c]
+            seg = _target(c, cn, ring, scratch, dst0, D, N)
+            chunk = (n + P - 1) // P
+            for j in prange(P):
+                a = min(j * chunk, n)
+                b = min(a + chunk, n)
+                if b > a:
+                    if j == 0:
+                        _fast_rows(c, rows[a:b], cn, mem, seg, acc_p[j])
+                    else:
+                        _fast_rows(c, rows[a:b], cn, mem, priv[j, :npost], acc_p[j])
+            part = (npost + P - 1) // P
+            for j in prange(P):
+                i0 = min(j * part, npost)
+                i1 = min(i0 + part, npost)
+                for k in range(1, P):
+                    pk = priv[k]
+                    for i in range(i0, i1):
+                        seg[i] += pk[i]
+                        pk[i] = 0
+        _connection(c, rows, cn, mem, ring, scratch, dst0, D, N, acc16, split)
 
 
 @njit(cache=True, inline="always")
-def _collect(flag, nslot, fired, cnt):
-    """Count active and spiking neurons per core; list the neurons that fired.
-
-    Returns how many fired. Branch-free per neuron (spikes are data-dependent, so a branch
-    would mispredict often); a core's neurons form runs, flushed when the core changes.
-    """
-    N = flag.shape[0]
-    if N == 0:
-        return 0
-    nf = np.int64(0)
-    k = nslot[0]
+def _count_list(f, g0, lst, out):
+    """One segment's flags f (neurons g0...): how many were active and spiked; with lst,
+    the spiking neurons are listed in out (branch-free). Returns (act, spk, listed)."""
     act = np.int64(0)
     spk = np.int64(0)
-    for g in range(N):
-        kk = nslot[g]
-        if kk != k:
-            cnt[k, C_ACTIVE] += act
-            cnt[k, C_SPIKES_OUT] += spk
-            act = np.int64(0)
-            spk = np.int64(0)
-            k = kk
-        f = flag[g]
-        s = np.int64(f & 1)
-        act += np.int64(f != 0)
-        spk += s
-        fired[nf] = g
-        nf += s
-    cnt[k, C_ACTIVE] += act
-    cnt[k, C_SPIKES_OUT] += spk
+    for i in range(f.shape[0]):
+        x = f[i]
+        act += np.int64(x != 0)
+        spk += np.int64(x & 1)
+    nf = np.int64(0)
+    if spk > 0 and lst:
+        for i in range(f.shape[0]):
+            out[nf] = g0 + i
+            nf += np.int64(f[i] & 1)
+    return act, spk, nf
+
+
+@njit(cache=True, inline="always")
+def _collect(flag, nrn, fired, cnt):
+    """Count active and spiking neurons per core; list the neurons that fired.
+
+    Works segment by segment (a population's neurons on one core): the counts are
+    vectorised sums; only segments whose spikes are needed (they have output axons, are
+    recorded, or learn) are listed in ``fired``. Returns how many neurons were listed.
+    """
+    seg_g0, seg_slot, seg_list = nrn[7], nrn[8], nrn[9]
+    nf = np.int64(0)
+    for q in range(seg_slot.shape[0]):
+        g0 = seg_g0[q]
+        act, spk, m = _count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] != 0, fired[nf:])
+        k = seg_slot[q]
+        cnt[k, C_ACTIVE] += act
+        cnt[k, C_SPIKES_OUT] += spk
+        nf += m
     return nf
 
 
@@ -356,59 +485,137 @@ def _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_o
 
 
 @njit(cache=True, inline="always")
-def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
-    """Route the step's spiking sources (srcs[:ns]).
-
-    Groups them by population (rows_all/spk_cnt: the rows each connection will add) and
-    counts per core: spikes out, messages, hops, link crossings, longest path, and at each
-    destination the axon events and synaptic operations. Sources with identical axon lists
-    (a route class: e.g. every neuron of one core that only has dense fan-out) are
-    counted once per class and step, multiplied by how many of them spiked.
-    """
-    src_pop, pop_src0, src_slot, _, cls_of_src, cls_rep = src
+def _charge(s, m, src_slot, rt, cnt):
+    """Count m spikes of source s (or of its route class): at each destination core its
+    axon events and synaptic operations; messages, hops, link crossings and the longest
+    path at the sending core. Host inputs enter at the I/O tile of chip 0 and are charged
+    where each message arrives."""
     (route_ptr, route_slot, route_nsyn, slot_x, slot_y, slot_chip, io_x, io_y,
      c_out, c_ew, c_ns, c_link) = rt
+    ss = src_slot[s]
+    if ss >= 0:
+        sx = slot_x[ss]
+        sy = slot_y[ss]
+        sc = slot_chip[ss]
+    else:
+        sx = io_x
+        sy = io_y
+        sc = 0
+    ew = np.int64(0)
+    nsh = np.int64(0)
+    links = np.int64(0)
+    longest = np.int64(0)
+    r0 = route_ptr[s]
+    r1 = route_ptr[s + 1]
+    for r in range(r0, r1):
+        k = route_slot[r]
+        cnt[k, C_SYNOPS] += m * route_nsyn[r]
+        cnt[k, C_SPIKES_IN] += m
+        dx = abs(slot_x[k] - sx)
+        dy = abs(slot_y[k] - sy)
+        dl = abs(slot_chip[k] - sc)
+        path = c_out + dx * c_ew + dy * c_ns + dl * c_link
+        if ss >= 0:
+            ew += dx
+            nsh += dy
+            links += dl
+            longest = max(longest, path)
+        else:  # host messages are charged where they arrive
+            cnt[k, C_HOPS_EW] += m * dx
+            cnt[k, C_HOPS_NS] += m * dy
+            cnt[k, C_LINKS] += m * dl
+            cnt[k, C_ROUTE_MAX] = max(cnt[k, C_ROUTE_MAX], path)
+    if ss >= 0 and r1 > r0:
+        cnt[ss, C_MSGS] += m * (r1 - r0)
+        cnt[ss, C_HOPS_EW] += m * ew
+        cnt[ss, C_HOPS_NS] += m * nsh
+        cnt[ss, C_LINKS] += m * links
+        cnt[ss, C_ROUTE_MAX] = max(cnt[ss, C_ROUTE_MAX], longest)
+
+
+@njit(cache=True, inline="always")
+def _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, direct):
+    """Group the step's spiking sources (srcs[:ns]) by population (rows_all/spk_cnt: the
+    rows each connection will add). Sources of populations with shared route classes are
+    counted per class (cls_cnt, cls_list); the others are listed in ``direct``.
+    Returns (number of classes, number of direct sources)."""
+    src_pop, pop_src0, cls_of_src, pop_shared = src[0], src[1], src[4], src[6]
     ncls = 0
+    nd = 0
     for q in range(ns):
         s = srcs[q]
         pi = src_pop[s]
         rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
         spk_cnt[pi] += 1
+        if pop_shared[pi] == 0:
+            direct[nd] = s
+            nd += 1
+            continue
         k = cls_of_src[s]
         if cls_cnt[k] == 0:
             cls_list[ncls] = k
             ncls += 1
         cls_cnt[k] += 1
+    return ncls, nd
+
+
+@njit(cache=True, inline="always")
+def _charge_classes(ncls, src, rt, cls_cnt, cls_list, cnt):
+    """Charge each route class once, times how many of its sources spiked."""
+    cls_rep, src_slot = src[5], src[2]
     for q in range(ncls):
         kc = cls_list[q]
         m = cls_cnt[kc]
         cls_cnt[kc] = 0
-        s = cls_rep[kc]
-        ss = src_slot[s]
-        if ss >= 0:
-            sx = slot_x[ss]
-            sy = slot_y[ss]
-            sc = slot_chip[ss]
-        else:  # host input: enters at the I/O tile of chip 0
-            sx = io_x
-            sy = io_y
-            sc = 0
-        for r in range(route_ptr[s], route_ptr[s + 1]):
-            k = route_slot[r]
-            cnt[k, C_SYNOPS] += m * route_nsyn[r]
-            cnt[k, C_SPIKES_IN] += m
-            dx = abs(slot_x[k] - sx)
-            dy = abs(slot_y[k] - sy)
-            dl = abs(slot_chip[k] - sc)
-            ch = ss if ss >= 0 else k  # host messages are charged where they arrive
-            if ss >= 0:
-                cnt[ss, C_MSGS] += m
-            cnt[ch, C_HOPS_EW] += m * dx
-            cnt[ch, C_HOPS_NS] += m * dy
-            cnt[ch, C_LINKS] += m * dl
-            path = c_out + dx * c_ew + dy * c_ns + dl * c_link
-            if path > cnt[ch, C_ROUTE_MAX]:
-                cnt[ch, C_ROUTE_MAX] = path
+        _charge(cls_rep[kc], m, src_slot, rt, cnt)
+
+
+@njit(cache=True, inline="always")
+def _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt):
+    """Route the step's spiking sources (srcs[:ns]): group them (:func:`_group`) and
+    charge their messages (:func:`_charge`). Sources with identical axon lists (a route
+    class: e.g. every neuron of one core that only has dense fan-out) are charged once per
+    class and step, multiplied by how many of them spiked. srcs is reused for the list of
+    sources charged one by one."""
+    ncls, nd = _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, srcs)
+    _charge_list(srcs, 0, nd, src[2], rt, cnt)
+    _charge_classes(ncls, src, rt, cls_cnt, cls_list, cnt)
+
+
+@njit(cache=True, inline="always")
+def _charge_list(direct, a, b, src_slot, rt, cnt):
+    """_charge of direct[a:b], one spike each; the routes of the sources a few places
+    ahead are prefetched (they sit anywhere in the axon tables)."""
+    route_ptr, route_slot = rt[0], rt[1]
+    for q in range(a, min(a + 8, b)):
+        _prefetch(route_ptr, direct[q])
+    for q in range(a, b):
+        if q + 8 < b:
+            _prefetch(route_ptr, direct[q + 8])
+        if q + 4 < b:
+            _prefetch(route_slot, route_ptr[direct[q + 4]])
+        _charge(direct[q], 1, src_slot, rt, cnt)
+
+
+@njit(cache=True, parallel=True)
+def _charge_par(direct, nd, src_slot, rt, cnt, cnt_p):
+    """_charge of direct[:nd] with the sources split over the threads, each counting into
+    its own cnt_p[j]; then summed into cnt (the longest path: the maximum)."""
+    P = cnt_p.shape[0]
+    chunk = (nd + P - 1) // P
+    for j in prange(P):
+        a = min(j * chunk, nd)
+        b = min(a + chunk, nd)
+        _charge_list(direct, a, b, src_slot, rt, cnt_p[j])
+    for j in range(P):
+        cj = cnt_p[j]
+        for k in range(cnt.shape[0]):
+            for i in range(cnt.shape[1]):
+                if i == C_ROUTE_MAX:
+                    cnt[k, i] = max(cnt[k, i], cj[k, i])
+                else:
+                    cnt[k, i] += cj[k, i]
+                cj[k, i] = 0
 
 
 @njit(cache=True, inline="always")
@@ -448,7 +655,7 @@ def _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v
     cur = (t0 + t) % D
     roff = cur * N
     _update_neurons(u, v, ring[roff: roff + N], nrn, flag, fmt)
-    nf = _collect(flag, nrn[6], fired, cnt)
+    nf = _collect(flag, nrn, fired, cnt)
     _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
     ns = _step_sources(t, inp_ptr, inp_src, fired, nf, src[3], rt[0], True, srcs)
     if ns > 0:
@@ -490,6 +697,76 @@ def _run_batch(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
         _run_sample(T, t0, D, inp_ptr[b], inp_src, nrn, fmt, src, cn, mem, rt,
                     U[b], V[b], RING[b], SCR[b], probe_idx, probe_var, PROBE[b], rec_col,
                     SPK[b], CNT[b])
+
+
+@njit(cache=True, parallel=True)
+def _neurons_par(u, v, a_in, nrn, flag, fmt, seg_act, seg_spk, seg_nf, fired_seg):
+    """Neuron updates and spike collection with the segments spread over the threads;
+    each segment lists its spikes in its own range of fired_seg."""
+    pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[1], nrn[2], nrn[3], nrn[4], nrn[5]
+    seg_g0, seg_list, seg_pop = nrn[7], nrn[9], nrn[10]
+    dshift, u_bits, v_bits, in_shift = fmt
+    for q in prange(seg_pop.shape[0]):
+        g0 = seg_g0[q]
+        g1 = seg_g0[q + 1]
+        p = seg_pop[q]
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], np.int64(pop_du[p]), np.int64(pop_dv[p]),
+                      np.int64(pop_theta[p]), pop_mode[p], bias[g0:g1], flag[g0:g1], dshift,
+                      u_bits, v_bits, in_shift)
+        act, spk, m = _count_list(flag[g0:g1], g0, seg_list[q] != 0, fired_seg[g0:g1])
+        seg_act[q] = act
+        seg_spk[q] = spk
+        seg_nf[q] = m
+
+
+@njit(cache=True)
+def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
+                  u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
+                  counters, threads, min_events, min_sources):
+    """_run_sample for one large sample, its work spread over ``threads`` threads: the
+    neuron segments, and the rows of each connection with enough work this step (see
+    :func:`_synapses_par`). Routing, recording and counting stay serial, in the same order
+    as the serial kernel, so the results are identical."""
+    N = u.shape[0]
+    fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
+        N, src[0].shape[0], src[1].shape[0], src[5].shape[0])
+    seg_g0, seg_slot = nrn[7], nrn[8]
+    nseg = seg_slot.shape[0]
+    seg_act = np.zeros(nseg, np.int64)
+    seg_spk = np.zeros(nseg, np.int64)
+    seg_nf = np.zeros(nseg, np.int64)
+    fired_seg = np.empty(N, np.int64)
+    npmax = max(cn[2].max(), 1) if cn[2].shape[0] else 1
+    priv = np.zeros((threads, npmax), np.int32)
+    acc_p = np.zeros((threads, npmax), np.int16)
+    cnt_p = np.zeros((threads, counters.shape[1], counters.shape[2]), np.int64)
+    for t in range(T):
+        cnt = counters[t]
+        cur = (t0 + t) % D
+        roff = cur * N
+        _neurons_par(u, v, ring[roff: roff + N], nrn, flag, fmt, seg_act, seg_spk, seg_nf,
+                     fired_seg)
+        nf = np.int64(0)
+        for q in range(nseg):
+            k = seg_slot[q]
+            cnt[k, C_ACTIVE] += seg_act[q]
+            cnt[k, C_SPIKES_OUT] += seg_spk[q]
+            g0 = seg_g0[q]
+            for i in range(seg_nf[q]):
+                fired[nf] = fired_seg[g0 + i]
+                nf += 1
+        _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_out)
+        ns = _step_sources(t, inp_ptr, inp_src, fired, nf, src[3], rt[0], True, srcs)
+        if ns > 0:
+            ncls, nd = _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, srcs)
+            if nd >= min_sources:
+                _charge_par(srcs, nd, src[2], rt, cnt, cnt_p)
+            else:
+                _charge_list(srcs, 0, nd, src[2], rt, cnt)
+            _charge_classes(ncls, src, rt, cls_cnt, cls_list, cnt)
+            _synapses_par(cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch,
+                          cur + 1, D, N, acc16, priv, acc_p, min_events)
+            spk_cnt[:] = 0
 
 
 @njit(cache=True)
@@ -542,14 +819,30 @@ def check_kernel_arg(name: str, arr: NDArray[Any], dtype: Any, ndim: int,
             f"with ndim {ndim}, C-contiguous", where=where, field=name)
 
 
-def kernel_args(tb: Tables) -> tuple[Any, ...]:
-    """The kernels' argument tuples (nrn, fmt, src, cn, mem, rt) built from the tables."""
-    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot)
+def segments_to_list(tb: Tables, rec_col: NDArray[np.int64] | None) -> NDArray[np.uint8]:
+    """Per neuron segment, whether the step loop lists its spikes: the segment sends, or
+    is recorded (rec_col >= 0); with rec_col None, every segment (the learning engine
+    reads every spike)."""
+    if rec_col is None:
+        return np.ones(tb.seg_slot.size, np.uint8)
+    rec = rec_col[tb.seg_g0[:-1]] >= 0 if tb.seg_slot.size else np.zeros(0, bool)
+    return (tb.seg_sends.astype(bool) | rec).astype(np.uint8)
+
+
+def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[Any, ...]:
+    """The kernels' argument tuples (nrn, fmt, src, cn, mem, rt) built from the tables.
+
+    seg_list: per neuron segment, 1 when its spikes must be listed (default: all)."""
+    if seg_list is None:
+        seg_list = segments_to_list(tb, None)
+    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot,
+           tb.seg_g0, tb.seg_slot, seg_list, tb.seg_pop)
     fmt = tuple(np.int64(x) for x in tb.fmt)
     src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
-           tb.cls_rep)
+           tb.cls_rep, tb.pop_shared)
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
-          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
+          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop,
+          tb.c_rowlen)
     mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
     costs = tuple(np.int64(c) for c in tb.route_costs)
     rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
@@ -557,15 +850,27 @@ def kernel_args(tb: Tables) -> tuple[Any, ...]:
     return nrn, fmt, src, cn, mem, rt
 
 
+# One sample runs multi-threaded (see _run_threaded) from this many neurons on, and a
+# connection's rows are split over the threads from this much work per step (synapses).
+# Messages are charged on the threads from this many directly charged sources per step.
+THREADED_MIN_NEURONS = 16384
+THREADED_MIN_EVENTS = 16384
+THREADED_MIN_SOURCES = 256
+
+
 def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[np.int64],
               inp_src: NDArray[np.int64], probe_idx: NDArray[np.int64],
-              probe_var: NDArray[np.int8], rec_col: NDArray[np.int64]
+              probe_var: NDArray[np.int8], rec_col: NDArray[np.int64],
+              threads: int | None = None
               ) -> tuple[NDArray[np.int32], NDArray[np.uint8], NDArray[np.int64]]:
     """Run ``steps`` steps of every sample; returns (probes, spikes, counters).
 
     inp_ptr: (B, steps + 1) offsets into inp_src per step; inp_src: input source ids.
     probe_idx/probe_var: neuron and variable (0 = u, 1 = v) of each probe column.
     rec_col: per neuron, its column in the spike record, or -1.
+    threads: how many threads to use (default: Numba's setting). Samples of a batch run
+    on separate threads; a single sample of a large network (THREADED_MIN_NEURONS) splits
+    its neuron segments and its larger connections over them. Results never depend on it.
     """
     B = state.batch
     check_kernel_arg("inp_ptr", inp_ptr, np.int64, 2)
@@ -579,17 +884,34 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     if rec_col.shape[0] != tables.n_neurons:
         raise EmulatorInputError("rec_col must have one entry per neuron",
                                  where="emulator.kernels", field="rec_col")
+    max_threads = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    if threads is not None and not 1 <= threads <= max_threads:
+        raise EmulatorInputError(f"threads must be in 1..{max_threads}, got {threads}",
+                                 where="emulator.kernels", field="threads")
+    P = numba.get_num_threads() if threads is None else threads
     n_rec = int(rec_col.max()) + 1 if rec_col.size else 0
     nslots = tables.slot_core.size
     probes = np.zeros((B, steps, probe_idx.size), np.int32)
     spikes = np.zeros((B, steps, n_rec), np.uint8)
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
-    nrn, fmt, src, cn, mem, rt = kernel_args(tables)
+    nrn, fmt, src, cn, mem, rt = kernel_args(tables, segments_to_list(tables, rec_col))
+    args = (np.int64(steps), np.int64(state.t), np.int64(tables.ring_slots), inp_ptr, inp_src,
+            nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
+            probe_idx, probe_var, probes, rec_col, spikes, counters)
     if steps > 0:
-        # One sample (or one thread) runs serially: no parallel region to wake up.
-        kernel = _run_serial if B == 1 or numba.get_num_threads() == 1 else _run_batch
-        kernel(np.int64(steps), np.int64(state.t), np.int64(tables.ring_slots), inp_ptr, inp_src,
-                   nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
-                   probe_idx, probe_var, probes, rec_col, spikes, counters)
+        prev = numba.get_num_threads()
+        numba.set_num_threads(P)
+        try:
+            if P > 1 and B > 1:
+                _run_batch(*args)
+            elif P > 1 and tables.n_neurons >= THREADED_MIN_NEURONS:
+                _run_threaded(*args[:3], inp_ptr[0], *args[4:11], state.u[0], state.v[0],
+                              state.ring[0], state.scratch[0], probe_idx, probe_var, probes[0],
+                              rec_col, spikes[0], counters[0], np.int64(P),
+                              np.int64(THREADED_MIN_EVENTS), np.int64(THREADED_MIN_SOURCES))
+            else:  # one sample, or one thread: no parallel region to wake up
+                _run_serial(*args)
+        finally:
+            numba.set_num_threads(prev)
     state.t += steps
     return probes, spikes, counters

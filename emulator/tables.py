@@ -58,6 +58,11 @@ class Tables:
     pop_mode: NDArray[np.int8]
     bias: NDArray[np.int32]
     nslot: NDArray[np.int16]
+    # segments: maximal runs of neurons of one population on one core
+    seg_g0: NDArray[np.int64]  # (n_seg + 1,) first neuron of each segment
+    seg_slot: NDArray[np.int64]  # core slot of each segment
+    seg_sends: NDArray[np.uint8]  # 1 if some neuron of the segment has output axons
+    seg_pop: NDArray[np.int64]  # LIF population of each segment
     # sources
     src_pop: NDArray[np.int32]
     pop_src0: NDArray[np.int64]
@@ -79,6 +84,7 @@ class Tables:
     c_scoff: NDArray[np.int64]
     c_nbins: NDArray[np.int32]
     c_prepop: NDArray[np.int32]
+    c_rowlen: NDArray[np.int64]  # mean synapses per presynaptic row (work per spike)
     scratch_len: int
     # synapse memory
     dw: NDArray[np.uint8]
@@ -99,6 +105,7 @@ class Tables:
     slot_chip: NDArray[np.int32]
     slot_neurons: NDArray[np.int64]
     io_xy: tuple[int, int]
+    pop_shared: NDArray[np.uint8]  # 1 if some sources of the population share a route class
     # formats and costs
     fmt: tuple[int, int, int, int]  # decay_shift, u_bits, v_bits, input_shift
     route_costs: tuple[int, int, int, int]  # spike_out, hop_ew, hop_ns, chip_link (cycles)
@@ -159,6 +166,26 @@ def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArr
     return cls_of_src.astype(np.int32), reps.astype(np.int64)
 
 
+def _segments(pop_g0: NDArray[np.int64], nslot: NDArray[np.int32],
+              route_ptr: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                                      NDArray[np.uint8], NDArray[np.int64]]:
+    """Split the neurons where the population or the core changes; per segment, whether
+    any of its neurons has output axons (route_ptr: the LIF neurons' part, N + 1 entries)."""
+    N = nslot.size
+    cut = np.zeros(N + 1, bool)
+    cut[pop_g0] = True
+    if N:
+        cut[1:N] |= nslot[1:] != nslot[:-1]
+    g0 = np.flatnonzero(cut).astype(np.int64)
+    g0 = g0[g0 < N] if N else np.zeros(0, np.int64)
+    bounds = np.concatenate([g0, [N]]).astype(np.int64)
+    slot = nslot[g0].astype(np.int64)
+    c = np.concatenate([[0], np.cumsum(np.diff(route_ptr) > 0)])
+    sends = (c[bounds[1:]] > c[bounds[:-1]]).astype(np.uint8)
+    pop = np.searchsorted(pop_g0, g0, side="right").astype(np.int64) - 1
+    return bounds, slot, sends.reshape(-1), pop
+
+
 def build_tables(image: ChipImage) -> Tables:
     hw = image.hw
     fmtd = hw.formats
@@ -217,6 +244,7 @@ def build_tables(image: ChipImage) -> Tables:
     c_scoff = np.zeros(C, np.int64)
     c_nbins = np.zeros(C, np.int32)
     c_prepop = np.array([pop_index[c.pre] for c in image.connections], np.int32)
+    c_rowlen = np.zeros(C, np.int64)
     dws, dds, sptrs, sbases, soffs, swides, sws, sds = [], [], [], [], [], [], [], []
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
@@ -244,6 +272,7 @@ def build_tables(image: ChipImage) -> Tables:
             c_nbins[ci] = cmax + 1 if c.has_delays else 1
             c_scoff[ci] = sc_len
             sc_len += int(c_nbins[ci]) * c.n_post
+        c_rowlen[ci] = w.size // max(image.population(c.pre).size, 1)
         if c.storage == "dense":
             c_kind[ci] = 0
             c_woff[ci] = dw_len
@@ -284,6 +313,8 @@ def build_tables(image: ChipImage) -> Tables:
     # routing --------------------------------------------------------------------------
     cls_of_src, cls_rep = _route_classes(image, src_pop, pop_src0, src_slot)
     route_core = image.arrays["route/core"]
+    route_ptr = image.arrays["route/ptr"].astype(np.int64)
+    seg_g0, seg_slot, seg_sends, seg_pop = _segments(pop_g0, nslot, route_ptr[n_in:])
     lut2 = np.full(hw.n_cores, -1, np.int32)
     lut2[cores] = np.arange(len(cores), dtype=np.int32)
     route_slot = lut2[route_core] if route_core.size else np.zeros(0, np.int32)
@@ -291,6 +322,7 @@ def build_tables(image: ChipImage) -> Tables:
     slot_neurons = np.array([c.neurons for c in image.cores], np.int64)
     io_x, io_y = hw.mesh.io_tile
     t = hw.timing
+    costs = (t.cycles("spike_out"), t.cycles("hop_ew"), t.cycles("hop_ns"), t.cycles("chip_link"))
     return Tables(
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
         pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
@@ -299,11 +331,13 @@ def build_tables(image: ChipImage) -> Tables:
         src_slot=src_slot,
         c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
         c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
-        c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop, scratch_len=sc_len,
+        c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop,
+        c_rowlen=c_rowlen, scratch_len=sc_len,
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
         sbase=cat(sbases, np.int32), soff=cat(soffs, np.uint16), swide=cat(swides, np.uint32),
         sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
-        route_ptr=image.arrays["route/ptr"].astype(np.int64),
+        seg_g0=seg_g0, seg_slot=seg_slot, seg_sends=seg_sends, seg_pop=seg_pop,
+        route_ptr=route_ptr,
         route_slot=np.ascontiguousarray(route_slot, dtype=np.int16),
         route_nsyn=image.arrays["route/nsyn"].astype(np.uint16),
         slot_core=np.array(cores, np.int64),
@@ -312,6 +346,8 @@ def build_tables(image: ChipImage) -> Tables:
         slot_chip=np.array([p[0] for p in pos], np.int32),
         slot_neurons=slot_neurons, io_xy=(int(io_x), int(io_y)),
         fmt=(fmtd.decay_bits, fmtd.u_bits, fmtd.v_bits, fmtd.input_shift),
-        route_costs=(t.cycles("spike_out"), t.cycles("hop_ew"), t.cycles("hop_ns"),
-                     t.cycles("chip_link")),
+        route_costs=costs,
+        pop_shared=np.array([np.any(cls_rep[cls_of_src[pop_src0[i]: pop_src0[i] + p.size]]
+                                    != np.arange(pop_src0[i], pop_src0[i] + p.size))
+                             for i, p in enumerate(pops)], np.uint8).reshape(-1),
     )

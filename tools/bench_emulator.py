@@ -139,8 +139,8 @@ def bench_b(T: int, batch: int) -> dict[str, Any]:
     return out
 
 
-def sparse_network(n: int = 100_000, fanout: int = 100, block: int = 1024, seed: int = 3
-                   ) -> neurochip.Network:
+def sparse_network(n: int = 100_000, fanout: int = 100, block: int = 1024, seed: int = 3,
+                   bias: tuple[int, int] = (45, 75), wmax: int = 3) -> neurochip.Network:
     """Each neuron targets `fanout` distinct random neurons inside a random block of `block`.
 
     Random targets over the whole network would give every core ~63,000 distinct source
@@ -154,12 +154,11 @@ def sparse_network(n: int = 100_000, fanout: int = 100, block: int = 1024, seed:
     shift = np.repeat(rng.integers(0, block, n), fanout)
     k = np.tile(np.arange(fanout), n)
     post = start + (mult * k + shift) % block
-    w = (rng.integers(-6, 7, n * fanout) * 2).astype(np.int64)
+    w = (rng.integers(-wmax, wmax + 1, n * fanout) * 2).astype(np.int64)
     W = sp.csr_matrix((w, (post, pre)), shape=(n, n))
     net = neurochip.Network(name="sparse1e5")
     # biases make every neuron tick at its own period (~20 steps on average)
-    bias = rng.integers(45, 75, n)
-    net.add_lif("pop", n, du=2048, dv=256, vth=100, bias_mant=bias, bias_exp=3)
+    net.add_lif("pop", n, du=2048, dv=256, vth=100, bias_mant=rng.integers(*bias, n), bias_exp=3)
     net.connect("pop", "pop", W, storage="sparse")
     return net
 

@@ -84,3 +84,56 @@ def test_sparse_rows_wider_than_16_bits_keep_full_indices() -> None:
     assert_same(a, b)
     fired = {int(i): int(t) for t, i in zip(*np.nonzero(a.spikes["big"]))}
     assert fired == {0: 1, 5: 3, 69_999: 2, 65_536: 4}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), hw=st.sampled_from(["loihi_like", "tiny4"]),
+       rate=st.sampled_from([0.1, 0.5]))
+def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
+                                                           rate: float) -> None:
+    """A large network's single sample spreads its segments, routing and connections over
+    the threads; here the thresholds are lowered so small random networks take that path."""
+    import numba
+    import pytest
+
+    from emulator import kernels
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 30)
+    try:
+        img = neurochip.compile(net, hw)
+    except neurochip.errors.PlacementError:
+        img = neurochip.compile(net, "loihi_like")
+    x = random_inputs(seed, 40, 12, rate)
+    probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(kernels, "THREADED_MIN_NEURONS", 0)
+        mp.setattr(kernels, "THREADED_MIN_EVENTS", 0)
+        mp.setattr(kernels, "THREADED_MIN_SOURCES", 0)
+        em = neurochip.Emulator(img, threads=2)
+        a = em.run({"in": x[:15]}, probes=probes)
+        a2 = em.run({"in": x[15:]}, probes=probes)
+    finally:
+        mp.undo()
+    b = neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes)
+    s = neurochip.Emulator(img, threads=1).run({"in": x}, probes=probes)
+    assert_same(s, b)
+    for k in b.probes:
+        np.testing.assert_array_equal(np.concatenate([a.probes[k], a2.probes[k]]), b.probes[k])
+    for k in b.spikes:
+        np.testing.assert_array_equal(np.concatenate([a.spikes[k], a2.spikes[k]]), b.spikes[k])
+    for k in b.counters:
+        np.testing.assert_array_equal(np.concatenate([a.counters[k], a2.counters[k]]),
+                                      b.counters[k])
+
+
+def test_threads_out_of_range_is_a_typed_error() -> None:
+    import numba
+    import pytest
+
+    img = neurochip.compile(random_network(1, max_size=10), "loihi_like")
+    with pytest.raises(neurochip.errors.EmulatorInputError, match="threads"):
+        neurochip.Emulator(img, threads=numba.config.NUMBA_NUM_THREADS + 1).run(
+            {"in": random_inputs(1, 5, 12, 0.3)})
