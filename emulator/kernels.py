@@ -27,6 +27,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
@@ -72,6 +73,7 @@ def _prefetch_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
 
 
 _prefetch: Any = _prefetch_intrinsic
+trailing_zeros: Any = _trailing_zeros
 
 
 @njit(cache=True, inline="always")
@@ -176,6 +178,31 @@ def _add_row(seg, row_s, row_u, wmode, lsh):
                 seg[i] -= np.int32(row_u[i]) << lsh
 
 
+@njit(cache=True, inline="always")
+def _sum_rows16(rows, c0, c1, w, base0, npost, a):
+    """a (int16) += the byte rows rows[c0:c1], four at a time: the accumulator is read
+    and written once per four rows (its traffic, not the adds, bounds this loop)."""
+    q = c0
+    while q + 3 < c1:
+        b1 = base0 + rows[q] * npost
+        b2 = base0 + rows[q + 1] * npost
+        b3 = base0 + rows[q + 2] * npost
+        b4 = base0 + rows[q + 3] * npost
+        r1 = w[b1: b1 + npost]
+        r2 = w[b2: b2 + npost]
+        r3 = w[b3: b3 + npost]
+        r4 = w[b4: b4 + npost]
+        for i in range(npost):
+            a[i] += (np.int16(r1[i]) + np.int16(r2[i])) + (np.int16(r3[i]) + np.int16(r4[i]))
+        q += 4
+    while q < c1:
+        b1 = base0 + rows[q] * npost
+        r1 = w[b1: b1 + npost]
+        for i in range(npost):
+            a[i] += np.int16(r1[i])
+        q += 1
+
+
 @njit(cache=True)
 def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg, acc16):
     """seg += the weight rows of the spiking presynaptic neurons (one target segment).
@@ -194,17 +221,9 @@ def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg, acc16):
     for c0 in range(0, nr, 128):
         c1 = min(c0 + 128, nr)
         if wmode == 0:
-            for q in range(c0, c1):
-                base = base0 + rows[q] * npost
-                row_s = w_s[base: base + npost]
-                for i in range(npost):
-                    a[i] += np.int16(row_s[i])
+            _sum_rows16(rows, c0, c1, w_s, base0, npost, a)
         else:
-            for q in range(c0, c1):
-                base = base0 + rows[q] * npost
-                row_u = w_u[base: base + npost]
-                for i in range(npost):
-                    a[i] += np.int16(row_u[i])
+            _sum_rows16(rows, c0, c1, w_u, base0, npost, a)
         if wmode == 2:
             for i in range(npost):
                 seg[i] -= np.int32(a[i]) << lsh
@@ -537,25 +556,51 @@ def _charge(s, m, src_slot, rt, cnt):
 def _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, direct):
     """Group the step's spiking sources (srcs[:ns]) by population (rows_all/spk_cnt: the
     rows each connection will add). Sources of populations with shared route classes are
-    counted per class (cls_cnt, cls_list); the others are listed in ``direct``.
+    counted per class (cls_cnt, cls_list); the others are listed in ``direct`` (which may
+    be srcs itself). Runs of one population and of one class are counted in registers.
     Returns (number of classes, number of direct sources)."""
     src_pop, pop_src0, cls_of_src, pop_shared = src[0], src[1], src[4], src[6]
     ncls = 0
     nd = 0
+    pi_cur = -1
+    n_pi = np.int64(0)
+    base = np.int64(0)
+    shared = False
+    k_cur = -1
+    n_k = np.int64(0)
     for q in range(ns):
         s = srcs[q]
         pi = src_pop[s]
-        rows_all[pop_src0[pi] + spk_cnt[pi]] = s - pop_src0[pi]
-        spk_cnt[pi] += 1
-        if pop_shared[pi] == 0:
+        if pi != pi_cur:
+            if pi_cur >= 0:
+                spk_cnt[pi_cur] = n_pi
+            pi_cur = pi
+            n_pi = spk_cnt[pi]
+            base = pop_src0[pi]
+            shared = pop_shared[pi] != 0
+        rows_all[base + n_pi] = s - base
+        n_pi += 1
+        if not shared:
             direct[nd] = s
             nd += 1
             continue
         k = cls_of_src[s]
-        if cls_cnt[k] == 0:
-            cls_list[ncls] = k
+        if k != k_cur:
+            if k_cur >= 0:
+                if cls_cnt[k_cur] == 0:
+                    cls_list[ncls] = k_cur
+                    ncls += 1
+                cls_cnt[k_cur] += n_k
+            k_cur = k
+            n_k = np.int64(0)
+        n_k += 1
+    if pi_cur >= 0:
+        spk_cnt[pi_cur] = n_pi
+    if k_cur >= 0:
+        if cls_cnt[k_cur] == 0:
+            cls_list[ncls] = k_cur
             ncls += 1
-        cls_cnt[k] += 1
+        cls_cnt[k_cur] += n_k
     return ncls, nd
 
 
@@ -771,17 +816,33 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
 
 @njit(cache=True)
 def _spike_lists(X, ptr, out):
-    """Host spikes (B, T, n) bool -> per sample and step, the spiking input indices."""
-    B, T, n = X.shape
+    """Host spikes, one (sample, step) per row of X (R, n) uint8 0/1 -> ptr (R + 1,), the
+    spiking input indices in out.
+
+    64 inputs at a time: each 8-byte word of 0/1 bytes becomes 8 mask bits (one multiply
+    gathers the low bit of every byte into the top byte), and the set bits of the 64-bit
+    mask are walked with count-trailing-zeros; the tail of a row goes byte by byte.
+    """
+    R, n = X.shape
+    gather = np.uint64(0x0102040810204080)
+    nb = n // 64
     k = np.int64(0)
-    for b in range(B):
-        for t in range(T):
-            ptr[b, t] = k
-            row = X[b, t]
-            for i in range(n):  # branch-free compaction (out has one spare slot)
-                out[k] = i
-                k += np.int64(row[i])
-        ptr[b, T] = k
+    for t in range(R):
+        ptr[t] = k
+        row = X[t]
+        words = row[: nb * 64].view(np.uint64)
+        for blk in range(nb):
+            m = np.uint64(0)
+            for j in range(8):
+                m |= ((words[blk * 8 + j] * gather) >> np.uint64(56)) << np.uint64(8 * j)
+            while m != np.uint64(0):
+                out[k] = blk * 64 + trailing_zeros(m)
+                k += 1
+                m &= m - np.uint64(1)
+        for i in range(nb * 64, n):  # branch-free compaction (out has one spare slot)
+            out[k] = i
+            k += np.int64(row[i])
+    ptr[R] = k
     return k
 
 
@@ -790,11 +851,42 @@ def spike_lists(X: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int
     if X.dtype != np.bool_ or X.ndim != 3:
         raise EmulatorInputError(f"host spikes must be bool (B, T, n), got {X.dtype} {X.shape}",
                                  where="emulator.kernels", field="inputs")
-    X = np.ascontiguousarray(X)
-    ptr = np.zeros((X.shape[0], X.shape[1] + 1), np.int64)
+    B, T, n = X.shape
+    rows = np.ascontiguousarray(X).reshape(B * T, n).view(np.uint8)
+    flat = np.zeros(B * T + 1, np.int64)
     out = np.empty(int(np.count_nonzero(X)) + 1, np.int64)
-    k = _spike_lists(X, ptr, out)
+    k = _spike_lists(rows, flat, out)
+    # per sample: its T + 1 offsets (the next sample's first offset closes each one)
+    ptr = np.empty((B, T + 1), np.int64)
+    ptr[:, :T] = flat[:-1].reshape(B, T)
+    ptr[:, T] = flat[T::T] if T else 0
     return ptr, out[:k]
+
+
+@njit(cache=True)
+def account_steps(cnt, neurons, wc, we, idle_c, idle_e, barrier, static_pj_per_cycle,
+                  cycles, latency, energy):
+    """The cost model of ``emulator.timing`` over counters (M, K, N_COUNTERS): per row and
+    core, cycles = counters . wc + neurons x idle cycles, energy likewise (plus static
+    power over the row's latency); latency = slowest core + longest message + barrier."""
+    M, K = cnt.shape[0], cnt.shape[1]
+    for m in range(M):
+        slowest = np.int64(0)
+        route = np.int64(0)
+        for k in range(K):
+            c = neurons[k] * idle_c
+            e = neurons[k] * idle_e
+            for i in range(cnt.shape[2]):
+                c += cnt[m, k, i] * wc[i]
+                e += cnt[m, k, i] * we[i]
+            cycles[m, k] = c
+            energy[m, k] = e
+            slowest = max(slowest, c)
+            route = max(route, cnt[m, k, C_ROUTE_MAX])
+        lat = slowest + route + barrier
+        latency[m] = lat
+        for k in range(K):
+            energy[m, k] += static_pj_per_cycle * lat
 
 
 class KernelState:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator.kernels import account_steps
 from emulator.tables import (
     C_ACTIVE,
     C_ERR_MSGS,
@@ -39,7 +40,6 @@ from emulator.tables import (
     C_LEARN,
     C_LINKS,
     C_MSGS,
-    C_ROUTE_MAX,
     C_SPIKES_IN,
     C_SYNOPS,
     C_TRACE,
@@ -89,13 +89,14 @@ def account(counters: NDArray[np.int64], neurons: NDArray[np.int64], cm: CostMod
     wc[C_LEARN], we[C_LEARN] = cy["learn_update"], p["learn_update"]
     wc[C_TRACE], we[C_TRACE] = cy["trace_update"], p["trace_update"]
     we[C_HOPS_EW], we[C_HOPS_NS], we[C_LINKS] = p["hop_ew"], p["hop_ns"], p["chip_link"]
-    cycles = counters @ wc + neurons * cy["neuron_inactive"]
+    lead = counters.shape[:-2]
     k = counters.shape[-2]
-    route = counters[..., C_ROUTE_MAX].max(axis=-1) if k else np.zeros(counters.shape[:-2],
-                                                                       np.int64)
-    latency = (cycles.max(axis=-1) if k else 0) + route + cm.barrier
-    energy = counters @ we + neurons * p["neuron_inactive"]
-    energy = energy + cm.static_mw * (latency * cm.cycle_ns)[..., None]
-    return cycles.astype(np.int64), np.asarray(latency, np.int64), energy.astype(np.float64)
-
-
+    flat = np.ascontiguousarray(counters, dtype=np.int64).reshape(-1, k, N_COUNTERS)
+    cycles = np.empty((flat.shape[0], k), np.int64)
+    latency = np.empty(flat.shape[0], np.int64)
+    energy = np.empty((flat.shape[0], k), np.float64)
+    account_steps(flat, np.ascontiguousarray(neurons, dtype=np.int64), wc, we,
+                  np.int64(cy["neuron_inactive"]), float(p["neuron_inactive"]),
+                  np.int64(cm.barrier), float(cm.static_mw * cm.cycle_ns), cycles, latency,
+                  energy)
+    return (cycles.reshape(*lead, k), latency.reshape(lead), energy.reshape(*lead, k))

@@ -137,3 +137,25 @@ def test_threads_out_of_range_is_a_typed_error() -> None:
     with pytest.raises(neurochip.errors.EmulatorInputError, match="threads"):
         neurochip.Emulator(img, threads=numba.config.NUMBA_NUM_THREADS + 1).run(
             {"in": random_inputs(1, 5, 12, 0.3)})
+
+
+def test_host_spike_lists_match_numpy_for_any_width_and_batch() -> None:
+    """The word-at-a-time spike compaction equals a plain per-row nonzero, including rows
+    that are not a multiple of 64 inputs wide and empty shapes."""
+    from emulator.kernels import spike_lists
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 300, 1024), (3, 7, 5), (2, 0, 4), (4, 13, 130), (1, 3, 64), (2, 5, 0),
+                  (0, 4, 8), (2, 9, 200)]:
+        for p in (0.02, 0.5, 1.0):
+            x = rng.random(shape) < p
+            ptr, src = spike_lists(x)
+            want_ptr = np.zeros((shape[0], shape[1] + 1), np.int64)
+            want: list[int] = []
+            for b in range(shape[0]):
+                for t in range(shape[1]):
+                    want_ptr[b, t] = len(want)
+                    want += np.flatnonzero(x[b, t]).tolist()
+                want_ptr[b, shape[1]] = len(want)
+            np.testing.assert_array_equal(ptr, want_ptr)
+            np.testing.assert_array_equal(src, np.array(want, np.int64))
