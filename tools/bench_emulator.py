@@ -70,7 +70,7 @@ def bench_a(T: int, with_lava: bool) -> dict[str, Any]:
         em.reset()
         return em.run({"in": x}, spikes=None)
 
-    dt, r = timed(go)
+    dt, r = timed(go, 7)
     events = int(r.counters["syn_ops"].sum())
     out: dict[str, Any] = {
         "cores": len(img.cores), "steps": T, "synaptic_events": events,
@@ -86,8 +86,8 @@ def bench_a(T: int, with_lava: bool) -> dict[str, Any]:
 def lava_reference(img: neurochip.ChipImage, x: np.ndarray) -> dict[str, Any]:
     """Lava 0.10 fixed_pt on the exported image: a whole run, and the steady state.
 
-    Whole run: export + compile + spawn + run + stop, as a user experiences it. Steady
-    state: on a second exported network, time the run after a 1-step warm-up run.
+    Whole run: export + compile + spawn + run + stop, as a user experiences it (best of
+    two). Steady state: on another exported network, time the run after a 1-step warm-up.
     """
     from compiler.lava_export import export_lava
     from neurochip.lava_compat import import_lava
@@ -96,10 +96,12 @@ def lava_reference(img: neurochip.ChipImage, x: np.ndarray) -> dict[str, Any]:
     from lava.magma.core.run_conditions import RunSteps
 
     T = x.shape[0]
-    t = time.perf_counter()
-    net = export_lava(img, {"in": x})
-    net.run(T, spikes=None)
-    whole = time.perf_counter() - t
+    whole = float("inf")
+    for _ in range(2):  # best of two, as the emulator's figure is a best of several
+        t = time.perf_counter()
+        net = export_lava(img, {"in": x})
+        net.run(T, spikes=None)
+        whole = min(whole, time.perf_counter() - t)
     net = export_lava(img, {"in": x})
     root = net.neurons["lif"]
     cfg = net.run_config()
@@ -140,7 +142,7 @@ def bench_b(T: int, batch: int) -> dict[str, Any]:
 
 
 def sparse_network(n: int = 100_000, fanout: int = 100, block: int = 1024, seed: int = 3,
-                   bias: tuple[int, int] = (45, 75), wmax: int = 3) -> neurochip.Network:
+                   bias: tuple[int, int] = (50, 80), wmax: int = 3) -> neurochip.Network:
     """Each neuron targets `fanout` distinct random neurons inside a random block of `block`.
 
     Random targets over the whole network would give every core ~63,000 distinct source
@@ -164,26 +166,35 @@ def sparse_network(n: int = 100_000, fanout: int = 100, block: int = 1024, seed:
 
 
 def bench_c(T: int) -> dict[str, Any]:
+    import numba
+
     t = time.perf_counter()
     net = sparse_network()
     build = time.perf_counter() - t
     t = time.perf_counter()
     img = neurochip.compile(net, "loihi_like_2chip")
     comp = time.perf_counter() - t
-    em = neurochip.Emulator(img)
-    em.run(steps=3, spikes=None)
-    em.run(steps=100, spikes=None)  # let the neurons desynchronise
+    out: dict[str, Any] = {"neurons": img.n_neurons, "synapses": img.n_synapses,
+                           "cores": len(img.cores), "build_s": build, "compile_s": comp,
+                           "steps": T}
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        em = neurochip.Emulator(img, threads=threads)
+        em.run(steps=3, spikes=None)
+        em.run(steps=100, spikes=None)  # let the neurons desynchronise
 
-    def go() -> neurochip.RunResult:
-        return em.run(steps=T, spikes=None)
+        def go(em: neurochip.Emulator = em) -> neurochip.RunResult:
+            return em.run(steps=T, spikes=None)
 
-    dt, r = timed(go, 2)
-    ev = int(r.counters["syn_ops"].sum())
-    spk = float(r.counters["spikes_out"].sum()) / (T * img.n_neurons)
-    return {"neurons": img.n_neurons, "synapses": img.n_synapses, "cores": len(img.cores),
-            "build_s": build, "compile_s": comp, "steps": T, "spike_fraction": spk,
-            "run_s": dt, "steps_per_s": T / dt, "events_per_s": ev / dt,
-            "bytes_per_synapse": em.tables.nbytes_synapses() / img.n_synapses}
+        dt, r = timed(go, 3)
+        ev = int(r.counters["syn_ops"].sum())
+        out[f"threads{threads}_run_s"] = dt
+        out[f"threads{threads}_steps_per_s"] = T / dt
+        out[f"threads{threads}_events_per_s"] = ev / dt
+        out["spike_fraction"] = float(r.counters["spikes_out"].sum()) / (T * img.n_neurons)
+        out["bytes_per_synapse"] = em.tables.nbytes_synapses() / img.n_synapses
+    out["threads"] = numba.config.NUMBA_NUM_THREADS
+    out["events_per_s"] = out[f"threads{out['threads']}_events_per_s"]
+    return out
 
 
 def bench_d() -> dict[str, Any]:
@@ -266,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['neurons']:,} / {c['synapses']:,} / {c['cores']}"),
                  ("(c) spike fraction per step", f"{c['spike_fraction']:.3f}"),
                  ("(c) compile s", f"{c['compile_s']:.1f}"),
-                 ("(c) synaptic events/s", f"{c['events_per_s']:.3g}"),
+                 ("(c) synaptic events/s, 1 thread", f"{c['threads1_events_per_s']:.3g}"),
+                 (f"(c) synaptic events/s, {c['threads']} threads", f"{c['events_per_s']:.3g}"),
                  ("(d) bytes per sparse synapse", f"{c['bytes_per_synapse']:.2f}")]
     if "d" in res:
         rows.append(("(d) bytes per dense synapse", f"{res['d']['dense_bytes_per_synapse']:.3f}"))
