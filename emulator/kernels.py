@@ -20,6 +20,8 @@ One step of one sample (``_run_sample``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numba
@@ -371,45 +373,51 @@ def _is_fast(c, cn):
 
 
 @njit(cache=True)
-def _connection(c, rows, cn, mem, ring, scratch, dst0, D, N, acc16, fast_done):
-    """Connection c adds the rows of its spiking presynaptic neurons (fast_done: the rows
-    are already in its target segment, only the flush remains)."""
+def _synapses(c0, c1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16):
+    """Connections c0..c1-1 add the rows of their spiking presynaptic neurons."""
     (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
-     c_soff, c_scoff, c_nbins, _, _) = cn
-    npost = c_npost[c]
-    post0 = c_post0[c]
-    wmode = c_wmode[c]
-    lsh = c_lsh[c]
-    neg = c_wexp[c] < 0
-    hasd = c_hasd[c] != 0
-    if _is_fast(c, cn):
-        if not fast_done:
-            _fast_rows(c, rows, cn, mem, _target(c, cn, ring, scratch, dst0, D, N), acc16)
-    elif c_kind[c] == 0:
-        buf = scratch if neg else ring
-        _dense_rows_delayed(rows, mem[0][c_woff[c]:], mem[2][c_doff[c]:], 0, npost, wmode, lsh,
-                            dst0, D, N, post0, buf, c_scoff[c], npost, neg)
-    else:
-        sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
-        buf = scratch if neg else ring
-        _sparse_rows(rows, sparse, c_soff[c], c_kind[c] == 2, wmode, lsh, hasd, c_delay[c],
-                     dst0, D, N, post0, buf, c_scoff[c], npost, neg)
-    if neg:
-        _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
-                       -c_wexp[c], ring, dst0, D, N, post0)
-
-
-@njit(cache=True)
-def _synapses(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16):
-    """Every connection adds the rows of its spiking presynaptic neurons."""
-    c_prepop = cn[13]
-    for c in range(C):
+     c_soff, c_scoff, c_nbins, c_prepop) = cn[:14]
+    dw, dws, dd = mem[0], mem[1], mem[2]
+    sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
+    for c in range(c0, c1):
         pi = c_prepop[c]
         n = spk_cnt[pi]
         if n == 0:
             continue
         r0 = pop_src0[pi]
-        _connection(c, rows_all[r0: r0 + n], cn, mem, ring, scratch, dst0, D, N, acc16, False)
+        rows = rows_all[r0: r0 + n]
+        npost = c_npost[c]
+        post0 = c_post0[c]
+        wmode = c_wmode[c]
+        lsh = c_lsh[c]
+        neg = c_wexp[c] < 0
+        hasd = c_hasd[c] != 0
+        if c_kind[c] == 0 and not hasd:
+            if neg:
+                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
+            else:
+                off = ((dst0 + c_delay[c]) % D) * N + post0
+                seg = ring[off: off + npost]
+            _dense_rows(rows, dw, dws, c_woff[c], npost, wmode, lsh, seg, acc16)
+        elif c_kind[c] == 0:
+            buf = scratch if neg else ring
+            _dense_rows_delayed(rows, dw[c_woff[c]:], dd[c_doff[c]:], 0, npost, wmode, lsh,
+                                dst0, D, N, post0, buf, c_scoff[c], npost, neg)
+        elif c_kind[c] == 1 and not hasd:
+            if neg:
+                seg = scratch[c_scoff[c]: c_scoff[c] + npost]
+            else:
+                off = ((dst0 + c_delay[c]) % D) * N + post0
+                seg = ring[off: off + npost]
+            _sparse_rows_fast(rows, sparse[0], sparse[1], sparse[2], sparse[4], c_soff[c], wmode,
+                              lsh, seg)
+        else:
+            buf = scratch if neg else ring
+            _sparse_rows(rows, sparse, c_soff[c], c_kind[c] == 2, wmode, lsh, hasd, c_delay[c],
+                         dst0, D, N, post0, buf, c_scoff[c], npost, neg)
+        if neg:
+            _flush_scratch(scratch, c_scoff[c], c_nbins[c], npost, hasd, c_delay[c],
+                           -c_wexp[c], ring, dst0, D, N, post0)
 
 
 @njit(cache=True, parallel=True)
@@ -428,29 +436,33 @@ def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, 
             continue
         r0 = pop_src0[pi]
         rows = rows_all[r0: r0 + n]
-        split = P > 1 and n >= P and n * c_rowlen[c] >= min_events and _is_fast(c, cn)
-        if split:
-            npost = c_npost[c]
-            seg = _target(c, cn, ring, scratch, dst0, D, N)
-            chunk = (n + P - 1) // P
-            for j in prange(P):
-                a = min(j * chunk, n)
-                b = min(a + chunk, n)
-                if b > a:
-                    if j == 0:
-                        _fast_rows(c, rows[a:b], cn, mem, seg, acc_p[j])
-                    else:
-                        _fast_rows(c, rows[a:b], cn, mem, priv[j, :npost], acc_p[j])
-            part = (npost + P - 1) // P
-            for j in prange(P):
-                i0 = min(j * part, npost)
-                i1 = min(i0 + part, npost)
-                for k in range(1, P):
-                    pk = priv[k]
-                    for i in range(i0, i1):
-                        seg[i] += pk[i]
-                        pk[i] = 0
-        _connection(c, rows, cn, mem, ring, scratch, dst0, D, N, acc16, split)
+        if not (P > 1 and n >= P and n * c_rowlen[c] >= min_events and _is_fast(c, cn)):
+            _synapses(c, c + 1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D,
+                      N, acc16)
+            continue
+        npost = c_npost[c]
+        seg = _target(c, cn, ring, scratch, dst0, D, N)
+        chunk = (n + P - 1) // P
+        for j in prange(P):
+            a = min(j * chunk, n)
+            b = min(a + chunk, n)
+            if b > a:
+                if j == 0:
+                    _fast_rows(c, rows[a:b], cn, mem, seg, acc_p[j])
+                else:
+                    _fast_rows(c, rows[a:b], cn, mem, priv[j, :npost], acc_p[j])
+        part = (npost + P - 1) // P
+        for j in prange(P):
+            i0 = min(j * part, npost)
+            i1 = min(i0 + part, npost)
+            for k in range(1, P):
+                pk = priv[k]
+                for i in range(i0, i1):
+                    seg[i] += pk[i]
+                    pk[i] = 0
+        if cn[5][c] < 0:
+            _flush_scratch(scratch, cn[11][c], cn[12][c], npost, False, cn[6][c], -cn[5][c],
+                           ring, dst0, D, N, cn[1][c])
 
 
 @njit(cache=True, inline="always")
@@ -706,8 +718,8 @@ def _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v
     if ns > 0:
         _route(srcs, ns, src, rt, rows_all, spk_cnt, cls_cnt, cls_list, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
-        _synapses(cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch, cur + 1,
-                  D, N, acc16)
+        _synapses(0, cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch,
+                  cur + 1, D, N, acc16)
         spk_cnt[:] = 0
     return nf
 
@@ -950,6 +962,20 @@ THREADED_MIN_EVENTS = 16384
 THREADED_MIN_SOURCES = 256
 
 
+@contextmanager
+def _thread_count(n: int) -> Iterator[None]:
+    """Numba's thread count set to n inside the block (untouched when it already is)."""
+    prev = numba.get_num_threads()
+    if prev == n:
+        yield
+        return
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
+
+
 def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[np.int64],
               inp_src: NDArray[np.int64], probe_idx: NDArray[np.int64],
               probe_var: NDArray[np.int8], rec_col: NDArray[np.int64],
@@ -991,19 +1017,16 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
             nrn, fmt, src, cn, mem, rt, state.u, state.v, state.ring, state.scratch,
             probe_idx, probe_var, probes, rec_col, spikes, counters)
     if steps > 0:
-        prev = numba.get_num_threads()
-        numba.set_num_threads(P)
-        try:
-            if P > 1 and B > 1:
+        if P > 1 and B > 1:
+            with _thread_count(P):
                 _run_batch(*args)
-            elif P > 1 and tables.n_neurons >= THREADED_MIN_NEURONS:
+        elif P > 1 and tables.n_neurons >= THREADED_MIN_NEURONS:
+            with _thread_count(P):
                 _run_threaded(*args[:3], inp_ptr[0], *args[4:11], state.u[0], state.v[0],
-                              state.ring[0], state.scratch[0], probe_idx, probe_var, probes[0],
-                              rec_col, spikes[0], counters[0], np.int64(P),
+                              state.ring[0], state.scratch[0], probe_idx, probe_var,
+                              probes[0], rec_col, spikes[0], counters[0], np.int64(P),
                               np.int64(THREADED_MIN_EVENTS), np.int64(THREADED_MIN_SOURCES))
-            else:  # one sample, or one thread: no parallel region to wake up
-                _run_serial(*args)
-        finally:
-            numba.set_num_threads(prev)
+        else:  # one sample, or one thread: no parallel region to wake up
+            _run_serial(*args)
     state.t += steps
     return probes, spikes, counters
