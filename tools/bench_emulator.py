@@ -185,7 +185,7 @@ def bench_c(T: int) -> dict[str, Any]:
         def go(em: neurochip.Emulator = em) -> neurochip.RunResult:
             return em.run(steps=T, spikes=None)
 
-        dt, r = timed(go, 3)
+        dt, r = timed(go, 5)
         ev = int(r.counters["syn_ops"].sum())
         out[f"threads{threads}_run_s"] = dt
         out[f"threads{threads}_steps_per_s"] = T / dt
