@@ -372,20 +372,25 @@ def _is_fast(c, cn):
     return cn[0][c] <= 1 and cn[7][c] == 0
 
 
+@njit(cache=True, inline="always")
+def _spiking_rows(c, cn, rows_all, spk_cnt, pop_src0):
+    """The rows (presynaptic neurons) of connection c that spiked this step."""
+    pi = cn[13][c]
+    r0 = pop_src0[pi]
+    return rows_all[r0: r0 + spk_cnt[pi]]
+
+
 @njit(cache=True)
 def _synapses(c0, c1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16):
     """Connections c0..c1-1 add the rows of their spiking presynaptic neurons."""
     (c_kind, c_post0, c_npost, c_lsh, c_wmode, c_wexp, c_delay, c_hasd, c_woff, c_doff,
-     c_soff, c_scoff, c_nbins, c_prepop) = cn[:14]
+     c_soff, c_scoff, c_nbins, _) = cn[:14]
     dw, dws, dd = mem[0], mem[1], mem[2]
     sparse = (mem[3], mem[4], mem[5], mem[6], mem[7], mem[8])
     for c in range(c0, c1):
-        pi = c_prepop[c]
-        n = spk_cnt[pi]
-        if n == 0:
+        rows = _spiking_rows(c, cn, rows_all, spk_cnt, pop_src0)
+        if rows.shape[0] == 0:
             continue
-        r0 = pop_src0[pi]
-        rows = rows_all[r0: r0 + n]
         npost = c_npost[c]
         post0 = c_post0[c]
         wmode = c_wmode[c]
@@ -427,15 +432,13 @@ def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, 
     reaches min_events synapses: thread 0 adds into the target segment, thread j > 0 into
     its own zeroed buffer priv[j], and the buffers are then summed into the segment.
     Integer sums are exact and commutative, so the result equals the serial one."""
-    c_prepop, c_npost, c_rowlen = cn[13], cn[2], cn[14]
+    c_npost, c_rowlen = cn[2], cn[14]
     P = priv.shape[0]
     for c in range(C):
-        pi = c_prepop[c]
-        n = spk_cnt[pi]
+        rows = _spiking_rows(c, cn, rows_all, spk_cnt, pop_src0)
+        n = rows.shape[0]
         if n == 0:
             continue
-        r0 = pop_src0[pi]
-        rows = rows_all[r0: r0 + n]
         if not (P > 1 and n >= P and n * c_rowlen[c] >= min_events and _is_fast(c, cn)):
             _synapses(c, c + 1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D,
                       N, acc16)

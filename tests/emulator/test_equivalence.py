@@ -9,17 +9,24 @@ from neurochip.testing import assert_same_results as assert_same
 from neurochip.testing import random_inputs, random_network
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), hw=st.sampled_from(["loihi_like", "tiny4"]),
-       rate=st.sampled_from([0.05, 0.3, 0.8]))
-def test_kernels_equal_reference_on_random_networks(seed: int, hw: str, rate: float) -> None:
+def _random_case(seed: int, hw: str, steps: int, rate: float
+                 ) -> tuple[neurochip.ChipImage, np.ndarray, list[str]]:
+    """A random network compiled for hw (or loihi_like when it does not fit), random
+    inputs, and probes of every u and v."""
     net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 30)
     try:
         img = neurochip.compile(net, hw)
     except neurochip.errors.PlacementError:
         img = neurochip.compile(net, "loihi_like")
-    x = random_inputs(seed, 50, 12, rate)
     probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
+    return img, random_inputs(seed, steps, 12, rate), probes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), hw=st.sampled_from(["loihi_like", "tiny4"]),
+       rate=st.sampled_from([0.05, 0.3, 0.8]))
+def test_kernels_equal_reference_on_random_networks(seed: int, hw: str, rate: float) -> None:
+    img, x, probes = _random_case(seed, hw, 50, rate)
     a = neurochip.Emulator(img).run({"in": x}, probes=probes)
     b = neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes)
     assert_same(a, b)
@@ -100,23 +107,21 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
-    net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 30)
-    try:
-        img = neurochip.compile(net, hw)
-    except neurochip.errors.PlacementError:
-        img = neurochip.compile(net, "loihi_like")
-    x = random_inputs(seed, 40, 12, rate)
-    probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
+    img, x, probes = _random_case(seed, hw, 40, rate)
     mp = pytest.MonkeyPatch()
     try:
         mp.setattr(kernels, "THREADED_MIN_NEURONS", 0)
         mp.setattr(kernels, "THREADED_MIN_EVENTS", 0)
         mp.setattr(kernels, "THREADED_MIN_SOURCES", 0)
+        calls = []
+        threaded = kernels._run_threaded
+        mp.setattr(kernels, "_run_threaded", lambda *a: (calls.append(a[-3]), threaded(*a)))
         em = neurochip.Emulator(img, threads=2)
         a = em.run({"in": x[:15]}, probes=probes)
         a2 = em.run({"in": x[15:]}, probes=probes)
     finally:
         mp.undo()
+    assert calls == [2, 2]  # both runs took the threaded path, on two threads
     b = neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes)
     s = neurochip.Emulator(img, threads=1).run({"in": x}, probes=probes)
     assert_same(s, b)
