@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
                    help="samples per emulator call (default 256)")
     p.add_argument("--backend", choices=["numba", "reference"], default="numba",
                    help="emulator kernels (default numba) or the pure-Python reference")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for the numba backend (default: all; results never depend "
+                        "on it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(func=_run)
 
@@ -155,7 +158,7 @@ class BatchedRun:
 def run_batched(image: ChipImage, inputs: Mapping[str, Any], steps: int, *,
                 probes: Sequence[str] = (), spikes: str | Sequence[str] | None = "all",
                 batch_size: int = 256, backend: str = "numba", progress: bool = True,
-                desc: str = "emulator") -> BatchedRun:
+                desc: str = "emulator", threads: int | None = None) -> BatchedRun:
     """Run every sample of ``inputs`` ((B, T, n) arrays; (T, n) is one sample) on the
     emulator, ``batch_size`` samples per call, with a progress bar over samples."""
     import time
@@ -170,7 +173,7 @@ def run_batched(image: ChipImage, inputs: Mapping[str, Any], steps: int, *,
     arrays = {k: (v[None] if v.ndim == 2 else v) for k, v in
               ((k, np.asarray(v)) for k, v in inputs.items())}
     n = max((a.shape[0] for a in arrays.values()), default=1)
-    em = Emulator(image, backend=backend)  # type: ignore[arg-type]
+    em = Emulator(image, backend=backend, threads=threads)  # type: ignore[arg-type]
     parts: list[Any] = []
     t0 = time.perf_counter()
     with tqdm(total=n, desc=desc, unit="sample", disable=None if progress else True,
@@ -235,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{o['population']}.v" for o in outs.values() if o.get("signal") == "v"]))
     res = run_batched(image, inputs, steps, probes=probes, spikes=spikes,
                       batch_size=args.batch_size, backend=args.backend,
-                      progress=not args.quiet)
+                      progress=not args.quiet, threads=args.threads)
     sq = (lambda a: a) if batched else (lambda a: a[0])
     arrays: dict[str, Any] = {}
     readouts = {q.name for q in image.lif_populations if not q.spiking}

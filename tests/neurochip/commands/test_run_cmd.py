@@ -66,6 +66,16 @@ def test_batches_match_one_batched_run(cli: Any, rec_image: Path, write_npz: Any
     np.testing.assert_array_equal(r["output/output"], ref.spikes["spk"])
     assert r["cycles"].shape == (7, 29)
     assert "ran 7 samples x 29 steps" in stdout
+    one = tmp_path / "one.npz"
+    rc, _, err = cli("run", rec_image, "-i", write_npz("x.npz", arr_0=x), "-o", one,
+                     "--batch-size", "3", "--probe", "rec.u", "--threads", "1", "-q")
+    assert rc == 0, err
+    r1 = _load(one)
+    for k in ("spikes/rec", "spikes/spk", "probe/rec.u", "cycles", "energy_pj"):
+        np.testing.assert_array_equal(r1[k], r[k])  # threads never change results
+    rc, _, err = cli("run", rec_image, "-i", write_npz("x.npz", arr_0=x), "-o", one,
+                     "--threads", "0")
+    assert rc == 2 and "threads" in err
 
 
 def test_steps_spikes_backend_quiet(cli: Any, rec_image: Path, write_npz: Any,
