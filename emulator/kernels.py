@@ -16,6 +16,11 @@ One step of one sample (``_run_sample``):
    destination core's counters grow, and each connection adds its weights into the ring
    slot of step t + 1 + delay. A connection with a negative weight exponent sums into a
    scratch buffer first and floors the *sum* at the end of the step (Lava's Dense).
+
+Threads: the samples of a batch run on separate threads (``_run_batch``); one sample of a
+large network runs ``_run_threaded``, which spreads the neuron segments, the message
+counting and the larger connections over the threads. Only integer sums are split, so
+the results never depend on the number of threads.
 """
 
 from __future__ import annotations
