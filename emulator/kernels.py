@@ -19,8 +19,8 @@ One step of one sample (``_run_sample``):
 
 Threads: the samples of a batch run on separate threads (``_run_batch``); one sample of a
 large network runs ``_run_threaded``, which spreads the neuron segments, the message
-counting and the larger connections over the threads. Only integer sums are split, so
-the results never depend on the number of threads.
+counting and the larger connections over the threads. Only integer sums (and maxima) are
+split, so the results never depend on the number of threads.
 """
 
 from __future__ import annotations
