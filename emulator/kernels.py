@@ -56,6 +56,8 @@ from emulator.tables import (
 from neurochip.errors import EmulatorInputError
 from neurochip.fixedpoint import DATAPATH_BITS
 
+# rows of the segment table (nrn[7], see kernel_args)
+SEG_G0, SEG_SLOT, SEG_LIST, SEG_POP = 0, 1, 2, 3
 __all__ = ["KernelState", "run_batch"]
 
 
@@ -145,7 +147,8 @@ def _update_neurons(u, v, a_in, nrn, flag, fmt):
     """One step of every LIF neuron, population by population.
 
     nrn = (pop_g0 (P+1,), pop_du, pop_dv, pop_theta, pop_mode, bias (N,), nslot (N,),
-           seg_g0 (n_seg+1,), seg_slot, seg_list) -- see :func:`kernel_args`.
+           seg (4, n_seg + 1): SEG_G0, SEG_SLOT, SEG_LIST, SEG_POP rows) -- see
+    :func:`kernel_args`.
     """
     pop_g0, pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[0], nrn[1], nrn[2], nrn[3], \
         nrn[4], nrn[5]
@@ -432,19 +435,20 @@ def _synapses(c0, c1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0,
 
 @njit(cache=True, parallel=True)
 def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16,
-                  priv, acc_p, min_events):
+                  priv, acc_p, rowlen, min_events):
     """_synapses with a connection's rows split over the threads when its work this step
     reaches min_events synapses: thread 0 adds into the target segment, thread j > 0 into
     its own zeroed buffer priv[j], and the buffers are then summed into the segment.
-    Integer sums are exact and commutative, so the result equals the serial one."""
-    c_npost, c_rowlen = cn[2], cn[14]
+    Integer sums are exact and commutative, so the result equals the serial one.
+    rowlen: mean synapses per row of each connection."""
+    c_npost = cn[2]
     P = priv.shape[0]
     for c in range(C):
         rows = _spiking_rows(c, cn, rows_all, spk_cnt, pop_src0)
         n = rows.shape[0]
         if n == 0:
             continue
-        if not (P > 1 and n >= P and n * c_rowlen[c] >= min_events and _is_fast(c, cn)):
+        if not (P > 1 and n >= P and n * rowlen[c] >= min_events and _is_fast(c, cn)):
             _synapses(c, c + 1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D,
                       N, acc16)
             continue
@@ -499,12 +503,13 @@ def _collect(flag, nrn, fired, cnt):
     vectorised sums; only segments whose spikes are needed (they have output axons, are
     recorded, or learn) are listed in ``fired``. Returns how many neurons were listed.
     """
-    seg_g0, seg_slot, seg_list = nrn[7], nrn[8], nrn[9]
+    seg = nrn[7]
     nf = np.int64(0)
-    for q in range(seg_slot.shape[0]):
-        g0 = seg_g0[q]
-        act, spk, m = _count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] != 0, fired[nf:])
-        k = seg_slot[q]
+    for q in range(seg.shape[1] - 1):
+        g0 = seg[SEG_G0, q]
+        act, spk, m = _count_list(flag[g0: seg[SEG_G0, q + 1]], g0, seg[SEG_LIST, q] != 0,
+                                  fired[nf:])
+        k = seg[SEG_SLOT, q]
         cnt[k, C_ACTIVE] += act
         cnt[k, C_SPIKES_OUT] += spk
         nf += m
@@ -575,17 +580,16 @@ def _charge(s, m, src_slot, rt, cnt):
 @njit(cache=True, inline="always")
 def _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, direct):
     """Group the step's spiking sources (srcs[:ns]) by population (rows_all/spk_cnt: the
-    rows each connection will add). Sources of populations with shared route classes are
-    counted per class (cls_cnt, cls_list); the others are listed in ``direct`` (which may
+    rows each connection will add). Sources that share a route class are counted per
+    class (cls_cnt, cls_list); the others (class -1) are listed in ``direct`` (which may
     be srcs itself). Runs of one population and of one class are counted in registers.
     Returns (number of classes, number of direct sources)."""
-    src_pop, pop_src0, cls_of_src, pop_shared = src[0], src[1], src[4], src[6]
+    src_pop, pop_src0, cls_of_src = src[0], src[1], src[4]
     ncls = 0
     nd = 0
     pi_cur = -1
     n_pi = np.int64(0)
     base = np.int64(0)
-    shared = False
     k_cur = -1
     n_k = np.int64(0)
     for q in range(ns):
@@ -597,14 +601,13 @@ def _group(srcs, ns, src, rows_all, spk_cnt, cls_cnt, cls_list, direct):
             pi_cur = pi
             n_pi = spk_cnt[pi]
             base = pop_src0[pi]
-            shared = pop_shared[pi] != 0
         rows_all[base + n_pi] = s - base
         n_pi += 1
-        if not shared:
+        k = cls_of_src[s]
+        if k < 0:
             direct[nd] = s
             nd += 1
             continue
-        k = cls_of_src[s]
         if k != k_cur:
             if k_cur >= 0:
                 if cls_cnt[k_cur] == 0:
@@ -769,16 +772,16 @@ def _neurons_par(u, v, a_in, nrn, flag, fmt, seg_act, seg_spk, seg_nf, fired_seg
     """Neuron updates and spike collection with the segments spread over the threads;
     each segment lists its spikes in its own range of fired_seg."""
     pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[1], nrn[2], nrn[3], nrn[4], nrn[5]
-    seg_g0, seg_list, seg_pop = nrn[7], nrn[9], nrn[10]
+    seg = nrn[7]
     dshift, u_bits, v_bits, in_shift = fmt
-    for q in prange(seg_pop.shape[0]):
-        g0 = seg_g0[q]
-        g1 = seg_g0[q + 1]
-        p = seg_pop[q]
+    for q in prange(seg.shape[1] - 1):
+        g0 = seg[SEG_G0, q]
+        g1 = seg[SEG_G0, q + 1]
+        p = seg[SEG_POP, q]
         _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], np.int64(pop_du[p]), np.int64(pop_dv[p]),
                       np.int64(pop_theta[p]), pop_mode[p], bias[g0:g1], flag[g0:g1], dshift,
                       u_bits, v_bits, in_shift)
-        act, spk, m = _count_list(flag[g0:g1], g0, seg_list[q] != 0, fired_seg[g0:g1])
+        act, spk, m = _count_list(flag[g0:g1], g0, seg[SEG_LIST, q] != 0, fired_seg[g0:g1])
         seg_act[q] = act
         seg_spk[q] = spk
         seg_nf[q] = m
@@ -787,7 +790,7 @@ def _neurons_par(u, v, a_in, nrn, flag, fmt, seg_act, seg_spk, seg_nf, fired_seg
 @njit(cache=True)
 def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                   u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
-                  counters, threads, min_events, min_sources):
+                  counters, threads, rowlen, min_events, min_sources):
     """_run_sample for one large sample, its work spread over ``threads`` threads: the
     neuron segments, and the rows of each connection with enough work this step (see
     :func:`_synapses_par`). Routing, recording and counting stay serial, in the same order
@@ -795,8 +798,8 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
     N = u.shape[0]
     fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
         N, src[0].shape[0], src[1].shape[0], src[5].shape[0])
-    seg_g0, seg_slot = nrn[7], nrn[8]
-    nseg = seg_slot.shape[0]
+    seg = nrn[7]
+    nseg = seg.shape[1] - 1
     seg_act = np.zeros(nseg, np.int64)
     seg_spk = np.zeros(nseg, np.int64)
     seg_nf = np.zeros(nseg, np.int64)
@@ -813,10 +816,10 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                      fired_seg)
         nf = np.int64(0)
         for q in range(nseg):
-            k = seg_slot[q]
+            k = seg[SEG_SLOT, q]
             cnt[k, C_ACTIVE] += seg_act[q]
             cnt[k, C_SPIKES_OUT] += seg_spk[q]
-            g0 = seg_g0[q]
+            g0 = seg[SEG_G0, q]
             for i in range(seg_nf[q]):
                 fired[nf] = fired_seg[g0 + i]
                 nf += 1
@@ -830,7 +833,7 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 _charge_list(srcs, 0, nd, src[2], rt, cnt)
             _charge_classes(ncls, src, rt, cls_cnt, cls_list, cnt)
             _synapses_par(cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch,
-                          cur + 1, D, N, acc16, priv, acc_p, min_events)
+                          cur + 1, D, N, acc16, priv, acc_p, rowlen, min_events)
             spk_cnt[:] = 0
 
 
@@ -947,14 +950,18 @@ def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[
     seg_list: per neuron segment, 1 when its spikes must be listed (default: all)."""
     if seg_list is None:
         seg_list = segments_to_list(tb, None)
-    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot,
-           tb.seg_g0, tb.seg_slot, seg_list, tb.seg_pop)
+    nseg = tb.seg_slot.size
+    seg = np.zeros((4, nseg + 1), np.int64)  # rows SEG_G0, SEG_SLOT, SEG_LIST, SEG_POP
+    seg[SEG_G0] = tb.seg_g0
+    seg[SEG_SLOT, :nseg] = tb.seg_slot
+    seg[SEG_LIST, :nseg] = seg_list
+    seg[SEG_POP, :nseg] = tb.seg_pop
+    nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot, seg)
     fmt = tuple(np.int64(x) for x in tb.fmt)
     src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
-           tb.cls_rep, tb.pop_shared)
+           tb.cls_rep)
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,
-          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop,
-          tb.c_rowlen)
+          tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff, tb.c_nbins, tb.c_prepop)
     mem = (tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.soff, tb.swide, tb.sw, tb.sd)
     costs = tuple(np.int64(c) for c in tb.route_costs)
     rt = (tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y, tb.slot_chip,
@@ -1033,7 +1040,8 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
                 _run_threaded(*args[:3], inp_ptr[0], *args[4:11], state.u[0], state.v[0],
                               state.ring[0], state.scratch[0], probe_idx, probe_var,
                               probes[0], rec_col, spikes[0], counters[0], np.int64(P),
-                              np.int64(THREADED_MIN_EVENTS), np.int64(THREADED_MIN_SOURCES))
+                              tables.c_rowlen, np.int64(THREADED_MIN_EVENTS),
+                              np.int64(THREADED_MIN_SOURCES))
         else:  # one sample, or one thread: no parallel region to wake up
             _run_serial(*args)
     state.t += steps

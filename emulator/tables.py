@@ -67,7 +67,8 @@ class Tables:
     src_pop: NDArray[np.int32]
     pop_src0: NDArray[np.int64]
     src_slot: NDArray[np.int32]
-    cls_of_src: NDArray[np.int32]  # route class of each source (identical axon lists)
+    # route class of each source (identical axon lists), -1 for a source alone in its class
+    cls_of_src: NDArray[np.int32]
     cls_rep: NDArray[np.int64]  # a representative source of each class
     # connections
     c_kind: NDArray[np.int8]
@@ -105,7 +106,6 @@ class Tables:
     slot_chip: NDArray[np.int32]
     slot_neurons: NDArray[np.int64]
     io_xy: tuple[int, int]
-    pop_shared: NDArray[np.uint8]  # 1 if some sources of the population share a route class
     # formats and costs
     fmt: tuple[int, int, int, int]  # decay_shift, u_bits, v_bits, input_shift
     route_costs: tuple[int, int, int, int]  # spike_out, hop_ew, hop_ns, chip_link (cycles)
@@ -163,6 +163,8 @@ def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArr
                 same[np.flatnonzero(same)[~ok]] = False
             cls[group[same]] = rep
     reps, cls_of_src = np.unique(cls, return_inverse=True)
+    alone = np.bincount(cls_of_src, minlength=reps.size)[cls_of_src] == 1
+    cls_of_src[alone] = -1  # charged one by one
     return cls_of_src.astype(np.int32), reps.astype(np.int64)
 
 
@@ -347,7 +349,4 @@ def build_tables(image: ChipImage) -> Tables:
         slot_neurons=slot_neurons, io_xy=(int(io_x), int(io_y)),
         fmt=(fmtd.decay_bits, fmtd.u_bits, fmtd.v_bits, fmtd.input_shift),
         route_costs=costs,
-        pop_shared=np.array([np.any(cls_rep[cls_of_src[pop_src0[i]: pop_src0[i] + p.size]]
-                                    != np.arange(pop_src0[i], pop_src0[i] + p.size))
-                             for i, p in enumerate(pops)], np.uint8).reshape(-1),
     )

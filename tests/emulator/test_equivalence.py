@@ -115,7 +115,7 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
         mp.setattr(kernels, "THREADED_MIN_SOURCES", 0)
         calls = []
         threaded = kernels._run_threaded
-        mp.setattr(kernels, "_run_threaded", lambda *a: (calls.append(a[-3]), threaded(*a)))
+        mp.setattr(kernels, "_run_threaded", lambda *a: (calls.append(a[-4]), threaded(*a)))
         em = neurochip.Emulator(img, threads=2)
         a = em.run({"in": x[:15]}, probes=probes)
         a2 = em.run({"in": x[15:]}, probes=probes)
