@@ -104,12 +104,73 @@ def _trunc_shift(p: np.int64, shift: np.int64, rnd: np.int64) -> np.int64:
 
 @njit(cache=True)
 def _update_range(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v_bits,
-                  in_shift):
+                  in_shift, narrow):
     """One step of the neurons of one population (array slices, scalar registers).
 
-    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input. The loop
-    runs from 0 over slices so LLVM can vectorise it (no negative-index checks).
+    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input. The loops
+    run from 0 over slices so LLVM can vectorise them (no negative-index checks). With
+    ``narrow`` (see :func:`narrow_ok`) the 32-bit form runs, else the 64-bit one.
     """
+    if narrow:
+        _update_range32(u, v, a_in, du, dv, theta, mode, bias, flag, u_bits, v_bits, in_shift)
+    else:
+        _update_range64(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v_bits,
+                        in_shift)
+
+
+_I32 = np.int32
+_NARROW_SHIFT = 12  # the decay width the 32-bit neuron update is built for
+
+
+@njit(cache=True, inline="always")
+def _decay32(x, keep):
+    """trunc0(x * keep >> 12) in 32-bit lanes: x = hi * 2^12 + lo (hi = x >> 12 floors,
+    0 <= lo < 2^12), so x * keep >> 12 = hi * keep + (lo * keep + r) >> 12 exactly, where
+    r = 2^12 - 1 for negative x turns the floor into truncation toward zero. Every term
+    fits 32 bits for |x| < 2^31 and 0 <= keep <= 2^12."""
+    m = _I32(4095)
+    return _I32(_I32(_I32(x >> 12) * keep)
+                + _I32(_I32(_I32(_I32(x & m) * keep) + _I32(_I32(x >> 31) & m)) >> 12))
+
+
+@njit(cache=True, inline="always")
+def _update_range32(u, v, a_in, du, dv, theta, mode, bias, flag, u_bits, v_bits, in_shift):
+    """_update_range64 in 32-bit lanes (twice as many per vector), for decay width 12 and
+    registers of at most 29 bits: then the input sum wraps in 32 bits exactly as Lava's
+    int32 sum does, and the voltage sum cannot overflow (:func:`narrow_ok`)."""
+    k_u = _I32(4095 - du)
+    k_v = _I32(4096 - dv)
+    ish = in_shift & 31  # < 31 here; the mask lets LLVM shift in 32 bits (mod 2^32)
+    u_half = _I32(1 << (u_bits - 1))
+    u_low = _I32(-u_half)
+    u_full = _I32(1 << u_bits)
+    v_max = _I32((1 << (v_bits - 1)) - 1)
+    v_min = _I32(-v_max)
+    th = _I32(theta)
+    spiking = mode != MODE_NONSPIKING
+    to_zero = mode == MODE_ZERO
+    for g in range(u.shape[0]):
+        a = a_in[g]
+        a_in[g] = 0
+        x = _I32(_decay32(u[g], k_u) + _I32(a << ish))
+        if x > u_half:
+            x = _I32(x - u_full)
+        elif x <= u_low:
+            x = _I32(x + u_full)
+        u[g] = x
+        y = _I32(_I32(_decay32(v[g], k_v) + x) + bias[g])
+        y = min(max(y, v_min), v_max)
+        s = spiking & (y > th)
+        if s:
+            y = _I32(0) if to_zero else _I32(y - th)
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True, inline="always")
+def _update_range64(u, v, a_in, du, dv, theta, mode, bias, flag, dshift, u_bits, v_bits,
+                    in_shift):
+    """The neuron update in 64-bit lanes, for any register widths and decay width."""
     unity = np.int64(1) << dshift
     rnd = unity - 1
     u_keep = rnd - du  # Lava's hidden +1 on the current decay
@@ -152,13 +213,13 @@ def _update_neurons(u, v, a_in, nrn, flag, fmt):
     """
     pop_g0, pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[0], nrn[1], nrn[2], nrn[3], \
         nrn[4], nrn[5]
-    dshift, u_bits, v_bits, in_shift = fmt
+    dshift, u_bits, v_bits, in_shift, narrow = fmt
     for p in range(pop_du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
         _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], np.int64(pop_du[p]), np.int64(pop_dv[p]),
                       np.int64(pop_theta[p]), pop_mode[p], bias[g0:g1], flag[g0:g1], dshift,
-                      u_bits, v_bits, in_shift)
+                      u_bits, v_bits, in_shift, narrow != 0)
 
 
 @njit(cache=True, inline="always")
@@ -773,14 +834,14 @@ def _neurons_par(u, v, a_in, nrn, flag, fmt, seg_act, seg_spk, seg_nf, fired_seg
     each segment lists its spikes in its own range of fired_seg."""
     pop_du, pop_dv, pop_theta, pop_mode, bias = nrn[1], nrn[2], nrn[3], nrn[4], nrn[5]
     seg = nrn[7]
-    dshift, u_bits, v_bits, in_shift = fmt
+    dshift, u_bits, v_bits, in_shift, narrow = fmt
     for q in prange(seg.shape[1] - 1):
         g0 = seg[SEG_G0, q]
         g1 = seg[SEG_G0, q + 1]
         p = seg[SEG_POP, q]
         _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], np.int64(pop_du[p]), np.int64(pop_dv[p]),
                       np.int64(pop_theta[p]), pop_mode[p], bias[g0:g1], flag[g0:g1], dshift,
-                      u_bits, v_bits, in_shift)
+                      u_bits, v_bits, in_shift, narrow != 0)
         act, spk, m = _count_list(flag[g0:g1], g0, seg[SEG_LIST, q] != 0, fired_seg[g0:g1])
         seg_act[q] = act
         seg_spk[q] = spk
@@ -944,6 +1005,19 @@ def segments_to_list(tb: Tables, rec_col: NDArray[np.int64] | None) -> NDArray[n
     return (tb.seg_sends.astype(bool) | rec).astype(np.uint8)
 
 
+def narrow_ok(tb: Tables) -> bool:
+    """Whether the neurons may be updated in 32-bit lanes (:func:`_update_range32`): decay
+    width 12, current and voltage registers of at most 29 bits, input shift below 31, and
+    biases and thresholds below 2^29 in magnitude, so that no 32-bit sum can overflow
+    except the input sum, whose wrap is Lava's own."""
+    dshift, u_bits, v_bits, in_shift = tb.fmt
+    lim = 1 << 29
+    return bool(dshift == _NARROW_SHIFT and u_bits <= 29 and v_bits <= 29 and in_shift < 31
+                and (tb.bias.size == 0 or int(np.abs(tb.bias.astype(np.int64)).max()) < lim)
+                and (tb.pop_theta.size == 0
+                     or int(np.abs(tb.pop_theta.astype(np.int64)).max()) < lim))
+
+
 def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[Any, ...]:
     """The kernels' argument tuples (nrn, fmt, src, cn, mem, rt) built from the tables.
 
@@ -957,7 +1031,7 @@ def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[
     seg[SEG_LIST, :nseg] = seg_list
     seg[SEG_POP, :nseg] = tb.seg_pop
     nrn = (tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias, tb.nslot, seg)
-    fmt = tuple(np.int64(x) for x in tb.fmt)
+    fmt = tuple(np.int64(x) for x in (*tb.fmt, narrow_ok(tb)))
     src = (tb.src_pop, tb.pop_src0, tb.src_slot, np.int64(tb.n_inputs), tb.cls_of_src,
            tb.cls_rep)
     cn = (tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp, tb.c_delay,

@@ -164,3 +164,66 @@ def test_host_spike_lists_match_numpy_for_any_width_and_batch() -> None:
                 want_ptr[b, shape[1]] = len(want)
             np.testing.assert_array_equal(ptr, want_ptr)
             np.testing.assert_array_equal(src, np.array(want, np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), du=st.integers(0, 4095), dv=st.integers(0, 4096),
+       mode=st.sampled_from([0, 1, 2]), in_shift=st.integers(0, 16),
+       bits=st.sampled_from([(24, 24), (29, 29), (16, 20), (8, 8)]))
+def test_neuron_update_in_32_bit_lanes_equals_64_bit(seed: int, du: int, dv: int, mode: int,
+                                                     in_shift: int,
+                                                     bits: tuple[int, int]) -> None:
+    """The 32-bit neuron update equals the 64-bit one on extreme registers: inputs over the
+    whole int32 range (the input sum wraps), currents at the wrap edges, saturating
+    voltages, both signs of every product."""
+    from emulator.kernels import _update_range
+
+    u_bits, v_bits = bits
+    rng = np.random.default_rng(seed)
+    n = 300
+    uh, vh = 1 << (u_bits - 1), (1 << (v_bits - 1)) - 1
+    u0 = rng.integers(-uh, uh, n).astype(np.int32)
+    u0[:4] = [-uh, uh - 1, -1, 0]
+    v0 = rng.integers(-vh, vh + 1, n).astype(np.int32)
+    v0[:4] = [-vh, vh, 1, -4095]
+    a0 = rng.integers(-2**31, 2**31, n).astype(np.int32)
+    a0[::3] = rng.integers(-3000, 3000, a0[::3].size)
+    a0[5::7] = 0
+    bias = rng.integers(-(2**19), 2**19, n).astype(np.int32)
+    theta = int(rng.integers(0, vh + 1))
+    out = []
+    for narrow in (True, False):
+        u, v, a, flag = u0.copy(), v0.copy(), a0.copy(), np.zeros(n, np.uint8)
+        _update_range(u, v, a, np.int64(du), np.int64(dv), np.int64(theta), np.int8(mode),
+                      bias, flag, np.int64(12), np.int64(u_bits), np.int64(v_bits),
+                      np.int64(in_shift), narrow)
+        out.append((u, v, a, flag))
+    for x32, x64 in zip(*out):
+        np.testing.assert_array_equal(x32, x64)
+
+
+def test_networks_outside_the_32_bit_neuron_update_use_64_bit_lanes() -> None:
+    """narrow_ok holds for Loihi's formats and fails for wider registers, another decay
+    width, or biases near 2^29; such networks still equal the reference model."""
+    from emulator.kernels import narrow_ok
+    from emulator.tables import build_tables
+    from neurochip.hw import HardwareSpec
+
+    def spec_with(**formats: int) -> HardwareSpec:
+        d = neurochip.load_hw("loihi_like").to_dict()
+        d["name"] = "variant"
+        d["formats"].update(formats)
+        return HardwareSpec.from_dict(d)
+
+    net = random_network(5, max_size=20)
+    assert narrow_ok(build_tables(neurochip.compile(net, "loihi_like")))
+    for formats in ({"u_bits": 30}, {"v_bits": 32}, {"decay_bits": 13}):
+        img = neurochip.compile(net, spec_with(**formats))
+        assert not narrow_ok(build_tables(img)), formats
+        x = random_inputs(5, 40, 12, 0.5)
+        probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
+        assert_same(neurochip.Emulator(img).run({"in": x}, probes=probes),
+                    neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes))
+    tb = build_tables(neurochip.compile(net, "loihi_like"))
+    tb.bias[0] = 1 << 29
+    assert not narrow_ok(tb)
