@@ -81,7 +81,27 @@ def _prefetch_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def _nonzero_mask64_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Bit i set where arr[idx + i] != 0, for i < 64 (a byte array; the caller keeps
+    idx + 64 within it): one 64-byte vector compare (AVX-512: a mask register)."""
+    sig = types.uint64(arr, idx)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False)
+        vty = ir.VectorType(ir.IntType(8), 64)
+        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+        nz = builder.icmp_unsigned("!=", vec, ir.Constant(vty, None))
+        return builder.bitcast(nz, ir.IntType(64))
+
+    return sig, codegen
+
+
 _prefetch: Any = _prefetch_intrinsic
+_nonzero_mask64: Any = _nonzero_mask64_intrinsic
 trailing_zeros: Any = _trailing_zeros
 
 
@@ -903,22 +923,18 @@ def _spike_lists(X, ptr, out):
     """Host spikes, one (sample, step) per row of X (R, n) uint8 0/1 -> ptr (R + 1,), the
     spiking input indices in out.
 
-    64 inputs at a time: each 8-byte word of 0/1 bytes becomes 8 mask bits (one multiply
-    gathers the low bit of every byte into the top byte), and the set bits of the 64-bit
-    mask are walked with count-trailing-zeros; the tail of a row goes byte by byte.
+    64 inputs at a time: one vector compare turns 64 bytes into a 64-bit mask
+    (:func:`_nonzero_mask64`), whose set bits are walked with count-trailing-zeros; the
+    tail of a row goes byte by byte.
     """
     R, n = X.shape
-    gather = np.uint64(0x0102040810204080)
     nb = n // 64
     k = np.int64(0)
     for t in range(R):
         ptr[t] = k
         row = X[t]
-        words = row[: nb * 64].view(np.uint64)
         for blk in range(nb):
-            m = np.uint64(0)
-            for j in range(8):
-                m |= ((words[blk * 8 + j] * gather) >> np.uint64(56)) << np.uint64(8 * j)
+            m = _nonzero_mask64(row, blk * 64)
             while m != np.uint64(0):
                 out[k] = blk * 64 + trailing_zeros(m)
                 k += 1
