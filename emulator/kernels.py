@@ -562,18 +562,18 @@ def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, 
 def _count_list(f, g0, lst, out):
     """One segment's flags f (neurons g0...): how many were active and spiked; with lst,
     the spiking neurons are listed in out (branch-free). Returns (act, spk, listed)."""
-    act = np.int64(0)
-    spk = np.int64(0)
+    act = _I32(0)  # 32-bit sums: twice the lanes of 64-bit ones (a segment < 2^31)
+    spk = _I32(0)
     for i in range(f.shape[0]):
         x = f[i]
-        act += np.int64(x != 0)
-        spk += np.int64(x & 1)
+        act = _I32(act + _I32(x != 0))
+        spk = _I32(spk + _I32(x & 1))
     nf = np.int64(0)
     if spk > 0 and lst:
         for i in range(f.shape[0]):
             out[nf] = g0 + i
             nf += np.int64(f[i] & 1)
-    return act, spk, nf
+    return np.int64(act), np.int64(spk), nf
 
 
 @njit(cache=True, inline="always")
