@@ -270,33 +270,36 @@ def _add_row(seg, row_s, row_u, wmode, lsh):
 
 
 @njit(cache=True, inline="always")
-def _sum_rows16(rows, c0, c1, w, base0, npost, a):
-    """a (int16) += the byte rows rows[c0:c1], four at a time: the accumulator is read
-    and written once per four rows (its traffic, not the adds, bounds this loop)."""
+def _sum_rows16(rows, c0, c1, w, base0, stride, a):
+    """a (int16) += the byte rows rows[c0:c1] (row r: w[base0 + r * stride:][:len(a)]),
+    four at a time: the accumulator is read and written once per four rows (its traffic,
+    not the adds, bounds this loop)."""
+    width = a.shape[0]
     q = c0
     while q + 3 < c1:
-        b1 = base0 + rows[q] * npost
-        b2 = base0 + rows[q + 1] * npost
-        b3 = base0 + rows[q + 2] * npost
-        b4 = base0 + rows[q + 3] * npost
-        r1 = w[b1: b1 + npost]
-        r2 = w[b2: b2 + npost]
-        r3 = w[b3: b3 + npost]
-        r4 = w[b4: b4 + npost]
-        for i in range(npost):
+        b1 = base0 + rows[q] * stride
+        b2 = base0 + rows[q + 1] * stride
+        b3 = base0 + rows[q + 2] * stride
+        b4 = base0 + rows[q + 3] * stride
+        r1 = w[b1: b1 + width]
+        r2 = w[b2: b2 + width]
+        r3 = w[b3: b3 + width]
+        r4 = w[b4: b4 + width]
+        for i in range(width):
             a[i] += (np.int16(r1[i]) + np.int16(r2[i])) + (np.int16(r3[i]) + np.int16(r4[i]))
         q += 4
     while q < c1:
-        b1 = base0 + rows[q] * npost
-        r1 = w[b1: b1 + npost]
-        for i in range(npost):
+        b1 = base0 + rows[q] * stride
+        r1 = w[b1: b1 + width]
+        for i in range(width):
             a[i] += np.int16(r1[i])
         q += 1
 
 
 @njit(cache=True)
-def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg, acc16):
-    """seg += the weight rows of the spiking presynaptic neurons (one target segment).
+def _dense_rows(rows, w_u, w_s, base0, stride, wmode, lsh, seg, acc16):
+    """seg += the weight rows of the spiking presynaptic neurons (one target segment; row
+    r starts at base0 + r * stride and is as wide as seg).
 
     Rows are first summed as raw bytes into 16-bit lanes (twice the SIMD width of 32-bit
     ones), 128 rows at a time so the sum cannot overflow (128 * 255 < 2^15), then decoded
@@ -304,23 +307,24 @@ def _dense_rows(rows, w_u, w_s, base0, npost, wmode, lsh, seg, acc16):
     decoded rows one by one.
     """
     nr = rows.shape[0]
+    width = seg.shape[0]
     if nr == 1:
-        base = base0 + rows[0] * npost
-        _add_row(seg, w_s[base: base + npost], w_u[base: base + npost], wmode, lsh)
+        base = base0 + rows[0] * stride
+        _add_row(seg, w_s[base: base + width], w_u[base: base + width], wmode, lsh)
         return
-    a = acc16[:npost]
+    a = acc16[:width]
     for c0 in range(0, nr, 128):
         c1 = min(c0 + 128, nr)
         if wmode == 0:
-            _sum_rows16(rows, c0, c1, w_s, base0, npost, a)
+            _sum_rows16(rows, c0, c1, w_s, base0, stride, a)
         else:
-            _sum_rows16(rows, c0, c1, w_u, base0, npost, a)
+            _sum_rows16(rows, c0, c1, w_u, base0, stride, a)
         if wmode == 2:
-            for i in range(npost):
+            for i in range(width):
                 seg[i] -= np.int32(a[i]) << lsh
                 a[i] = 0
         else:
-            for i in range(npost):
+            for i in range(width):
                 seg[i] += np.int32(a[i]) << lsh
                 a[i] = 0
 
@@ -365,7 +369,6 @@ def _sparse_rows_fast(rows, sptr, sbase, soff, sw, p0, wmode, lsh, seg):
     row's base: the scatter loop then runs over unsigned offsets from fixed pointers. The
     lists of the rows _PREFETCH_ROWS ahead are prefetched.
     """
-    sws = sw.view(np.int8)
     nr = rows.shape[0]
     for q in range(min(_PREFETCH_ROWS, nr)):
         p = p0 + rows[q]
@@ -379,24 +382,58 @@ def _sparse_rows_fast(rows, sptr, sbase, soff, sw, p0, wmode, lsh, seg):
         p = p0 + rows[q]
         k0 = sptr[p]
         n = sptr[p + 1] - k0
-        win = seg[np.uint64(sbase[p]):]
-        off = soff[k0: k0 + n]
-        if wmode == 0:
-            w8 = sws[k0: k0 + n]
-            if lsh == 1:
-                for k in range(n):
-                    win[np.uint64(off[k])] += np.int32(w8[k]) * np.int32(2)
-            else:
-                for k in range(n):
-                    win[np.uint64(off[k])] += np.int32(w8[k]) << lsh
+        _scatter_row(seg[np.uint64(sbase[p]):], soff[k0: k0 + n], sw, k0, n, wmode, lsh)
+
+
+@njit(cache=True, inline="always")
+def _scatter_row(win, off, sw, k0, n, wmode, lsh):
+    """win[off[k]] += the decoded weight sw[k0 + k], k < n (one narrow sparse row)."""
+    if wmode == 0:
+        w8 = sw.view(np.int8)[k0: k0 + n]
+        if lsh == 1:
+            for k in range(n):
+                win[np.uint64(off[k])] += np.int32(w8[k]) * np.int32(2)
         else:
-            wu = sw[k0: k0 + n]
-            if wmode == 1:
-                for k in range(n):
-                    win[np.uint64(off[k])] += np.int32(wu[k]) << lsh
-            else:
-                for k in range(n):
-                    win[np.uint64(off[k])] -= np.int32(wu[k]) << lsh
+            for k in range(n):
+                win[np.uint64(off[k])] += np.int32(w8[k]) << lsh
+    else:
+        wu = sw[k0: k0 + n]
+        if wmode == 1:
+            for k in range(n):
+                win[np.uint64(off[k])] += np.int32(wu[k]) << lsh
+        else:
+            for k in range(n):
+                win[np.uint64(off[k])] -= np.int32(wu[k]) << lsh
+
+
+@njit(cache=True)
+def _sparse_rows_part(rows, sptr, sbase, send, soff, sw, p0, wmode, lsh, seg, x0, x1):
+    """_sparse_rows_fast restricted to the targets x0 <= i < x1 of seg: rows whose targets
+    all lie there are added whole, rows that straddle a bound synapse by synapse, the
+    others skipped (send: one past each row's largest target). Threads given disjoint
+    ranges never write the same word."""
+    nr = rows.shape[0]
+    for q in range(nr):
+        if q + _PREFETCH_ROWS < nr:
+            p = p0 + rows[q + _PREFETCH_ROWS]
+            if sbase[p] < x1 and send[p] > x0:
+                _prefetch_range(soff, sptr[p], sptr[p + 1], 32)
+                _prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+        p = p0 + rows[q]
+        lo = np.int64(sbase[p])
+        hi = np.int64(send[p])
+        if hi <= x0 or lo >= x1:
+            continue
+        k0 = sptr[p]
+        n = sptr[p + 1] - k0
+        off = soff[k0: k0 + n]
+        if lo >= x0 and hi <= x1:
+            _scatter_row(seg[np.uint64(lo):], off, sw, k0, n, wmode, lsh)
+        else:
+            for k in range(n):
+                i = lo + np.int64(off[k])
+                if x0 <= i < x1:
+                    seg[i] += np.int32(_decode(sw[k0 + k], wmode, lsh))
 
 
 @njit(cache=True)
@@ -442,18 +479,6 @@ def _target(c, cn, ring, scratch, dst0, D, N):
         return scratch[c_scoff[c]: c_scoff[c] + npost]
     off = ((dst0 + c_delay[c]) % D) * N + c_post0[c]
     return ring[off: off + npost]
-
-
-@njit(cache=True, inline="always")
-def _fast_rows(c, rows, cn, mem, seg, acc16):
-    """The rows of connection c into seg (dense or narrow sparse, one delay)."""
-    c_kind, c_npost, c_lsh, c_wmode, c_woff, c_soff = cn[0], cn[2], cn[3], cn[4], cn[8], cn[10]
-    if c_kind[c] == 0:
-        _dense_rows(rows, mem[0], mem[1], c_woff[c], c_npost[c], c_wmode[c], c_lsh[c], seg,
-                    acc16)
-    else:
-        _sparse_rows_fast(rows, mem[3], mem[4], mem[5], mem[7], c_soff[c], c_wmode[c], c_lsh[c],
-                          seg)
 
 
 @njit(cache=True, inline="always")
@@ -516,43 +541,37 @@ def _synapses(c0, c1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0,
 
 @njit(cache=True, parallel=True)
 def _synapses_par(C, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D, N, acc16,
-                  priv, acc_p, rowlen, min_events):
-    """_synapses with a connection's rows split over the threads when its work this step
-    reaches min_events synapses: thread 0 adds into the target segment, thread j > 0 into
-    its own zeroed buffer priv[j], and the buffers are then summed into the segment.
-    Integer sums are exact and commutative, so the result equals the serial one.
-    rowlen: mean synapses per row of each connection."""
-    c_npost = cn[2]
-    P = priv.shape[0]
+                  acc_p, rowlen, send, min_events):
+    """_synapses with a connection split over the threads by target when its work this
+    step reaches min_events synapses: thread j adds, for every spiking row, the synapses
+    whose targets fall in its own part of the connection's post range (dense rows: its
+    columns; sparse rows: see :func:`_sparse_rows_part`). No two threads write the same
+    word, so nothing is merged afterwards, and integer sums are exact: the result equals
+    the serial one. rowlen: mean synapses per row of each connection."""
+    c_kind, c_npost, c_lsh, c_wmode, c_woff, c_soff = cn[0], cn[2], cn[3], cn[4], cn[8], cn[10]
+    P = acc_p.shape[0]
     for c in range(C):
         rows = _spiking_rows(c, cn, rows_all, spk_cnt, pop_src0)
         n = rows.shape[0]
         if n == 0:
             continue
-        if not (P > 1 and n >= P and n * rowlen[c] >= min_events and _is_fast(c, cn)):
+        npost = c_npost[c]
+        if not (P > 1 and npost >= P and n * rowlen[c] >= min_events and _is_fast(c, cn)):
             _synapses(c, c + 1, rows_all, spk_cnt, pop_src0, cn, mem, ring, scratch, dst0, D,
                       N, acc16)
             continue
-        npost = c_npost[c]
         seg = _target(c, cn, ring, scratch, dst0, D, N)
-        chunk = (n + P - 1) // P
-        for j in prange(P):
-            a = min(j * chunk, n)
-            b = min(a + chunk, n)
-            if b > a:
-                if j == 0:
-                    _fast_rows(c, rows[a:b], cn, mem, seg, acc_p[j])
-                else:
-                    _fast_rows(c, rows[a:b], cn, mem, priv[j, :npost], acc_p[j])
         part = (npost + P - 1) // P
         for j in prange(P):
-            i0 = min(j * part, npost)
-            i1 = min(i0 + part, npost)
-            for k in range(1, P):
-                pk = priv[k]
-                for i in range(i0, i1):
-                    seg[i] += pk[i]
-                    pk[i] = 0
+            x0 = min(j * part, npost)
+            x1 = min(x0 + part, npost)
+            if x1 > x0:
+                if c_kind[c] == 0:
+                    _dense_rows(rows, mem[0], mem[1], c_woff[c] + x0, npost, c_wmode[c],
+                                c_lsh[c], seg[x0:x1], acc_p[j])
+                else:
+                    _sparse_rows_part(rows, mem[3], mem[4], send, mem[5], mem[7], c_soff[c],
+                                      c_wmode[c], c_lsh[c], seg, x0, x1)
         if cn[5][c] < 0:
             _flush_scratch(scratch, cn[11][c], cn[12][c], npost, False, cn[6][c], -cn[5][c],
                            ring, dst0, D, N, cn[1][c])
@@ -871,11 +890,12 @@ def _neurons_par(u, v, a_in, nrn, flag, fmt, seg_act, seg_spk, seg_nf, fired_seg
 @njit(cache=True)
 def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                   u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
-                  counters, threads, rowlen, min_events, min_sources):
+                  counters, send, threads, rowlen, min_events, min_sources):
     """_run_sample for one large sample, its work spread over ``threads`` threads: the
-    neuron segments, and the rows of each connection with enough work this step (see
-    :func:`_synapses_par`). Routing, recording and counting stay serial, in the same order
-    as the serial kernel, so the results are identical."""
+    neuron segments, the messages, and the targets of each connection with enough work
+    this step (see :func:`_synapses_par`; send: Tables.send). Grouping, recording and
+    counting stay serial, in the same order as the serial kernel, so the results are
+    identical."""
     N = u.shape[0]
     fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
         N, src[0].shape[0], src[1].shape[0], src[5].shape[0])
@@ -886,7 +906,6 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
     seg_nf = np.zeros(nseg, np.int64)
     fired_seg = np.empty(N, np.int64)
     npmax = max(cn[2].max(), 1) if cn[2].shape[0] else 1
-    priv = np.zeros((threads, npmax), np.int32)
     acc_p = np.zeros((threads, npmax), np.int16)
     cnt_p = np.zeros((threads, counters.shape[1], counters.shape[2]), np.int64)
     for t in range(T):
@@ -914,7 +933,7 @@ def _run_threaded(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
                 _charge_list(srcs, 0, nd, src[2], rt, cnt)
             _charge_classes(ncls, src, rt, cls_cnt, cls_list, cnt)
             _synapses_par(cn[0].shape[0], rows_all, spk_cnt, src[1], cn, mem, ring, scratch,
-                          cur + 1, D, N, acc16, priv, acc_p, rowlen, min_events)
+                          cur + 1, D, N, acc16, acc_p, rowlen, send, min_events)
             spk_cnt[:] = 0
 
 
@@ -1129,7 +1148,8 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
             with _thread_count(P):
                 _run_threaded(*args[:3], inp_ptr[0], *args[4:11], state.u[0], state.v[0],
                               state.ring[0], state.scratch[0], probe_idx, probe_var,
-                              probes[0], rec_col, spikes[0], counters[0], np.int64(P),
+                              probes[0], rec_col, spikes[0], counters[0], tables.send,
+                              np.int64(P),
                               tables.c_rowlen, np.int64(THREADED_MIN_EVENTS),
                               np.int64(THREADED_MIN_SOURCES))
         else:  # one sample, or one thread: no parallel region to wake up

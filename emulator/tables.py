@@ -92,6 +92,7 @@ class Tables:
     dd: NDArray[np.uint8]
     sptr: NDArray[np.int64]  # per sparse row: first synapse (rows of all sparse connections)
     sbase: NDArray[np.int32]  # per sparse row: smallest target index (narrow rows)
+    send: NDArray[np.int32]  # per sparse row: one past its largest target (narrow rows)
     soff: NDArray[np.uint16]  # per sparse synapse: target - row base (narrow connections)
     swide: NDArray[np.uint32]  # per sparse synapse: target index (wide connections only)
     sw: NDArray[np.uint8]  # per sparse synapse: weight byte
@@ -112,7 +113,8 @@ class Tables:
 
     def nbytes_synapses(self) -> int:
         """Bytes the emulator holds for synapse memory and axon tables."""
-        arrs: list[Any] = [self.dw, self.dd, self.sptr, self.sbase, self.soff, self.swide,
+        arrs: list[Any] = [self.dw, self.dd, self.sptr, self.sbase, self.send, self.soff,
+                           self.swide,
                            self.sw, self.sd, self.route_ptr,
                            self.route_slot, self.route_nsyn]
         return int(sum(a.nbytes for a in arrs))
@@ -247,7 +249,7 @@ def build_tables(image: ChipImage) -> Tables:
     c_nbins = np.zeros(C, np.int32)
     c_prepop = np.array([pop_index[c.pre] for c in image.connections], np.int32)
     c_rowlen = np.zeros(C, np.int64)
-    dws, dds, sptrs, sbases, soffs, swides, sws, sds = [], [], [], [], [], [], [], []
+    dws, dds, sptrs, sbases, sends, soffs, swides, sws, sds = [], [], [], [], [], [], [], [], []
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
     wide: dict[int, bool] = {}
@@ -295,10 +297,13 @@ def build_tables(image: ChipImage) -> Tables:
             sp_len += ptr.size
             rows = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
             base = np.zeros(ptr.size - 1, np.int64)
+            end = np.zeros(ptr.size - 1, np.int64)  # empty rows: [0, 0)
             nonempty = np.diff(ptr) > 0
-            base[nonempty] = np.minimum.reduceat(post_idx, ptr[:-1][nonempty]) \
-                if post_idx.size else base[nonempty]
+            if post_idx.size:
+                base[nonempty] = np.minimum.reduceat(post_idx, ptr[:-1][nonempty])
+                end[nonempty] = np.maximum.reduceat(post_idx, ptr[:-1][nonempty]) + 1
             sbases.append(np.concatenate([base, [0]]).astype(np.int32))
+            sends.append(np.concatenate([end, [0]]).astype(np.int32))
             soffs.append((post_idx - base[rows]).astype(np.uint16) if not wide[ci]
                          else np.zeros(post_idx.size, np.uint16))
             if any_wide:
@@ -336,8 +341,8 @@ def build_tables(image: ChipImage) -> Tables:
         c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop,
         c_rowlen=c_rowlen, scratch_len=sc_len,
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
-        sbase=cat(sbases, np.int32), soff=cat(soffs, np.uint16), swide=cat(swides, np.uint32),
-        sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
+        sbase=cat(sbases, np.int32), send=cat(sends, np.int32), soff=cat(soffs, np.uint16),
+        swide=cat(swides, np.uint32), sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
         seg_g0=seg_g0, seg_slot=seg_slot, seg_sends=seg_sends, seg_pop=seg_pop,
         route_ptr=route_ptr,
         route_slot=np.ascontiguousarray(route_slot, dtype=np.int16),
