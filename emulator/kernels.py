@@ -1079,7 +1079,7 @@ def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[
 
 
 # One sample runs multi-threaded (see _run_threaded) from this many neurons on, and a
-# connection's rows are split over the threads from this much work per step (synapses).
+# connection's targets are split over the threads from this much work per step (synapses).
 # Messages are charged on the threads from this many directly charged sources per step.
 THREADED_MIN_NEURONS = 16384
 THREADED_MIN_EVENTS = 16384
