@@ -61,17 +61,21 @@ SEG_G0, SEG_SLOT, SEG_LIST, SEG_POP = 0, 1, 2, 3
 __all__ = ["KernelState", "run_batch"]
 
 
+def _byte_pointer(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+    """LLVM code of an intrinsic (arr, idx): the address of arr[idx], as a byte pointer."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+    return builder.bitcast(ptr, ir.IntType(8).as_pointer())
+
+
 @intrinsic
 def _prefetch_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
     """Hint the CPU to bring arr[idx] into the cache (LLVM's prefetch: read, keep)."""
     sig = types.void(arr, idx)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
-                                       wraparound=False)
-        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i8p = _byte_pointer(context, builder, signature, args)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
@@ -88,11 +92,8 @@ def _nonzero_mask64_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-d
     sig = types.uint64(arr, idx)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
-                                       wraparound=False)
         vty = ir.VectorType(ir.IntType(8), 64)
+        ptr = _byte_pointer(context, builder, signature, args)
         vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
         nz = builder.icmp_unsigned("!=", vec, ir.Constant(vty, None))
         return builder.bitcast(nz, ir.IntType(64))
