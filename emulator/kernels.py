@@ -623,10 +623,11 @@ def _observe(t, u, v, probe_idx, probe_var, probe_out, fired, nf, rec_col, spk_o
     for p in range(probe_idx.shape[0]):
         g = probe_idx[p]
         probe_out[t, p] = u[g] if probe_var[p] == 0 else v[g]
-    for q in range(nf):
-        col = rec_col[fired[q]]
-        if col >= 0:
-            spk_out[t, col] = 1
+    if spk_out.shape[1] > 0:  # some population is recorded
+        for q in range(nf):
+            col = rec_col[fired[q]]
+            if col >= 0:
+                spk_out[t, col] = 1
 
 
 @njit(cache=True, inline="always")
