@@ -156,12 +156,12 @@ def _decay32(x, keep):
 
 @njit(cache=True, inline="always")
 def _update_range32(u, v, a_in, du, dv, theta, mode, bias, flag, u_bits, v_bits, in_shift):
-    """_update_range64 in 32-bit lanes (twice as many per vector), for decay width 12 and
-    registers of at most 29 bits: then the input sum wraps in 32 bits exactly as Lava's
-    int32 sum does, and the voltage sum cannot overflow (:func:`narrow_ok`)."""
+    """_update_range64 in 32-bit lanes (twice as many per vector), for the formats of
+    :func:`narrow_formats_ok`: the input sum then wraps in 32 bits exactly as Lava's int32
+    sum does, and the voltage sum cannot overflow."""
     k_u = _I32(4095 - du)
     k_v = _I32(4096 - dv)
-    ish = in_shift & 31  # < 31 here; the mask lets LLVM shift in 32 bits (mod 2^32)
+    ish = in_shift & 31  # < 32 here; the mask lets LLVM shift in 32 bits (mod 2^32)
     u_half = _I32(1 << (u_bits - 1))
     u_low = _I32(-u_half)
     u_full = _I32(1 << u_bits)
@@ -1042,17 +1042,26 @@ def segments_to_list(tb: Tables, rec_col: NDArray[np.int64] | None) -> NDArray[n
     return (tb.seg_sends.astype(bool) | rec).astype(np.uint8)
 
 
+def narrow_formats_ok(dshift: int, u_bits: int, v_bits: int, in_shift: int, bias_max: int,
+                      theta_max: int) -> bool:
+    """Whether :func:`_update_range32` equals the 64-bit update for these formats and the
+    largest |bias| and threshold: decay width 12; the input sum wraps in 32 bits as Lava's
+    does (input shift below 32); and the voltage sum v + u + bias cannot leave 32 bits. After
+    its single wrap the current can still reach 2^31 - 2^u_bits in magnitude (Lava wraps it
+    once, not modulo), so that needs 2^u_bits > v_max + |bias|; thresholds stay below 2^30 so
+    that subtracting one from a saturated voltage stays in range."""
+    v_max = (1 << (v_bits - 1)) - 1
+    return (dshift == _NARROW_SHIFT and u_bits <= 30 and v_bits <= 31 and in_shift < 32
+            and (1 << u_bits) > v_max + bias_max and 0 <= theta_max < (1 << 30))
+
+
 def narrow_ok(tb: Tables) -> bool:
-    """Whether the neurons may be updated in 32-bit lanes (:func:`_update_range32`): decay
-    width 12, current and voltage registers of at most 29 bits, input shift below 31, and
-    biases and thresholds below 2^29 in magnitude, so that no 32-bit sum can overflow
-    except the input sum, whose wrap is Lava's own."""
+    """Whether the neurons of these tables may be updated in 32-bit lanes
+    (:func:`narrow_formats_ok` on their formats, biases and thresholds)."""
     dshift, u_bits, v_bits, in_shift = tb.fmt
-    lim = 1 << 29
-    return bool(dshift == _NARROW_SHIFT and u_bits <= 29 and v_bits <= 29 and in_shift < 31
-                and (tb.bias.size == 0 or int(np.abs(tb.bias.astype(np.int64)).max()) < lim)
-                and (tb.pop_theta.size == 0
-                     or int(np.abs(tb.pop_theta.astype(np.int64)).max()) < lim))
+    bias_max = int(np.abs(tb.bias.astype(np.int64)).max()) if tb.bias.size else 0
+    theta_max = int(np.abs(tb.pop_theta.astype(np.int64)).max()) if tb.pop_theta.size else 0
+    return narrow_formats_ok(dshift, u_bits, v_bits, in_shift, bias_max, theta_max)
 
 
 def kernel_args(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> tuple[Any, ...]:

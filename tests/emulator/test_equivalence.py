@@ -169,28 +169,34 @@ def test_host_spike_lists_match_numpy_for_any_width_and_batch() -> None:
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), du=st.integers(0, 4095), dv=st.integers(0, 4096),
        mode=st.sampled_from([0, 1, 2]), in_shift=st.integers(0, 16),
-       bits=st.sampled_from([(24, 24), (29, 29), (16, 20), (8, 8)]))
+       bits=st.sampled_from([(24, 24), (29, 28), (30, 30), (20, 16), (8, 7)]))
 def test_neuron_update_in_32_bit_lanes_equals_64_bit(seed: int, du: int, dv: int, mode: int,
                                                      in_shift: int,
                                                      bits: tuple[int, int]) -> None:
-    """The 32-bit neuron update equals the 64-bit one on extreme registers: inputs over the
-    whole int32 range (the input sum wraps), currents at the wrap edges, saturating
-    voltages, both signs of every product."""
-    from emulator.kernels import _update_range
+    """Wherever narrow_formats_ok allows it, the 32-bit neuron update equals the 64-bit one
+    on extreme registers: inputs over the whole int32 range (the input sum wraps, and the
+    current keeps what its single wrap leaves), currents at the wrap edges, saturating
+    voltages, the largest biases allowed, both signs of every product."""
+    from emulator.kernels import _update_range, narrow_formats_ok
 
     u_bits, v_bits = bits
     rng = np.random.default_rng(seed)
     n = 300
     uh, vh = 1 << (u_bits - 1), (1 << (v_bits - 1)) - 1
-    u0 = rng.integers(-uh, uh, n).astype(np.int32)
-    u0[:4] = [-uh, uh - 1, -1, 0]
+    bias_max = (1 << u_bits) - vh - 1  # the largest |bias| the 32-bit form takes
+    theta = int(rng.integers(0, min(vh, (1 << 30) - 1) + 1))
+    assert narrow_formats_ok(12, u_bits, v_bits, in_shift, bias_max, theta)
+    assert not narrow_formats_ok(12, u_bits, v_bits, in_shift, bias_max + 1, theta)
+    u0 = rng.integers(-(2**31), 2**31, n).astype(np.int32)  # any current a wrap can leave
+    u0[:6] = [-uh, uh - 1, -1, 0, -(2**31), 2**31 - 1]
+    u0[6::2] = rng.integers(-uh, uh, u0[6::2].size)
     v0 = rng.integers(-vh, vh + 1, n).astype(np.int32)
     v0[:4] = [-vh, vh, 1, -4095]
-    a0 = rng.integers(-2**31, 2**31, n).astype(np.int32)
+    a0 = rng.integers(-(2**31), 2**31, n).astype(np.int32)
     a0[::3] = rng.integers(-3000, 3000, a0[::3].size)
     a0[5::7] = 0
-    bias = rng.integers(-(2**19), 2**19, n).astype(np.int32)
-    theta = int(rng.integers(0, vh + 1))
+    bias = rng.integers(-bias_max, bias_max + 1, n).astype(np.int32)
+    bias[:2] = [bias_max, -bias_max]
     out = []
     for narrow in (True, False):
         u, v, a, flag = u0.copy(), v0.copy(), a0.copy(), np.zeros(n, np.uint8)
@@ -204,7 +210,8 @@ def test_neuron_update_in_32_bit_lanes_equals_64_bit(seed: int, du: int, dv: int
 
 def test_networks_outside_the_32_bit_neuron_update_use_64_bit_lanes() -> None:
     """narrow_ok holds for Loihi's formats and fails for wider registers, another decay
-    width, or biases near 2^29; such networks still equal the reference model."""
+    width, a current register too narrow for the voltage, or large biases; such networks
+    still equal the reference model."""
     from emulator.kernels import narrow_ok
     from emulator.tables import build_tables
     from neurochip.hw import HardwareSpec
@@ -217,7 +224,8 @@ def test_networks_outside_the_32_bit_neuron_update_use_64_bit_lanes() -> None:
 
     net = random_network(5, max_size=20)
     assert narrow_ok(build_tables(neurochip.compile(net, "loihi_like")))
-    for formats in ({"u_bits": 30}, {"v_bits": 32}, {"decay_bits": 13}):
+    for formats in ({"u_bits": 31}, {"v_bits": 32}, {"decay_bits": 13},
+                    {"u_bits": 16, "v_bits": 20}):  # a once-wrapped current + v overflows
         img = neurochip.compile(net, spec_with(**formats))
         assert not narrow_ok(build_tables(img)), formats
         x = random_inputs(5, 40, 12, 0.5)
@@ -225,5 +233,5 @@ def test_networks_outside_the_32_bit_neuron_update_use_64_bit_lanes() -> None:
         assert_same(neurochip.Emulator(img).run({"in": x}, probes=probes),
                     neurochip.Emulator(img, backend="reference").run({"in": x}, probes=probes))
     tb = build_tables(neurochip.compile(net, "loihi_like"))
-    tb.bias[0] = 1 << 29
+    tb.bias[0] = (1 << 24) - (1 << 23) + 1  # 2^24 > v_max + |bias| no longer holds
     assert not narrow_ok(tb)
