@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	# lava-nc 0.10.0 declares python<3.11; its dependencies come from the dev extra above.
 	$(PY) -m pip install -q --no-deps --ignore-requires-python $(LAVA)
-	$(PY) -c "import neurochip.lava_compat as l; l.import_lava(); print('lava importable')"
+	$(PY) -c "import compiler.lava_compat as l; l.import_lava(); print('lava importable')"
 	touch $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check neurochip compiler emulator tools tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/pytest -q

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from compiler.ir import Graph, Neurons, Projection
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["FloatResult", "simulate", "state_statistics"]
 

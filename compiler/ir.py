@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.errors import ConfigError
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import ConfigError
 
 __all__ = [
     "REGISTER_TABLE",
@@ -743,7 +743,7 @@ def verify(graph: Graph, hw: Any = None) -> Graph:
     * no projection leaves a non-spiking readout (it never emits spikes);
     * quantization is all-or-nothing: either no population/projection carries registers
       or all do, with integer weights;
-    * with ``hw`` (a :class:`~neurochip.hw.HardwareSpec`): every register fits the chip's
+    * with ``hw`` (a :class:`~neurochip.core.hw.HardwareSpec`): every register fits the chip's
       formats, weights are values the chip keeps unchanged, delays <= the chip's maximum.
     """
     Graph(graph.nodes, graph.edges, graph.outputs, graph.metadata)

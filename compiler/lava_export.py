@@ -1,7 +1,7 @@
 """Export a chip image to Lava 0.10 processes, and run it there.
 
-Besides :mod:`neurochip.lava_compat`, this is the only module that imports Lava, and it
-does so lazily (through :func:`neurochip.lava_compat.import_lava`), so importing it is cheap
+Besides :mod:`compiler.lava_compat`, this is the only module that imports Lava, and it
+does so lazily (through :func:`compiler.lava_compat.import_lava`), so importing it is cheap
 and works without Lava installed.
 
 What maps to what (emulator step t is Lava time step t + 1)::
@@ -21,7 +21,7 @@ Every synapse process gets its weights (post, pre), ``weight_exp``, ``num_weight
 and ``sign_mode`` explicitly, so Lava neither re-detects the sign mode nor alters a
 weight; :func:`check_exportable` proves beforehand that Lava's first-step clip and LSB
 truncation leave every weight unchanged, and rejects with a
-:class:`~neurochip.errors.LavaExportError` anything Lava cannot reproduce exactly.
+:class:`~neurochip.core.errors.LavaExportError` anything Lava cannot reproduce exactly.
 
 Lava runs only processes connected to the one ``run`` is called on. When the image has
 several unconnected parts, they are joined by empty ``Sparse`` links (no synapses, so they
@@ -42,10 +42,11 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.errors import EmulatorInputError, LavaExportError
-from neurochip.image import ChipImage, ConnectionInfo, PopulationInfo
-from neurochip.lava_compat import import_lava
+from compiler.lava_compat import import_lava
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import EmulatorInputError, LavaExportError
+from neurochip.core.image import ChipImage, ConnectionInfo, PopulationInfo
+from neurochip.core.results import recorded_populations
 
 __all__ = [
     "LAVA_FORMATS",
@@ -348,8 +349,6 @@ def _parse_probes(image: ChipImage, probes: Iterable[str]) -> list[tuple[str, st
 
 
 def _recorded(image: ChipImage, spikes: str | Iterable[str] | None) -> list[str]:
-    from emulator.chip import recorded_populations
-
     return recorded_populations(image, spikes, "LavaNetwork.run")
 
 
@@ -531,7 +530,7 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
     steps: the length of the source buffers (default: the inputs' length). Without inputs
     every source is silent and the network may run for any number of steps.
     Raises :class:`LavaExportError` for anything Lava cannot reproduce exactly (see
-    :func:`check_exportable`) and :class:`~neurochip.errors.EmulatorInputError` for bad
+    :func:`check_exportable`) and :class:`~neurochip.core.errors.EmulatorInputError` for bad
     inputs.
     """
     check_exportable(image)

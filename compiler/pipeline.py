@@ -5,7 +5,7 @@ Register level (what ``neurochip.compile(network, hw)`` runs)::
     check_ranges -> partition -> place -> route -> check_rules -> emit_image
 
 Front passes for model files and IR graphs (:func:`compile_model`) run before these and
-hand over a register-level :class:`~neurochip.network.Network`::
+hand over a register-level :class:`~neurochip.core.network.Network`::
 
     import -> normalize -> [calibrate] -> quantize -> lower -> (register level) -> emit_image
 
@@ -22,8 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from compiler.ir import Graph, format_graph, verify
 from compiler.passes.emit import emit_image
 from compiler.passes.lower import lower
@@ -32,13 +30,17 @@ from compiler.passes.mapping import partition, place, route
 from compiler.passes.normalize import normalize
 from compiler.passes.quantize import quantization_report, quantize_graph
 from compiler.passes.rules import check_rules
-from neurochip.errors import ConfigError, ModelImportError
-from neurochip.hw import HardwareSpec, load_hw
-from neurochip.image import ChipImage
-from neurochip.network import Network
+from neurochip.core.errors import ConfigError, ModelImportError
+from neurochip.core.hw import HardwareSpec, load_hw
+from neurochip.core.image import ChipImage
+from neurochip.core.network import Network
 
-__all__ = ["FRONT_PASSES", "MAPPING_PASSES", "compile_model", "compile_network",
+__all__ = ["FRONT_PASSES", "MAPPING_PASSES", "ChipCheck", "compile_model", "compile_network",
            "import_model"]
+
+#: ``chip_check(graph, image, calibration, scales) -> {population: report entry}``
+ChipCheck = Callable[[Graph, ChipImage, Mapping[str, Any], Mapping[str, float]],
+                     Mapping[str, Any]]
 
 
 def check_ranges(m: MappingState) -> MappingState:
@@ -162,29 +164,6 @@ def _calibrate(graph: Graph, calibration: Mapping[str, Any], percentile: float |
     return {k: v * margin for k, v in stats.items() if v > 0}
 
 
-def _agreement(graph: Graph, image: ChipImage, calibration: Mapping[str, Any],
-               scales: Mapping[str, float]) -> dict[str, Any]:
-    """Float (chip order) vs fixed-point emulator on the calibration inputs."""
-    from compiler.float_sim import simulate
-    from emulator.chip import Emulator
-
-    fr = simulate(graph, calibration)
-    probes = [f"{k}.v" for k, p in graph.populations.items() if not p.spiking]
-    er = Emulator(image).run(calibration, steps=fr.steps, probes=probes, spikes="all")
-    out: dict[str, Any] = {}
-    for k, p in graph.populations.items():
-        if p.spiking:
-            a, b = fr.spikes[k], er.spikes[k]
-            out[k] = {"spike_agreement": float(np.mean(a == b)) if a.size else 1.0,
-                      "float_spikes": int(a.sum()), "chip_spikes": int(b.sum())}
-        else:
-            ref = fr.v[k]
-            chip = er.probes[f"{k}.v"].astype(np.float64) / scales[k]
-            n = float(np.linalg.norm(ref))
-            out[k] = {"v_rel_error": float(np.linalg.norm(chip - ref)) / n if n else 0.0}
-    return out
-
-
 def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   dt: float | None = None, decay: str | None = None, reset: str | None = None,
                   weight_bits: int | None = None,
@@ -194,7 +173,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   dump_ir: str | Sequence[str] | bool | None = None,
                   dump_file: TextIO | None = None,
                   on_pass: Callable[[str, Any], None] | None = None,
-                  name: str | None = None) -> ChipImage:
+                  name: str | None = None,
+                  chip_check: ChipCheck | None = None) -> ChipImage:
     """Compile a model file or IR graph for ``hw``: the front passes, then the register level.
 
     model: a ``.nir`` / ``.onnx`` path, a ``nir.NIRGraph``, an ONNX ``ModelProto`` or a
@@ -210,6 +190,10 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     dump_ir: a front pass name, a list of them, or "all"/True: print the IR after them
     (to ``dump_file``, default stderr). on_pass(name, state): called after every pass with
     the IR graph (front passes), the Network ("lower") or the register-level mapping.
+    chip_check(graph, image, calibration, scales): with calibration, compares the float
+    graph (after normalize) with the image run on a chip and returns a report entry per
+    population, added as ``agreement``; the compiler runs no chip itself, so the caller
+    supplies the runner (``neurochip.compile`` uses the emulator).
 
     ``image.metadata`` gets ``quantization`` (per population: scale, registers, effective
     decays and threshold, per projection weight errors; ``agreement`` with calibration),
@@ -263,8 +247,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
         if key in g0.metadata:
             meta[key] = g0.metadata[key]
     image = compile_network(net, spec, metadata=meta, on_pass=on_pass)
-    if calibration is not None:
-        for k, entry in _agreement(g1, image, calibration, scales).items():
+    if calibration is not None and chip_check is not None:
+        for k, entry in chip_check(g1, image, calibration, scales).items():
             image.metadata["quantization"][k]["agreement"] = entry
     return image
 

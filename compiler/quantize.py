@@ -25,11 +25,11 @@ not depend on it because each projection picks its own exponent):
    ``vth = floor(lambda * theta / 64)``, so the threshold is realised *exactly*.
 
 Decays are rounded to the nearest 12-bit register value. Weights are rounded to the nearest
-value the chip keeps unchanged (``neurochip.fixedpoint.effective_weights``): mixed-sign
+value the chip keeps unchanged (``neurochip.core.fixedpoint.effective_weights``): mixed-sign
 projections use even values in [-256, 254] (multiples of ``2**(9 - weight_bits)``),
 excitatory ones [0, 255] and inhibitory ones [-255, 0] (multiples of ``2**(8 - weight_bits)``).
 
-When no valid mapping exists a :class:`~neurochip.errors.QuantizationError` names the
+When no valid mapping exists a :class:`~neurochip.core.errors.QuantizationError` names the
 population, the field and the limit that failed.
 """
 
@@ -44,9 +44,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.errors import QuantizationError
-from neurochip.hw import HardwareSpec, NumberFormats
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import QuantizationError
+from neurochip.core.hw import HardwareSpec, NumberFormats
 
 __all__ = [
     "HEADROOM",
@@ -498,7 +498,7 @@ def quantize_population(*, alpha: float, beta: float, threshold: float, bias: Ar
     calibration data), else a conservative bound (:func:`state_bound`). ``name`` only
     labels errors.
 
-    Raises :class:`~neurochip.errors.QuantizationError` naming the field that cannot be
+    Raises :class:`~neurochip.core.errors.QuantizationError` naming the field that cannot be
     represented.
     """
     where = f"population '{name}'"

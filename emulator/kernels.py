@@ -53,8 +53,8 @@ from emulator.tables import (
     N_COUNTERS,
     Tables,
 )
-from neurochip.errors import EmulatorInputError
-from neurochip.fixedpoint import DATAPATH_BITS
+from neurochip.core.errors import EmulatorInputError
+from neurochip.core.fixedpoint import DATAPATH_BITS
 
 # rows of the segment table (nrn[7], see kernel_args)
 SEG_G0, SEG_SLOT, SEG_LIST, SEG_POP = 0, 1, 2, 3

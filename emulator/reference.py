@@ -39,8 +39,8 @@ from emulator.tables import (
     C_SYNOPS,
     N_COUNTERS,
 )
-from neurochip import fixedpoint as fx
-from neurochip.image import ChipImage
+from neurochip.core import fixedpoint as fx
+from neurochip.core.image import ChipImage
 
 __all__ = ["ReferenceModel", "ReferenceState"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.image import ChipImage
+from neurochip.core.image import ChipImage
 
 __all__ = ["Tables", "build_tables"]
 

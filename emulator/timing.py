@@ -45,7 +45,7 @@ from emulator.tables import (
     C_TRACE,
     N_COUNTERS,
 )
-from neurochip.hw import HardwareSpec
+from neurochip.core.hw import HardwareSpec
 
 __all__ = ["CostModel", "account"]
 

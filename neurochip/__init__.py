@@ -9,32 +9,25 @@ Public API (kept stable for external test suites)::
     result = neurochip.Emulator(image).run({"in": spikes}, steps=T, probes=["hid.v"])
     procs = neurochip.export_lava(image)
 
-Names are resolved lazily so that ``import neurochip`` stays cheap and the packages
-``compiler`` and ``emulator`` can import ``neurochip`` submodules without cycles.
+Layers: :mod:`neurochip.core` (the chip as data) at the bottom; ``compiler`` and
+``emulator`` are peers on it; this package's other modules (API, CLI, commands, boards,
+tasks) are the face on top. ``docs/architecture.md`` draws it.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from neurochip._lazy import lazy_exports
+from neurochip.api import compile, export_lava
+from neurochip.core import errors
+from neurochip.core.hw import HardwareSpec, available_hw, load_hw
+from neurochip.core.image import ChipImage
+from neurochip.core.network import Connection, Network, Population
+from neurochip.core.results import RunResult
+from neurochip.core.version import __version__
 
-__version__ = "0.1.0"
-
-_EXPORTS = {
-    "ChipImage": "neurochip.image",
-    "Connection": "neurochip.network",
-    "Emulator": "emulator.chip",
-    "HardwareSpec": "neurochip.hw",
-    "Network": "neurochip.network",
-    "Population": "neurochip.network",
-    "RunResult": "emulator.chip",
-    "available_hw": "neurochip.hw",
-    "compile": "neurochip.api",
-    "export_lava": "neurochip.api",
-    "load_hw": "neurochip.hw",
-}
+if TYPE_CHECKING:
+    from emulator.chip import Emulator
 
 __all__ = [
     "ChipImage",
@@ -52,19 +45,14 @@ __all__ = [
     "load_hw",
 ]
 
-if TYPE_CHECKING:
-    from emulator.chip import Emulator, RunResult
-    from neurochip import errors
-    from neurochip.api import compile, export_lava
-    from neurochip.hw import HardwareSpec, available_hw, load_hw
-    from neurochip.image import ChipImage
-    from neurochip.network import Connection, Network, Population
-
-
-_getattr, __dir__ = lazy_exports("neurochip", _EXPORTS, globals())
-
 
 def __getattr__(name: str) -> Any:
-    if name == "errors":
-        return importlib.import_module("neurochip.errors")
-    return _getattr(name)
+    # ``emulator`` is a peer package that imports ``neurochip.core``, which runs this file
+    # first; binding its class here would import it half-initialised when ``emulator`` is
+    # imported before ``neurochip``. So the one name from a peer is bound on first use.
+    if name == "Emulator":
+        from emulator.chip import Emulator
+
+        globals()["Emulator"] = Emulator
+        return Emulator
+    raise AttributeError(f"module 'neurochip' has no attribute {name!r}")

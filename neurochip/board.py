@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import BoardError, NeurochipError
+from neurochip.core.errors import BoardError, NeurochipError
 
 __all__ = ["Board", "BoardServer", "EmulatorBoard", "NullBoard", "RemoteBoard", "open_board"]
 
@@ -60,7 +60,7 @@ class Board(ABC):
 
     def load(self, image: Any) -> None:
         """Program the board with a chip image (a ChipImage or a path to one)."""
-        from neurochip.image import ChipImage
+        from neurochip.core.image import ChipImage
 
         if not isinstance(image, ChipImage):
             image = ChipImage.load(image)

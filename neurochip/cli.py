@@ -12,7 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from neurochip.errors import NeurochipError
+from neurochip.core.errors import NeurochipError
+from neurochip.core.version import __version__
 
 # Modules that register subcommands, in the order they are listed by --help.
 COMMAND_MODULES = [
@@ -21,14 +22,12 @@ COMMAND_MODULES = [
     "neurochip.commands.inspect_cmd",
     "neurochip.commands.quickstart_cmd",
     "neurochip.commands.board_cmd",
-    "compiler.training.cli",
-    "emulator.learning.cli",
+    "neurochip.commands.train_cmd",
+    "neurochip.commands.learn_cmd",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from neurochip import __version__
-
     parser = argparse.ArgumentParser(
         prog="neurochip",
         description="Compile spiking neural networks for a Loihi-style chip and emulate it.",

@@ -14,9 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.hw import HardwareSpec, load_hw
-from neurochip.network import Network
+from neurochip.core import fixedpoint as fx
+from neurochip.core.hw import HardwareSpec, load_hw
+from neurochip.core.network import Network
 
 __all__ = ["assert_same_results", "random_inputs", "random_network", "random_weights"]
 

@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=8, help="passes for digits")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = ap.parse_args(argv)
-    from emulator.learning.demos import (
+    from neurochip.tasks.learning import digits_task
+    from neurochip.tasks.learning_demos import (
         adaptation_demo,
         cost_demo,
         digits_demo,
         superspike_demo,
         xor_demo,
     )
-    from emulator.learning.tasks import digits_task
 
     quick = args.quick
     limit = 200 if quick else None

@@ -66,8 +66,8 @@ def bench_gradcheck() -> dict[str, Any]:
 
 
 def bench_digits(seeds: list[int], bits: list[int]) -> dict[str, Any]:
-    from compiler.training.chip_eval import evaluate_on_chip
-    from compiler.training.tasks import finetune_on_chip, get_task, train_task
+    from neurochip.tasks.chip_eval import evaluate_on_chip
+    from neurochip.tasks.training import finetune_on_chip, get_task, train_task
 
     task = get_task("digits")
     t0 = time.perf_counter()
@@ -132,9 +132,9 @@ def bench_digits(seeds: list[int], bits: list[int]) -> dict[str, Any]:
 
 
 def bench_xor(seeds: list[int]) -> dict[str, Any]:
-    from compiler.training.chip_eval import run_readout
     from compiler.training.losses import first_spike_times
-    from compiler.training.tasks import train_task
+    from neurochip.tasks.chip_eval import run_readout
+    from neurochip.tasks.training import train_task
 
     rows = []
     out: dict[str, Any] = {"seeds": {}}
@@ -162,7 +162,7 @@ def bench_xor(seeds: list[int]) -> dict[str, Any]:
 
 def bench_randman(sweep_epochs: int, steepness: list[float]) -> dict[str, Any]:
     from compiler.training.surrogates import SURROGATE_NAMES
-    from compiler.training.tasks import get_task, train_task
+    from neurochip.tasks.training import get_task, train_task
 
     task = get_task("randman")
     data = task.make_data(task.steps, 0)
@@ -189,8 +189,8 @@ def bench_randman(sweep_epochs: int, steepness: list[float]) -> dict[str, Any]:
 
 
 def bench_superspike() -> dict[str, Any]:
-    from compiler.training.chip_eval import run_readout
-    from compiler.training.tasks import get_task, train_task
+    from neurochip.tasks.chip_eval import run_readout
+    from neurochip.tasks.training import get_task, train_task
 
     task = get_task("superspike")
     data = task.make_data(task.steps, 0)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the adapted image here")
     args = ap.parse_args(argv)
-    from emulator.learning.demos import adaptation_demo
+    from neurochip.tasks.learning_demos import adaptation_demo
 
     r = adaptation_demo(offline_passes=args.offline_passes, adapt_passes=args.passes,
                         shift=args.shift, noise=args.noise, seed=args.seed)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="write the learning curve here (PNG)")
     ap.add_argument("--no-float", action="store_true", help="skip the float64 reference")
     args = ap.parse_args(argv)
-    from emulator.learning.demos import digits_demo
+    from neurochip.tasks.learning_demos import digits_demo
 
     def report(k: int, r: dict) -> None:
         print(f"pass {k + 1}: test accuracy {100 * r['accuracy'][-1]:.1f} % "

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--plot", default=None, help="distance curve PNG")
     args = ap.parse_args(argv)
-    from emulator.learning.demos import superspike_demo
+    from neurochip.tasks.learning_demos import superspike_demo
 
     r = superspike_demo(trials=args.trials, blocks=args.blocks, seed=args.seed)
     print(f"target spikes at   {r['target_steps']}")

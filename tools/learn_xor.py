@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jitter", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from emulator.learning.demos import xor_demo
+    from neurochip.tasks.learning_demos import xor_demo
 
     r = xor_demo(repeats=args.repeats, blocks=args.blocks, jitter=args.jitter, seed=args.seed)
     curve = " -> ".join(f"{100 * a:.0f}" for a in [r["accuracy_initial"], *r["accuracy"]])

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from compiler.ir import Dense, Sparse, Synapses
 from compiler.passes.normalize import scale_rows
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 __all__ = ["LinearOp", "apply_op", "check_finite", "compose"]
 

@@ -46,7 +46,7 @@ norse      r = 1, w_in = 1, tau in seconds (input gain w_in   ask    euler     z
 Population names are NIR node names (a subgraph holding exactly one neuron node, such as
 an exporter's recurrent layer, names its population after the subgraph). Each top-level
 Output node is resolved to the population it reads (its spikes, or ``v`` for a readout).
-Anything the chip cannot run raises :class:`~neurochip.errors.ModelImportError` naming the
+Anything the chip cannot run raises :class:`~neurochip.core.errors.ModelImportError` naming the
 node, its type and the reason.
 
 Writing (:func:`write_nir`, :func:`to_nir`)
@@ -83,7 +83,8 @@ from compiler.ir import (
     pool,
 )
 from compiler.passes.normalize import scale_rows
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
+from neurochip.core.version import __version__
 
 __all__ = [
     "NEURON_TYPES",
@@ -1015,8 +1016,6 @@ def to_nir(model: Graph | Mapping[str, Any], *, dt: float = 1e-4,
            metadata: Mapping[str, Any] | None = None) -> Any:
     """A ``nir.NIRGraph`` for a float IR graph (or a layer description, see
     :func:`compiler.ir.layered_graph`), with neurochip's conventions in its metadata."""
-    from neurochip import __version__
-
     g = model if isinstance(model, Graph) else layered_graph(**dict(model))
     if g.quantized:
         raise ModelImportError("write the float graph, not a quantized one", where="write_nir")

@@ -2,7 +2,7 @@
 importing ``onnx``.
 
 ONNX has no spiking neurons, so neurochip reads ONNX graphs that follow this convention
-(and rejects everything else with a :class:`~neurochip.errors.ModelImportError` naming
+(and rejects everything else with a :class:`~neurochip.core.errors.ModelImportError` naming
 the node and its op type):
 
 * **One time step.** The graph computes one step of the network; graph inputs are spike
@@ -51,7 +51,7 @@ from onnx import numpy_helper
 
 from compiler.frontends.linear import LinearOp, apply_op, check_finite, compose
 from compiler.ir import Conv, Dense, Graph, Input, IRError, Neurons, Projection, pool
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 __all__ = ["DOMAIN", "NEURON_OPS", "SUPPORTED_OPS", "ONNXImportWarning", "from_onnx",
            "read_onnx"]

@@ -9,8 +9,8 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from compiler.passes.mapping import Mapping, synapse_bits, used_cores
-from neurochip import fixedpoint as fx
-from neurochip.image import ChipImage, ConnectionInfo, CoreInfo, PopulationInfo
+from neurochip.core import fixedpoint as fx
+from neurochip.core.image import ChipImage, ConnectionInfo, CoreInfo, PopulationInfo
 
 __all__ = ["connection_arrays", "emit_image"]
 

@@ -1,4 +1,4 @@
-"""Lower pass: a quantized IR graph -> a register-level :class:`~neurochip.network.Network`.
+"""Lower pass: a quantized IR graph -> a register-level :class:`~neurochip.core.network.Network`.
 
 Inputs become ``add_input``, populations ``add_lif`` (with the registers the quantize pass
 chose), projections ``connect``. Convolutions are expanded into sparse synapse lists whose
@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from compiler.ir import Dense, Graph, IRError, Projection
-from neurochip.hw import HardwareSpec
-from neurochip.network import Network
+from neurochip.core.hw import HardwareSpec
+from neurochip.core.network import Network
 
 __all__ = ["lower"]
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import PlacementError
-from neurochip.hw import HardwareSpec
-from neurochip.network import Connection, Network, Population
+from neurochip.core.errors import PlacementError
+from neurochip.core.hw import HardwareSpec
+from neurochip.core.network import Connection, Network, Population
 
 __all__ = ["Mapping", "Routing", "partition", "place", "route", "synapse_bits"]
 

@@ -27,8 +27,8 @@ from compiler.quantize import (
     effective_threshold,
     map_population,
 )
-from neurochip.errors import QuantizationError
-from neurochip.hw import HardwareSpec
+from neurochip.core.errors import QuantizationError
+from neurochip.core.hw import HardwareSpec
 
 __all__ = ["dequantize_graph", "projection_stats", "quantization_report", "quantize_graph"]
 

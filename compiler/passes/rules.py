@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from compiler.passes.mapping import Mapping
-from neurochip.errors import PlacementError
+from neurochip.core.errors import PlacementError
 
 __all__ = ["RULES", "Violation", "check_rules"]
 

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from compiler.training.kernels import kernel_spike, lif_backward, lif_forward
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import SpikeFunction
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["LayerTrace", "Trace", "backward", "forward", "time_major"]
 

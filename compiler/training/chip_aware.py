@@ -3,7 +3,7 @@
 :class:`ChipForward` quantizes every layer with the compiler's own mapping
 (:func:`compiler.quantize.quantize_population`: one scale lambda per population, per
 projection weight exponents, 12-bit decays, exact threshold) and runs the chip's integer
-step on the whole batch, with the arithmetic of :mod:`neurochip.fixedpoint` (the same
+step on the whole batch, with the arithmetic of :mod:`neurochip.core.fixedpoint` (the same
 definitions the emulator's reference model uses)::
 
     a = sum_c floor_shift(w_c @ s_c[n-1], weight_exp_c)
@@ -31,12 +31,12 @@ from numpy.typing import NDArray
 from compiler.training.bptt import LayerTrace, Trace
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import SpikeFunction
-from neurochip import fixedpoint as fx
-from neurochip.errors import ConfigError
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from compiler.quantize import PopulationRegisters
-    from neurochip.hw import HardwareSpec
+    from neurochip.core.hw import HardwareSpec
 
 __all__ = ["ChipForward", "LayerRegisters", "quantize_net"]
 
@@ -69,7 +69,7 @@ def quantize_net(net: SpikingNet, hw: HardwareSpec | str, *, weight_bits: int | 
     conservative bound).
     """
     from compiler.quantize import dequantize_population, quantize_population
-    from neurochip.hw import load_hw
+    from neurochip.core.hw import load_hw
 
     spec_hw = load_hw(hw)
     out: dict[str, LayerRegisters] = {}
@@ -149,7 +149,7 @@ class ChipForward:
 
     def __init__(self, hw: HardwareSpec | str = "loihi_like", *, weight_bits: int | None = None,
                  state_max: Mapping[str, float] | None = None) -> None:
-        from neurochip.hw import load_hw
+        from neurochip.core.hw import load_hw
 
         self.hw = load_hw(hw)
         f = self.hw.formats

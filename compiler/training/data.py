@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from compiler.training.model import positive_int
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = [
     "DIGITS_SPLIT",

@@ -19,7 +19,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from compiler.training.surrogates import SmoothStep, SpikeFunction, Surrogate
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["KernelSpike", "kernel_spike", "lif_backward", "lif_forward"]
 

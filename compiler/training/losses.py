@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from compiler.training.bptt import Trace
 from compiler.training.model import SpikingNet
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = [
     "LOSS_NAMES",

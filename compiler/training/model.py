@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["LayerSpec", "ResetMode", "SpikingNet", "positive_int"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from compiler.training.model import LayerSpec, SpikingNet
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 __all__ = ["DEFAULT_DT", "TRAINING_KEY", "export_nir", "import_nir", "layer_description",
            "read_training_metadata"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["Adam"]
 

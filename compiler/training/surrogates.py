@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = [
     "SURROGATE_NAMES",

@@ -26,7 +26,7 @@ from compiler.training.losses import Loss, LossValue, RateRegularizer, argmax_or
 from compiler.training.model import SpikingNet, positive_int
 from compiler.training.optim import Adam
 from compiler.training.surrogates import SpikeFunction, Surrogate
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["EpochStats", "FloatForward", "Forward", "History", "TrainConfig", "evaluate",
            "fit", "predict"]

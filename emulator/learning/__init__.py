@@ -14,14 +14,26 @@ Configure learning with the records of :mod:`emulator.learning.config` (or a
 Modules: ``rules`` (the rule language and built-in rules), ``config`` (records),
 ``compile`` (locality and width checks, image emission), ``reference`` (the pure-Python
 reference model), ``kernels`` (Numba), ``engine`` (the emulator's learning state),
-``floatref`` (float64 reference), ``presets``, ``tasks`` (demonstrations), ``cli``.
+``floatref`` (float64 reference), ``presets``. The learning tasks, demonstrations and
+the ``neurochip learn`` command are application code in :mod:`neurochip.tasks` and
+:mod:`neurochip.commands`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from neurochip._lazy import lazy_exports
+from emulator.learning.compile import add_learning, compiled_learning, remove_learning
+from emulator.learning.config import (
+    LearningConfig,
+    NeuronLearning,
+    SurrogateParams,
+    SynapseLearning,
+    ThirdFactor,
+    TraceParams,
+)
+from emulator.learning.engine import LearnHistory
+from emulator.learning.floatref import FloatLearner
+from emulator.learning.presets import preset
+from emulator.learning.rules import BUILTIN_RULES, parse_rule
 
 __all__ = [
     "BUILTIN_RULES",
@@ -39,38 +51,3 @@ __all__ = [
     "preset",
     "remove_learning",
 ]
-
-_EXPORTS = {
-    "BUILTIN_RULES": "emulator.learning.rules",
-    "parse_rule": "emulator.learning.rules",
-    "LearningConfig": "emulator.learning.config",
-    "NeuronLearning": "emulator.learning.config",
-    "SurrogateParams": "emulator.learning.config",
-    "SynapseLearning": "emulator.learning.config",
-    "ThirdFactor": "emulator.learning.config",
-    "TraceParams": "emulator.learning.config",
-    "add_learning": "emulator.learning.compile",
-    "compiled_learning": "emulator.learning.compile",
-    "remove_learning": "emulator.learning.compile",
-    "preset": "emulator.learning.presets",
-    "FloatLearner": "emulator.learning.floatref",
-    "LearnHistory": "emulator.learning.engine",
-}
-
-if TYPE_CHECKING:
-    from emulator.learning.compile import add_learning, compiled_learning, remove_learning
-    from emulator.learning.config import (
-        LearningConfig,
-        NeuronLearning,
-        SurrogateParams,
-        SynapseLearning,
-        ThirdFactor,
-        TraceParams,
-    )
-    from emulator.learning.engine import LearnHistory
-    from emulator.learning.floatref import FloatLearner
-    from emulator.learning.presets import preset
-    from emulator.learning.rules import BUILTIN_RULES, parse_rule
-
-
-__getattr__, __dir__ = lazy_exports("emulator.learning", _EXPORTS, globals())

@@ -42,10 +42,10 @@ from emulator.learning.config import (
     surrogate_function,
 )
 from emulator.learning.rules import BUILTIN_RULES, Rule, Term, builtin_rule, parse_rule
-from neurochip import fixedpoint as fx
-from neurochip.errors import LearningConfigError, LocalityError, PlacementError
-from neurochip.hw import HardwareSpec
-from neurochip.image import ChipImage
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import LearningConfigError, LocalityError, PlacementError
+from neurochip.core.hw import HardwareSpec
+from neurochip.core.image import ChipImage
 
 __all__ = ["LEARNING_FORMAT", "CompiledLearning", "CompiledPopulation", "CompiledSynapse",
            "DTerm", "add_learning", "compiled_learning", "learning_dict", "recompile",

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import LearningConfigError
+from neurochip.core.errors import LearningConfigError
 
 __all__ = [
     "THIRD_FACTOR_KINDS",

@@ -27,9 +27,9 @@ from emulator.learning.kernels import LearnKernelState, learn_stream
 from emulator.learning.reference import LearningReference, LearningState, StepInputs
 from emulator.learning.tables import LearnTables, build_learn_tables
 from emulator.tables import COUNTER_NAMES
-from neurochip import fixedpoint as fx
-from neurochip.errors import EmulatorInputError, LearningConfigError
-from neurochip.image import ChipImage
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import EmulatorInputError, LearningConfigError
+from neurochip.core.image import ChipImage
 
 if TYPE_CHECKING:
     from emulator.chip import Emulator

@@ -24,9 +24,9 @@ from numpy.typing import NDArray
 
 from emulator.learning.compile import CompiledLearning, compiled_learning, recompile
 from emulator.learning.config import LearningConfig, surrogate_function
-from neurochip import fixedpoint as fx
-from neurochip.errors import EmulatorInputError
-from neurochip.image import ChipImage
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import EmulatorInputError
+from neurochip.core.image import ChipImage
 
 __all__ = ["FloatLearner"]
 

@@ -106,7 +106,7 @@ from emulator.tables import (
     N_COUNTERS,
     Tables,
 )
-from neurochip.errors import EmulatorInputError
+from neurochip.core.errors import EmulatorInputError
 
 __all__ = ["LearnKernelState", "learn_stream"]
 

@@ -31,8 +31,8 @@ from emulator.learning.config import (
     ThirdFactor,
     TraceParams,
 )
-from neurochip.errors import LearningConfigError
-from neurochip.image import ChipImage
+from neurochip.core.errors import LearningConfigError
+from neurochip.core.image import ChipImage
 
 __all__ = ["PRESETS", "Chain", "chain", "preset"]
 

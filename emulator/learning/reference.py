@@ -59,8 +59,8 @@ from emulator.tables import (
     C_SYNOPS,
     C_TRACE,
 )
-from neurochip import fixedpoint as fx
-from neurochip.image import ChipImage
+from neurochip.core import fixedpoint as fx
+from neurochip.core.image import ChipImage
 
 __all__ = ["LearningReference", "LearningState", "StepInputs"]
 

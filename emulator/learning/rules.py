@@ -41,7 +41,7 @@ e       syn     the synapse's eligibility tag (``tag_bits`` signed)
 ``w``. Anything else that names real state elsewhere -- ``pre.v`` (the presynaptic
 neuron's voltage), ``out.v`` (another population), ``target``, ``reward``, transposed or
 feedback weights -- is not local to the synapse's core and is rejected with a
-:class:`~neurochip.errors.LocalityError` that names it (see :func:`resolve_variable`).
+:class:`~neurochip.core.errors.LocalityError` that names it (see :func:`resolve_variable`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from neurochip.errors import LearningConfigError, LocalityError
+from neurochip.core.errors import LearningConfigError, LocalityError
 
 __all__ = [
     "BUILTIN_RULES",

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from emulator.learning.compile import KIND_CODES, CompiledLearning
 from emulator.learning.fixed import fields_per_draw
 from emulator.tables import Tables
-from neurochip.image import ChipImage
+from neurochip.core.image import ChipImage
 
 __all__ = ["LearnTables", "build_learn_tables"]
 

@@ -21,8 +21,8 @@ from emulator.learning.config import (
     ThirdFactor,
     TraceParams,
 )
-from neurochip.errors import LearningConfigError, PlacementError
-from neurochip.image import ChipImage
+from neurochip.core.errors import LearningConfigError, PlacementError
+from neurochip.core.image import ChipImage
 
 __all__ = ["CUSTOM_RULES", "random_learning", "random_targets"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 
 def read_npz(path: str | Path, what: str) -> dict[str, Any]:

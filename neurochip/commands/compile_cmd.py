@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neurochip.errors import ConfigError, ModelImportError
+from neurochip.core.errors import ConfigError, ModelImportError
 
 __all__ = ["compile_with_progress", "register"]
 

@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from neurochip.image import ChipImage
+    from neurochip.core.image import ChipImage
 
 __all__ = ["describe", "register", "render", "table"]
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurochip.errors import ConfigError, ModelImportError
+from neurochip.core.errors import ConfigError, ModelImportError
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
     from compiler.ir import Graph
-    from neurochip.image import ChipImage
+    from neurochip.core.image import ChipImage
 
 __all__ = ["BUNDLED_MODEL", "QuickstartResult", "register", "run_quickstart"]
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from neurochip.image import ChipImage
+    from neurochip.core.image import ChipImage
 
 __all__ = ["BatchedRun", "load_image", "load_inputs", "output_latency", "register",
            "run_batched"]
@@ -66,7 +66,7 @@ def register(sub: Any) -> None:
 # ------------------------------------------------------------------------------ helpers
 def load_image(path: str | Path) -> ChipImage:
     """A chip image from ``path`` (``ImageFormatError`` when missing or corrupt)."""
-    from neurochip.image import ChipImage
+    from neurochip.core.image import ChipImage
 
     return ChipImage.load(path)
 

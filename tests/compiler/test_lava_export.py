@@ -25,9 +25,9 @@ from compiler.lava_export import (
     export_lava,
     run_lava,
 )
-from neurochip.errors import EmulatorInputError, LavaExportError
-from neurochip.hw import HardwareSpec
-from neurochip.image import ChipImage
+from neurochip.core.errors import EmulatorInputError, LavaExportError
+from neurochip.core.hw import HardwareSpec
+from neurochip.core.image import ChipImage
 from neurochip.testing import random_weights
 
 pytestmark = pytest.mark.lava

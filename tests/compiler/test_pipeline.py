@@ -13,8 +13,8 @@ import neurochip
 from compiler.frontends.nir import write_nir
 from compiler.ir import Graph, layered_graph
 from compiler.pipeline import FRONT_PASSES, MAPPING_PASSES, compile_model, import_model
-from neurochip.errors import ConfigError, ModelImportError, QuantizationError
-from neurochip.network import Network
+from neurochip.core.errors import ConfigError, ModelImportError, QuantizationError
+from neurochip.core.network import Network
 
 HW = neurochip.load_hw("loihi_like")
 
@@ -84,8 +84,11 @@ def test_report_and_outputs_metadata_survive_save_and_load(tmp_path: Path) -> No
 
 def test_calibration_sets_the_state_bound_and_reports_agreement() -> None:
     x = spikes()
-    img = compile_model(graph(), HW, calibration={"in": x})
+    bare = compile_model(graph(), HW, calibration={"in": x})  # the compiler runs no chip
+    assert "agreement" not in bare.metadata["quantization"]["hid"]
+    img = neurochip.compile(graph(), HW, calibration={"in": x})  # the face: on the emulator
     q = img.metadata["quantization"]
+    assert bare.metadata["quantization"]["hid"]["state_bound"] == q["hid"]["state_bound"]
     assert q["hid"]["state_bound_source"] == "calibration"
     assert q["hid"]["agreement"]["spike_agreement"] > 0.95
     assert "v_rel_error" in q["out"]["agreement"]
@@ -97,7 +100,8 @@ def test_calibration_sets_the_state_bound_and_reports_agreement() -> None:
     assert p.metadata["quantization"]["hid"]["state_bound"] <= q["hid"]["state_bound"]
     with pytest.raises(ConfigError):
         compile_model(graph(), HW, calibration={"in": x}, calibration_margin=0.5)
-    batched = compile_model(graph(), HW, calibration={"in": np.stack([x, spikes(seed=2)])})
+    batched = neurochip.compile(graph(), HW,
+                                calibration={"in": np.stack([x, spikes(seed=2)])})
     assert batched.metadata["quantization"]["hid"]["agreement"]["spike_agreement"] > 0.95
 
 

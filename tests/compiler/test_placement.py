@@ -8,7 +8,7 @@ import neurochip
 from compiler.passes.mapping import Mapping, partition, place, route
 from compiler.passes.rules import RULES, check_rules
 from compiler.pipeline import MAPPING_PASSES
-from neurochip.errors import PlacementError
+from neurochip.core.errors import PlacementError
 
 
 def net_with(n_in: int, n_out: int, w=None, storage="auto") -> neurochip.Network:

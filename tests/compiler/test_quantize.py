@@ -27,9 +27,9 @@ from compiler.quantize import (
     weight_fill,
     weight_grid,
 )
-from neurochip import fixedpoint as fx
-from neurochip.errors import QuantizationError
-from neurochip.network import Network
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import QuantizationError
+from neurochip.core.network import Network
 
 HW = neurochip.load_hw("loihi_like")
 F = HW.formats

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import neurochip
-from neurochip.errors import EmulatorInputError
+from neurochip.core.errors import EmulatorInputError
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ def _random_case(seed: int, hw: str, steps: int, rate: float
     net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 30)
     try:
         img = neurochip.compile(net, hw)
-    except neurochip.errors.PlacementError:
+    except neurochip.core.errors.PlacementError:
         img = neurochip.compile(net, "loihi_like")
     probes = [f"{p.name}.{v}" for p in img.lif_populations for v in "uv"]
     return img, random_inputs(seed, steps, 12, rate), probes
@@ -139,7 +139,7 @@ def test_threads_out_of_range_is_a_typed_error() -> None:
     import pytest
 
     img = neurochip.compile(random_network(1, max_size=10), "loihi_like")
-    with pytest.raises(neurochip.errors.EmulatorInputError, match="threads"):
+    with pytest.raises(neurochip.core.errors.EmulatorInputError, match="threads"):
         neurochip.Emulator(img, threads=numba.config.NUMBA_NUM_THREADS + 1).run(
             {"in": random_inputs(1, 5, 12, 0.3)})
 
@@ -214,7 +214,7 @@ def test_networks_outside_the_32_bit_neuron_update_use_64_bit_lanes() -> None:
     still equal the reference model."""
     from emulator.kernels import narrow_ok
     from emulator.tables import build_tables
-    from neurochip.hw import HardwareSpec
+    from neurochip.core.hw import HardwareSpec
 
     def spec_with(**formats: int) -> HardwareSpec:
         d = neurochip.load_hw("loihi_like").to_dict()

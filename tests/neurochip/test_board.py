@@ -7,7 +7,7 @@ import pytest
 
 import neurochip
 from neurochip.board import BoardServer, EmulatorBoard, NullBoard, RemoteBoard, open_board
-from neurochip.errors import BoardError
+from neurochip.core.errors import BoardError
 from neurochip.testing import random_inputs, random_network
 
 
@@ -75,7 +75,7 @@ def test_null_board_checks_requests_and_returns_silence(image) -> None:
     r = board.run({"in": np.ones((5, 12), bool)}, probes=probes_of(image))
     assert all(not s.any() for s in r.spikes.values())
     assert r.probes[probes_of(image)[0]].shape[0] == 5
-    with pytest.raises(neurochip.errors.EmulatorInputError):
+    with pytest.raises(neurochip.core.errors.EmulatorInputError):
         board.run({"in": np.ones((5, 3), bool)})
     assert board.calls == ["load", "run"]
 

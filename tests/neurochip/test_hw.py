@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import neurochip
-from neurochip.errors import HardwareSpecError
-from neurochip.hw import HardwareSpec, available_hw, load_hw
+from neurochip.core.errors import HardwareSpecError
+from neurochip.core.hw import HardwareSpec, available_hw, load_hw
 
 
 def test_loihi_like_has_loihi_figures() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import neurochip
-from neurochip.errors import ImageFormatError
-from neurochip.image import ChipImage
+from neurochip.core.errors import ImageFormatError
+from neurochip.core.image import ChipImage
 from neurochip.testing import random_network
 
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 import neurochip
-from neurochip.errors import NetworkError, ParameterRangeError
+from neurochip.core.errors import NetworkError, ParameterRangeError
 
 
 def lif(net: neurochip.Network, name: str = "h", n: int = 3, **kw):

@@ -34,7 +34,7 @@ import pytest
 import neurochip
 from compiler.float_sim import simulate
 from compiler.frontends.nir import from_nir, read_nir
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 HERE = Path(__file__).resolve().parents[2] / "golden" / "exporters"
 

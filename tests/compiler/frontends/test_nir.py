@@ -14,7 +14,7 @@ from compiler.float_sim import simulate
 from compiler.frontends.nir import NIRImportWarning, from_nir, read_nir, to_nir, write_nir
 from compiler.ir import Conv, Dense, Graph, Input, Neurons, Projection, Sparse, layered_graph
 from compiler.pipeline import compile_model
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 DT = 1e-4
 HW = neurochip.load_hw("loihi_like")

@@ -13,7 +13,7 @@ import neurochip
 from compiler.frontends.onnx import ONNXImportWarning, from_onnx, read_onnx
 from compiler.ir import Conv, Dense, Sparse
 from compiler.pipeline import compile_model
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
 
 HW = neurochip.load_hw("loihi_like")
 

@@ -9,7 +9,7 @@ from compiler.training.kernels import KernelSpike, lif_backward, lif_forward
 from compiler.training.losses import Loss
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import SmoothStep, Surrogate
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("kernels", [True, False])

@@ -8,13 +8,13 @@ import pytest
 import neurochip
 from compiler.training.bptt import backward, time_major
 from compiler.training.chip_aware import ChipForward, quantize_net
-from compiler.training.chip_eval import evaluate_on_chip
 from compiler.training.losses import Loss
 from compiler.training.nir_io import export_nir
 from compiler.training.surrogates import Surrogate
-from compiler.training.tasks import get_task, train_task
 from compiler.training.trainer import TrainConfig, evaluate, fit
-from neurochip.errors import ConfigError, HardwareSpecError
+from neurochip.core.errors import ConfigError, HardwareSpecError
+from neurochip.tasks.chip_eval import evaluate_on_chip
+from neurochip.tasks.training import get_task, train_task
 
 
 def _compile(net, tmp_path: Path, wb: int | None) -> neurochip.ChipImage:

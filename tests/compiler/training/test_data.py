@@ -13,7 +13,7 @@ from compiler.training.data import (
     spike_train_task,
     temporal_xor,
 )
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 
 def test_digits_split_is_the_documented_one() -> None:

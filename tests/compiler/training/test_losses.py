@@ -6,7 +6,7 @@ import pytest
 from compiler.training.bptt import LayerTrace, Trace
 from compiler.training.losses import Loss, RateRegularizer, decode, first_spike_times
 from compiler.training.model import LayerSpec, SpikingNet
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 
 def _net(spiking: bool, n_out: int = 3) -> SpikingNet:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from compiler.training.model import LayerSpec, SpikingNet
-from compiler.training.tasks import get_task, train_task
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
+from neurochip.tasks.training import get_task, train_task
 
 
 def test_build_shapes_and_steps() -> None:

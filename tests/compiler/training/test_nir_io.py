@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from compiler.training.bptt import forward, time_major
-from compiler.training.chip_eval import evaluate_on_chip
 from compiler.training.data import SpikeData
 from compiler.training.losses import Loss
 from compiler.training.model import LayerSpec, SpikingNet
@@ -19,7 +18,8 @@ from compiler.training.nir_io import (
 )
 from compiler.training.surrogates import Surrogate
 from compiler.training.trainer import predict
-from neurochip.errors import ModelImportError
+from neurochip.core.errors import ModelImportError
+from neurochip.tasks.chip_eval import evaluate_on_chip
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])

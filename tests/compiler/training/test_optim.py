@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from compiler.training.optim import Adam
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 
 def test_adam_first_step_is_lr_times_sign() -> None:

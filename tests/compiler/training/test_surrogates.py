@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from compiler.training.surrogates import SURROGATE_NAMES, SmoothStep, Surrogate, surrogate
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 X = np.linspace(-3, 3, 601)
 

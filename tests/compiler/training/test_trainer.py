@@ -10,9 +10,9 @@ from compiler.training.data import SpikeData
 from compiler.training.losses import Loss, RateRegularizer
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import Surrogate
-from compiler.training.tasks import get_task, train_task
 from compiler.training.trainer import History, TrainConfig, evaluate, fit
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
+from neurochip.tasks.training import get_task, train_task
 
 
 def _digits_net(seed: int = 0, *, recurrent: bool = False, spiking_out: bool = False,

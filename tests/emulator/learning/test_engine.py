@@ -21,7 +21,7 @@ from emulator.learning import (
     preset,
 )
 from emulator.learning.testing import CUSTOM_RULES, FAST, random_learning, random_targets
-from neurochip.errors import EmulatorInputError, LearningConfigError
+from neurochip.core.errors import EmulatorInputError, LearningConfigError
 from neurochip.testing import assert_same_results as assert_same_run
 from neurochip.testing import random_inputs, random_network
 
@@ -42,7 +42,7 @@ def _image(seed: int, hw: str) -> neurochip.ChipImage:
     net = random_network(seed, hw, max_size=40 if hw == "tiny4" else 24, max_delay=3)
     try:
         img = neurochip.compile(net, hw)
-    except neurochip.errors.PlacementError:
+    except neurochip.core.errors.PlacementError:
         img = neurochip.compile(net, "loihi_like")
     return random_learning(img, seed)
 
@@ -137,7 +137,7 @@ def test_every_rule_runs_bit_exact() -> None:
 
 # ------------------------------------------------------------------------------ API
 def digits_like() -> neurochip.ChipImage:
-    from emulator.learning.tasks import digits_network
+    from neurochip.tasks.learning import digits_network
 
     img = neurochip.compile(digits_network(n_hidden=20), "loihi_like")
     return add_learning(img, preset(img, "dfa", epoch=5))

@@ -20,7 +20,7 @@ from emulator.learning import (
     TraceParams,
     add_learning,
 )
-from emulator.learning.tasks import superspike_network, van_rossum
+from neurochip.tasks.learning import superspike_network, van_rossum
 from neurochip.testing import random_inputs
 
 

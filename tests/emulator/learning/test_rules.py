@@ -22,7 +22,7 @@ from emulator.learning import (
     parse_rule,
 )
 from emulator.learning.rules import LOCAL_VARIABLES, builtin_rule
-from neurochip.errors import LearningConfigError, LocalityError, PlacementError
+from neurochip.core.errors import LearningConfigError, LocalityError, PlacementError
 
 
 def two_layer(hw: str = "loihi_like") -> neurochip.ChipImage:

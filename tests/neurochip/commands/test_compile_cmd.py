@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import neurochip
-from neurochip.image import ChipImage
+from neurochip.core.image import ChipImage
 
 from .conftest import GOLDEN, compile_golden
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 import neurochip
-from neurochip.image import ChipImage
+from neurochip.core.image import ChipImage
 
 from .conftest import GOLDEN
 

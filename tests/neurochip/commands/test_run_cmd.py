@@ -10,7 +10,7 @@ import pytest
 
 import neurochip
 from neurochip.commands.run_cmd import output_latency
-from neurochip.image import ChipImage
+from neurochip.core.image import ChipImage
 
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> Any:

@@ -52,10 +52,10 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import neurochip
     from emulator.learning.compile import add_learning
-    from emulator.learning.demos import DIGITS_SETTINGS
     from emulator.learning.presets import preset
-    from emulator.learning.tasks import class_targets, digits_network, digits_task, predict
-    from neurochip.errors import ConfigError
+    from neurochip.core.errors import ConfigError
+    from neurochip.tasks.learning import class_targets, digits_network, digits_task, predict
+    from neurochip.tasks.learning_demos import DIGITS_SETTINGS
 
     path = Path(args.image)
     if args.create:

@@ -23,11 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.errors import NetworkError, ParameterRangeError
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import NetworkError, ParameterRangeError
 
 if TYPE_CHECKING:
-    from neurochip.hw import HardwareSpec, NumberFormats
+    from neurochip.core.hw import HardwareSpec, NumberFormats
 
 __all__ = ["Connection", "Network", "Population"]
 
@@ -183,7 +183,7 @@ class Network:
     """
 
     def __init__(self, hw: HardwareSpec | str | None = None, name: str = "network") -> None:
-        from neurochip.hw import load_hw
+        from neurochip.core.hw import load_hw
 
         self.name = name
         self.hw = load_hw(hw if hw is not None else "loihi_like")

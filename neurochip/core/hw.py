@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from neurochip.errors import HardwareSpecError
+from neurochip.core.errors import HardwareSpecError
 
 __all__ = [
     "CoreLimits",

@@ -25,7 +25,7 @@ from compiler.training.model import SpikingNet
 from compiler.training.nir_io import export_nir
 
 if TYPE_CHECKING:
-    from neurochip.image import ChipImage
+    from neurochip.core.image import ChipImage
 
 __all__ = ["ChipEvaluation", "compile_net", "evaluate_on_chip", "run_readout"]
 
@@ -64,7 +64,7 @@ def compile_net(net: SpikingNet, hw: Any = "loihi_like", *, weight_bits: int | N
 def _readout(image: ChipImage) -> tuple[str, str]:
     out = image.metadata.get("outputs", {})
     if len(out) != 1:
-        from neurochip.errors import ConfigError
+        from neurochip.core.errors import ConfigError
 
         raise ConfigError(f"expected one output in the image, got {sorted(out)}",
                           where="chip evaluation", field="outputs")

@@ -4,7 +4,7 @@ On disk an image is one ``.nchip`` file: a zip holding ``manifest.json`` (format
 hardware spec and its hash, populations, placement, routing summary, learning config,
 metadata) and one ``.npy`` file per array (neuron registers, synapse memory, axon tables).
 It is loaded without pickle; a wrong version, a corrupt or truncated file gives an
-:class:`~neurochip.errors.ImageFormatError`. Saving and loading are exact round trips.
+:class:`~neurochip.core.errors.ImageFormatError`. Saving and loading are exact round trips.
 
 Synapse memory layout (per connection, pre-major, i.e. one fan-out list per pre neuron):
 
@@ -14,7 +14,7 @@ Synapse memory layout (per connection, pre-major, i.e. one fan-out list per pre 
 * ``delay`` (one byte per synapse) exists only when delays differ between synapses.
 
 A weight byte decodes by the connection's ``decode`` rule (see
-:func:`neurochip.fixedpoint.encode_weight_bytes`).
+:func:`neurochip.core.fixedpoint.encode_weight_bytes`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from neurochip import fixedpoint as fx
-from neurochip.errors import ImageFormatError
-from neurochip.hw import HardwareSpec
+from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import ImageFormatError
+from neurochip.core.hw import HardwareSpec
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ChipImage", "ConnectionInfo", "CoreInfo",
            "PopulationInfo"]

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.errors import ConfigError
-from neurochip.image import ChipImage
-from neurochip.network import Network
+from neurochip.core.errors import ConfigError
+from neurochip.core.image import ChipImage
+from neurochip.core.network import Network
 
 __all__ = [
     "DigitsTask",

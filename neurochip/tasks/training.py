@@ -43,7 +43,7 @@ from compiler.training.losses import Loss
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import Surrogate
 from compiler.training.trainer import EpochStats, History, TrainConfig, evaluate, fit
-from neurochip.errors import ConfigError
+from neurochip.core.errors import ConfigError
 
 __all__ = ["TASKS", "Task", "TaskData", "TaskResult", "finetune_on_chip", "get_task",
            "train_task"]
@@ -153,7 +153,7 @@ def get_task(name: str) -> Task:
 # ---------------------------------------------------------------------------- pipeline
 def _check_chip(hw: str, weight_bits: int | None) -> None:
     """Fail before training: the chip exists and has room for ``weight_bits``."""
-    from neurochip.hw import load_hw
+    from neurochip.core.hw import load_hw
 
     spec = load_hw(hw)
     wmax = spec.formats.weight_bits
@@ -295,7 +295,7 @@ def train_task(task: str | Task, *, hidden: int | None = None, steps: int | None
     res = TaskResult(t, net, settings, d.info, hist, ft_hist, after, before,
                      train_seconds=train_s, finetune_seconds=ft_s)
     if evaluate_chip:
-        from compiler.training.chip_eval import evaluate_on_chip
+        from neurochip.tasks.chip_eval import evaluate_on_chip
 
         ev = evaluate_on_chip(net, t.loss, d.test, target_hw, weight_bits=weight_bits,
                               path=nir_path, training=settings)

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from compiler.training.tasks import get_task, train_task
+    from neurochip.tasks.training import get_task, train_task
 
     task = get_task(args.task)
     init = None

@@ -24,7 +24,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from neurochip.errors import LavaExportError
+from neurochip.core.errors import LavaExportError
 
 _TARGET = "lava.magma.compiler.var_model"
 # module -> (source text, replacement); each edit must match exactly once.

@@ -25,7 +25,8 @@ import numpy as np
 from emulator.learning.compile import add_learning
 from emulator.learning.config import SurrogateParams, TraceParams
 from emulator.learning.presets import preset
-from emulator.learning.tasks import (
+from neurochip.core.image import ChipImage
+from neurochip.tasks.learning import (
     DigitsTask,
     class_targets,
     digits_network,
@@ -37,7 +38,6 @@ from emulator.learning.tasks import (
     xor_network,
     xor_task,
 )
-from neurochip.image import ChipImage
 
 __all__ = ["DIGITS_SETTINGS", "adaptation_demo", "cost_demo", "digits_demo", "digits_image",
            "superspike_demo", "xor_demo"]
@@ -197,7 +197,7 @@ def adaptation_demo(*, offline_passes: int = 6, adapt_passes: int = 2, shift: in
     digits moved by ``shift`` pixels with uniform pixel noise; accuracies before/after."""
     import neurochip
     from emulator.learning.floatref import FloatLearner
-    from neurochip.network import Network
+    from neurochip.core.network import Network
 
     s = DIGITS_SETTINGS
     task = digits_task(s["steps"], s["rate"])

