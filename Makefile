@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	# lava-nc 0.10.0 declares python<3.11; its dependencies come from the dev extra above.
 	$(PY) -m pip install -q --no-deps --ignore-requires-python $(LAVA)
-	$(PY) -c "import compiler.lava_compat as l; l.import_lava(); print('lava importable')"
+	$(PY) -c "import compiler.lava.compat as l; l.import_lava(); print('lava importable')"
 	touch $(STAMP)
 
 lint: setup

@@ -9,16 +9,19 @@ hand over a register-level :class:`~neurochip.core.network.Network`::
 
     import -> normalize -> [calibrate] -> quantize -> lower -> (register level) -> emit_image
 
-Every front pass is a pure function listed in :data:`FRONT_PASSES`; the IR verifier
-(:func:`compiler.ir.verify`) runs after each one, and ``dump_ir``/``on_pass`` expose the
-IR between passes.
+Every front pass is a pure function of a :class:`FrontState` (the graph so far, the
+options, the chip spec, the report) returning the next one; :func:`compile_model` runs
+the passes of :data:`FRONT_PASSES` in order (with ``calibrate`` before ``quantize`` when
+calibration data is given), then the register passes of :data:`MAPPING_PASSES`. The IR
+verifier (:func:`compiler.ir.verify`) runs after each pass that yields a graph, and
+``dump_ir``/``on_pass`` expose the IR between passes.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,8 +38,8 @@ from neurochip.core.hw import HardwareSpec, load_hw
 from neurochip.core.image import ChipImage
 from neurochip.core.network import Network
 
-__all__ = ["FRONT_PASSES", "MAPPING_PASSES", "ChipCheck", "compile_model", "compile_network",
-           "import_model"]
+__all__ = ["CALIBRATE_PASS", "FRONT_PASSES", "MAPPING_PASSES", "ChipCheck", "FrontOptions",
+           "FrontState", "compile_model", "compile_network", "import_model"]
 
 #: ``chip_check(graph, image, calibration, scales) -> {population: report entry}``
 ChipCheck = Callable[[Graph, ChipImage, Mapping[str, Any], Mapping[str, float]],
@@ -130,13 +133,112 @@ def _no_time_options(dt: float | None, decay: str | None) -> None:
                           field="dt" if dt is not None else "decay")
 
 
+@dataclass(frozen=True)
+class FrontOptions:
+    """The options of :func:`compile_model` that the front passes read."""
+
+    dt: float | None = None
+    decay: str | None = None
+    reset: str | None = None
+    weight_bits: int | None = None
+    calibration: Mapping[str, Any] | None = None
+    calibration_percentile: float | None = None
+    calibration_margin: float = 2.0
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class FrontState:
+    """What one front pass hands the next.
+
+    ``model``: what was given to compile; ``imported``: the graph the import pass made
+    (its metadata names the network and its source); ``float_graph``: the float graph after
+    normalize (what the quantization report and ``chip_check`` compare with); ``graph``:
+    the IR graph so far; ``state_max``: calibrated bounds on |I|, |U| per population;
+    ``report``: the quantization report; ``network``: the register-level network (after
+    lower); ``result``: what the latest pass produced, shown to ``on_pass``.
+    """
+
+    model: Any
+    spec: HardwareSpec
+    options: FrontOptions
+    imported: Graph | None = None
+    float_graph: Graph | None = None
+    graph: Graph | None = None
+    state_max: dict[str, float] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    network: Network | None = None
+    result: Any = None
+
+
+def _graph(state: FrontState, pass_name: str) -> Graph:
+    if state.graph is None:
+        raise ConfigError(f"the {pass_name} pass needs an IR graph; run the passes before it "
+                          "first", where="compile", field=pass_name)
+    return state.graph
+
+
+def import_pass(state: FrontState) -> FrontState:
+    """The model file, NIR/ONNX object or IR graph -> a float IR graph."""
+    o = state.options
+    g = import_model(state.model, dt=o.dt, decay=o.decay, reset=o.reset)
+    return replace(state, imported=g, graph=g, result=g)
+
+
+def normalize_pass(state: FrontState) -> FrontState:
+    """One threshold per population (see :func:`compiler.passes.normalize.normalize`)."""
+    g = normalize(_graph(state, "normalize"))
+    return replace(state, float_graph=g, graph=g, result=g)
+
+
+def calibrate_pass(state: FrontState) -> FrontState:
+    """Each population's largest |I| and |U| on the calibration data, times the margin."""
+    o = state.options
+    if o.calibration is None:
+        raise ConfigError("the calibrate pass needs calibration data", where="compile",
+                          field="calibration")
+    state_max = _calibrate(_graph(state, "calibrate"), o.calibration,
+                           o.calibration_percentile, o.calibration_margin)
+    return replace(state, state_max=state_max, result=dict(state_max))
+
+
+def quantize_pass(state: FrontState) -> FrontState:
+    """Chip registers for every population and projection, and the quantization report."""
+    g = _graph(state, "quantize")
+    q = quantize_graph(g, state.spec, weight_bits=state.options.weight_bits,
+                       state_max=state.state_max)
+    bounds = {k: (v, "calibration") for k, v in (state.state_max or {}).items()}
+    report = quantization_report(state.float_graph or g, q, state.spec, bounds)
+    return replace(state, graph=q, report=report, result=q)
+
+
+def lower_pass(state: FrontState) -> FrontState:
+    """The quantized graph -> a register-level network."""
+    g = _graph(state, "lower")
+    source = state.imported or g
+    net_name = state.options.name or str(source.metadata.get("name", "network"))
+    net = lower(g, state.spec, name=net_name)
+    return replace(state, network=net, result=net)
+
+
 #: The front passes, in order. ``calibrate`` runs only when calibration data is given.
-FRONT_PASSES: list[tuple[str, Callable[..., Any]]] = [
-    ("import", import_model),
-    ("normalize", normalize),
-    ("quantize", quantize_graph),
-    ("lower", lower),
+FRONT_PASSES: list[tuple[str, Callable[[FrontState], FrontState]]] = [
+    ("import", import_pass),
+    ("normalize", normalize_pass),
+    ("quantize", quantize_pass),
+    ("lower", lower_pass),
 ]
+#: Runs just before ``quantize`` when calibration data is given.
+CALIBRATE_PASS: tuple[str, Callable[[FrontState], FrontState]] = ("calibrate", calibrate_pass)
+
+
+def _front_schedule(calibrate: bool) -> list[tuple[str, Callable[[FrontState], FrontState]]]:
+    """The front passes to run: :data:`FRONT_PASSES`, with calibrate before quantize."""
+    passes = list(FRONT_PASSES)
+    if calibrate:
+        at = [n for n, _ in passes].index("quantize")
+        passes.insert(at, CALIBRATE_PASS)
+    return passes
 
 
 def _dump_targets(dump_ir: str | Sequence[str] | bool | None) -> set[str]:
@@ -203,31 +305,21 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     spec = load_hw(hw)
     dumps = _dump_targets(dump_ir)
     out = dump_file if dump_file is not None else sys.stderr
-
-    def after(pass_name: str, graph: Graph) -> Graph:
-        verify(graph, spec if graph.quantized else None)
-        if pass_name in dumps:
-            print(f"--- IR after {pass_name} ---\n{format_graph(graph)}", file=out)
+    options = FrontOptions(dt=dt, decay=decay, reset=reset, weight_bits=weight_bits,
+                           calibration=calibration,
+                           calibration_percentile=calibration_percentile,
+                           calibration_margin=calibration_margin, name=name)
+    state = FrontState(model=model, spec=spec, options=options)
+    for pass_name, run_pass in _front_schedule(calibrate=calibration is not None):
+        state = run_pass(state)
+        if isinstance(state.result, Graph):
+            verify(state.result, spec if state.result.quantized else None)
+            if pass_name in dumps:
+                print(f"--- IR after {pass_name} ---\n{format_graph(state.result)}", file=out)
         if on_pass is not None:
-            on_pass(pass_name, graph)
-        return graph
-
-    g0 = after("import", import_model(model, dt=dt, decay=decay, reset=reset))
-    g1 = after("normalize", normalize(g0))
-    bounds: dict[str, tuple[float, str]] = {}
-    state_max: dict[str, float] | None = None
-    if calibration is not None:
-        state_max = _calibrate(g1, calibration, calibration_percentile, calibration_margin)
-        bounds = {k: (v, "calibration") for k, v in state_max.items()}
-        if on_pass is not None:
-            on_pass("calibrate", dict(state_max))
-    g2 = after("quantize", quantize_graph(g1, spec, weight_bits=weight_bits,
-                                          state_max=state_max))
-    net_name = name or str(g0.metadata.get("name", "network"))
-    net = lower(g2, spec, name=net_name)
-    if on_pass is not None:
-        on_pass("lower", net)
-    report = quantization_report(g1, g2, spec, bounds)
+            on_pass(pass_name, state.result)
+    g0, g1, g2, net = state.imported, state.float_graph, state.graph, state.network
+    assert g0 is not None and g1 is not None and g2 is not None and net is not None
     scales = {k: p.registers.scale for k, p in g2.populations.items() if p.registers}
     outputs = {oname: {"population": src,
                        "signal": "spikes" if g2.populations[src].spiking else "v",
@@ -240,7 +332,7 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                                  "calibration": calibration is not None,
                                  "calibration_percentile": calibration_percentile,
                                  "calibration_margin": calibration_margin}},
-        "quantization": report,
+        "quantization": state.report,
         "outputs": outputs,
     }
     for key in ("import", "file_metadata"):
@@ -251,4 +343,3 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
         for k, entry in chip_check(g1, image, calibration, scales).items():
             image.metadata["quantization"][k]["agreement"] = entry
     return image
-

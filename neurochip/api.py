@@ -69,8 +69,8 @@ def float_chip_agreement(graph: Graph, image: ChipImage, calibration: Mapping[st
 
 
 def export_lava(image: ChipImage | str | Path) -> Any:
-    """Lava processes for an image (see :mod:`compiler.lava_export`)."""
-    from compiler.lava_export import export_lava as _export
+    """Lava processes for an image (see :mod:`compiler.lava`)."""
+    from compiler.lava import export_lava as _export
 
     if not isinstance(image, ChipImage):
         image = ChipImage.load(image)

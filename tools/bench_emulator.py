@@ -90,8 +90,8 @@ def lava_reference(img: neurochip.ChipImage, x: np.ndarray) -> dict[str, Any]:
     state: on another exported network, the run after a 1-step warm-up. Best of two each,
     as the emulator's figure is a best of several.
     """
-    from compiler.lava_compat import import_lava
-    from compiler.lava_export import export_lava
+    from compiler.lava import export_lava
+    from compiler.lava.compat import import_lava
 
     import_lava()
     from lava.magma.core.run_conditions import RunSteps

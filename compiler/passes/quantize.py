@@ -1,6 +1,6 @@
 """Quantize pass: a float IR graph -> the same graph with chip registers.
 
-Each population is mapped by :func:`compiler.quantize.map_population` (one scale lambda
+Each population is mapped by :func:`compiler.registers.map_population` (one scale lambda
 per population, one weight exponent per incoming projection; docs/conventions.md
 section 2). Convolutions keep their shared kernel: the kernel's values are quantized once.
 :func:`quantization_report` compares the float and the quantized graph, and
@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from compiler.ir import Conv, Dense, Graph, IRError, NeuronRegisters, Neurons, Projection, Synapses
-from compiler.quantize import (
+from compiler.ir import Conv, Dense, Graph, IRError, Neurons, Projection, Synapses
+from compiler.registers import (
     ProjectionStats,
     check_weight_bits,
     dequantize_weights,
@@ -50,7 +50,7 @@ def quantize_graph(graph: Graph, hw: HardwareSpec, *, weight_bits: int | None = 
     """Every population gets registers, every projection integer weights (pure).
 
     state_max: per population, the largest |I| / |U| expected (calibration); populations
-    not listed use the conservative bound of :func:`compiler.quantize.state_bound`.
+    not listed use the conservative bound of :func:`compiler.registers.state_bound`.
     Spiking populations must have one threshold (run :func:`~compiler.passes.normalize.
     normalize` first).
     """
@@ -76,8 +76,7 @@ def quantize_graph(graph: Graph, hw: HardwareSpec, *, weight_bits: int | None = 
                                  values=[np.asarray(e.synapses.values, np.float64) for e in inc],
                                  stats=stats, hw=hw, weight_bits=wb, spiking=pop.spiking,
                                  state_max=sm, where=where)
-        nodes[name] = pop.with_(registers=NeuronRegisters(
-            regs.scale, regs.du, regs.dv, regs.vth, regs.bias_mant, regs.bias_exp))
+        nodes[name] = pop.with_(registers=regs.neuron_registers())
         for e, q, wexp, mode in zip(inc, regs.weights, regs.weight_exp, regs.sign_mode):
             new_edges[e.name] = replace(e, synapses=e.synapses.with_values(q),
                                         weight_exp=wexp, sign_mode=mode, num_weight_bits=wb)

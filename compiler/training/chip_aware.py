@@ -1,7 +1,7 @@
 """Chip-aware training: the chip's fixed-point forward pass with straight-through gradients.
 
 :class:`ChipForward` quantizes every layer with the compiler's own mapping
-(:func:`compiler.quantize.quantize_population`: one scale lambda per population, per
+(:func:`compiler.registers.quantize_population`: one scale lambda per population, per
 projection weight exponents, 12-bit decays, exact threshold) and runs the chip's integer
 step on the whole batch, with the arithmetic of :mod:`neurochip.core.fixedpoint` (the same
 definitions the emulator's reference model uses)::
@@ -35,7 +35,7 @@ from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from compiler.quantize import PopulationRegisters
+    from compiler.registers import PopulationRegisters
     from neurochip.core.hw import HardwareSpec
 
 __all__ = ["ChipForward", "LayerRegisters", "quantize_net"]
@@ -68,7 +68,7 @@ def quantize_net(net: SpikingNet, hw: HardwareSpec | str, *, weight_bits: int | 
     state_max: optional calibrated bound on |I|, |U| per layer (else the compiler's
     conservative bound).
     """
-    from compiler.quantize import dequantize_population, quantize_population
+    from compiler.registers import dequantize_population, quantize_population
     from neurochip.core.hw import load_hw
 
     spec_hw = load_hw(hw)

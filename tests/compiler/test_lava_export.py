@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 import neurochip
-from compiler.lava_export import (
+from compiler.lava import (
     LAVA_MAX_DELAY,
     LavaNetwork,
     check_exportable,

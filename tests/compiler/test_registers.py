@@ -1,4 +1,4 @@
-"""compiler.quantize: one scale per population, chip-representable registers, dequantization."""
+"""compiler.registers: one scale per population, chip-representable registers, dequantization."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import neurochip
-from compiler.quantize import (
+from compiler.registers import (
     HEADROOM,
     PopulationRegisters,
     ProjectionStats,

@@ -11,7 +11,7 @@ The same finder makes one more source edit: Lava's multiprocessing backend calls
 process has fixed the start method (Numba's thread pool does, for instance). We pass
 ``force=True``: 'fork' is Linux's default anyway, so nothing else changes.
 
-Only this module and :mod:`compiler.lava_export` import Lava.
+Only the :mod:`compiler.lava` package imports Lava.
 """
 
 from __future__ import annotations

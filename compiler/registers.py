@@ -1,5 +1,8 @@
 """Float neuron populations -> chip registers, and back (docs/conventions.md section 2).
 
+The arithmetic of the quantize pass (:mod:`compiler.passes.quantize`, which applies it to
+every population of an IR graph), usable alone (the trainer's fake quantization uses it).
+
 A population is quantized with **one scale** ``lambda`` (chip voltage units per float unit):
 ``u ~ lambda * I`` and ``v ~ lambda * U``. With the chip's number formats (``hw.formats``;
 widths below are those of ``loihi_like``)::
@@ -44,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from compiler.ir import NeuronRegisters
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import QuantizationError
 from neurochip.core.hw import HardwareSpec, NumberFormats
@@ -87,24 +91,25 @@ HORIZON_STEPS = 256
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PopulationRegisters:
+@dataclass(frozen=True, eq=False)
+class PopulationRegisters(NeuronRegisters):
     """Chip registers of one population and its incoming projections.
 
-    ``scale`` is lambda: chip v units per float unit (v ~ lambda U, u ~ lambda I).
-    ``weights[c]`` (post, pre) holds integer weights the chip keeps unchanged, with
-    ``weight_exp[c]`` and ``sign_mode[c]`` ("mixed" / "excitatory" / "inhibitory").
+    The population's own registers are those of :class:`~compiler.ir.NeuronRegisters`
+    (``scale`` is lambda: chip v units per float unit, v ~ lambda U, u ~ lambda I; du, dv,
+    vth, bias_mant, bias_exp); ``weights[c]`` (post, pre) holds the integer weights of
+    incoming projection c, which the chip keeps unchanged, with ``weight_exp[c]`` and
+    ``sign_mode[c]`` ("mixed" / "excitatory" / "inhibitory").
     """
 
-    scale: float
-    du: int
-    dv: int
-    vth: int
-    bias_mant: NDArray[np.int64]
-    bias_exp: NDArray[np.int64]
     weights: tuple[NDArray[np.int64], ...]
     weight_exp: tuple[int, ...]
     sign_mode: tuple[str, ...]
+
+    def neuron_registers(self) -> NeuronRegisters:
+        """The population's own registers (what an IR population carries)."""
+        return NeuronRegisters(self.scale, self.du, self.dv, self.vth, self.bias_mant,
+                               self.bias_exp)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""NIR neuron nodes -> populations: decays, input gain, bias and threshold per node type."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from compiler.frontends.linear import check_finite
+from compiler.frontends.nir.base import SPIKING_TYPES, Discretisation, Reset, err, node_where, tname
+
+__all__ = ["Pop", "neuron"]
+
+
+@dataclass
+class Pop:
+    node_name: str
+    kind: str
+    shape: tuple[int, ...]
+    alpha: float
+    beta: float
+    threshold: NDArray[np.float64] | None
+    bias: NDArray[np.float64]
+    gain: NDArray[np.float64]  # multiplies every input (weights and linear-node biases)
+    spiking: bool
+    reset: Reset
+
+
+def _uniform(x: NDArray[np.float64], where: str, fld: str) -> float:
+    x = np.asarray(x, np.float64).reshape(-1)
+    if not x.size:
+        raise err(where, f"{fld} is empty", fld)
+    if np.ptp(x) > 1e-9 * max(1.0, float(np.abs(x).max())):
+        raise err(where, f"{fld} differs between neurons ({float(x.min()):.6g} .. "
+                  f"{float(x.max()):.6g}); the chip has one decay per population", fld)
+    return float(x[0])
+
+
+def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str) -> float:
+    tau = np.asarray(tau, np.float64).reshape(-1)
+    if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+        raise err(where, f"{fld} must be finite and > 0", fld)
+    if disc.dt is None:
+        raise err(where, f"{fld} needs a time step; pass dt=...", "dt")
+    x = disc.dt / tau
+    if disc.decay == "exp":
+        return _uniform(np.exp(-x), where, fld)
+    if np.any(x > 1 + 1e-9):
+        raise err(where, f"dt = {disc.dt} exceeds {fld} = {float(tau.min()):.6g}: the Euler "
+                  "decay 1 - dt/tau would be negative", fld)
+    return max(0.0, _uniform(1.0 - x, where, fld))
+
+
+def neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation) -> Pop:
+    t = tname(node)
+    w = node_where(name, node)
+    n = math.prod(shape)
+
+    def arr(key: str, default: float | None = None) -> NDArray[np.float64]:
+        v = getattr(node, key, None)
+        if v is None:
+            if default is None:
+                raise err(w, f"lacks {key}", key)
+            return np.full(n, default)
+        a = np.asarray(v, np.float64).reshape(-1)
+        if a.size == 1:
+            a = np.full(n, float(a[0]))
+        if a.size != n:
+            raise err(w, f"{key} has {a.size} values for {n} neurons", key)
+        check_finite(a, w, key)
+        return a
+
+    spiking = t in SPIKING_TYPES
+    unit = disc.gain == "unit"
+    if t in ("CubaLIF", "CubaLI"):
+        alpha = _decay(arr("tau_syn"), disc, w, "tau_syn")
+        beta = _decay(arr("tau_mem"), disc, w, "tau_mem")
+        # Euler: input gain w_in*dt/tau_syn = w_in*(1 - alpha); Norse adds w_in*x in full.
+        syn_gain = arr("w_in", 1.0) * (1.0 if disc.gain == "norse" else 1 - alpha)
+        gain = np.ones(n) if unit else syn_gain * arr("r") * (1 - beta)
+        bias = (1 - beta) * arr("v_leak", 0.0)
+    elif t in ("LIF", "LI"):
+        alpha = 0.0
+        beta = _decay(arr("tau"), disc, w, "tau")
+        gain = np.ones(n) if unit else arr("r") * (1 - beta)
+        bias = (1 - beta) * arr("v_leak", 0.0)
+    elif t in ("IF", "I"):
+        if disc.dt is None and not unit:
+            raise err(w, "needs a time step to integrate r*x; pass dt=...", "dt")
+        alpha, beta = 0.0, 1.0
+        gain = np.ones(n) if unit else arr("r") * float(disc.dt or 1.0)
+        bias = np.zeros(n)
+    else:  # Threshold: memoryless Heaviside of its input
+        alpha, beta = 0.0, 0.0
+        gain = np.ones(n)
+        bias = np.zeros(n)
+    threshold = None
+    if spiking:
+        threshold = arr("threshold" if t == "Threshold" else "v_threshold")
+        if np.any(threshold < 0):
+            raise err(w, "negative thresholds cannot be represented (the chip's threshold "
+                      "is unsigned)", "v_threshold")
+        if t != "Threshold":
+            v_reset = arr("v_reset", 0.0)
+            if np.any(v_reset != 0):
+                raise err(w, f"v_reset = {float(v_reset[v_reset != 0][0]):.6g}: the chip "
+                          "resets to 0 or subtracts the threshold; a non-zero reset "
+                          "potential cannot be represented", "v_reset")
+    reset: Reset = "zero" if t == "Threshold" else disc.reset
+    return Pop(name, t, shape, alpha, beta, threshold, bias, gain, spiking, reset)
