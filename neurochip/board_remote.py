@@ -84,6 +84,9 @@ def result_arrays(r: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     meta = {"cores": [int(c) for c in r.cores], "cycle_ns": float(r.cycle_ns),
             "t_start": int(r.t_start), "steps": int(r.steps), "batched": bool(r.batched),
             "counters": names}
+    extra = {k: v for k, v in r.extra.items() if isinstance(v, (bool, int, float, str))}
+    if extra:
+        meta["extra"] = extra
     return meta, arrays
 
 
@@ -102,7 +105,8 @@ def result_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> 
         return RunResult(group("spikes/"), group("probes/"), counters,
                          arrays["cycles"], arrays["latency_cycles"], arrays["energy"],
                          list(meta["cores"]), float(meta["cycle_ns"]), int(meta["t_start"]),
-                         int(meta["steps"]), bool(meta["batched"]))
+                         int(meta["steps"]), bool(meta["batched"]),
+                         dict(meta.get("extra", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise BoardProtocolError(f"malformed run result: {exc}", where="board frame") from None
 
@@ -125,7 +129,7 @@ def concat_results(parts: list[RunResult]) -> RunResult:
         {k: cat([p.counters[k] for p in parts], ax) for k in first.counters},
         cat([p.cycles for p in parts], ax), cat([p.latency_cycles for p in parts], ax),
         cat([p.energy for p in parts], ax), first.cores, first.cycle_ns, first.t_start,
-        sum(p.steps for p in parts), first.batched)
+        sum(p.steps for p in parts), first.batched, dict(first.extra))
 
 
 def _history_arrays(h: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:

@@ -1,27 +1,19 @@
-"""Shared test options: ``--board`` selects the target of hardware-in-the-loop tests.
+"""Shared test setup.
 
-Tests marked ``hardware`` take the ``board`` fixture and run against ``--board`` (default:
-the emulator), so the same tests check a physical board when one is attached.
+The ``--board`` option, the ``board`` and ``golden`` fixtures and the ``hardware`` marker come
+from neurochip's pytest plugin (``neurochip.pytest_plugin``), which an installed neurochip
+registers through its ``pytest11`` entry point. When the plugin is not registered yet (a
+checkout whose install predates the entry point, or plugin autoloading disabled) it is
+registered here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--board", default="emulator",
-                     help="board for hardware tests: emulator, reference, null or tcp://HOST:PORT")
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    import neurochip.pytest_plugin as plugin
 
-
-@pytest.fixture
-def board(request: pytest.FixtureRequest) -> Iterator[object]:
-    from neurochip.board import open_board
-
-    b = open_board(request.config.getoption("--board"))
-    try:
-        yield b
-    finally:
-        b.close()
+    if not pluginmanager.is_registered(plugin):
+        pluginmanager.register(plugin, "neurochip.pytest_plugin")
