@@ -322,8 +322,8 @@ class RemoteBoard(Board):
                 try:
                     reply, got = recv_frame(sock, self.name, max_frame=self.max_frame,
                                             wait=self.timeout, read_timeout=self.timeout)
-                except BoardError:
-                    self._drop()
+                except BaseException:  # a timeout, a lost link or an interrupt: a late
+                    self._drop()       # reply must never be taken for the next one
                     raise
                 if reply.get("id") != rid:
                     self._drop()
@@ -333,7 +333,11 @@ class RemoteBoard(Board):
                 if "progress" in reply and not reply.get("final", False):
                     self.last_progress.append(dict(reply["progress"]))
                     if on_progress is not None:
-                        on_progress(reply, got)
+                        try:
+                            on_progress(reply, got)
+                        except BaseException:
+                            self._drop()  # the rest of this reply will never be read
+                            raise
                     continue
                 return reply, got
         finally:
@@ -397,9 +401,9 @@ class RemoteBoard(Board):
         def got(reply: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
             if "result" in reply:
                 parts.append(result_from(reply["result"], arrays))
-            if on_progress is not None:
-                p = reply["progress"]
-                on_progress(int(p.get("done", 0)), int(p.get("steps", 0)))
+            p = reply["progress"]
+            if on_progress is not None and "done" in p:
+                on_progress(int(p["done"]), int(p["steps"]))
 
         arrays = {f"inputs/{k}": np.asarray(v) for k, v in (inputs or {}).items()}
         self._dirty = True
@@ -494,6 +498,7 @@ class _Handler(socketserver.BaseRequestHandler):
         board: Board | None = None
         self._pool: Any = None
         self._rates: dict[tuple[bool, bool, bool], float] = {}
+        self._progress: dict[str, int] = {}
         try:
             if not self._greet():
                 return
@@ -688,7 +693,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 pass
             try:
                 self._watch(rid)
-                self._send({"id": rid, "ok": True, "progress": {"alive": True}})
+                self._send({"id": rid, "ok": True,
+                            "progress": {**self._progress, "alive": True}})
             except BaseException:
                 fut.cancel()
                 # the work cannot be interrupted; wait for it so the board is not closed
@@ -730,6 +736,7 @@ class _Handler(socketserver.BaseRequestHandler):
         target = self.server.progress_interval
         done = 0
         while True:
+            self._progress = {"done": done, "steps": total}
             n = min(chunk, total - done)
             part = {k: (a[:, done:done + n] if a.ndim == 3 else a[done:done + n])
                     for k, a in inputs.items()}
@@ -837,7 +844,7 @@ class BoardServer(socketserver.ThreadingTCPServer):
 
     def start(self) -> threading.Thread:
         """Serve in a background thread (call stop() or shutdown() to end)."""
-        th = threading.Thread(target=self.serve_forever, daemon=True)
+        th = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         th.start()
         return th
 
