@@ -98,6 +98,8 @@ class FaultyBoard(Board):
         #: (connection, synapse index, bit) of every flipped weight bit
         self.flips: list[tuple[str, int, int]] = []
         self.chunked_runs = getattr(inner, "chunked_runs", True)
+        #: how many faults of each kind were injected so far
+        self.injected: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
 
     def rate(self, kind: str) -> float:
         return self.spec.rates.get(kind, 0.0)
@@ -127,6 +129,7 @@ class FaultyBoard(Board):
                 w[k] ^= np.uint8(1 << bit)
                 self.flips.append((name, k, bit))
                 arrays[f"conn/{i}/w"] = w
+            self.injected["bitflip"] += len(self.flips)
             image = ChipImage(image.hw, list(image.populations), list(image.connections),
                               list(image.cores), arrays, image.learning, dict(image.metadata))
         n = image.n_neurons
@@ -134,6 +137,7 @@ class FaultyBoard(Board):
         if p > 0 and n:
             k = max(1, int(round(p * n)))
             self.stuck = np.sort(self.rng.choice(n, size=min(k, n), replace=False))
+            self.injected["stuck"] += int(self.stuck.size)
         else:
             self.stuck = np.zeros(0, np.int64)
         self.inner.load(image)
@@ -152,6 +156,7 @@ class FaultyBoard(Board):
         if pd > 0 and T:
             lost = np.flatnonzero(rng.random(T) < pd)
             if lost.size:
+                self.injected["disconnect"] += 1
                 self.inner.reset()
                 t = int(r.t_start + lost[0])
                 raise BoardConnectionError(f"link lost at step {t}; the board was reset",
@@ -162,7 +167,9 @@ class FaultyBoard(Board):
         for name, s in r.spikes.items():
             s = s.copy()
             if self.rate("drop") > 0:
-                s &= ~(rng.random(s.shape) < self.rate("drop"))
+                gone = s & (rng.random(s.shape) < self.rate("drop"))
+                self.injected["drop"] += int(gone.sum())
+                s &= ~gone
             if self.rate("duplicate") > 0 and T > 1:
                 dup = s & (rng.random(s.shape) < self.rate("duplicate"))
                 moved = np.zeros_like(dup)
@@ -170,6 +177,7 @@ class FaultyBoard(Board):
                     moved[:, 1:] = dup[:, :-1]
                 else:
                     moved[1:] = dup[:-1]
+                self.injected["duplicate"] += int((moved & ~s).sum())
                 s |= moved
             if self.stuck.size:
                 p = pops[name]
@@ -179,6 +187,7 @@ class FaultyBoard(Board):
         pdl = self.rate("delay")
         if pdl > 0 and T > 1:
             late = np.flatnonzero(rng.random(T - 1) < pdl)
+            self.injected["delay"] += int(late.size)
             for t in late[::-1]:
                 for group in (r.spikes, r.probes):
                     for name, a in group.items():
@@ -196,6 +205,7 @@ class FaultyBoard(Board):
             hit = rng.random(lat.shape) < pj
             extra = (lat * rng.random(lat.shape) * 0.5).astype(lat.dtype) + 1
             r.latency_cycles = np.where(hit, lat + extra, lat)
+            self.injected["jitter"] += int(hit.sum())
         return r
 
     def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,

@@ -67,15 +67,20 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"neurochip board: {board_uri(config)}"
 
 
+def open_or_skip(uri: str, timeout: float | None = None) -> Board:
+    """open_board(uri), or skip the test with the reason it cannot be opened."""
+    try:
+        return open_board(uri, timeout=timeout)
+    except BoardError as exc:
+        pytest.skip(f"board {uri!r} cannot be opened: {exc}")
+
+
 @pytest.fixture
 def board(request: pytest.FixtureRequest) -> Iterator[Board]:
     """The board named by --board (a fresh connection per test); skips if it cannot be
     opened."""
-    uri = board_uri(request.config)
-    try:
-        b = open_board(uri, timeout=request.config.getoption("neurochip_board_timeout"))
-    except BoardError as exc:
-        pytest.skip(f"board {uri!r} cannot be opened: {exc}")
+    b = open_or_skip(board_uri(request.config),
+                     request.config.getoption("neurochip_board_timeout"))
     try:
         yield b
     finally:
@@ -85,10 +90,11 @@ def board(request: pytest.FixtureRequest) -> Iterator[Board]:
 class Golden:
     """Record once, replay on the test's board: see the module docstring."""
 
-    def __init__(self, board: Board, request: pytest.FixtureRequest) -> None:
+    def __init__(self, board: Board, request: pytest.FixtureRequest,
+                 folder: Path | None = None) -> None:
         self.board = board
         self.config = request.config
-        self.folder = Path(str(request.path)).parent / "golden"
+        self.folder = folder or Path(str(request.path)).parent / "golden"
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.ngold"
