@@ -40,6 +40,7 @@ from neurochip.errors import BoardError, EmulatorInputError
 
 if TYPE_CHECKING:
     from neurochip import ChipImage, RunResult
+    from neurochip.board_remote import BoardServer, RemoteBoard  # noqa: F401
 
 __all__ = [
     "Board",
@@ -48,11 +49,9 @@ __all__ = [
     "BoardCancelled",
     "BoardConnectionError",
     "BoardProtocolError",
-    "BoardServer",
     "BoardTimeout",
     "EmulatorBoard",
     "NullBoard",
-    "RemoteBoard",
     "UnsupportedOperation",
     "image_digest",
     "open_board",

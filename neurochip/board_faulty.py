@@ -135,7 +135,7 @@ class FaultyBoard(Board):
         n = image.n_neurons
         p = self.rate("stuck")
         if p > 0 and n:
-            k = max(1, int(round(p * n)))
+            k = max(1, round(p * n))
             self.stuck = np.sort(self.rng.choice(n, size=min(k, n), replace=False))
             self.injected["stuck"] += int(self.stuck.size)
         else:
@@ -189,7 +189,8 @@ class FaultyBoard(Board):
             late = np.flatnonzero(rng.random(T - 1) < pdl)
             self.injected["delay"] += int(late.size)
             for t in late[::-1]:
-                for group in (r.spikes, r.probes):
+                groups: tuple[dict[str, Any], ...] = (r.spikes, r.probes)
+                for group in groups:
                     for name, a in group.items():
                         a = a.copy()
                         if ax:

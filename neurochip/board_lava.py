@@ -117,15 +117,13 @@ class LavaBoard(Board):
         outs = [self._lava_run(full[b], probes, rec) for b in range(B)] if T else []
         size = {p.name: p.size for p in img.lif_populations}
 
-        def pick(get: Callable[[Any], NDArray[Any]], shape: tuple[int, ...], dtype: Any
-                 ) -> NDArray[Any]:
+        def pick(group: str, name: str, width: int, dtype: Any) -> NDArray[Any]:
             if not outs:
-                return np.zeros((B, 0, *shape), dtype)
-            return np.stack([get(o)[t0:] for o in outs]).astype(dtype)
+                return np.zeros((B, 0, width), dtype)
+            return np.stack([getattr(o, group)[name][t0:] for o in outs]).astype(dtype)
 
-        sp = {n: pick(lambda o, n=n: o.spikes[n], (size[n],), bool) for n in rec}
-        pr = {n: pick(lambda o, n=n: o.probes[n], (size[n.rpartition(".")[0]],), np.int32)
-              for n in probes}
+        sp = {n: pick("spikes", n, size[n], bool) for n in rec}
+        pr = {n: pick("probes", n, size[n.rpartition(".")[0]], np.int32) for n in probes}
         self._history = full
         self._batched = batched
         sq = (lambda a: a) if batched else (lambda a: a[0])

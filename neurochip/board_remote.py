@@ -100,8 +100,10 @@ def result_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> 
         names = list(meta.get("counters", []))
         stacked = arrays.get("counters")
         if names and (stacked is None or stacked.shape[-1] != len(names)):
-            raise ValueError(f"{len(names)} counters named, array {None if stacked is None else stacked.shape}")
-        counters = {str(k): stacked[..., i] for i, k in enumerate(names)} if names else {}
+            have = None if stacked is None else stacked.shape
+            raise ValueError(f"{len(names)} counters named, array {have}")
+        counters = ({str(k): stacked[..., i] for i, k in enumerate(names)}
+                    if names and stacked is not None else {})
         return RunResult(group("spikes/"), group("probes/"), counters,
                          arrays["cycles"], arrays["latency_cycles"], arrays["energy"],
                          list(meta["cores"]), float(meta["cycle_ns"]), int(meta["t_start"]),

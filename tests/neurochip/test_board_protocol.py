@@ -10,7 +10,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ from neurochip.hil import demo_image, demo_inputs
 class CountingBoard(EmulatorBoard):
     """An emulator board that counts its runs and says when it was closed."""
 
-    boards: list[CountingBoard] = []
+    boards: ClassVar[list[CountingBoard]] = []
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__("numba")

@@ -113,7 +113,7 @@ def test_the_repos_conftest_does_not_register_the_plugin_a_second_time(project) 
 def test_an_unreachable_board_skips_with_the_reason() -> None:
     from neurochip.pytest_plugin import open_or_skip
 
-    with pytest.raises(pytest.skip.Exception, match="cannot be opened.*cannot connect"):
+    with pytest.raises(pytest.skip.Exception, match=r"cannot be opened.*cannot connect"):
         open_or_skip("tcp://127.0.0.1:1")
     with pytest.raises(pytest.skip.Exception, match="unknown board"):
         open_or_skip("fpga")
