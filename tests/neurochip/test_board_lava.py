@@ -37,8 +37,18 @@ def test_lava_board_equals_the_emulator_across_runs_and_reports_no_accounting() 
 
 
 def test_replaying_golden_vectors_on_lava_compares_all_but_accounting() -> None:
+    from neurochip.board_lava import LavaBoard
+
+    used: list[object] = []
+
+    def config(net):  # Lava's run configuration is the caller's to choose
+        cfg = net.run_config()
+        used.append(cfg)
+        return cfg
+
     rec = record(demo_image(), {"in": demo_inputs(12)}, 14)
-    report = replay(rec, "lava")
+    report = replay(rec, LavaBoard(run_config=config))
+    assert len(used) == 1
     assert report.ok, report.summary()
     assert any("does not report" in s for s in report.not_compared)
     assert report.counts["probe l2.v"] == 0
