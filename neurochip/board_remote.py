@@ -225,7 +225,8 @@ class RemoteBoard(Board):
 
     def _handshake(self, sock: socket.socket) -> dict[str, Any]:
         ct = self.connect_timeout
-        send(sock, pack({"id": 0, "op": "hello", "protocol": PROTOCOL_VERSION}), self.name, ct)
+        send(sock, pack({"id": 0, "op": "hello", "protocol": PROTOCOL_VERSION,
+                         "max_frame": self.max_frame}), self.name, ct)
         try:
             reply, _ = recv_frame(sock, self.name, max_frame=self.max_frame, wait=ct,
                                   read_timeout=ct)
@@ -501,6 +502,7 @@ class _Handler(socketserver.BaseRequestHandler):
         self._pool: Any = None
         self._rates: dict[tuple[bool, bool, bool], float] = {}
         self._progress: dict[str, int] = {}
+        self._client_max = srv.max_frame
         try:
             if not self._greet():
                 return
@@ -556,6 +558,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 f"expected hello for protocol {PROTOCOL_VERSION}, got op "
                 f"{header.get('op')!r} protocol {header.get('protocol')!r}", where=self.where))
             return False
+        theirs = header.get("max_frame")
+        if isinstance(theirs, int) and not isinstance(theirs, bool) and theirs > 0:
+            self._client_max = min(theirs, srv.max_frame)
         hello: dict[str, Any] = {"id": header.get("id", 0), "ok": True,
                                  "protocol": PROTOCOL_VERSION, "max_frame": srv.max_frame}
         nonce = secrets.token_bytes(16)
@@ -735,6 +740,11 @@ class _Handler(socketserver.BaseRequestHandler):
                         "progress": {"done": total, "steps": total}}, out)
             return
         chunk = int(fixed) if isinstance(fixed, int) and fixed > 0 else 1024
+        # a chunk's results must fit the client's frames: bound the steps by a byte estimate
+        batch_n = max([a.shape[0] for a in inputs.values() if a.ndim == 3], default=1)
+        per_step = batch_n * _bytes_per_step(board, probes, spikes)
+        most = max(1, (self._client_max // 2) // max(per_step, 1))
+        chunk = min(chunk, most)
         target = self.server.progress_interval
         done = 0
         while True:
@@ -770,7 +780,7 @@ class _Handler(socketserver.BaseRequestHandler):
             self._watch(rid)
             if not fixed:
                 scale = target / max(dt, 1e-6)
-                chunk = int(min(max(chunk * min(max(scale, 0.25), 4.0), 16), 1 << 20))
+                chunk = int(min(max(chunk * min(max(scale, 0.25), 4.0), 16), 1 << 20, most))
 
     def _learn(self, board: Board, rid: Any, header: dict[str, Any],
                arrays: dict[str, NDArray[Any]]) -> None:
@@ -790,6 +800,23 @@ class _Handler(socketserver.BaseRequestHandler):
             reset=bool(header.get("reset", True))))
         meta, out = _history_arrays(h)
         self._send({"id": rid, "ok": True, "history": meta}, out)
+
+
+def _bytes_per_step(board: Board, probes: list[str], spikes: Any) -> int:
+    """An upper estimate of the result bytes of one step of one sample."""
+    try:
+        img = board.image
+    except BoardError:
+        return 1024
+    sizes = {p.name: p.size for p in img.lif_populations}
+    if spikes is None:
+        rec = 0
+    elif isinstance(spikes, str):
+        rec = img.n_neurons if spikes == "all" else sizes.get(spikes, 0)
+    else:
+        rec = sum(sizes.get(s, 0) for s in spikes)
+    probed = sum(sizes.get(p.rpartition(".")[0], 0) for p in probes)
+    return rec + 4 * probed + 8 * max(len(img.cores), 1) * 24 + 64
 
 
 def _load_bytes(board: Board, blob: NDArray[np.uint8]) -> None:
