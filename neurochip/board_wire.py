@@ -88,27 +88,33 @@ def recv_frame(sock: socket.socket, where: str, *, max_frame: int = DEFAULT_MAX_
     side went away) or BoardProtocolError (the frame is malformed or too large; the stream
     cannot be trusted after it).
     """
-    first = bytearray(1)
+    pre = bytearray(PREFIX_SIZE)
+    view = memoryview(pre)
     sock.settimeout(wait)
     try:
-        k = sock.recv_into(first, 1)
+        k = sock.recv_into(view, PREFIX_SIZE)
     except TimeoutError:
         raise BoardTimeout(f"no frame within {wait} s", where=where) from None
     except OSError as exc:
         raise BoardConnectionError(f"connection failed: {exc}", where=where) from None
     if k == 0:
         raise BoardConnectionError("connection closed by the other side", where=where)
-    sock.settimeout(read_timeout)
-    pre = bytearray(PREFIX_SIZE)
-    pre[0:1] = first
-    _recv_into(sock, memoryview(pre)[1:], where)
-    magic, version, hlen, plen = _PREFIX.unpack(bytes(pre))
+    if bytes(pre[:min(k, 3)]) != MAGIC[:min(k, 3)]:
+        magic = b""  # judged on what arrived (a protocol-1 frame may be short)
+    else:
+        if k < PREFIX_SIZE:
+            sock.settimeout(read_timeout)
+            _recv_into(sock, view[k:], where)
+        elif read_timeout != wait:
+            sock.settimeout(read_timeout)
+        magic = MAGIC
     if magic != MAGIC:
         if pre[0] == 0:  # a protocol-1 frame starts with a 4-byte big-endian length
             raise BoardProtocolError("a protocol-1 frame; this side speaks protocol 2",
                                      where=where, value=1, limit=VERSION)
         raise BoardProtocolError(f"not a board frame (starts with {bytes(pre[:4])!r})",
                                  where=where)
+    _, version, hlen, plen = _PREFIX.unpack(bytes(pre))
     if version != VERSION:
         raise BoardProtocolError(f"frame of protocol {version}; this side speaks {VERSION}",
                                  where=where, value=version, limit=VERSION)
@@ -116,10 +122,10 @@ def recv_frame(sock: socket.socket, where: str, *, max_frame: int = DEFAULT_MAX_
         raise BoardProtocolError(
             f"frame of {hlen + plen} bytes (header {hlen}) exceeds the maximum of "
             f"{max_frame} bytes", where=where, value=hlen + plen, limit=max_frame)
-    hb = bytearray(hlen)
-    _recv_into(sock, memoryview(hb), where)
-    payload = bytearray(plen)
-    _recv_into(sock, memoryview(payload), where)
+    body = bytearray(hlen + plen)
+    _recv_into(sock, memoryview(body), where)
+    hb = body[:hlen]
+    payload = memoryview(body)[hlen:]
     try:
         header = json.loads(hb.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -147,7 +153,7 @@ def _dtype(dt: Any, name: str, where: str) -> np.dtype[Any]:
     return d
 
 
-def _arrays(table: Any, payload: bytearray, where: str) -> dict[str, NDArray[Any]]:
+def _arrays(table: Any, payload: memoryview, where: str) -> dict[str, NDArray[Any]]:
     out: dict[str, NDArray[Any]] = {}
     if type(table) is not list:
         raise BoardProtocolError("'arrays' must be a list", where=where)
