@@ -287,6 +287,10 @@ class Board(ABC):
         self.close()
 
 
+#: below this many neurons the emulator runs a single sample on one thread anyway
+_THREADED_NEURONS = 16_384
+
+
 class EmulatorBoard(Board):
     """The emulator (``backend="numba"``) or the reference model (``"reference"``)."""
 
@@ -318,7 +322,14 @@ class EmulatorBoard(Board):
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
             probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all"
             ) -> RunResult:
-        return self.emulator.run(inputs, steps, probes=probes, spikes=spikes)
+        em = self.emulator
+        if self._threads is None:
+            # one sample of a network too small to be split over threads gains nothing from
+            # waking Numba's thread pool (which costs milliseconds on a busy machine);
+            # results never depend on the thread count
+            one = all(np.ndim(x) == 2 for x in (inputs or {}).values())
+            em.threads = 1 if one and em.image.n_neurons < _THREADED_NEURONS else None
+        return em.run(inputs, steps, probes=probes, spikes=spikes)
 
     def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,
               reward: Any = None, *, epochs: int = 1, shuffle: int | None = None,

@@ -128,10 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         t1_local = per_call(lambda: local.run(steps=1), k)
         t1_tcp = per_call(lambda: remote.run(steps=1), k)
         t_proto = per_call(lambda: remote.reset(), k)
+        remote.close()
+        # the same on a fresh server process (one that has not run batches before)
+        proc2, uri2 = serve("emulator")
+        try:
+            fresh = open_board(uri2)
+            fresh.load(tiny)
+            for _ in range(200):
+                fresh.run(steps=1)
+            t1_fresh = per_call(lambda: fresh.run(steps=1), k)
+            fresh.close()
+        finally:
+            proc2.terminate()
+            proc2.wait(10)
         results["round_trip"] = {"local_run_ms": t1_local * 1e3, "tcp_run_ms": t1_tcp * 1e3,
                                  "tcp_overhead_ms": (t1_tcp - t1_local) * 1e3,
+                                 "tcp_run_fresh_server_ms": t1_fresh * 1e3,
                                  "protocol_only_ms": t_proto * 1e3, "target_ms": 0.3}
-        remote.close()
 
         # (c) a long run streamed with a short call timeout
         long_steps = 100_000 if args.quick else 1_000_000
@@ -158,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ("1-step run, local", f"{rt['local_run_ms']:.3f} ms", ""),
         ("1-step run, tcp:// round trip", f"{rt['tcp_run_ms']:.3f} ms",
          f"target <= 0.3 ms; overhead {rt['tcp_overhead_ms']:.3f} ms"),
+        ("1-step run, tcp://, fresh server", f"{rt['tcp_run_fresh_server_ms']:.3f} ms",
+         "a server process that ran no batch before"),
         ("protocol-only request (reset)", f"{rt['protocol_only_ms']:.3f} ms", ""),
         (f"{lr['steps']:,}-step run streamed", f"{lr['seconds']:.2f} s",
          f"{lr['progress_frames']} progress frames, 5 s call timeout, "
