@@ -1,10 +1,12 @@
-"""Shared test setup.
+"""Repository-wide test setup (at the root, so it is loaded whatever paths pytest is given).
 
 The ``--board`` option, the ``board`` and ``golden`` fixtures and the ``hardware`` marker come
 from neurochip's pytest plugin (``neurochip.pytest_plugin``), which an installed neurochip
 registers through its ``pytest11`` entry point. When the plugin is not registered yet (a
 checkout whose install predates the entry point, or plugin autoloading disabled) it is
-registered here, once.
+registered here, once. Being at the root, it also makes ``pytest --board emulator`` (with
+a space) work from the repository root: this file is loaded before the arguments are read
+for good, so ``emulator`` is taken as the option's value rather than as the folder.
 """
 
 from __future__ import annotations
