@@ -38,6 +38,7 @@ bench: setup
 	$(PY) tools/bench_compiler.py
 	$(PY) tools/bench_training.py
 	$(PY) tools/bench_learning.py
+	$(PY) tools/bench_board.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -91,6 +91,57 @@ class Emulator:
         n = self.image.n_neurons
         return {"u": np.zeros((1, n), np.int64), "v": np.zeros((1, n), np.int64)}
 
+    def set_state(self, u: Any = None, v: Any = None) -> None:
+        """Overwrite u and/or v of every neuron: arrays of shape (B, N) (or (N,) for B = 1).
+
+        B must equal the batch the emulator holds state for (any B before the first run or
+        after :meth:`reset`). Values must fit the chip's u and v registers; pending
+        synaptic input and the step counter are kept.
+        """
+        f = self.image.hw.formats
+        n = self.image.n_neurons
+        given: dict[str, NDArray[np.int64]] = {}
+        for name, x, bits in (("u", u, f.u_bits), ("v", v, f.v_bits)):
+            if x is None:
+                continue
+            arr = np.asarray(x)
+            if arr.ndim == 1:
+                arr = arr[None]
+            if arr.ndim != 2 or arr.shape[1] != n or arr.dtype.kind not in "iu":
+                raise EmulatorInputError(
+                    f"{name} has shape {arr.shape} and dtype {arr.dtype}; expected integers of "
+                    f"shape (B, {n})", where="Emulator.set_state", field=name)
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            bad = np.flatnonzero((arr < lo) | (arr > hi))
+            if bad.size:
+                b, i = divmod(int(bad[0]), n)
+                raise EmulatorInputError(
+                    f"neuron {i} of sample {b} has {int(arr[b, i])}, outside the {bits}-bit "
+                    f"register [{lo}, {hi}]", where="Emulator.set_state", field=name,
+                    value=int(arr[b, i]), limit=(lo, hi))
+            given[name] = arr.astype(np.int64)
+        if not given:
+            return
+        B = next(iter(given.values())).shape[0]
+        held = self._batch
+        if any(a.shape[0] != B for a in given.values()) or (held is not None and held != B):
+            raise EmulatorInputError(
+                f"state has batch {B}; the emulator holds state for a batch of {held or B} "
+                f"(call reset() first)", where="Emulator.set_state", field="u")
+        self._batch = B
+        if self.backend == "numba":
+            if self._kstate is None:
+                self._kstate = KernelState(self.tables, B)
+            for name, arr in given.items():
+                getattr(self._kstate, name)[:] = arr.astype(np.int32)
+        else:
+            assert self._ref is not None
+            if self._rstates is None:
+                self._rstates = [self._ref.new_state() for _ in range(B)]
+            for name, arr in given.items():
+                for b, s in enumerate(self._rstates):
+                    setattr(s, name, arr[b].copy())
+
     # ------------------------------------------------------------------ inputs
     def _inputs(self, inputs: Mapping[str, Any] | None, steps: int | None
                 ) -> tuple[NDArray[np.bool_], int, bool]:

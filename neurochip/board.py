@@ -1,59 +1,204 @@
-"""Boards: one interface for the emulator, a remote board, and a null board.
+"""Boards: one interface for every target that runs chip images.
 
-Hardware-in-the-loop testing runs the *same* test against the emulator and a board::
+Hardware-in-the-loop testing runs the *same* test against each board::
 
-    with neurochip.board.open_board("tcp://10.0.0.7:7410") as board:   # or "emulator"
+    with neurochip.board.open_board("tcp://10.0.0.7:7410?timeout=5") as board:
         board.load(image)
         result = board.run({"in": spikes}, probes=["out.v"])
 
-* ``EmulatorBoard`` runs the chip image on the bit-exact emulator (``backend="numba"`` or
-  ``"reference"``);
-* ``RemoteBoard`` speaks the board protocol (below) to a board server — a lab machine with
-  silicon attached, or ``neurochip board-serve`` wrapping any local board;
-* ``NullBoard`` accepts and checks everything but computes nothing (silent results), for
-  testing host-side code without hardware.
+Boards are named by a URI (see :func:`open_board`):
 
-Board protocol (TCP): every message is a 4-byte big-endian length, a UTF-8 JSON header,
-another 4-byte length, and an optional ``.npz`` payload (never pickled). Requests carry
-``{"op": "info" | "load" | "run" | "reset" | "close", ...}``; replies carry
-``{"ok": true, ...}`` or ``{"ok": false, "error": type, "message": text}``. ``load`` sends
-the ``.nchip`` bytes; ``run`` sends inputs as arrays and returns spikes, probes and
-counters as arrays.
+* ``emulator`` — the Numba emulator; ``reference`` — the pure-Python reference model (an
+  independent implementation of the same chip); ``lava`` — the image exported to Lava
+  processes and run on Lava's CPU runtime (:mod:`neurochip.board_lava`);
+* ``null`` — checks every request, computes nothing (silent results);
+* ``tcp://HOST:PORT[?timeout=S]`` — a board server speaking the board protocol
+  (:mod:`neurochip.board_remote`): a lab machine with silicon, or ``neurochip board-serve``;
+* ``faulty:KIND=RATE[,...][,seed=S]+INNER`` — any board with seeded faults injected
+  (:mod:`neurochip.board_faulty`).
+
+Every board has the same operations: ``load``, ``run`` (batches, probes), ``learn``,
+``read_weights`` / ``write_weights``, ``read_state`` / ``write_state``, ``reset``, ``info``
+and ``close``. A board that cannot do an operation raises :class:`UnsupportedOperation`
+(the pytest plugin turns that into a skip with its reason).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
-import socket
-import socketserver
-import struct
-import threading
+import platform
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import numpy as np
 from numpy.typing import NDArray
 
-from neurochip.core.errors import BoardError, NeurochipError
+from neurochip.core.errors import BoardError, EmulatorInputError
 
-__all__ = ["Board", "BoardServer", "EmulatorBoard", "NullBoard", "RemoteBoard", "open_board"]
+if TYPE_CHECKING:
+    from neurochip import ChipImage, RunResult
+    from neurochip.board_remote import BoardServer, RemoteBoard  # noqa: F401
 
-PROTOCOL_VERSION = 1
-_MAX_MESSAGE = 1 << 31
+__all__ = [
+    "Board",
+    "BoardAuthError",
+    "BoardBusy",
+    "BoardCancelled",
+    "BoardConnectionError",
+    "BoardProtocolError",
+    "BoardTimeout",
+    "EmulatorBoard",
+    "NullBoard",
+    "UnsupportedOperation",
+    "image_digest",
+    "open_board",
+]
+
+#: version of the board protocol spoken by RemoteBoard and BoardServer
+PROTOCOL_VERSION = 2
+
+
+# ------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------
+
+
+class UnsupportedOperation(BoardError):
+    """The board cannot do this operation at all (e.g. on-chip learning on Lava)."""
+
+
+class BoardConnectionError(BoardError):
+    """The link to a remote board failed or was lost."""
+
+
+class BoardTimeout(BoardConnectionError):
+    """A remote board did not answer in time (the connection was dropped)."""
+
+
+class BoardProtocolError(BoardError):
+    """A frame broke the board protocol (bad magic, version, size or header)."""
+
+
+class BoardAuthError(BoardError):
+    """The shared-token challenge-response failed."""
+
+
+class BoardBusy(BoardError):
+    """The board server is at its connection limit."""
+
+
+class BoardCancelled(BoardError):
+    """A run was cancelled before it finished."""
+
+
+#: error types a board server may name on the wire, rebuilt by the client as these types
+def wire_error_types() -> dict[str, type[Exception]]:
+    from neurochip import errors
+
+    out: dict[str, type[Exception]] = {
+        name: getattr(errors, name) for name in errors.__all__
+        if isinstance(getattr(errors, name), type)}
+    for cls in (UnsupportedOperation, BoardConnectionError, BoardTimeout, BoardProtocolError,
+                BoardAuthError, BoardBusy, BoardCancelled):
+        out[cls.__name__] = cls
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------
+
+
+def image_digest(image: ChipImage) -> str:
+    """sha256 of an image's manifest and every array (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(image.manifest(), sort_keys=True).encode())
+    for name in sorted(image.arrays):
+        a = np.ascontiguousarray(image.arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import neurochip
+
+    return {"neurochip": neurochip.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def with_weights(image: ChipImage, connection: str, weights: Any, where: str) -> ChipImage:
+    """A copy of ``image`` whose ``connection`` holds ``weights`` (post, pre).
+
+    The weights must be what the connection's sign mode and weight bits can hold, and zero
+    where the connection has no synapse; anything else is a typed error, never rounded.
+    """
+    from neurochip import ChipImage
+    from neurochip.core import fixedpoint as fx
+
+    try:
+        i = image.connection_index(connection)
+    except KeyError:
+        have = [c.name for c in image.connections]
+        raise EmulatorInputError(f"no connection {connection!r}; connections are {have}",
+                                 where=where, field="connection") from None
+    c = image.connections[i]
+    W = np.asarray(weights)
+    if W.shape != (c.n_post, c.n_pre) or W.dtype.kind not in "iu":
+        raise EmulatorInputError(
+            f"weights have shape {W.shape} and dtype {W.dtype}; expected integers of shape "
+            f"({c.n_post}, {c.n_pre})", where=where, field=connection)
+    W = W.astype(np.int64)
+    pre, post = image.synapse_coords(i)
+    mask = np.zeros(W.shape, bool)
+    mask[post, pre] = True
+    stray = np.argwhere(~mask & (W != 0))
+    if stray.size:
+        r, q = (int(x) for x in stray[0])
+        raise EmulatorInputError(
+            f"weight ({r}, {q}) is {int(W[r, q])} but the connection has no synapse there",
+            where=where, field=connection)
+    w = W[post, pre]
+    eff = fx.effective_weights(w, c.sign_mode, c.num_weight_bits, image.hw.formats.weight_bits)
+    bad = np.flatnonzero(eff != w)
+    if bad.size:
+        k = int(bad[0])
+        raise EmulatorInputError(
+            f"weight ({int(post[k])}, {int(pre[k])}) = {int(w[k])} cannot be held by sign mode "
+            f"{c.sign_mode!r} with {c.num_weight_bits} weight bits (it would become "
+            f"{int(eff[k])})", where=where, field=connection, value=int(w[k]))
+    b, decode, shift = fx.encode_weight_bytes(w, c.sign_mode)
+    if (decode, shift) != (c.decode, c.wshift):
+        raise EmulatorInputError("these weights need another weight encoding",
+                                 where=where, field=connection)
+    arrays = dict(image.arrays)
+    arrays[f"conn/{i}/w"] = np.ascontiguousarray(b)
+    return ChipImage(image.hw, list(image.populations), list(image.connections),
+                     list(image.cores), arrays, image.learning, dict(image.metadata))
+
+
+# ------------------------------------------------------------------------------------------
+# The interface
+# ------------------------------------------------------------------------------------------
 
 
 class Board(ABC):
     """A target that runs chip images: emulator, remote silicon, or nothing at all."""
 
     name = "board"
+    #: what info() reports as "backend"
+    backend = "board"
 
     def __init__(self) -> None:
-        self._image: Any = None
+        self._image: ChipImage | None = None
+        self._digest: str | None = None
 
+    # -------------------------------------------------------------- image
     @property
-    def image(self) -> Any:
+    def image(self) -> ChipImage:
         if self._image is None:
             raise BoardError("no chip image loaded; call load(image) first", where=self.name)
         return self._image
@@ -64,22 +209,73 @@ class Board(ABC):
 
         if not isinstance(image, ChipImage):
             image = ChipImage.load(image)
-        self._image = image
         self._load(image)
+        self._image = image
+        self._digest = image_digest(image)
 
     @abstractmethod
-    def _load(self, image: Any) -> None: ...
+    def _load(self, image: ChipImage) -> None: ...
 
+    # -------------------------------------------------------------- running
     @abstractmethod
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
-            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> Any:
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all"
+            ) -> RunResult:
         """Run like :meth:`neurochip.Emulator.run` and return a RunResult."""
 
-    @abstractmethod
-    def reset(self) -> None: ...
+    def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,
+              reward: Any = None, *, epochs: int = 1, shuffle: int | None = None,
+              reset: bool = True) -> Any:
+        """Learn on chip from a stream of samples (see :meth:`neurochip.Emulator.learn`)."""
+        raise UnsupportedOperation(f"the {self.backend} board has no on-chip learning",
+                                   where=self.name)
 
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the neuron state (u, v, pending input, step counter); weights stay."""
+
+    # -------------------------------------------------------------- readback
+    def read_weights(self, connection: str) -> NDArray[np.int64]:
+        """Current weights of a connection, (post, pre) (learned or written ones if any)."""
+        raise UnsupportedOperation(f"the {self.backend} board cannot read weights",
+                                   where=self.name)
+
+    def write_weights(self, connection: str, weights: Any) -> None:
+        """Reprogram a connection's weights, (post, pre); the neuron state is reset."""
+        raise UnsupportedOperation(f"the {self.backend} board cannot write weights",
+                                   where=self.name)
+
+    def read_state(self) -> dict[str, NDArray[np.int64]]:
+        """{"u": (B, N), "v": (B, N)} of every LIF neuron (image order)."""
+        raise UnsupportedOperation(f"the {self.backend} board cannot read neuron state",
+                                   where=self.name)
+
+    def write_state(self, u: Any = None, v: Any = None) -> None:
+        """Overwrite u and/or v of every neuron, (B, N) or (N,)."""
+        raise UnsupportedOperation(f"the {self.backend} board cannot write neuron state",
+                                   where=self.name)
+
+    # -------------------------------------------------------------- info
     def info(self) -> dict[str, Any]:
-        return {"board": self.name, "protocol": PROTOCOL_VERSION}
+        """Backend, hardware spec (name + hash), loaded image hash, protocol, versions."""
+        img = self._image
+        return {
+            "board": self.name,
+            "backend": self.backend,
+            "hw": None if img is None else {"name": img.hw.name, "hash": img.hw.spec_hash},
+            "image": self._digest,
+            "protocol": PROTOCOL_VERSION,
+            "versions": _versions(),
+            "ops": self.supported_ops(),
+        }
+
+    def supported_ops(self) -> list[str]:
+        """The operations this board implements (others raise UnsupportedOperation)."""
+        ops = ["load", "run", "reset", "info", "close"]
+        for op in ("learn", "read_weights", "write_weights", "read_state", "write_state"):
+            if getattr(type(self), op) is not getattr(Board, op):
+                ops.append(op)
+        return ops
 
     def close(self) -> None:  # noqa: B027  (nothing to release by default)
         """Release the board (idempotent)."""
@@ -91,25 +287,79 @@ class Board(ABC):
         self.close()
 
 
-class EmulatorBoard(Board):
-    """The emulator behind the board interface."""
+#: below this many neurons the emulator runs a single sample on one thread anyway
+_THREADED_NEURONS = 16_384
 
-    def __init__(self, backend: str = "numba") -> None:
+
+class EmulatorBoard(Board):
+    """The emulator (``backend="numba"``) or the reference model (``"reference"``)."""
+
+    def __init__(self, backend: str = "numba", threads: int | None = None) -> None:
         super().__init__()
-        self.backend = backend
+        if backend not in ("numba", "reference"):
+            raise BoardError(f"unknown emulator backend {backend!r}; use numba or reference",
+                             where="EmulatorBoard")
+        self.backend = "emulator" if backend == "numba" else "reference"
         self.name = f"emulator[{backend}]"
+        self._kind = backend
+        self._threads = threads
         self._em: Any = None
 
-    def _load(self, image: Any) -> None:
-        from emulator.chip import Emulator
+    def _new(self, image: ChipImage) -> Any:
+        from neurochip import Emulator
 
-        self._em = Emulator(image, backend=self.backend)  # type: ignore[arg-type]
+        return Emulator(image, backend=self._kind, threads=self._threads)  # type: ignore[arg-type]
 
-    def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
-            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> Any:
+    def _load(self, image: ChipImage) -> None:
+        self._em = self._new(image)
+
+    @property
+    def emulator(self) -> Any:
         if self._em is None:
             raise BoardError("no chip image loaded; call load(image) first", where=self.name)
-        return self._em.run(inputs, steps, probes=probes, spikes=spikes)
+        return self._em
+
+    def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all"
+            ) -> RunResult:
+        em = self.emulator
+        if self._threads is None:
+            # one sample of a network too small to be split over threads gains nothing from
+            # waking Numba's thread pool (which costs milliseconds on a busy machine);
+            # results never depend on the thread count
+            one = all(np.ndim(x) == 2 for x in (inputs or {}).values())
+            em.threads = 1 if one and em.image.n_neurons < _THREADED_NEURONS else None
+        return em.run(inputs, steps, probes=probes, spikes=spikes)
+
+    def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,
+              reward: Any = None, *, epochs: int = 1, shuffle: int | None = None,
+              reset: bool = True) -> Any:
+        em = self.emulator
+        if not em.image.learning:
+            raise UnsupportedOperation("the loaded image has no learning configuration",
+                                       where=self.name)
+        return em.learn(inputs, targets, reward, epochs=epochs, shuffle=shuffle, reset=reset)
+
+    def read_weights(self, connection: str) -> NDArray[np.int64]:
+        em = self.emulator
+        try:
+            return np.asarray(em.weights(connection), np.int64)
+        except KeyError:
+            have = [c.name for c in em.image.connections]
+            raise EmulatorInputError(f"no connection {connection!r}; connections are {have}",
+                                     where=self.name, field="connection") from None
+
+    def write_weights(self, connection: str, weights: Any) -> None:
+        em = self.emulator
+        base = em.learned_image() if em._learner is not None else em.image
+        img = with_weights(base, connection, weights, self.name)
+        self._em = self._new(img)
+
+    def read_state(self) -> dict[str, NDArray[np.int64]]:
+        return self.emulator.state()
+
+    def write_state(self, u: Any = None, v: Any = None) -> None:
+        self.emulator.set_state(u, v)
 
     def reset(self) -> None:
         if self._em is not None:
@@ -120,21 +370,23 @@ class NullBoard(Board):
     """Checks every request like a real board but computes nothing (all results silent)."""
 
     name = "null"
+    backend = "null"
 
     def __init__(self) -> None:
         super().__init__()
         self._em: Any = None
         self.calls: list[str] = []
 
-    def _load(self, image: Any) -> None:
-        from emulator.chip import Emulator
+    def _load(self, image: ChipImage) -> None:
+        from neurochip import Emulator
 
         self._em = Emulator(image)  # used only to validate requests and shape results
         self.calls.append("load")
 
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
-            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> Any:
-        from emulator.chip import RunResult
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all"
+            ) -> RunResult:
+        from neurochip import RunResult
 
         if self._em is None:
             raise BoardError("no chip image loaded; call load(image) first", where=self.name)
@@ -159,232 +411,90 @@ class NullBoard(Board):
 
 
 # ------------------------------------------------------------------------------------------
-# Wire format
+# URIs
 # ------------------------------------------------------------------------------------------
 
 
-def _pack(header: dict[str, Any], arrays: Mapping[str, NDArray[Any]] | None = None,
-          blob: bytes | None = None) -> bytes:
-    h = json.dumps(header).encode()
-    if arrays:
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        payload = buf.getvalue()
-    else:
-        payload = blob or b""
-    return struct.pack(">I", len(h)) + h + struct.pack(">I", len(payload)) + payload
+def _query(text: str, uri: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in parse_qs(text, keep_blank_values=True, strict_parsing=False).items():
+        if len(v) != 1:
+            raise BoardError(f"option {k!r} given {len(v)} times", where=f"board {uri!r}")
+        out[k] = v[0]
+    return out
 
 
-def _recv_exact(sock: socket.socket, n: int, where: str) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        try:
-            part = sock.recv(min(n - got, 1 << 20))
-        except OSError as exc:
-            raise BoardError(f"connection failed: {exc}", where=where) from None
-        if not part:
-            raise BoardError("connection closed by the other side", where=where)
-        chunks.append(part)
-        got += len(part)
-    return b"".join(chunks)
-
-
-def _recv(sock: socket.socket, where: str) -> tuple[dict[str, Any], bytes]:
-    (hlen,) = struct.unpack(">I", _recv_exact(sock, 4, where))
-    if hlen > _MAX_MESSAGE:
-        raise BoardError(f"message header of {hlen} bytes is too large", where=where)
+def _seconds(text: str, name: str, uri: str) -> float:
     try:
-        header = json.loads(_recv_exact(sock, hlen, where))
-    except json.JSONDecodeError as exc:
-        raise BoardError(f"malformed message header: {exc}", where=where) from None
-    (plen,) = struct.unpack(">I", _recv_exact(sock, 4, where))
-    payload = _recv_exact(sock, plen, where) if plen else b""
-    return header, payload
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not x > 0 or x == float("inf"):
+        raise BoardError(f"{name} must be a positive number of seconds, got {text!r}",
+                         where=f"board {uri!r}", field=name)
+    return x
 
 
-def _arrays(payload: bytes) -> dict[str, NDArray[Any]]:
-    if not payload:
-        return {}
-    with np.load(io.BytesIO(payload), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+def open_board(uri: str = "emulator", *, timeout: float | None = None,
+               connect_timeout: float | None = None, token: str | None = None) -> Board:
+    """Open a board by URI.
 
+    ``emulator`` (``numba``), ``reference``, ``lava``, ``null``,
+    ``tcp://HOST:PORT[?timeout=S&connect_timeout=S]`` and
+    ``faulty:KIND=RATE[,KIND=RATE...][,seed=S]+INNER`` (kinds: drop, duplicate, stuck,
+    bitflip, delay, jitter, disconnect). ``timeout`` (seconds to wait for any frame of a
+    reply; a long run streams progress well within it), ``connect_timeout`` and ``token``
+    (the shared secret of a server started with one; default ``$NEUROCHIP_BOARD_TOKEN``)
+    apply to tcp:// boards, the keyword arguments overriding the URI's options.
+    """
+    if not isinstance(uri, str) or not uri:
+        raise BoardError(f"bad board URI {uri!r}", where="board")
+    if uri.startswith("faulty:"):
+        from neurochip.board_faulty import FaultyBoard
 
-def _result_arrays(r: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-    arrays: dict[str, NDArray[Any]] = {}
-    for k, v in r.spikes.items():
-        arrays[f"spikes/{k}"] = v
-    for k, v in r.probes.items():
-        arrays[f"probes/{k}"] = v
-    for k, v in r.counters.items():
-        arrays[f"counters/{k}"] = v
-    arrays["cycles"] = r.cycles
-    arrays["latency_cycles"] = r.latency_cycles
-    arrays["energy"] = r.energy
-    meta = {"cores": list(r.cores), "cycle_ns": r.cycle_ns, "t_start": r.t_start,
-            "steps": r.steps, "batched": r.batched}
-    return meta, arrays
+        spec, plus, inner = uri[len("faulty:"):].partition("+")
+        if not plus or not inner:
+            raise BoardError(f"bad faulty board {uri!r}; use faulty:KIND=RATE[,...][,seed=S]"
+                             f"+INNER, e.g. faulty:drop=0.05,seed=1+emulator", where="board")
+        return FaultyBoard(open_board(inner, timeout=timeout, connect_timeout=connect_timeout,
+                                      token=token), spec)
+    if uri.startswith("tcp://"):
+        from neurochip.board_remote import RemoteBoard
 
-
-def _result_from(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> Any:
-    from emulator.chip import RunResult
-
-    def group(prefix: str) -> dict[str, NDArray[Any]]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    return RunResult(group("spikes/"), group("probes/"), group("counters/"), arrays["cycles"],
-                     arrays["latency_cycles"], arrays["energy"], meta["cores"],
-                     meta["cycle_ns"], meta["t_start"], meta["steps"], meta["batched"])
-
-
-# ------------------------------------------------------------------------------------------
-# Remote board (client) and board server
-# ------------------------------------------------------------------------------------------
-
-
-class RemoteBoard(Board):
-    """A board reached over TCP with the board protocol."""
-
-    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
-        super().__init__()
-        self.name = f"tcp://{host}:{port}"
-        try:
-            self._sock: socket.socket | None = socket.create_connection((host, port), timeout)
-        except OSError as exc:
-            raise BoardError(f"cannot connect: {exc}", where=self.name) from None
-        remote = self._call({"op": "info"})[0]
-        if remote.get("protocol") != PROTOCOL_VERSION:
-            raise BoardError(f"board speaks protocol {remote.get('protocol')}, this client "
-                             f"{PROTOCOL_VERSION}", where=self.name)
-        self.remote_info = remote
-
-    def _call(self, header: dict[str, Any], arrays: Mapping[str, NDArray[Any]] | None = None,
-              blob: bytes | None = None) -> tuple[dict[str, Any], bytes]:
-        if self._sock is None:
-            raise BoardError("board is closed", where=self.name)
-        try:
-            self._sock.sendall(_pack(header, arrays, blob))
-        except OSError as exc:
-            raise BoardError(f"connection failed: {exc}", where=self.name) from None
-        reply, payload = _recv(self._sock, self.name)
-        if not reply.get("ok", False):
-            raise BoardError(f"{reply.get('error', 'error')}: {reply.get('message', '')}",
-                             where=self.name)
-        return reply, payload
-
-    def info(self) -> dict[str, Any]:
-        return dict(self.remote_info)
-
-    def _load(self, image: Any) -> None:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as d:
-            path = image.save(Path(d) / "image.nchip")
-            self._call({"op": "load"}, blob=path.read_bytes())
-
-    def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
-            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all") -> Any:
-        self.image  # noqa: B018  (raises when nothing was loaded)
-        spk: Any = spikes if (spikes is None or isinstance(spikes, str)) else list(spikes)
-        header = {"op": "run", "steps": steps, "probes": list(probes), "spikes": spk}
-        reply, payload = self._call(header, {k: np.asarray(v) for k, v in (inputs or {}).items()})
-        return _result_from(reply["result"], _arrays(payload))
-
-    def reset(self) -> None:
-        self._call({"op": "reset"})
-
-    def close(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.sendall(_pack({"op": "close"}))
-            except OSError:
-                pass
-            self._sock.close()
-            self._sock = None
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    server: BoardServer
-
-    def handle(self) -> None:
-        board = self.server.make_board()
-        sock: socket.socket = self.request
-        try:
-            while True:
-                try:
-                    header, payload = _recv(sock, "board server")
-                except BoardError:
-                    return
-                op = header.get("op")
-                if op == "close":
-                    return
-                try:
-                    reply, arrays, blob = self._dispatch(board, op, header, payload)
-                    sock.sendall(_pack({"ok": True, **reply}, arrays, blob))
-                except NeurochipError as exc:
-                    sock.sendall(_pack({"ok": False, "error": type(exc).__name__,
-                                        "message": str(exc)}))
-        finally:
-            board.close()
-
-    @staticmethod
-    def _dispatch(board: Board, op: Any, header: dict[str, Any], payload: bytes
-                  ) -> tuple[dict[str, Any], dict[str, NDArray[Any]] | None, bytes | None]:
-        if op == "info":
-            return board.info(), None, None
-        if op == "load":
-            import tempfile
-            from pathlib import Path
-
-            with tempfile.TemporaryDirectory() as d:
-                p = Path(d) / "image.nchip"
-                p.write_bytes(payload)
-                board.load(p)
-            return {}, None, None
-        if op == "reset":
-            board.reset()
-            return {}, None, None
-        if op == "run":
-            r = board.run(_arrays(payload), header.get("steps"), probes=header.get("probes", []),
-                          spikes=header.get("spikes", "all"))
-            meta, arrays = _result_arrays(r)
-            return {"result": meta}, arrays, None
-        raise BoardError(f"unknown operation {op!r}", where="board server")
-
-
-class BoardServer(socketserver.ThreadingTCPServer):
-    """Serve a board (one fresh board per connection) with the board protocol."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], board_factory: Any) -> None:
-        self.make_board = board_factory
-        super().__init__(address, _Handler)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> threading.Thread:
-        """Serve in a background thread (call shutdown() to stop)."""
-        th = threading.Thread(target=self.serve_forever, daemon=True)
-        th.start()
-        return th
-
-
-def open_board(spec: str = "emulator") -> Board:
-    """"emulator", "reference", "null", or "tcp://HOST:PORT"."""
-    if spec in ("emulator", "numba"):
+        rest, _, q = uri[len("tcp://"):].partition("?")
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BoardError(f"bad board address {uri!r}; use tcp://HOST:PORT", where="board")
+        opts = _query(q, uri)
+        unknown = set(opts) - {"timeout", "connect_timeout"}
+        if unknown:
+            raise BoardError(f"unknown option(s) {sorted(unknown)}; tcp:// boards take timeout "
+                             f"and connect_timeout", where=f"board {uri!r}")
+        t = timeout if timeout is not None else (
+            _seconds(opts["timeout"], "timeout", uri) if "timeout" in opts else None)
+        ct = connect_timeout if connect_timeout is not None else (
+            _seconds(opts["connect_timeout"], "connect_timeout", uri)
+            if "connect_timeout" in opts else None)
+        return RemoteBoard(host.strip("[]"), int(port), timeout=t, connect_timeout=ct,
+                           token=token)
+    if uri in ("emulator", "numba"):
         return EmulatorBoard("numba")
-    if spec == "reference":
+    if uri == "reference":
         return EmulatorBoard("reference")
-    if spec == "null":
+    if uri == "lava":
+        from neurochip.board_lava import LavaBoard
+
+        return LavaBoard()
+    if uri == "null":
         return NullBoard()
-    if spec.startswith("tcp://"):
-        host, _, port = spec[len("tcp://"):].rpartition(":")
-        if not host or not port.isdigit():
-            raise BoardError(f"bad board address {spec!r}; use tcp://HOST:PORT", where="board")
-        return RemoteBoard(host, int(port))
-    raise BoardError(f"unknown board {spec!r}; use emulator, reference, null or tcp://HOST:PORT",
-                     where="board")
+    raise BoardError(f"unknown board {uri!r}; use emulator, reference, lava, null, "
+                     f"tcp://HOST:PORT or faulty:SPEC+INNER", where="board")
+
+
+def __getattr__(name: str) -> Any:
+    # the remote board and server live in neurochip.board_remote (imported on first use)
+    if name in ("RemoteBoard", "BoardServer"):
+        from neurochip import board_remote
+
+        return getattr(board_remote, name)
+    raise AttributeError(f"module 'neurochip.board' has no attribute {name!r}")

@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "neurochip.commands.inspect_cmd",
     "neurochip.commands.quickstart_cmd",
     "neurochip.commands.board_cmd",
+    "neurochip.commands.record_cmd",
+    "neurochip.commands.replay_cmd",
     "neurochip.commands.train_cmd",
     "neurochip.commands.learn_cmd",
 ]

@@ -1,0 +1,889 @@
+"""The board protocol, version 2: :class:`RemoteBoard` (client) and :class:`BoardServer`.
+
+Frames are described in :mod:`neurochip.board_wire`. A connection starts with ``hello``
+(the server answers with its protocol version, its maximum frame size and, when it holds a
+shared token, a challenge); with a token the client answers ``auth`` with an HMAC-SHA256 of
+the challenge and its own nonce, and the server proves itself the same way (the token never
+crosses the wire). Every request carries an ``id``; every reply frame repeats it.
+
+Requests: ``info``, ``load`` (the ``.nchip`` bytes), ``run``, ``learn``, ``read_weights``,
+``write_weights``, ``read_state``, ``write_state``, ``reset``, ``cancel`` (no reply) and
+``close``. A run is executed in chunks: after each chunk the server sends its results in a
+``progress`` frame, so no reply needs a long socket timeout, and between chunks it stops
+when the client cancels or goes away. Slow operations that cannot be chunked send a
+heartbeat ``progress`` frame every ``progress_interval`` seconds. A failure is a frame
+``{"ok": false, "error": TYPE, "message": ...}`` that the client raises as that type.
+
+The server binds to loopback by default, serves one fresh board per connection, and has a
+maximum frame size, idle and read timeouts, a connection limit and a send timeout (a client
+that stops reading is dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neurochip.board import (
+    PROTOCOL_VERSION,
+    Board,
+    BoardAuthError,
+    BoardBusy,
+    BoardCancelled,
+    BoardConnectionError,
+    BoardProtocolError,
+    BoardTimeout,
+    EmulatorBoard,
+    wire_error_types,
+)
+from neurochip.board_wire import DEFAULT_MAX_FRAME, pack, peer_gone, recv_frame, send
+from neurochip.errors import BoardError, EmulatorInputError, NeurochipError
+
+if TYPE_CHECKING:
+    from neurochip import ChipImage, RunResult
+
+__all__ = ["BoardServer", "RemoteBoard"]
+
+_AUTH_CLIENT = b"neurochip-board-2|client|"
+_AUTH_SERVER = b"neurochip-board-2|server|"
+#: operations a client may repeat after reconnecting when nothing changed the board since
+_REPEATABLE = {"info", "load", "reset", "read_weights", "read_state"}
+
+
+def _mac(token: str, label: bytes, a: bytes, b: bytes) -> str:
+    return hmac.new(token.encode(), label + a + b, hashlib.sha256).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------
+# Results on the wire
+# ------------------------------------------------------------------------------------------
+
+
+def result_arrays(r: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    arrays: dict[str, NDArray[Any]] = {}
+    for group in ("spikes", "probes"):
+        for k, v in getattr(r, group).items():
+            arrays[f"{group}/{k}"] = v
+    names = list(r.counters)
+    if names:  # one array (..., T, cores, counter) instead of one per counter
+        arrays["counters"] = np.stack([r.counters[k] for k in names], -1)
+    arrays["cycles"] = r.cycles
+    arrays["latency_cycles"] = r.latency_cycles
+    arrays["energy"] = r.energy
+    meta = {"cores": [int(c) for c in r.cores], "cycle_ns": float(r.cycle_ns),
+            "t_start": int(r.t_start), "steps": int(r.steps), "batched": bool(r.batched),
+            "counters": names}
+    extra = {k: v for k, v in r.extra.items() if isinstance(v, (bool, int, float, str))}
+    if extra:
+        meta["extra"] = extra
+    return meta, arrays
+
+
+def result_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> RunResult:
+    from neurochip import RunResult
+
+    def group(prefix: str) -> dict[str, NDArray[Any]]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    try:
+        names = list(meta.get("counters", []))
+        stacked = arrays.get("counters")
+        if names and (stacked is None or stacked.shape[-1] != len(names)):
+            have = None if stacked is None else stacked.shape
+            raise ValueError(f"{len(names)} counters named, array {have}")
+        counters = ({str(k): stacked[..., i] for i, k in enumerate(names)}
+                    if names and stacked is not None else {})
+        return RunResult(group("spikes/"), group("probes/"), counters,
+                         arrays["cycles"], arrays["latency_cycles"], arrays["energy"],
+                         list(meta["cores"]), float(meta["cycle_ns"]), int(meta["t_start"]),
+                         int(meta["steps"]), bool(meta["batched"]),
+                         dict(meta.get("extra", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BoardProtocolError(f"malformed run result: {exc}", where="board frame") from None
+
+
+def concat_results(parts: list[RunResult]) -> RunResult:
+    """Join the results of consecutive runs (chunks) into one."""
+    from neurochip import RunResult
+
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    ax = 1 if first.batched else 0
+
+    def cat(xs: list[NDArray[Any]], axis: int) -> NDArray[Any]:
+        return np.concatenate(xs, axis=axis)
+
+    return RunResult(
+        {k: cat([p.spikes[k] for p in parts], ax) for k in first.spikes},
+        {k: cat([p.probes[k] for p in parts], ax) for k in first.probes},
+        {k: cat([p.counters[k] for p in parts], ax) for k in first.counters},
+        cat([p.cycles for p in parts], ax), cat([p.latency_cycles for p in parts], ax),
+        cat([p.energy for p in parts], ax), first.cores, first.cycle_ns, first.t_start,
+        sum(p.steps for p in parts), first.batched, dict(first.extra))
+
+
+def _history_arrays(h: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    arrays = {"order": h.order, "energy_pj": h.energy_pj, "latency_ns": h.latency_ns}
+    for k, v in h.counters.items():
+        arrays[f"counters/{k}"] = v
+    for k, v in h.spike_counts.items():
+        arrays[f"spike_counts/{k}"] = v
+    return {"wall_s": float(h.wall_s), "steps": int(h.steps),
+            "epoch_metrics": list(h.epoch_metrics)}, arrays
+
+
+def _history_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> Any:
+    from emulator.learning.engine import LearnHistory
+
+    def group(prefix: str) -> dict[str, NDArray[Any]]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    return LearnHistory(arrays["order"], group("counters/"), arrays["energy_pj"],
+                        arrays["latency_ns"], group("spike_counts/"), float(meta["wall_s"]),
+                        int(meta["steps"]), list(meta.get("epoch_metrics", [])))
+
+
+def _prefixed(arrays: Mapping[str, NDArray[Any]], prefix: str) -> dict[str, NDArray[Any]]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+# ------------------------------------------------------------------------------------------
+# Client
+# ------------------------------------------------------------------------------------------
+
+
+class RemoteBoard(Board):
+    """A board reached over TCP with the board protocol (version 2).
+
+    timeout: seconds to wait for any frame of a reply (a long run streams a frame per
+    chunk, so this bounds silence, not the length of a run); on a timeout the connection
+    is dropped (a late reply can never be taken for the next one). connect_timeout: for
+    connecting and the handshake. token: the server's shared secret (default
+    ``$NEUROCHIP_BOARD_TOKEN``). retries: reconnection attempts (exponential backoff from
+    ``backoff`` seconds). One lock serialises calls, so a board may be shared by threads.
+
+    After a lost connection the next call reconnects and reprograms the last image; a call
+    that may have changed the board's state (run, learn, write_*) is never repeated: it
+    raises :class:`BoardConnectionError` saying the state is gone.
+    """
+
+    backend = "remote"
+
+    def __init__(self, host: str, port: int, timeout: float | None = None, *,
+                 connect_timeout: float | None = None, token: str | None = None,
+                 retries: int = 3, backoff: float = 0.05, max_frame: int = DEFAULT_MAX_FRAME,
+                 chunk: int | None = None) -> None:
+        super().__init__()
+        self.host, self.port = host, int(port)
+        self.name = f"tcp://{host}:{port}"
+        self.timeout = 10.0 if timeout is None else float(timeout)
+        self.connect_timeout = 5.0 if connect_timeout is None else float(connect_timeout)
+        self.token = token if token is not None else os.environ.get("NEUROCHIP_BOARD_TOKEN")
+        self.retries, self.backoff = int(retries), float(backoff)
+        self.max_frame = int(max_frame)
+        #: steps per chunk of a run (None: the server adapts chunks to ~progress_interval)
+        self.chunk = chunk
+        self.reconnects = 0
+        #: how many progress frames the last call received
+        self.last_progress: list[dict[str, Any]] = []
+        self._sock: socket.socket | None = None
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._next_id = 0
+        self._current: int | None = None
+        self._dirty = False
+        self._closed = False
+        self.remote_info: dict[str, Any] = {}
+        self._connect()
+
+    # -------------------------------------------------------------- connection
+    def _connect(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+        except OSError as exc:
+            raise BoardConnectionError(f"cannot connect: {exc}", where=self.name) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            hello = self._handshake(sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.remote_info = hello
+
+    def _handshake(self, sock: socket.socket) -> dict[str, Any]:
+        ct = self.connect_timeout
+        send(sock, pack({"id": 0, "op": "hello", "protocol": PROTOCOL_VERSION,
+                         "max_frame": self.max_frame}), self.name, ct)
+        try:
+            reply, _ = recv_frame(sock, self.name, max_frame=self.max_frame, wait=ct,
+                                  read_timeout=ct)
+        except BoardTimeout:
+            raise BoardProtocolError(
+                f"no protocol-{PROTOCOL_VERSION} answer within {ct} s (a protocol-1 board "
+                f"server?)", where=self.name) from None
+        self._raise_if_error(reply)
+        if reply.get("protocol") != PROTOCOL_VERSION:
+            raise BoardProtocolError(f"board speaks protocol {reply.get('protocol')!r}, this "
+                                     f"client {PROTOCOL_VERSION}", where=self.name)
+        challenge = reply.get("challenge")
+        if challenge is not None:
+            if not self.token:
+                raise BoardAuthError("the board server requires a token (give token= or set "
+                                     "NEUROCHIP_BOARD_TOKEN)", where=self.name)
+            cnonce = secrets.token_bytes(16)
+            nonce = bytes.fromhex(str(challenge))
+            send(sock, pack({"id": 0, "op": "auth", "cnonce": cnonce.hex(),
+                             "mac": _mac(self.token, _AUTH_CLIENT, nonce, cnonce)}),
+                 self.name, ct)
+            ok, _ = recv_frame(sock, self.name, max_frame=self.max_frame, wait=ct,
+                               read_timeout=ct)
+            self._raise_if_error(ok)
+            want = _mac(self.token, _AUTH_SERVER, nonce, cnonce)
+            if not hmac.compare_digest(str(ok.get("mac", "")), want):
+                raise BoardAuthError("the board server could not prove it holds the token",
+                                     where=self.name)
+        return reply
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def _reconnect(self) -> None:
+        delay = self.backoff
+        last: BoardError | None = None
+        for _ in range(max(self.retries, 1)):
+            try:
+                self._connect()
+            except BoardConnectionError as exc:
+                last = exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.reconnects += 1
+            self._dirty = False
+            if self._image is not None:
+                self._transact("load", {}, {"image": _image_bytes(self._image)})
+            return
+        assert last is not None
+        raise last
+
+    # -------------------------------------------------------------- calls
+    def _raise_if_error(self, reply: Mapping[str, Any]) -> None:
+        if reply.get("ok", False):
+            return
+        name = str(reply.get("error", "BoardError"))
+        cls = wire_error_types().get(name, BoardError)
+        where = reply.get("where")
+        where = f"{self.name}: {where}" if where else self.name
+        msg = str(reply.get("message", ""))
+        if cls is BoardError and name != "BoardError":
+            msg = f"{name}: {msg}"
+        try:
+            err = cls(msg, where=where, field=reply.get("field"))  # type: ignore[call-arg]
+        except TypeError:
+            err = BoardError(f"{name}: {msg}", where=where)
+        raise err
+
+    def _transact(self, op: str, header: dict[str, Any],
+                  arrays: Mapping[str, Any] | None = None,
+                  on_progress: Callable[[dict[str, Any], dict[str, NDArray[Any]]], None]
+                  | None = None) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        sock = self._sock
+        if sock is None:
+            raise BoardConnectionError("not connected", where=self.name)
+        self._next_id += 1
+        rid = self._next_id
+        frame = pack({**header, "id": rid, "op": op}, arrays)
+        with self._send_lock:
+            self._current = rid
+            try:
+                send(sock, frame, self.name, self.timeout)
+            except BoardError:
+                self._current = None
+                self._drop()
+                raise
+        self.last_progress = []
+        try:
+            while True:
+                try:
+                    reply, got = recv_frame(sock, self.name, max_frame=self.max_frame,
+                                            wait=self.timeout, read_timeout=self.timeout)
+                except BaseException:  # a timeout, a lost link or an interrupt: a late
+                    self._drop()       # reply must never be taken for the next one
+                    raise
+                if reply.get("id") != rid:
+                    self._drop()
+                    raise BoardProtocolError(f"reply for request {reply.get('id')!r} while "
+                                             f"waiting for {rid}", where=self.name)
+                self._raise_if_error(reply)
+                if "progress" in reply and not reply.get("final", False):
+                    self.last_progress.append(dict(reply["progress"]))
+                    if on_progress is not None:
+                        try:
+                            on_progress(reply, got)
+                        except BaseException:
+                            self._drop()  # the rest of this reply will never be read
+                            raise
+                    continue
+                return reply, got
+        finally:
+            self._current = None
+
+    def _call(self, op: str, header: dict[str, Any] | None = None,
+              arrays: Mapping[str, Any] | None = None,
+              on_progress: Callable[[dict[str, Any], dict[str, NDArray[Any]]], None]
+              | None = None) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        with self._lock:
+            if self._closed:
+                raise BoardError("board is closed", where=self.name)
+            repeatable = op in _REPEATABLE and not self._dirty
+            if self._sock is None:
+                self._reconnect()
+            try:
+                return self._transact(op, header or {}, arrays, on_progress)
+            except BoardTimeout:
+                raise
+            except BoardConnectionError as exc:
+                if not repeatable:
+                    raise BoardConnectionError(
+                        f"connection lost during {op!r} ({exc.message}); it is not repeated, "
+                        f"and the board's state is gone: the next call reconnects and "
+                        f"reprograms the image only", where=self.name) from None
+                self._reconnect()
+                return self._transact(op, header or {}, arrays, on_progress)
+
+    def cancel(self) -> bool:
+        """Ask the server to stop the run in progress (from another thread); whether one
+        was in progress. The run then raises :class:`BoardCancelled`."""
+        with self._send_lock:
+            rid, sock = self._current, self._sock
+            if rid is None or sock is None:
+                return False
+            send(sock, pack({"id": rid, "op": "cancel"}), self.name, self.timeout)
+            return True
+
+    # -------------------------------------------------------------- operations
+    def info(self) -> dict[str, Any]:
+        reply, _ = self._call("info")
+        out = dict(reply.get("info", {}))
+        out["link"] = {"board": self.name, "protocol": PROTOCOL_VERSION,
+                       "reconnects": self.reconnects}
+        return out
+
+    def _load(self, image: ChipImage) -> None:
+        self._call("load", {}, {"image": _image_bytes(image)})
+        self._dirty = False
+
+    def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
+            probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
+            on_progress: Callable[[int, int], None] | None = None) -> RunResult:
+        """Run remotely; results stream back in chunks. on_progress(done, steps)."""
+        self.image  # noqa: B018  (raises when nothing was loaded)
+        spk: Any = spikes if (spikes is None or isinstance(spikes, str)) else list(spikes)
+        header: dict[str, Any] = {"steps": steps, "probes": [str(p) for p in probes],
+                                  "spikes": spk, "chunk": self.chunk}
+        parts: list[RunResult] = []
+
+        def got(reply: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
+            if "result" in reply:
+                parts.append(result_from(reply["result"], arrays))
+            p = reply["progress"]
+            if on_progress is not None and "done" in p:
+                on_progress(int(p["done"]), int(p["steps"]))
+
+        arrays = {f"inputs/{k}": np.asarray(v) for k, v in (inputs or {}).items()}
+        self._dirty = True
+        reply, last = self._call("run", header, arrays, got)
+        if "result" in reply:
+            parts.append(result_from(reply["result"], last))
+        if not parts:
+            raise BoardProtocolError("the run returned no result", where=self.name)
+        return concat_results(parts)
+
+    def learn(self, inputs: Mapping[str, Any], targets: Mapping[str, Any] | None = None,
+              reward: Any = None, *, epochs: int = 1, shuffle: int | None = None,
+              reset: bool = True) -> Any:
+        arrays = {f"inputs/{k}": np.asarray(v) for k, v in inputs.items()}
+        arrays.update({f"targets/{k}": np.asarray(v) for k, v in (targets or {}).items()})
+        if reward is not None:
+            arrays["reward"] = np.asarray(reward)
+        self._dirty = True
+        reply, got = self._call("learn", {"epochs": epochs, "shuffle": shuffle,
+                                          "reset": reset, "targets": targets is not None},
+                                arrays)
+        return _history_from(reply["history"], got)
+
+    def read_weights(self, connection: str) -> NDArray[np.int64]:
+        _, got = self._call("read_weights", {"connection": connection})
+        return np.array(got["weights"], np.int64)
+
+    def write_weights(self, connection: str, weights: Any) -> None:
+        self._dirty = True
+        self._call("write_weights", {"connection": connection},
+                   {"weights": np.asarray(weights)})
+
+    def read_state(self) -> dict[str, NDArray[np.int64]]:
+        _, got = self._call("read_state")
+        return {k: np.array(v, np.int64) for k, v in got.items()}
+
+    def write_state(self, u: Any = None, v: Any = None) -> None:
+        arrays = {k: np.asarray(x) for k, x in (("u", u), ("v", v)) if x is not None}
+        self._dirty = True
+        self._call("write_state", {}, arrays)
+
+    def reset(self) -> None:
+        self._call("reset")
+        self._dirty = False
+
+    def supported_ops(self) -> list[str]:
+        return list(self.info().get("ops", []))
+
+    def close(self) -> None:
+        with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._sock is not None:
+                try:
+                    send(self._sock, pack({"id": 0, "op": "close"}), self.name, 1.0)
+                except BoardError:
+                    pass
+            self._drop()
+
+
+def _image_bytes(image: ChipImage) -> NDArray[np.uint8]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = image.save(Path(d) / "image.nchip")
+        return np.frombuffer(path.read_bytes(), np.uint8)
+
+
+# ------------------------------------------------------------------------------------------
+# Server
+# ------------------------------------------------------------------------------------------
+
+
+class _Gone(Exception):
+    """The client went away; stop working for it."""
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: BoardServer
+
+    def handle(self) -> None:
+        srv = self.server
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.where = "board server"
+        if not srv._slots.acquire(blocking=False):
+            self._reply_error(0, BoardBusy(f"the server is at its limit of "
+                                           f"{srv.max_connections} connections", where=self.where))
+            return
+        board: Board | None = None
+        self._pool: Any = None
+        self._rates: dict[tuple[bool, bool, bool], float] = {}
+        self._progress: dict[str, int] = {}
+        self._client_max = srv.max_frame
+        try:
+            if not self._greet():
+                return
+            board = srv.make_board()
+            self._serve(board)
+        except _Gone:
+            pass
+        finally:
+            srv._slots.release()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            if board is not None:
+                board.close()
+
+    # -------------------------------------------------------------- frames
+    def _send(self, header: dict[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
+        try:
+            send(self.request, pack(header, arrays), self.where, self.server.read_timeout)
+        except BoardError:
+            raise _Gone() from None
+
+    def _reply_error(self, rid: Any, exc: BaseException) -> None:
+        if isinstance(exc, NeurochipError):
+            head = {"error": type(exc).__name__, "message": exc.message, "where": exc.where,
+                    "field": exc.field}
+        else:
+            head = {"error": "BoardError", "message": f"internal error: {type(exc).__name__}: "
+                                                      f"{exc}", "where": self.where}
+        try:
+            self._send({"id": rid, "ok": False, **head})
+        except _Gone:
+            pass
+
+    def _recv(self, wait: float | None) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        srv = self.server
+        return recv_frame(self.request, self.where, max_frame=srv.max_frame, wait=wait,
+                          read_timeout=srv.read_timeout)
+
+    def _greet(self) -> bool:
+        srv = self.server
+        try:
+            header, _ = self._recv(srv.read_timeout)
+        except BoardProtocolError as exc:
+            if exc.value == 1:
+                self._answer_v1()
+            else:
+                self._reply_error(0, exc)
+            return False
+        except BoardError:
+            return False
+        if header.get("op") != "hello" or header.get("protocol") != PROTOCOL_VERSION:
+            self._reply_error(header.get("id", 0), BoardProtocolError(
+                f"expected hello for protocol {PROTOCOL_VERSION}, got op "
+                f"{header.get('op')!r} protocol {header.get('protocol')!r}", where=self.where))
+            return False
+        theirs = header.get("max_frame")
+        if isinstance(theirs, int) and not isinstance(theirs, bool) and theirs > 0:
+            self._client_max = min(theirs, srv.max_frame)
+        hello: dict[str, Any] = {"id": header.get("id", 0), "ok": True,
+                                 "protocol": PROTOCOL_VERSION, "max_frame": srv.max_frame}
+        nonce = secrets.token_bytes(16)
+        if srv.token:
+            hello["challenge"] = nonce.hex()
+        self._send(hello)
+        if not srv.token:
+            return True
+        try:
+            auth, _ = self._recv(srv.read_timeout)
+        except BoardError:
+            return False
+        try:
+            cnonce = bytes.fromhex(str(auth.get("cnonce", "")))
+        except ValueError:
+            cnonce = b""
+        want = _mac(srv.token, _AUTH_CLIENT, nonce, cnonce)
+        if auth.get("op") != "auth" or len(cnonce) < 16 or not hmac.compare_digest(
+                str(auth.get("mac", "")), want):
+            self._reply_error(auth.get("id", 0), BoardAuthError(
+                "authentication failed", where=self.where))
+            return False
+        self._send({"id": auth.get("id", 0), "ok": True,
+                    "mac": _mac(srv.token, _AUTH_SERVER, nonce, cnonce)})
+        return True
+
+    def _answer_v1(self) -> None:
+        import json
+        import struct
+
+        msg = json.dumps({"ok": False, "error": "BoardProtocolError",
+                          "message": f"this board server speaks protocol {PROTOCOL_VERSION}; "
+                                     f"upgrade the client (protocol 1 is not served)",
+                          "protocol": PROTOCOL_VERSION}).encode()
+        try:
+            self.request.settimeout(1.0)
+            self.request.sendall(struct.pack(">I", len(msg)) + msg + struct.pack(">I", 0))
+        except OSError:
+            pass
+
+    # -------------------------------------------------------------- requests
+    def _serve(self, board: Board) -> None:
+        srv = self.server
+        while True:
+            try:
+                header, arrays = self._recv(srv.idle_timeout)
+            except BoardProtocolError as exc:
+                self._reply_error(0, exc)  # the stream cannot be trusted after a bad frame
+                return
+            except BoardError:
+                return  # idle timeout or the client went away
+            rid = header.get("id")
+            op = header.get("op")
+            if op == "close":
+                return
+            if op == "cancel":
+                continue  # a cancel that arrived after its run ended
+            try:
+                self._dispatch(board, rid, op, header, arrays)
+            except _Gone:
+                return
+            except BoardProtocolError as exc:
+                self._reply_error(rid, exc)
+                return
+            except Exception as exc:  # every failure becomes a typed error frame
+                self._reply_error(rid, exc)
+
+    def _dispatch(self, board: Board, rid: Any, op: Any, header: dict[str, Any],
+                  arrays: dict[str, NDArray[Any]]) -> None:
+        where = self.where
+        if op == "info":
+            self._send({"id": rid, "ok": True, "info": board.info()})
+        elif op == "load":
+            blob = arrays.get("image")
+            if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
+                raise BoardError("load needs the image bytes as a uint8 array 'image'",
+                                 where=where)
+            self._background(rid, lambda: _load_bytes(board, blob))
+            self._send({"id": rid, "ok": True})
+        elif op == "run":
+            self._run(board, rid, header, arrays)
+        elif op == "learn":
+            self._learn(board, rid, header, arrays)
+        elif op == "read_weights":
+            w = board.read_weights(str(header.get("connection")))
+            self._send({"id": rid, "ok": True}, {"weights": w})
+        elif op == "write_weights":
+            if "weights" not in arrays:
+                raise BoardError("write_weights needs an array 'weights'", where=where)
+            conn, w = str(header.get("connection")), arrays["weights"]
+            self._background(rid, lambda: board.write_weights(conn, w))
+            self._send({"id": rid, "ok": True})
+        elif op == "read_state":
+            self._send({"id": rid, "ok": True}, board.read_state())
+        elif op == "write_state":
+            board.write_state(arrays.get("u"), arrays.get("v"))
+            self._send({"id": rid, "ok": True})
+        elif op == "reset":
+            board.reset()
+            self._send({"id": rid, "ok": True})
+        else:
+            raise BoardError(f"unknown operation {op!r}", where=where)
+
+    def _watch(self, rid: Any) -> None:
+        """Between chunks: stop if the client went away or cancelled this request."""
+        sock = self.request
+        if peer_gone(sock):
+            raise _Gone()
+        import select
+
+        r, _, _ = select.select([sock], [], [], 0)
+        if not r:
+            return
+        try:
+            header, _ = self._recv(self.server.read_timeout)
+        except BoardError:
+            raise _Gone() from None
+        if header.get("op") == "cancel" and header.get("id") == rid:
+            raise BoardCancelled("the run was cancelled by the client", where=self.where)
+        raise BoardProtocolError(f"request {header.get('op')!r} arrived while request {rid} "
+                                 f"is running; send one request at a time", where=self.where)
+
+    def _background(self, rid: Any, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on this connection's worker thread, sending a heartbeat every
+        progress_interval and stopping (at the next chance) if the client goes away."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="board-worker")
+        fut = self._pool.submit(work)
+        while True:
+            try:
+                return fut.result(self.server.progress_interval)
+            except FutureTimeout:
+                pass
+            try:
+                self._watch(rid)
+                self._send({"id": rid, "ok": True,
+                            "progress": {**self._progress, "alive": True}})
+            except BaseException:
+                fut.cancel()
+                # the work cannot be interrupted; wait for it so the board is not closed
+                # under it, then give up on this client
+                fut.exception()
+                raise
+
+    def _run(self, board: Board, rid: Any, header: dict[str, Any],
+             arrays: dict[str, NDArray[Any]]) -> None:
+        inputs = _prefixed(arrays, "inputs/")
+        steps = header.get("steps")
+        probes = header.get("probes", [])
+        spikes = header.get("spikes", "all")
+        if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
+            raise EmulatorInputError("probes must be a list of names", where=self.where,
+                                     field="probes")
+        if not (spikes is None or isinstance(spikes, str) or (
+                isinstance(spikes, list) and all(isinstance(s, str) for s in spikes))):
+            raise EmulatorInputError("spikes must be 'all', a name, a list or null",
+                                     where=self.where, field="spikes")
+        if steps is None:
+            if not inputs:
+                raise EmulatorInputError("give inputs or a number of steps", where=self.where,
+                                         field="steps")
+            steps = max(int(a.shape[-2]) if a.ndim >= 2 else 0 for a in inputs.values())
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise EmulatorInputError(f"steps must be a non-negative int, got {steps!r}",
+                                     where=self.where, field="steps")
+        total = int(steps)
+        fixed = header.get("chunk")
+        if not getattr(board, "chunked_runs", True):
+            r = self._background(rid, lambda: board.run(inputs, total, probes=probes,
+                                                        spikes=spikes))
+            meta, out = result_arrays(r)
+            self._send({"id": rid, "ok": True, "final": True, "result": meta,
+                        "progress": {"done": total, "steps": total}}, out)
+            return
+        chunk = int(fixed) if isinstance(fixed, int) and fixed > 0 else 1024
+        # a chunk's results must fit the client's frames: bound the steps by a byte estimate
+        batch_n = max([a.shape[0] for a in inputs.values() if a.ndim == 3], default=1)
+        per_step = batch_n * _bytes_per_step(board, probes, spikes)
+        most = max(1, (self._client_max // 2) // max(per_step, 1))
+        chunk = min(chunk, most)
+        target = self.server.progress_interval
+        done = 0
+        while True:
+            self._progress = {"done": done, "steps": total}
+            n = min(chunk, total - done)
+            part = {k: (a[:, done:done + n] if a.ndim == 3 else a[done:done + n])
+                    for k, a in inputs.items()}
+            t0 = time.perf_counter()
+            batch = max([a.shape[0] for a in part.values() if a.ndim == 3], default=0)
+            key = (batch > 0, bool(probes), spikes is None)
+            rate = self._rates.get(key)
+            quick = rate is not None and rate * n * max(batch, 1) < target / 4
+            try:
+                if quick:  # known to be short: no hand-off to the worker thread
+                    r = board.run(part, n, probes=probes, spikes=spikes)
+                else:
+                    r = self._background(rid, lambda p=part, k=n: board.run(  # type: ignore[misc]
+                        p, k, probes=probes, spikes=spikes))
+            except NeurochipError as exc:
+                if done:
+                    exc.message = f"{exc.message} (after {done} of {total} steps)"
+                raise
+            dt = time.perf_counter() - t0
+            if n:
+                self._rates[key] = dt / (n * max(batch, 1))
+            done += n
+            final = done >= total
+            meta, out = result_arrays(r)
+            self._send({"id": rid, "ok": True, "final": final, "result": meta,
+                        "progress": {"done": done, "steps": total}}, out)
+            if final:
+                return
+            self._watch(rid)
+            if not fixed:
+                scale = target / max(dt, 1e-6)
+                chunk = int(min(max(chunk * min(max(scale, 0.25), 4.0), 16), 1 << 20, most))
+
+    def _learn(self, board: Board, rid: Any, header: dict[str, Any],
+               arrays: dict[str, NDArray[Any]]) -> None:
+        inputs = _prefixed(arrays, "inputs/")
+        targets = _prefixed(arrays, "targets/") if header.get("targets") else None
+        reward = arrays.get("reward")
+        epochs = header.get("epochs", 1)
+        shuffle = header.get("shuffle")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise EmulatorInputError(f"epochs must be a positive int, got {epochs!r}",
+                                     where=self.where, field="epochs")
+        if shuffle is not None and (isinstance(shuffle, bool) or not isinstance(shuffle, int)):
+            raise EmulatorInputError(f"shuffle must be an int seed or null, got {shuffle!r}",
+                                     where=self.where, field="shuffle")
+        h = self._background(rid, lambda: board.learn(
+            inputs, targets, reward, epochs=epochs, shuffle=shuffle,
+            reset=bool(header.get("reset", True))))
+        meta, out = _history_arrays(h)
+        self._send({"id": rid, "ok": True, "history": meta}, out)
+
+
+def _bytes_per_step(board: Board, probes: list[str], spikes: Any) -> int:
+    """An upper estimate of the result bytes of one step of one sample."""
+    try:
+        img = board.image
+    except BoardError:
+        return 1024
+    sizes = {p.name: p.size for p in img.lif_populations}
+    if spikes is None:
+        rec = 0
+    elif isinstance(spikes, str):
+        rec = img.n_neurons if spikes == "all" else sizes.get(spikes, 0)
+    else:
+        rec = sum(sizes.get(s, 0) for s in spikes)
+    probed = sum(sizes.get(p.rpartition(".")[0], 0) for p in probes)
+    return rec + 4 * probed + 8 * max(len(img.cores), 1) * 24 + 64
+
+
+def _load_bytes(board: Board, blob: NDArray[np.uint8]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "image.nchip"
+        p.write_bytes(blob.tobytes())
+        board.load(p)
+
+
+class BoardServer(socketserver.ThreadingTCPServer):
+    """Serve a board (one fresh board per connection) with the board protocol.
+
+    board_factory: makes the board of each connection (e.g. ``lambda:
+    open_board("reference")``). token: a shared secret clients must prove they hold.
+    max_frame: largest accepted frame in bytes; idle_timeout: seconds a connection may
+    wait between requests; read_timeout: seconds for the rest of a started frame and for a
+    client to take a sent one; max_connections: connections served at once (others get a
+    BoardBusy error); progress_interval: seconds between progress frames of a long call.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0),
+                 board_factory: Callable[[], Board] = EmulatorBoard, *,
+                 token: str | None = None, max_frame: int = DEFAULT_MAX_FRAME,
+                 idle_timeout: float = 300.0, read_timeout: float = 30.0,
+                 max_connections: int = 32, progress_interval: float = 0.25) -> None:
+        self.make_board = board_factory
+        self.token = token or None
+        self.max_frame = int(max_frame)
+        self.idle_timeout = float(idle_timeout)
+        self.read_timeout = float(read_timeout)
+        self.max_connections = int(max_connections)
+        self.progress_interval = float(progress_interval)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().__init__(address, _Handler)
+
+    @property
+    def host(self) -> str:
+        return str(self.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def uri(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def start(self) -> threading.Thread:
+        """Serve in a background thread (call stop() or shutdown() to end)."""
+        th = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        th.start()
+        return th
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self) -> BoardServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

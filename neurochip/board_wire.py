@@ -1,0 +1,213 @@
+"""Frames of the board protocol, version 2.
+
+A frame is::
+
+    b"NCB" + version (1 byte, 2) | header length (u32, big-endian) | payload length (u64)
+    | header: UTF-8 JSON object | payload: raw array buffers
+
+The header lists the payload's arrays as ``"arrays": [[name, dtype, shape, offset], ...]``
+(dtype a numpy type string of a bool, integer or float type; C order). Both lengths are
+checked against the receiver's maximum frame size *before* anything is allocated; the
+header's nesting depth and every array's dtype, shape and extent are checked before use.
+Nothing is ever unpickled or evaluated.
+
+Protocol 1 (a 4-byte header length, JSON, a 4-byte length and an ``.npz``) is recognised
+only to answer it with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neurochip.board import BoardConnectionError, BoardProtocolError, BoardTimeout
+
+__all__ = ["DEFAULT_MAX_FRAME", "MAGIC", "VERSION", "pack", "recv_frame"]
+
+MAGIC = b"NCB"
+VERSION = 2
+_PREFIX = struct.Struct(">3sBIQ")
+PREFIX_SIZE = _PREFIX.size
+#: default largest frame (header + payload) a side accepts
+DEFAULT_MAX_FRAME = 256 << 20
+_MAX_HEADER = 8 << 20
+_KINDS = "biuf"
+
+
+def pack(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
+    """One frame: ``header`` (JSON-able) and ``arrays`` as raw buffers."""
+    parts: list[Any] = []
+    table = []
+    off = 0
+    for name, value in (arrays or {}).items():
+        a = np.ascontiguousarray(value)
+        dt = a.dtype
+        if dt.kind not in _KINDS or dt.itemsize > 8:
+            raise BoardProtocolError(f"array {name!r} has dtype {dt}; frames carry bool, "
+                                     f"integer and float arrays only", where="board frame")
+        table.append([name, dt.str, a.shape, off])
+        if a.size:
+            parts.append(a.data)
+        off += a.nbytes
+    h = dict(header)
+    if table:
+        h["arrays"] = table
+    hb = json.dumps(h, separators=(",", ":")).encode()
+    return b"".join([_PREFIX.pack(MAGIC, VERSION, len(hb), off), hb, *parts])
+
+
+def _recv_into(sock: socket.socket, buf: memoryview, where: str) -> None:
+    got = 0
+    n = len(buf)
+    while got < n:
+        try:
+            k = sock.recv_into(buf[got:], min(n - got, 1 << 22))
+        except TimeoutError:
+            raise BoardTimeout("timed out in the middle of a frame", where=where) from None
+        except OSError as exc:
+            raise BoardConnectionError(f"connection failed: {exc}", where=where) from None
+        if k == 0:
+            raise BoardConnectionError("connection closed by the other side", where=where)
+        got += k
+
+
+def recv_frame(sock: socket.socket, where: str, *, max_frame: int = DEFAULT_MAX_FRAME,
+               wait: float | None = None, read_timeout: float | None = None
+               ) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    """Read one frame: (header, arrays).
+
+    ``wait``: seconds to wait for the frame to start (None: forever); ``read_timeout``: for
+    the rest of it once it started. Raises BoardTimeout, BoardConnectionError (the other
+    side went away) or BoardProtocolError (the frame is malformed or too large; the stream
+    cannot be trusted after it).
+    """
+    pre = bytearray(PREFIX_SIZE)
+    view = memoryview(pre)
+    sock.settimeout(wait)
+    try:
+        k = sock.recv_into(view, PREFIX_SIZE)
+    except TimeoutError:
+        raise BoardTimeout(f"no frame within {wait} s", where=where) from None
+    except OSError as exc:
+        raise BoardConnectionError(f"connection failed: {exc}", where=where) from None
+    if k == 0:
+        raise BoardConnectionError("connection closed by the other side", where=where)
+    if bytes(pre[:min(k, 3)]) != MAGIC[:min(k, 3)]:
+        magic = b""  # judged on what arrived (a protocol-1 frame may be short)
+    else:
+        if k < PREFIX_SIZE:
+            sock.settimeout(read_timeout)
+            _recv_into(sock, view[k:], where)
+        elif read_timeout != wait:
+            sock.settimeout(read_timeout)
+        magic = MAGIC
+    if magic != MAGIC:
+        if pre[0] == 0:  # a protocol-1 frame starts with a 4-byte big-endian length
+            raise BoardProtocolError("a protocol-1 frame; this side speaks protocol 2",
+                                     where=where, value=1, limit=VERSION)
+        raise BoardProtocolError(f"not a board frame (starts with {bytes(pre[:4])!r})",
+                                 where=where)
+    _, version, hlen, plen = _PREFIX.unpack(bytes(pre))
+    if version != VERSION:
+        raise BoardProtocolError(f"frame of protocol {version}; this side speaks {VERSION}",
+                                 where=where, value=version, limit=VERSION)
+    if hlen > min(_MAX_HEADER, max_frame) or hlen + plen > max_frame:
+        raise BoardProtocolError(
+            f"frame of {hlen + plen} bytes (header {hlen}) exceeds the maximum of "
+            f"{max_frame} bytes", where=where, value=hlen + plen, limit=max_frame)
+    body = bytearray(hlen + plen)
+    _recv_into(sock, memoryview(body), where)
+    hb = body[:hlen]
+    payload = memoryview(body)[hlen:]
+    try:
+        header = json.loads(hb.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BoardProtocolError(f"malformed frame header: {exc}", where=where) from None
+    if not isinstance(header, dict):
+        raise BoardProtocolError("frame header must be a JSON object", where=where)
+    return header, _arrays(header.pop("arrays", []), payload, where)
+
+
+_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
+def _dtype(dt: Any, name: str, where: str) -> np.dtype[Any]:
+    d = _DTYPES.get(dt) if isinstance(dt, str) else None
+    if d is not None:
+        return d
+    try:
+        d = np.dtype(dt)
+    except TypeError:
+        raise BoardProtocolError(f"array {name!r}: unknown dtype {dt!r}", where=where) from None
+    if d.kind not in _KINDS or d.itemsize > 8 or d.fields is not None or d.subdtype:
+        raise BoardProtocolError(f"array {name!r}: dtype {dt!r} is not allowed", where=where)
+    if len(_DTYPES) < 64:
+        _DTYPES[dt] = d
+    return d
+
+
+def _arrays(table: Any, payload: memoryview, where: str) -> dict[str, NDArray[Any]]:
+    out: dict[str, NDArray[Any]] = {}
+    if type(table) is not list:
+        raise BoardProtocolError("'arrays' must be a list", where=where)
+    size = len(payload)
+    for row in table:
+        try:
+            name, dt, shape, off = row
+            count = 1
+            for s in shape:
+                if type(s) is not int or s < 0:
+                    raise ValueError
+                count *= s
+            if type(name) is not str or type(off) is not int or off < 0:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise BoardProtocolError(f"bad array entry {str(row)[:80]}; expected [name, dtype, "
+                                     f"shape, offset]", where=where) from None
+        dtype = _dtype(dt, name, where)
+        nbytes = count * dtype.itemsize
+        if off + nbytes > size:
+            raise BoardProtocolError(
+                f"array {name!r} ({nbytes} bytes at {off}) runs past the payload of "
+                f"{size} bytes", where=where)
+        if name in out:
+            raise BoardProtocolError(f"array {name!r} appears twice", where=where)
+        out[name] = np.frombuffer(payload, dtype, count, off).reshape(shape)
+    return out
+
+
+def send(sock: socket.socket, frame: bytes, where: str, timeout: float | None) -> None:
+    """Send a frame within ``timeout`` seconds (a receiver that stops reading fails it)."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(frame)
+    except TimeoutError:
+        raise BoardTimeout(f"the other side did not take a frame within {timeout} s",
+                           where=where) from None
+    except OSError as exc:
+        raise BoardConnectionError(f"connection failed: {exc}", where=where) from None
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """Whether the other side closed the connection (without consuming any data)."""
+    sock.setblocking(False)
+    try:
+        data = sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+    return data == b""
+
+
+def monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,193 @@
+"""Board benchmark: the board protocol over loopback against the local emulator.
+
+    python tools/bench_board.py [--quick] [--out bench_results/board.json]
+
+(a) the bundled digits model (neurochip/data/digits.nir) compiled for loihi_like, the
+    450-sample test split (the quickstart's spike code and run length, batches of 150):
+    a local emulator board against a tcp:// board served by ``neurochip board-serve`` in
+    another process on 127.0.0.1 (target: tcp <= 1.5x local); the results must be equal;
+(b) the round trip of a 1-step run on a tiny network (target <= 0.3 ms), with the local
+    1-step run and a protocol-only request (reset) for comparison;
+(c) a 10^6-step run of the tiny network streamed over tcp:// with a 5 s call timeout
+    (spikes not recorded; counters come back for every step).
+Prints a table and writes JSON. Times are the best of several repeats; on a shared
+machine compare the ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import neurochip  # noqa: E402
+from neurochip.board import EmulatorBoard, open_board  # noqa: E402
+
+
+def serve(uri: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "neurochip.cli", "board-serve", "--port", "0",
+                          "--board", uri], stdout=subprocess.PIPE, text=True, env=env)
+    assert p.stdout is not None
+    return p, p.stdout.readline().strip()
+
+
+def digits() -> tuple[neurochip.ChipImage, dict[str, Any], int, list[str]]:
+    from compiler.training.data import digits_spikes
+    from neurochip.commands.quickstart_cmd import BUNDLED_MODEL, _read_record
+
+    rec = _read_record(BUNDLED_MODEL)
+    image = neurochip.compile(str(BUNDLED_MODEL), "loihi_like")
+    test = digits_spikes(int(rec["data"]["steps"]), str(rec["data"]["encoding"]))[1]
+    out = next(iter(image.metadata["outputs"].values()))
+    probes = [f"{out['population']}.v"] if out["signal"] == "v" else []
+    return image, {str(rec["chip_run"]["input"]): test.x}, int(rec["chip_run"]["run_steps"]), \
+        probes
+
+
+def run_split(board: Any, inputs: dict[str, Any], steps: int, probes: list[str],
+              batch: int = 150) -> list[Any]:
+    n = next(iter(inputs.values())).shape[0]
+    parts = []
+    for s in range(0, n, batch):
+        board.reset()
+        parts.append(board.run({k: v[s: s + batch] for k, v in inputs.items()}, steps,
+                               probes=probes, spikes="all"))
+    return parts
+
+
+def best(fn: Any, repeat: int) -> tuple[float, Any]:
+    t_best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        t_best = min(t_best, time.perf_counter() - t)
+    return t_best, out
+
+
+def per_call(fn: Any, n: int, rounds: int = 5) -> float:
+    """Median over rounds of the mean seconds per call."""
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out.append((time.perf_counter() - t) / n)
+    return statistics.median(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, 10^5-step run")
+    ap.add_argument("--out", default=str(ROOT / "bench_results" / "board.json"))
+    args = ap.parse_args(argv)
+    repeat = 2 if args.quick else 4
+    proc, uri = serve("emulator")
+    results: dict[str, Any] = {"uri": uri}
+    try:
+        # (a) digits test split
+        image, inputs, steps, probes = digits()
+        local = EmulatorBoard("numba")
+        local.load(image)
+        remote = open_board(uri)
+        remote.load(image)
+        run_split(local, inputs, steps, probes)
+        run_split(remote, inputs, steps, probes)  # warm up both (JIT, caches)
+        t_local, a = best(lambda: run_split(local, inputs, steps, probes), repeat)
+        t_tcp, b = best(lambda: run_split(remote, inputs, steps, probes), repeat)
+        same = all(np.array_equal(x.spikes[k], y.spikes[k]) for x, y in zip(a, b)
+                   for k in x.spikes) and all(
+            np.array_equal(x.probes[k], y.probes[k]) for x, y in zip(a, b) for k in x.probes)
+        n = next(iter(inputs.values())).shape[0]
+        results["digits"] = {"samples": n, "steps": steps, "local_s": t_local, "tcp_s": t_tcp,
+                             "ratio": t_tcp / t_local, "target_ratio": 1.5, "identical": same}
+        remote.close()
+
+        # (b) 1-step round trip
+        from neurochip.hil import demo_image
+
+        tiny = demo_image()
+        local.load(tiny)
+        remote = open_board(uri)
+        remote.load(tiny)
+        for _ in range(200):
+            local.run(steps=1)
+            remote.run(steps=1)
+        k = 300 if args.quick else 1000
+        t1_local = per_call(lambda: local.run(steps=1), k)
+        t1_tcp = per_call(lambda: remote.run(steps=1), k)
+        t_proto = per_call(lambda: remote.reset(), k)
+        remote.close()
+        # the same on a fresh server process (one that has not run batches before)
+        proc2, uri2 = serve("emulator")
+        try:
+            fresh = open_board(uri2)
+            fresh.load(tiny)
+            for _ in range(200):
+                fresh.run(steps=1)
+            t1_fresh = per_call(lambda: fresh.run(steps=1), k)
+            fresh.close()
+        finally:
+            proc2.terminate()
+            proc2.wait(10)
+        results["round_trip"] = {"local_run_ms": t1_local * 1e3, "tcp_run_ms": t1_tcp * 1e3,
+                                 "tcp_overhead_ms": (t1_tcp - t1_local) * 1e3,
+                                 "tcp_run_fresh_server_ms": t1_fresh * 1e3,
+                                 "protocol_only_ms": t_proto * 1e3, "target_ms": 0.3}
+
+        # (c) a long run streamed with a short call timeout
+        long_steps = 100_000 if args.quick else 1_000_000
+        remote = open_board(uri + "?timeout=5")
+        remote.load(tiny)
+        frames: list[int] = []
+        t = time.perf_counter()
+        r = remote.run(steps=long_steps, spikes=None,
+                       on_progress=lambda d, total: frames.append(d))  # type: ignore[call-arg]
+        t_long = time.perf_counter() - t
+        results["long_run"] = {"steps": r.steps, "seconds": t_long, "progress_frames":
+                               len(frames), "call_timeout_s": 5.0, "completed":
+                               r.steps == long_steps}
+        remote.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    d, rt, lr = results["digits"], results["round_trip"], results["long_run"]
+    rows = [
+        ("digits 450 samples, local emulator", f"{d['local_s']:.3f} s", ""),
+        ("digits 450 samples, tcp:// (loopback)", f"{d['tcp_s']:.3f} s",
+         f"{d['ratio']:.2f}x local (target <= 1.5x), identical: {d['identical']}"),
+        ("1-step run, local", f"{rt['local_run_ms']:.3f} ms", ""),
+        ("1-step run, tcp:// round trip", f"{rt['tcp_run_ms']:.3f} ms",
+         f"target <= 0.3 ms; overhead {rt['tcp_overhead_ms']:.3f} ms"),
+        ("1-step run, tcp://, fresh server", f"{rt['tcp_run_fresh_server_ms']:.3f} ms",
+         "a server process that ran no batch before"),
+        ("protocol-only request (reset)", f"{rt['protocol_only_ms']:.3f} ms", ""),
+        (f"{lr['steps']:,}-step run streamed", f"{lr['seconds']:.2f} s",
+         f"{lr['progress_frames']} progress frames, 5 s call timeout, "
+         f"completed: {lr['completed']}"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print(f"{'board benchmark':<{w}}  {'time':>10}  notes")
+    for name, val, note in rows:
+        print(f"{name:<{w}}  {val:>10}  {note}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
