@@ -55,7 +55,7 @@ from neurochip.core.learning import (
 )
 
 __all__ = ["add_learning", "core_seeds", "learning_memory_bits", "remove_learning",
-           "surrogate_function"]
+           "resolve_learning", "surrogate_function"]
 
 
 def surrogate_function(kind: str, steepness: float, x: NDArray[np.float64]
@@ -457,6 +457,12 @@ def _check_memory(image: ChipImage, cl: CompiledLearning) -> None:
 
 
 # ------------------------------------------------------------------------------ image I/O
+def resolve_learning(image: ChipImage, config: LearningConfig) -> CompiledLearning:
+    """Check ``config`` against ``image`` and its chip and return the resolved record (what
+    :func:`add_learning` stores); raises as :func:`add_learning` does."""
+    return _compile(remove_learning(image), config)
+
+
 def add_learning(image: ChipImage, config: LearningConfig) -> ChipImage:
     """A new image that carries ``config`` (checked); ``image`` itself is not changed.
 
