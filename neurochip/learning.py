@@ -20,7 +20,7 @@ width checks, the presets and the float64 reference are the compiler's
 
 from __future__ import annotations
 
-from compiler.learning.compile import add_learning, remove_learning
+from compiler.learning.compile import add_learning, remove_learning, resolve_learning
 from compiler.learning.floatref import FloatLearner
 from compiler.learning.presets import preset
 from compiler.learning.rules import BUILTIN_RULES, parse_rule
@@ -52,4 +52,5 @@ __all__ = [
     "parse_rule",
     "preset",
     "remove_learning",
+    "resolve_learning",
 ]
