@@ -35,7 +35,7 @@ def learning_image(hw: str = "loihi_like") -> ChipImage:
     """:func:`demo_image` with an on-chip learning configuration (seeded)."""
     key = (hw, True)
     if key not in _cache:
-        from emulator.learning.testing import random_learning
+        from neurochip.testing_learning import random_learning
 
         _cache[key] = random_learning(demo_image(hw), 3)
     return _cache[key]

@@ -41,6 +41,8 @@ def test_contract_holds_on_the_tree() -> None:
     ("neurochip/core/hw.py", "neurochip.board"),     # the bottom importing the face
     ("neurochip/core/image.py", "compiler.ir"),      # the bottom importing a peer
     ("compiler/float_sim.py", "neurochip.tasks.training"),  # a peer importing the face
+    ("emulator/learning/engine.py", "compiler.learning.rules"),  # the engine re-checking
+    ("neurochip/core/learning.py", "compiler.learning.compile"),  # the record checking
 ])
 def test_a_forbidden_import_breaks_the_contract(tmp_path: Path, module: str,
                                                 target: str) -> None:
@@ -69,3 +71,12 @@ def test_lower_layers_never_import_the_face_package_itself() -> None:
              if m.split(".")[0] in ("compiler", "emulator") or m.startswith("neurochip.core")]
     offenders = [m for m in lower if "neurochip" in graph.find_modules_directly_imported_by(m)]
     assert offenders == []
+
+
+def test_the_learning_engine_does_not_import_the_emulator_face() -> None:
+    # ``emulator.chip`` builds the engine and hands it a ``RunState``; the engine never
+    # imports ``emulator.chip`` back, not even inside a function.
+    graph = grimp.build_graph("neurochip", "compiler", "emulator", cache_dir=None)
+    assert graph.find_shortest_chain("emulator.learning.engine", "emulator.chip") is None
+    assert graph.find_shortest_chain("emulator.chip", "emulator.learning.engine") is not None
+    assert graph.find_shortest_chain("emulator.learning", "compiler") is None

@@ -2,7 +2,9 @@
 
 The weights being learned live in the emulator's own copy of synapse memory (the kernel
 tables, or the reference model's matrices), never in the input image;
-:meth:`Learner.learned_image` writes them back into a new image.
+:meth:`Learner.learned_image` writes them back into a new image. A :class:`Learner` runs
+the image's resolved learning record (:mod:`neurochip.core.learning`) as it is, and shares
+the emulator's state only through the :class:`~emulator.state.RunState` it is given.
 """
 
 from __future__ import annotations
@@ -10,29 +12,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.kernels import KernelState, spike_lists
-from emulator.learning.compile import (
-    CompiledLearning,
-    compiled_learning,
-    learning_dict,
-    recompile,
-)
-from emulator.learning.config import LearningConfig
+from emulator.kernels import spike_lists
 from emulator.learning.kernels import LearnKernelState, learn_stream
 from emulator.learning.reference import LearningReference, LearningState, StepInputs
 from emulator.learning.tables import LearnTables, build_learn_tables
+from emulator.state import RunState
 from emulator.tables import COUNTER_NAMES
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import EmulatorInputError, LearningConfigError
 from neurochip.core.image import ChipImage
-
-if TYPE_CHECKING:
-    from emulator.chip import Emulator
+from neurochip.core.learning import (
+    CompiledLearning,
+    compiled_learning,
+    learning_dict,
+    with_rate_shift,
+)
 
 __all__ = ["LearnHistory", "Learner"]
 
@@ -67,36 +66,35 @@ class LearnHistory:
 class Learner:
     """Learning registers and engine (kernels or reference) of one :class:`Emulator`."""
 
-    def __init__(self, em: Emulator) -> None:
-        image = em.image
+    def __init__(self, rs: RunState) -> None:
+        image = rs.image
         if not image.learning:
             raise LearningConfigError(
                 "the image has no learning configuration; add one with "
-                "emulator.learning.add_learning(image, config)", where="Emulator.learn")
-        self.em = em
+                "neurochip.learning.add_learning(image, config)", where="Emulator.learn")
+        self.rs = rs
+        self.image = image
         self.cl: CompiledLearning = compiled_learning(image)
-        self.backend = em.backend
+        self.backend = rs.backend
         self.lt: LearnTables | None = None
         self.kstate: LearnKernelState | None = None
         self.ref: LearningReference | None = None
         self.rstate: LearningState | None = None
         if self.backend == "numba":
-            self.lt = build_learn_tables(image, em.tables, self.cl)
-            self.kstate = LearnKernelState(em.tables, self.lt)
+            self.lt = build_learn_tables(image, rs.tables, self.cl)
+            self.kstate = LearnKernelState(rs.tables, self.lt)
         else:
-            self.ref = LearningReference(image)
+            self.ref = LearningReference(image, self.cl)
             self.rstate = self.ref.new_state()
         self.samples_seen = 0
 
     # ------------------------------------------------------------------ state
     def set_rate_shift(self, shift: int) -> None:
         """Scale every weight term by 2^-shift (the learning-rate register), checked."""
-        c = self.cl.config
-        cfg = LearningConfig(c.synapses, c.neurons, c.epoch, c.seed, int(shift))
-        cl = recompile(self.em.image, self.cl, cfg)
+        cl = with_rate_shift(self.cl, shift, self.image.hw)
         self.cl = cl
         if self.lt is not None:
-            self.lt = build_learn_tables(self.em.image, self.em.tables, cl)
+            self.lt = build_learn_tables(self.image, self.rs.tables, cl)
         if self.ref is not None:
             self.ref.set_compiled(cl)
 
@@ -116,7 +114,7 @@ class Learner:
 
     def registers(self) -> dict[str, NDArray[np.int64]]:
         """Copies of the learning registers (traces per axon, per-neuron state, tags)."""
-        n_syn = sum(self.em.image.connections[c.index].n_synapses for c in self.cl.synapses)
+        n_syn = sum(self.image.connections[c.index].n_synapses for c in self.cl.synapses)
         if self.kstate is not None:
             k = self.kstate
             names = ("y1", "y2", "sg", "m", "yt")
@@ -133,7 +131,7 @@ class Learner:
         """Current effective weights of a connection, (post, pre)."""
         if self.ref is not None:
             return self.ref.weights(name)
-        return _table_weights(self.em, name)
+        return _table_weights(self.image, self.rs, name)
 
     # ------------------------------------------------------------------ inputs
     def targets(self, targets: Mapping[str, Any] | None, steps: int, batch: int | None = None
@@ -216,25 +214,33 @@ class Learner:
              pvar: NDArray[np.int8], rec_col: NDArray[np.int64], cols: NDArray[np.int32],
              modes: NDArray[np.int64], rw: NDArray[np.int32]
              ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
-        em = self.em
+        rs = self.rs
         if self.backend == "numba":
-            assert self.lt is not None and self.kstate is not None
-            if em._kstate is None:
-                em._kstate = KernelState(em.tables, 1)
             inp_ptr, inp_src = spike_lists(np.ascontiguousarray(x[None]))
-            return learn_stream(em.tables, self.lt, em._kstate, self.kstate,
-                                np.zeros(1, np.int64), False, steps, inp_ptr, inp_src, pidx,
-                                pvar, rec_col, np.ascontiguousarray(cols[None]), modes,
-                                np.ascontiguousarray(rw[None]))
+            return self._kernel_stream(np.zeros(1, np.int64), False, steps, inp_ptr, inp_src,
+                                       pidx, pvar, rec_col, np.ascontiguousarray(cols[None]),
+                                       modes, np.ascontiguousarray(rw[None]))
         assert self.ref is not None and self.rstate is not None
-        if em._rstates is None:
-            em._rstates = [self.ref.model.new_state()]
-        em._ref = self.ref.model
+        # the learning reference's model holds the learned weights: inference runs use it too
+        rs.ref = self.ref.model
+        rstates = rs.reference_states(1)
         per = {n: cols[:, a:b] for n, a, b in _chan_spans(self.cl)}
         values = {n: bool(modes[i]) for i, n in enumerate(self.cl.target_channels)}
         io = StepInputs(per, values, rw.astype(np.int64))
-        p, s, c = self.ref.run(em._rstates[0], self.rstate, steps, x, pidx, pvar, rec_col, io)
+        p, s, c = self.ref.run(rstates[0], self.rstate, steps, x, pidx, pvar, rec_col, io)
         return p[None], s[None], c[None]
+
+    def _kernel_stream(self, order: NDArray[np.int64], reset: bool, steps: int,
+                       inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],
+                       pidx: NDArray[np.int64], pvar: NDArray[np.int8],
+                       rec_col: NDArray[np.int64], cols: NDArray[np.int32],
+                       modes: NDArray[np.int64], rw: NDArray[np.int32]
+                       ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+        """The one call into the learning kernels: samples ``order`` of the stream."""
+        assert self.lt is not None and self.kstate is not None
+        rs = self.rs
+        return learn_stream(rs.tables, self.lt, rs.kernel_state(1), self.kstate, order, reset,
+                            steps, inp_ptr, inp_src, pidx, pvar, rec_col, cols, modes, rw)
 
     # ------------------------------------------------------------------ streams
     def stream(self, inputs: Mapping[str, NDArray[Any]], targets: Mapping[str, Any] | None,
@@ -242,7 +248,7 @@ class Learner:
                record: list[str], callback: Callable[[int, LearnHistory], None] | None,
                progress: bool) -> LearnHistory:
         """Learn from N samples (arrays (N, T, n)), ``epochs`` passes."""
-        em = self.em
+        rs = self.rs
         if not inputs:
             raise EmulatorInputError("give the samples' inputs", where="Emulator.learn",
                                      field="inputs")
@@ -258,14 +264,14 @@ class Learner:
                                          f"others {(N, T)}", where="Emulator.learn", field=name)
             N, T = arr.shape[0], arr.shape[1]
             arrays[name] = arr
-        X_all, steps, _ = em._inputs(arrays, T)
+        X_all, steps, _ = rs.inputs(arrays, T)
         cols, modes, _, _ = self.targets(targets, steps, batch=N)
         rw = self.reward(reward, steps, batch=N)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise EmulatorInputError(f"epochs must be a positive int, got {epochs!r}",
                                      where="Emulator.learn", field="epochs")
-        _, pidx, pvar, _ = em._probes(())
-        rec_col, spans = em._record(record)
+        _, pidx, pvar, _ = rs.probes(())
+        rec_col, spans = rs.record(record)
         rng = np.random.default_rng(shuffle) if shuffle is not None else None
         orders: list[NDArray[np.int64]] = []
         sums: list[NDArray[np.int64]] = []
@@ -284,24 +290,20 @@ class Learner:
             for c0 in range(0, N, chunk):
                 part = order[c0: c0 + chunk]
                 if self.backend == "numba":
-                    assert self.lt is not None and self.kstate is not None
-                    if em._kstate is None:
-                        em._kstate = KernelState(em.tables, 1)
-                    _, s, c = learn_stream(em.tables, self.lt, em._kstate, self.kstate, part,
-                                           reset, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
-                                           cols, modes, rw)
+                    _, s, c = self._kernel_stream(part, reset, steps, inp_ptr, inp_src, pidx,
+                                                  pvar, rec_col, cols, modes, rw)
                 else:
                     outs = []
                     for i in part:
                         if reset:
-                            em.reset()
+                            rs.reset()
                             self.reset_traces()
                         outs.append(self._run(X_all[i], steps, pidx, pvar, rec_col, cols[i],
                                               modes, rw[i]))
                     s = np.concatenate([o[1] for o in outs])
                     c = np.concatenate([o[2] for o in outs])
-                em._batch = 1
-                r = em._result(np.zeros((len(part), steps, 0), np.int32), s, c, [], [], spans,
+                rs.batch = 1
+                r = rs.result(np.zeros((len(part), steps, 0), np.int32), s, c, [], [], spans,
                                0, steps, True)
                 sums.append(c.sum(axis=(1, 2)))
                 energy.append(r.energy.sum(axis=(1, 2)))
@@ -322,7 +324,7 @@ class Learner:
     # ------------------------------------------------------------------ export
     def learned_image(self) -> ChipImage:
         """A new image with the learned weights (and the same learning configuration)."""
-        img = self.em.image
+        img = self.image
         arrays = dict(img.arrays)
         for cs in self.cl.synapses:
             c = img.connections[cs.index]
@@ -360,8 +362,8 @@ def _chan_spans(cl: CompiledLearning) -> list[tuple[str, int, int]]:
     return out
 
 
-def _table_weights(em: Emulator, name: str) -> NDArray[np.int64]:
-    img, tb = em.image, em.tables
+def _table_weights(img: ChipImage, rs: RunState, name: str) -> NDArray[np.int64]:
+    tb = rs.tables
     i = img.connection_index(name)
     c = img.connections[i]
     if c.storage == "dense":

@@ -15,7 +15,7 @@ One step t (learning clock c, counting every learning step since the engine star
    ``sg = lut[clip(((v_pre - theta) >> lut_shift) + size // 2, 0, size - 1)]`` where v_pre is
    the voltage of step t before the reset;
 4. third factors m, population by population (feedback sources first), as described in
-   ``emulator.learning.config``; error messages are counted like spikes (one per sender and
+   ``neurochip.core.learning``; error messages are counted like spikes (one per sender and
    destination core, hops and longest path), feedback and readout products as synaptic ops;
 5. tags (``de``), every step: ``e <- sat_tag(sround(sat_acc(e << F + terms), F))``;
 6. at the end of an epoch (``(c + 1) % epoch == 0``) the weights (``dw``):
@@ -47,7 +47,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emulator.learning import fixed as lf
-from emulator.learning.compile import CompiledLearning, CompiledSynapse, compiled_learning
 from emulator.reference import ReferenceModel, ReferenceState
 from emulator.tables import (
     C_ERR_MSGS,
@@ -61,6 +60,7 @@ from emulator.tables import (
 )
 from neurochip.core import fixedpoint as fx
 from neurochip.core.image import ChipImage
+from neurochip.core.learning import CompiledLearning, CompiledSynapse, compiled_learning
 
 __all__ = ["LearningReference", "LearningState", "StepInputs"]
 
@@ -126,9 +126,9 @@ class _Ctx:
 class LearningReference:
     """Slow, obviously-correct on-chip learning for one sample stream."""
 
-    def __init__(self, image: ChipImage) -> None:
+    def __init__(self, image: ChipImage, cl: CompiledLearning | None = None) -> None:
         self.image = image
-        self.cl: CompiledLearning = compiled_learning(image)
+        self.cl: CompiledLearning = compiled_learning(image) if cl is None else cl
         self.model = ReferenceModel(image)
         hw = image.hw
         self.N = image.n_neurons

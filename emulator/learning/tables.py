@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.learning.compile import KIND_CODES, CompiledLearning
 from emulator.learning.fixed import fields_per_draw
 from emulator.tables import Tables
 from neurochip.core.image import ChipImage
+from neurochip.core.learning import KIND_CODES, CompiledLearning
 
 __all__ = ["LearnTables", "build_learn_tables"]
 

@@ -4,7 +4,7 @@
 
 IMAGE is a chip image whose network fits the task (digits: 64 inputs -> ... -> 10 outputs);
 ``--create`` first writes a random 64-100-10 network to IMAGE. The rule (dfa, fa, dcll) is
-configured with :func:`emulator.learning.presets.preset` unless ``--rule image`` keeps the
+configured with :func:`neurochip.learning.preset` unless ``--rule image`` keeps the
 image's own learning configuration. A progress bar runs per pass; after every pass the test
 accuracy is measured; the learning curve goes to a PNG and the learned image to LEARNED.
 """
@@ -51,9 +51,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     import neurochip
-    from emulator.learning.compile import add_learning
-    from emulator.learning.presets import preset
     from neurochip.core.errors import ConfigError
+    from neurochip.learning import add_learning, preset
     from neurochip.tasks.learning import class_targets, digits_network, digits_task, predict
     from neurochip.tasks.learning_demos import DIGITS_SETTINGS
 

@@ -22,10 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from emulator.learning.compile import add_learning
-from emulator.learning.config import SurrogateParams, TraceParams
-from emulator.learning.presets import preset
 from neurochip.core.image import ChipImage
+from neurochip.learning import FloatLearner, SurrogateParams, TraceParams, add_learning, preset
 from neurochip.tasks.learning import (
     DigitsTask,
     class_targets,
@@ -81,7 +79,6 @@ def digits_demo(rule: str = "dfa", *, passes: int = 8, seed: int = 0, limit: int
     learning counters, energy and latency of every pass.
     """
     import neurochip
-    from emulator.learning.floatref import FloatLearner
 
     s = {**DIGITS_SETTINGS, **overrides}
     task = task or digits_task(s["steps"], s["rate"])
@@ -128,7 +125,6 @@ def superspike_demo(*, trials: int = 200, blocks: int = 3, seed: int = 1, n_in: 
     learning rate halved after each block); van Rossum distances (tau = 10 steps)."""
     import neurochip
     from compiler.training.data import spike_train_task
-    from emulator.learning.floatref import FloatLearner
 
     d = spike_train_task(n_in=n_in, steps=steps, input_rate=0.05,
                          target_spikes=target_spikes, seed=seed)
@@ -196,7 +192,6 @@ def adaptation_demo(*, offline_passes: int = 6, adapt_passes: int = 2, shift: in
     """Offline (float64) training on clean digits, compile, then on-chip adaptation to
     digits moved by ``shift`` pixels with uniform pixel noise; accuracies before/after."""
     import neurochip
-    from emulator.learning.floatref import FloatLearner
     from neurochip.core.network import Network
 
     s = DIGITS_SETTINGS

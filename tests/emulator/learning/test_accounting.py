@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import neurochip
-from emulator.learning import (
+from neurochip.learning import (
     LearningConfig,
     NeuronLearning,
     SurrogateParams,

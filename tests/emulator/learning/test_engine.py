@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import neurochip
-from emulator.learning import (
+from neurochip.core.errors import EmulatorInputError, LearningConfigError
+from neurochip.learning import (
     LearningConfig,
     NeuronLearning,
     SurrogateParams,
@@ -20,10 +21,9 @@ from emulator.learning import (
     compiled_learning,
     preset,
 )
-from emulator.learning.testing import CUSTOM_RULES, FAST, random_learning, random_targets
-from neurochip.core.errors import EmulatorInputError, LearningConfigError
 from neurochip.testing import assert_same_results as assert_same_run
 from neurochip.testing import random_inputs, random_network
+from neurochip.testing_learning import CUSTOM_RULES, FAST, random_learning, random_targets
 
 
 def assert_same_learning(a: neurochip.Emulator, b: neurochip.Emulator) -> None:

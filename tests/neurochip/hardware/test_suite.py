@@ -268,7 +268,7 @@ def test_state_outside_the_registers_is_refused(board, image) -> None:
 
 # ------------------------------------------------------------------ learning
 def test_learning_equals_the_reference_learning_engine(board) -> None:
-    from emulator.learning import compiled_learning
+    from neurochip.learning import compiled_learning
 
     img = learning_image()
     board.load(img)

@@ -12,17 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from emulator.learning.compile import add_learning
-from emulator.learning.config import (
+from compiler.learning.compile import add_learning
+from neurochip.core.errors import LearningConfigError, PlacementError
+from neurochip.core.image import ChipImage
+from neurochip.core.learning import (
     LearningConfig,
     NeuronLearning,
     SurrogateParams,
     SynapseLearning,
     ThirdFactor,
     TraceParams,
+    compiled_learning,
 )
-from neurochip.core.errors import LearningConfigError, PlacementError
-from neurochip.core.image import ChipImage
 
 __all__ = ["CUSTOM_RULES", "random_learning", "random_targets"]
 
@@ -125,8 +126,6 @@ def _draw(image: ChipImage, rng: np.random.Generator) -> LearningConfig:
 def random_targets(image: ChipImage, steps: int, seed: int, *, values: bool | None = None
                    ) -> dict[str, np.ndarray]:
     """Random target spikes (or values) for every target channel of an image."""
-    from emulator.learning.compile import compiled_learning
-
     cl = compiled_learning(image)
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}

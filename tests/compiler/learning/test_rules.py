@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import neurochip
-from emulator.learning import (
+from compiler.learning.rules import LOCAL_VARIABLES, builtin_rule
+from neurochip.core.errors import LearningConfigError, LocalityError, PlacementError
+from neurochip.learning import (
     BUILTIN_RULES,
     LearningConfig,
     NeuronLearning,
@@ -21,8 +23,6 @@ from emulator.learning import (
     compiled_learning,
     parse_rule,
 )
-from emulator.learning.rules import LOCAL_VARIABLES, builtin_rule
-from neurochip.core.errors import LearningConfigError, LocalityError, PlacementError
 
 
 def two_layer(hw: str = "loihi_like") -> neurochip.ChipImage:

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.learning.compile import CompiledLearning, compiled_learning, recompile
-from emulator.learning.config import LearningConfig, surrogate_function
+from compiler.learning.compile import surrogate_function
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
+from neurochip.core.learning import CompiledLearning, compiled_learning, with_rate_shift
 
 __all__ = ["FloatLearner"]
 
@@ -116,9 +116,7 @@ class FloatLearner:
         self.clock = 0
 
     def set_rate_shift(self, shift: int) -> None:
-        c = self.cl.config
-        self.cl = recompile(self.image, self.cl,
-                            LearningConfig(c.synapses, c.neurons, c.epoch, c.seed, int(shift)))
+        self.cl = with_rate_shift(self.cl, shift, self.image.hw)
 
     def weights(self, name: str) -> F64:
         for c in self.conns:

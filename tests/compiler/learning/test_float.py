@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import neurochip
-from emulator.learning import (
+from neurochip.learning import (
     FloatLearner,
     LearningConfig,
     NeuronLearning,
@@ -104,7 +104,7 @@ def test_fixed_point_follows_the_float_rule(rule: str) -> None:
 
 def test_superspike_reduces_the_distance_in_float_and_fixed_point() -> None:
     from compiler.training.data import spike_train_task
-    from emulator.learning import preset
+    from neurochip.learning import preset
 
     d = spike_train_task(n_in=60, steps=120, input_rate=0.05, target_spikes=3, seed=2)
     x, y = d.x[0], d.y[0]

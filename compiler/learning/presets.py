@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.learning.config import (
+from neurochip.core.errors import LearningConfigError
+from neurochip.core.image import ChipImage
+from neurochip.core.learning import (
     LearningConfig,
     NeuronLearning,
     SurrogateParams,
@@ -31,8 +33,6 @@ from emulator.learning.config import (
     ThirdFactor,
     TraceParams,
 )
-from neurochip.core.errors import LearningConfigError
-from neurochip.core.image import ChipImage
 
 __all__ = ["PRESETS", "Chain", "chain", "preset"]
 

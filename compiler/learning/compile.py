@@ -5,8 +5,10 @@ and every bit width against the hardware spec's ``learning`` section, generates 
 surrogate lookup tables and the fixed random feedback / readout matrices, derives the
 per-core PRNG seeds, checks that each core's synapse memory still holds its learning state,
 and returns a *new* image whose ``learning`` entry and ``learn/...`` arrays carry all of it.
-:func:`compiled_learning` reads that back into :class:`CompiledLearning`, the checked,
-resolved form the kernels and reference models run on.
+The stored form is the resolved record of :mod:`neurochip.core.learning`
+(:class:`~neurochip.core.learning.CompiledLearning`: datapath terms, lookup tables,
+matrices, seeds); :func:`~neurochip.core.learning.compiled_learning` reads it back, and the
+emulator runs it without checking it again.
 
 Datapath of one synaptic variable update (the widths the checks enforce)::
 
@@ -25,124 +27,49 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.learning.config import (
-    SURROGATE_KINDS,
-    THIRD_FACTOR_KINDS,
-    LearningConfig,
-    NeuronLearning,
-    SurrogateParams,
-    ThirdFactor,
-    TraceParams,
-    surrogate_function,
-)
-from emulator.learning.rules import BUILTIN_RULES, Rule, Term, builtin_rule, parse_rule
+from compiler.learning.rules import BUILTIN_RULES, Term, builtin_rule, parse_rule
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import LearningConfigError, LocalityError, PlacementError
 from neurochip.core.hw import HardwareSpec
 from neurochip.core.image import ChipImage
+from neurochip.core.learning import (
+    SURROGATE_KINDS,
+    THIRD_FACTOR_KINDS,
+    VAR_CODES,
+    CompiledLearning,
+    CompiledPopulation,
+    CompiledSynapse,
+    DTerm,
+    LearningConfig,
+    NeuronLearning,
+    RuleText,
+    SurrogateParams,
+    ThirdFactor,
+    TraceParams,
+    check_term_shift,
+    learning_dict,
+)
 
-__all__ = ["LEARNING_FORMAT", "CompiledLearning", "CompiledPopulation", "CompiledSynapse",
-           "DTerm", "add_learning", "compiled_learning", "learning_dict", "recompile",
-           "remove_learning"]
-
-LEARNING_FORMAT = 1
-
-VAR_CODES = {"x0": 0, "x1": 1, "x2": 2, "y0": 3, "y1": 4, "y2": 5, "sg": 6, "m": 7, "v": 8,
-             "u": 9, "w": 10, "e": 11}
-KIND_CODES = {k: i for i, k in enumerate(THIRD_FACTOR_KINDS)}
-
-
-@dataclass(frozen=True)
-class DTerm:
-    """A term as the datapath runs it: ``sround(mant * prod(var + off), -dshift)``."""
-
-    mantissa: int
-    dshift: int  # shift into accumulator units (rule shift + fraction bits)
-    vars: tuple[int, ...]
-    offsets: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class CompiledSynapse:
-    index: int  # connection index in the image
-    name: str
-    pre: str
-    post: str
-    rule: Rule
-    dw: tuple[DTerm, ...]
-    de: tuple[DTerm, ...]
-    x1: TraceParams
-    x2: TraceParams
-    uses: frozenset[str]
-    w_lo: int
-    w_hi: int
-    w_lsb: int
-    w_frac: int
-    e_frac: int
+__all__ = ["add_learning", "core_seeds", "learning_memory_bits", "remove_learning",
+           "resolve_learning", "surrogate_function"]
 
 
-@dataclass(frozen=True, eq=False)
-class CompiledPopulation:
-    name: str
-    offset: int
-    size: int
-    theta: int
-    y1: TraceParams
-    y2: TraceParams
-    third: ThirdFactor
-    lut: NDArray[np.int64] | None
-    lut_shift: int
-    matrix: NDArray[np.int64] | None
-    source: str | None
-    target: str | None
-    uses_y1: bool
-    uses_y2: bool
-    cores: tuple[int, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class CompiledLearning:
-    """The checked learning configuration of an image, ready for the engines."""
-
-    config: LearningConfig
-    synapses: tuple[CompiledSynapse, ...]
-    populations: tuple[CompiledPopulation, ...]  # in evaluation order (sources first)
-    epoch: int
-    core_seeds: dict[int, int]
-    target_channels: tuple[str, ...]  # populations that receive targets, with their sizes
-    target_sizes: tuple[int, ...]
-    trace_bits: int
-    tag_bits: int
-    tf_bits: int
-    lut_bits: int
-    acc_bits: int
-    prng_bits: int
-    decay_bits: int
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def population(self, name: str) -> CompiledPopulation:
-        for p in self.populations:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-    @property
-    def trace_max(self) -> int:
-        return (1 << self.trace_bits) - 1
-
-    @property
-    def tf_max(self) -> int:
-        return (1 << (self.tf_bits - 1)) - 1
-
-    @property
-    def tag_max(self) -> int:
-        return (1 << (self.tag_bits - 1)) - 1
+def surrogate_function(kind: str, steepness: float, x: NDArray[np.float64]
+                       ) -> NDArray[np.float64]:
+    """The surrogate derivative in [0, 1] at normalised distance to threshold ``x``."""
+    a = np.abs(np.asarray(x, np.float64)) * steepness
+    if kind == "fast_sigmoid":
+        return np.asarray(1.0 / (1.0 + a) ** 2)
+    if kind == "piecewise_linear":
+        return np.asarray(np.maximum(0.0, 1.0 - a))
+    if kind == "exponential":
+        return np.asarray(np.exp(-a))
+    raise LearningConfigError(f"unknown surrogate {kind!r}; use one of {SURROGATE_KINDS}",
+                              field="surrogate.kind", value=kind)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -171,18 +98,18 @@ def _bits(x: int) -> int:
     return max(int(x), 0).bit_length()
 
 
-def _check_terms(terms: tuple[Term, ...], tgt: str, frac: int, hw: HardwareSpec, rule: str,
-                 where: str) -> tuple[DTerm, ...]:
+def _check_terms(rule_terms: tuple[Term, ...], tgt: str, frac: int, hw: HardwareSpec,
+                 rule: str, where: str, rate_shift: int = 0) -> tuple[DTerm, ...]:
     ls = hw.learning
-    if len(terms) > ls.max_terms:
+    if len(rule_terms) > ls.max_terms:
         raise LearningConfigError(
-            f"'{tgt}' has {len(terms)} terms; the learning engine evaluates at most "
+            f"'{tgt}' has {len(rule_terms)} terms; the learning engine evaluates at most "
             f"{ls.max_terms} per statement (max_terms)", rule=rule, where=where,
-            field=f"{tgt}.terms", value=len(terms), limit=ls.max_terms)
+            field=f"{tgt}.terms", value=len(rule_terms), limit=ls.max_terms)
     mult_max = (1 << (2 * ls.accumulator_bits - 1)) - 1
-    acc_max = (1 << (ls.accumulator_bits - 1)) - 1
     out = []
-    for k, t in enumerate(terms):
+    for k, rt in enumerate(rule_terms):
+        t = Term(rt.mantissa, rt.shift - rate_shift, rt.factors)
         name = f"term {k + 1} of '{tgt}' ({t})"
         if len(t.factors) > ls.max_factors:
             raise LearningConfigError(
@@ -200,21 +127,10 @@ def _check_terms(terms: tuple[Term, ...], tgt: str, frac: int, hw: HardwareSpec,
                 f"(2 x accumulator_bits)", rule=rule, where=where, field=f"{tgt}.product",
                 value=prod, limit=mult_max)
         dshift = t.shift + frac
-        if abs(dshift) > ls.max_shift:
-            raise LearningConfigError(
-                f"{name} needs a datapath shift of {dshift} (its 2^{t.shift} plus {frac} "
-                f"fraction bits of the accumulator); the engine shifts by at most "
-                f"{ls.max_shift} (max_shift)", rule=rule, where=where, field=f"{tgt}.shift",
-                value=dshift, limit=ls.max_shift)
-        worst = prod << dshift if dshift >= 0 else -((-prod) >> -dshift)
-        if worst > acc_max:
-            need = _bits(worst) - (ls.accumulator_bits - 1)
-            raise LearningConfigError(
-                f"{name} can reach {worst} in the {ls.accumulator_bits}-bit accumulator "
-                f"(limit {acc_max}); shift it right by at least {need} more",
-                rule=rule, where=where, field=f"{tgt}.accumulator", value=worst, limit=acc_max)
+        check_term_shift(prod, dshift, t.shift, frac, hw, name=name, tgt=tgt, rule=rule,
+                         where=where)
         out.append(DTerm(t.mantissa, dshift, tuple(VAR_CODES[f.var] for f in t.factors),
-                         tuple(f.offset for f in t.factors)))
+                         tuple(f.offset for f in t.factors), prod, str(rt)))
     return tuple(out)
 
 
@@ -350,13 +266,13 @@ def _compile(image: ChipImage, cfg: LearningConfig,
         eff = fx.effective_weights(np.array([lo, hi]), c.sign_mode, c.num_weight_bits, wbits)
         w_frac = ls.accumulator_bits - (wbits + 1)
         e_frac = ls.accumulator_bits - ls.tag_bits
-        dw = _check_terms(tuple(Term(t.mantissa, t.shift - cfg.rate_shift, t.factors)
-                                for t in rule.dw), "dw", w_frac, hw, rname, where)
+        dw = _check_terms(rule.dw, "dw", w_frac, hw, rname, where, cfg.rate_shift)
         de = _check_terms(rule.de, "de", e_frac, hw, rname, where)
         if not dw and de:
             raise LearningConfigError("a rule that updates only the tag never changes a weight",
                                       rule=rname, where=where, field="dw")
-        synapses.append(CompiledSynapse(ci, c.name, c.pre, c.post, rule, dw, de, s.x1, s.x2,
+        synapses.append(CompiledSynapse(ci, c.name, c.pre, c.post,
+                                        RuleText(rule.name, rule.canonical()), dw, de, s.x1, s.x2,
                                         uses, int(eff[0]), int(eff[1]), lsb, w_frac, e_frac))
 
     # learning populations ------------------------------------------------------------
@@ -541,6 +457,12 @@ def _check_memory(image: ChipImage, cl: CompiledLearning) -> None:
 
 
 # ------------------------------------------------------------------------------ image I/O
+def resolve_learning(image: ChipImage, config: LearningConfig) -> CompiledLearning:
+    """Check ``config`` against ``image`` and its chip and return the resolved record (what
+    :func:`add_learning` stores); raises as :func:`add_learning` does."""
+    return _compile(remove_learning(image), config)
+
+
 def add_learning(image: ChipImage, config: LearningConfig) -> ChipImage:
     """A new image that carries ``config`` (checked); ``image`` itself is not changed.
 
@@ -570,37 +492,3 @@ def remove_learning(image: ChipImage) -> ChipImage:
     conns = [dataclasses.replace(c, plastic=False) for c in image.connections]
     return ChipImage(image.hw, list(image.populations), conns, list(image.cores), arrays, None,
                      dict(image.metadata))
-
-
-def recompile(image: ChipImage, cl: CompiledLearning, config: LearningConfig) -> CompiledLearning:
-    """Check another configuration for an image that carries ``cl`` (same per-core seeds)."""
-    return _compile(remove_learning(image), config, seeds=dict(cl.core_seeds))
-
-
-def learning_dict(cl: CompiledLearning) -> dict[str, Any]:
-    """The image's ``learning`` entry for a checked configuration."""
-    return {"format": LEARNING_FORMAT, "config": cl.config.to_dict(),
-            "core_seeds": {str(k): v for k, v in sorted(cl.core_seeds.items())},
-            "rules": {s.name: s.rule.canonical() for s in cl.synapses}}
-
-
-def compiled_learning(image: ChipImage) -> CompiledLearning:
-    """The checked learning configuration stored in ``image``."""
-    if not image.learning:
-        raise LearningConfigError("the image has no learning configuration; add one with "
-                                  "emulator.learning.add_learning", where="chip image")
-    d = image.learning
-    if d.get("format") != LEARNING_FORMAT:
-        raise LearningConfigError(f"unsupported learning format {d.get('format')!r}",
-                                  where="chip image", field="learning.format",
-                                  value=d.get("format"), limit=LEARNING_FORMAT)
-    mats = {k.split("/", 2)[2]: v.astype(np.int64) for k, v in image.arrays.items()
-            if k.startswith("learn/matrix/")}
-    cfg = LearningConfig.from_dict(d["config"], mats)
-    seeds = {int(k): int(v) for k, v in d.get("core_seeds", {}).items()}
-    cl = _compile(remove_learning(image), cfg, seeds=seeds or None)
-    for p in cl.populations:
-        lut = image.arrays.get(f"learn/lut/{p.name}")
-        if lut is not None and p.lut is not None and not np.array_equal(lut, p.lut):
-            object.__setattr__(p, "lut", lut.astype(np.int64))
-    return cl

@@ -1,0 +1,191 @@
+"""The run state an :class:`~emulator.chip.Emulator` shares with its learning engine.
+
+:class:`RunState` is the one record both sides read and write: the image and backend, the
+emulator's own copy of synapse memory (``tables``, which learning changes), the neuron
+state of the kernels or of the reference model, and the batch it holds; plus the input,
+probe, recording and result conversions both need. ``emulator.chip`` builds it and
+``emulator.learning.engine`` receives it, so neither reaches into the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emulator.kernels import KernelState
+from emulator.reference import ReferenceModel, ReferenceState
+from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
+from emulator.timing import CostModel, account
+from neurochip.core.errors import EmulatorInputError
+from neurochip.core.image import ChipImage, PopulationInfo
+from neurochip.core.results import RunResult, recorded_populations
+
+__all__ = ["Backend", "RunState"]
+
+Backend = Literal["numba", "reference"]
+
+
+@dataclass
+class RunState:
+    """Mutable state of one emulator: synapse memory, neuron state, batch (see module doc)."""
+
+    image: ChipImage
+    backend: Backend
+    tables: Tables  # the emulator's synapse memory (learned weights live here)
+    cost: CostModel
+    ref: ReferenceModel | None = None  # the reference backend's model
+    kstate: KernelState | None = None  # kernel neuron state (numba backend)
+    rstates: list[ReferenceState] | None = None  # reference neuron state, one per sample
+    batch: int | None = None  # batch size the neuron state holds (None: none yet)
+    pops: dict[str, PopulationInfo] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, image: ChipImage, backend: Backend) -> RunState:
+        return cls(image, backend, build_tables(image),
+                   CostModel.build(image.hw, image.used_cores),
+                   ReferenceModel(image) if backend == "reference" else None,
+                   pops={p.name: p for p in image.populations})
+
+    @property
+    def t(self) -> int:
+        """Steps run since construction or the last :meth:`reset`."""
+        if self.kstate is not None:
+            return self.kstate.t
+        if self.rstates:
+            return self.rstates[0].t
+        return 0
+
+    def reset(self) -> None:
+        """Forget the neuron state (u, v, pending synaptic input, step counter)."""
+        self.kstate = None
+        self.rstates = None
+        self.batch = None
+
+    def kernel_state(self, batch: int) -> KernelState:
+        """The kernels' neuron state, created for ``batch`` samples if there is none."""
+        if self.kstate is None:
+            self.kstate = KernelState(self.tables, batch)
+        return self.kstate
+
+    def reference_states(self, batch: int) -> list[ReferenceState]:
+        """The reference model's neuron states, created for ``batch`` samples if none."""
+        assert self.ref is not None
+        if self.rstates is None:
+            self.rstates = [self.ref.new_state() for _ in range(batch)]
+        return self.rstates
+
+    def inputs(self, inputs: Mapping[str, Any] | None, steps: int | None
+               ) -> tuple[NDArray[np.bool_], int, bool]:
+        """Checked input spikes as one (B, steps, n_inputs) array, steps, batched."""
+        inputs = dict(inputs or {})
+        n_in = self.image.n_inputs
+        batch: int | None = None
+        T = 0
+        arrays: dict[str, NDArray[Any]] = {}
+        for name, x in inputs.items():
+            p = self.pops.get(name)
+            if p is None or p.kind != "input":
+                have = [q.name for q in self.image.input_populations]
+                raise EmulatorInputError(f"no input population {name!r}; inputs are {have}",
+                                         where="Emulator.run", field="inputs")
+            arr = np.asarray(x)
+            if arr.ndim not in (2, 3) or arr.shape[-1] != p.size:
+                raise EmulatorInputError(
+                    f"input {name!r} has shape {arr.shape}; expected (T, {p.size}) or "
+                    f"(B, T, {p.size})", where="Emulator.run", field=name)
+            if arr.dtype != np.bool_:
+                if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+                    raise EmulatorInputError(
+                        f"input {name!r} must hold spikes (bool or 0/1)", where="Emulator.run",
+                        field=name)
+                arr = arr.astype(bool)
+            if arr.ndim == 3:
+                if batch is not None and arr.shape[0] != batch:
+                    raise EmulatorInputError(
+                        f"input {name!r} has batch {arr.shape[0]}, others have {batch}",
+                        where="Emulator.run", field=name)
+                batch = arr.shape[0]
+            T = max(T, arr.shape[-2])
+            arrays[name] = arr
+        if steps is None:
+            if not arrays:
+                raise EmulatorInputError("give inputs or a number of steps",
+                                         where="Emulator.run", field="steps")
+            steps = T
+        if not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise EmulatorInputError(f"steps must be a non-negative int, got {steps!r}",
+                                     where="Emulator.run", field="steps")
+        if T > steps:
+            raise EmulatorInputError(f"inputs have {T} steps but steps={steps}",
+                                     where="Emulator.run", field="steps")
+        batched = batch is not None
+        B = batch or 1
+        if len(arrays) == 1 and n_in:
+            # one input population covering every input channel for every step: no copy
+            (arr,) = arrays.values()
+            if arr.shape[-1] == n_in and arr.shape[-2] == steps:
+                return np.ascontiguousarray(arr.reshape(B, int(steps), n_in)), int(steps), batched
+        X = np.zeros((B, int(steps), n_in), bool)
+        for name, arr in arrays.items():
+            p = self.pops[name]
+            X[:, : arr.shape[-2], p.offset: p.offset + p.size] = arr
+        return X, int(steps), batched
+
+
+    def probes(self, probes: Iterable[str]
+               ) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8], list[tuple[int, int]]]:
+        """Probe names, their neuron indices and variables (0 u, 1 v), column spans."""
+        names: list[str] = []
+        idx: list[int] = []
+        var: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for pr in probes:
+            pop_name, _, v = str(pr).rpartition(".")
+            p = self.pops.get(pop_name)
+            if p is None or p.kind != "lif" or v not in ("u", "v"):
+                lif = [q.name for q in self.image.lif_populations]
+                raise EmulatorInputError(
+                    f"bad probe {pr!r}: use '<population>.u' or '<population>.v' with a LIF "
+                    f"population of {lif}", where="Emulator.run", field="probes")
+            start = len(idx)
+            idx.extend(range(p.offset, p.offset + p.size))
+            var.extend([0 if v == "u" else 1] * p.size)
+            names.append(str(pr))
+            spans.append((start, len(idx)))
+        return (names, np.asarray(idx, np.int64), np.asarray(var, np.int8), spans)
+
+
+    def record(self, spikes: str | Iterable[str] | None
+               ) -> tuple[NDArray[np.int64], dict[str, tuple[int, int]]]:
+        """Spike column of every neuron (-1: not recorded) and each population's span."""
+        rec_col = np.full(self.image.n_neurons, -1, np.int64)
+        rec_spans: dict[str, tuple[int, int]] = {}
+        col = 0
+        for name in recorded_populations(self.image, spikes, "Emulator.run"):
+            p = self.pops[name]
+            rec_col[p.offset: p.offset + p.size] = np.arange(col, col + p.size)
+            rec_spans[name] = (col, col + p.size)
+            col += p.size
+        return rec_col, rec_spans
+
+
+    def result(self, raw_p: NDArray[Any], raw_s: NDArray[Any], raw_c: NDArray[Any],
+               pnames: list[str], spans: list[tuple[int, int]],
+               rec_spans: dict[str, tuple[int, int]], t_start: int, steps: int,
+               batched: bool) -> RunResult:
+        """A :class:`RunResult` of raw kernel / reference outputs, with the run's cost."""
+        k = len(self.image.cores)
+        raw_c = raw_c[:, :, :k, :] if k else raw_c[:, :, :0, :]
+        neurons = self.tables.slot_neurons
+        cycles, latency, energy = account(raw_c, neurons, self.cost)
+        sq = (lambda a: a) if batched else (lambda a: a[0])
+        probes = {n: sq(raw_p[:, :, a:b]) for n, (a, b) in zip(pnames, spans)}
+        spikes = {n: sq(raw_s[:, :, a:b].astype(bool)) for n, (a, b) in rec_spans.items()}
+        counters = {name: sq(raw_c[..., i]) for i, name in enumerate(COUNTER_NAMES)
+                    if i < N_COUNTERS}
+        return RunResult(spikes, probes, counters, sq(cycles), sq(latency), sq(energy),
+                         list(self.image.used_cores), self.cost.cycle_ns, t_start, steps, batched)
