@@ -326,22 +326,30 @@ def _size(cut: _Cut, hw: HardwareSpec, out1: NDArray[np.float64] | None,
 
 
 def _locality_order(pop: Population, conns: list[Connection]) -> NDArray[np.int64] | None:
-    """Neurons sorted by the mean index of their inputs on the largest sparse incoming
-    connection (stable): for a convolution, position-major order (tiles of positions with
-    all their channels). None when that is the index order or there is no such input."""
+    """Position-major order of a locally connected population, or None.
+
+    Neurons sorted (stably) by the smallest input index on their largest sparse incoming
+    connection. For a convolution over a channels-first input that is the first position
+    of the receptive field, the same for every output channel: chunks cut in this order
+    are spatial tiles (runs of positions with all their channels), whose input halo and
+    fan-out are small. The geometry is read from the connectivity, so register-level
+    networks get it too.
+    """
     sparse = [c for c in conns if c.storage == "sparse" and c.n_synapses > 0]
     if not sparse:
         return None
+    n = pop.size
     c = max(sparse, key=lambda c: c.n_synapses)
     W = c.weights
     per = np.diff(W.indptr)
-    rows = np.repeat(np.arange(pop.size, dtype=np.int64), per)
-    sums = np.bincount(rows, weights=W.indices.astype(np.float64), minlength=pop.size)
+    first = np.zeros(n, np.float64)
+    nz = per > 0
     # neurons without inputs keep their relative place in the index order
-    fill = np.arange(pop.size, dtype=np.float64) * (c.shape[1] / max(pop.size, 1))
-    key = np.where(per > 0, sums / np.maximum(per, 1), fill)
-    order = np.argsort(key, kind="stable").astype(np.int64)
-    if np.array_equal(order, np.arange(pop.size)):
+    first[~nz] = np.flatnonzero(~nz) * (c.shape[1] / max(n, 1))
+    if np.any(nz):
+        first[nz] = np.minimum.reduceat(W.indices, W.indptr[:-1][nz])
+    order = np.argsort(first, kind="stable").astype(np.int64)
+    if np.array_equal(order, np.arange(n)):
         return None
     return order
 
@@ -393,7 +401,7 @@ def _fanout(net: Network, cuts: dict[str, _Cut]) -> dict[str, NDArray[np.float64
     """Estimated output axons of every LIF neuron (natural index): per outgoing
     connection, the chunks of the target population it reaches."""
     out = {name: np.zeros(c.pop.size, np.float64) for name, c in cuts.items()}
-    for name, cut in cuts.items():
+    for cut in cuts.values():
         for i in cut.ins:
             c = i.conn
             if c.pre not in out:
@@ -401,7 +409,7 @@ def _fanout(net: Network, cuts: dict[str, _Cut]) -> dict[str, NDArray[np.float64
             if i.dense:
                 out[c.pre] += cut.k
                 continue
-            ch, new = _first_in_group(i, cut.s)
+            _, new = _first_in_group(i, cut.s)
             assert i.col_of_entry is not None
             out[c.pre] += np.bincount(i.col_of_entry[new], minlength=i.n_pre)
     return out
@@ -725,7 +733,7 @@ def _snake(hw: HardwareSpec) -> NDArray[np.int64]:
     """Cores in a path through the mesh where consecutive tiles are neighbours (rows
     alternately left to right and right to left, chip after chip)."""
     mesh = hw.mesh
-    order = []
+    order: list[int] = []
     for chip in range(mesh.chips):
         for ty in range(mesh.tiles_y):
             xs = range(mesh.tiles_x) if ty % 2 == 0 else range(mesh.tiles_x - 1, -1, -1)
@@ -916,8 +924,8 @@ def cores_needed_estimate(bits: int, hw: HardwareSpec) -> int:
 # ======================================================================================
 
 
-def traffic_report(hw: HardwareSpec, src_core: NDArray[np.int64], route_ptr: NDArray[np.int64],
-                   route_core: NDArray[np.int64], route_nsyn: NDArray[np.int64],
+def traffic_report(hw: HardwareSpec, src_core: NDArray[Any], route_ptr: NDArray[Any],
+                   route_core: NDArray[Any], route_nsyn: NDArray[Any],
                    neurons: dict[int, int], rates: NDArray[np.float64]) -> dict[str, Any]:
     """Estimated traffic of a placed network per step at the sources' ``rates``.
 
@@ -973,7 +981,7 @@ def traffic_report(hw: HardwareSpec, src_core: NDArray[np.int64], route_ptr: NDA
         t = hw.timing
         ncore = max(max(cores), int(d.max()) if d.size else 0) + 1
         spikes_in = np.bincount(d, weights=r, minlength=ncore)
-        synops = np.bincount(d, weights=r * np.asarray(route_nsyn, np.float64)[s],
+        synops = np.bincount(d, weights=r * np.asarray(route_nsyn, np.float64),
                              minlength=ncore)
         own = sc >= 0
         msgs = np.bincount(sc[own], weights=r[own], minlength=ncore)
