@@ -140,8 +140,11 @@ class Mapping:
     usage: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # per chip core
     options: dict[str, Any] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
-    #: per connection: the (pre neuron, destination chunk) pairs, chunks numbered globally
-    axon_pairs: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = field(default_factory=list)
+    #: per connection: the (pre neuron, destination chunk, synapses) of each axon of the
+    #: partition, chunks numbered globally in population order
+    axon_pairs: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = \
+        field(default_factory=list)
+    chunk_core: NDArray[np.int64] | None = None  # per global chunk, set by place
     placement: dict[str, Any] = field(default_factory=dict)  # what place chose and why
 
     # Index spaces --------------------------------------------------------------
@@ -202,8 +205,8 @@ class _In:
     bits: int
     n_pre: int
     dense: bool
-    rank_of_entry: NDArray[np.int64] | None = None  # CSC row ranks (sparse only)
-    col_of_entry: NDArray[np.int64] | None = None
+    rank_of_entry: NDArray[np.int32] | None = None  # CSC row ranks (sparse only)
+    col_of_entry: NDArray[np.int32] | None = None
     col_start: NDArray[np.bool_] | None = None
 
 
@@ -256,9 +259,9 @@ def _make_cut(pop: Population, conns: list[Connection], hw: HardwareSpec,
         csc = sp.csc_matrix(Wr)
         if not csc.has_sorted_indices:
             csc.sort_indices()
-        rank = csc.indices.astype(np.int64)
+        rank: NDArray[np.int32] = csc.indices.astype(np.int32)  # 32-bit: half the traffic
         counts = np.diff(csc.indptr)
-        col = np.repeat(np.arange(c.shape[1], dtype=np.int64), counts)
+        col: NDArray[np.int32] = np.repeat(np.arange(c.shape[1], dtype=np.int32), counts)
         start = np.zeros(rank.size, bool)
         start[csc.indptr[:-1][counts > 0]] = True
         ins.append(_In(c, bits, c.shape[1], False, rank, col, start))
@@ -481,26 +484,30 @@ def partition(m: Mapping) -> Mapping:
 
 
 def _axon_pairs(net: Network, cuts: dict[str, _Cut]
-                ) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+                ) -> list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]]:
     base, b = {}, 0
     for name, cut in cuts.items():
         base[name] = b
         b += cut.k
-    found: dict[int, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+    found: dict[int, tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = {}
     index = {id(c): ci for ci, c in enumerate(net.connections)}
     for name, cut in cuts.items():
+        sizes = np.bincount(np.arange(cut.pop.size) // cut.s, minlength=cut.k).astype(np.int64)
         for i in cut.ins:
             ci = index[id(i.conn)]
             if i.dense:
                 j = np.repeat(np.arange(i.n_pre, dtype=np.int64), cut.k)
                 k = np.tile(np.arange(cut.k, dtype=np.int64), i.n_pre) + base[name]
-                found[ci] = (j, k)
+                found[ci] = (j, k, np.tile(sizes, i.n_pre))
                 continue
             ch, new = _first_in_group(i, cut.s)
             assert i.col_of_entry is not None
-            found[ci] = (i.col_of_entry[new], ch[new] + base[name])
+            at = np.flatnonzero(new)
+            cnt = np.diff(np.append(at, new.size)).astype(np.int64)
+            found[ci] = (i.col_of_entry[at].astype(np.int64),
+                         ch[at].astype(np.int64) + base[name], cnt)
     empty = np.zeros(0, np.int64)
-    return [found.get(ci, (empty, empty)) for ci in range(len(net.connections))]
+    return [found.get(ci, (empty, empty, empty)) for ci in range(len(net.connections))]
 
 
 # ======================================================================================
@@ -599,7 +606,7 @@ def _source_axons(m: Mapping, chunk_core: NDArray[np.int64]
     net = m.network
     srcs, dsts = [], []
     ncores = int(chunk_core.max()) + 1 if chunk_core.size else 1
-    for c, (j, k) in zip(net.connections, m.axon_pairs):
+    for c, (j, k, _) in zip(net.connections, m.axon_pairs):
         if not j.size:
             continue
         key = np.unique(j * ncores + chunk_core[k])
@@ -641,7 +648,7 @@ def _chunk_graph(m: Mapping, src_chunk: NDArray[np.int64], K: int, rates: NDArra
     src_off = m.source_offsets()
     rows, cols, w = [], [], []
     host = np.zeros(K, np.float64)
-    for c, (j, k) in zip(m.network.connections, m.axon_pairs):
+    for c, (j, k, _) in zip(m.network.connections, m.axon_pairs):
         if not j.size:
             continue
         s = j + src_off[c.pre]
@@ -690,7 +697,7 @@ def _metis_order(T: sp.csr_matrix, load: NDArray[np.float64], nparts: int) -> ND
 
 
 def _place_bins(Tb: NDArray[np.float64], Hb: NDArray[np.float64], mesh: _Mesh, n_cores: int,
-                pos0: NDArray[np.int64], max_passes: int = 30) -> NDArray[np.int64]:
+                pos0: NDArray[np.int64], max_passes: int = 10) -> NDArray[np.int64]:
     """Core of each bin: start from ``pos0`` and swap bins (or move one to a free core)
     while the weighted hops fall."""
     nb = Tb.shape[0]
@@ -828,7 +835,7 @@ def place(m: Mapping) -> Mapping:
         slices[name] = sorted(sl, key=lambda t: t[1])
     report["cores_used"] = int(np.unique(chunk_core).size) if K else 0
     return replace(m, slices=slices, core_of=core_of, problems=m.problems + tuple(problems),
-                   placement=report)
+                   placement=report, chunk_core=np.asarray(chunk_core, np.int64))
 
 
 def _core_count_problem(m: Mapping, chunks: list[Chunk], bins: NDArray[np.int64],
@@ -864,7 +871,23 @@ def route(m: Mapping) -> Mapping:
     ncores = max(hw.n_cores, int(m.core_of.max()) + 1 if m.core_of.size else 0)
     srcs, cores, nsyns, conns = [], [], [], []
     mem = np.zeros(ncores, np.int64)
+    fast = (m.chunk_core is not None and len(m.axon_pairs) == len(net.connections)
+            and m.chunk_core.size == sum(len(v) for v in m.chunks.values()))
     for ci, c in enumerate(net.connections):
+        if fast:  # from the partition's (pre, chunk) axons: no pass over the synapses
+            assert m.chunk_core is not None
+            pj, pk, pn = m.axon_pairs[ci]
+            key = pj * ncores + m.chunk_core[pk]
+            ukey, inv = np.unique(key, return_inverse=True)
+            cnt = np.bincount(inv.reshape(-1), weights=pn, minlength=ukey.size).astype(np.int64)
+            j, k = np.divmod(ukey, ncores)
+            srcs.append(j + src_off[c.pre])
+            cores.append(k)
+            nsyns.append(cnt)
+            conns.append(np.full(j.size, ci, np.int64))
+            mem += np.bincount(k, weights=cnt * synapse_bits(c, hw),
+                               minlength=ncores).astype(np.int64)
+            continue
         post_cores = m.core_of[lif_off[c.post]: lif_off[c.post] + c.shape[0]].astype(np.int64)
         n_pre = c.shape[1]
         if c.storage == "dense":
