@@ -35,13 +35,9 @@ def connection_arrays(W: sp.csr_matrix, delays: NDArray[np.int64] | None, storag
     nums = sp.csr_matrix((np.arange(1, W.nnz + 1, dtype=np.int64), W.indices, W.indptr),
                          shape=W.shape).tocsc()
     order = nums.data - 1
-    pre = W.indices[order].astype(np.int64)
-    post = np.repeat(np.arange(n_post, dtype=np.int64), np.diff(W.indptr))[order]
     b, decode, shift = fx.encode_weight_bytes(np.asarray(W.data, np.int64)[order], sign_mode)
-    ptr = np.zeros(n_pre + 1, np.int64)
-    np.cumsum(np.bincount(pre, minlength=n_pre), out=ptr[1:])
-    out["ptr"] = ptr
-    out["post"] = post.astype(np.uint32)
+    out["ptr"] = nums.indptr.astype(np.int64)  # per pre: its fan-out list
+    out["post"] = nums.indices.astype(np.uint32)
     out["w"] = np.ascontiguousarray(b)
     if delays is not None:
         out["delay"] = delays[order].astype(np.uint8)

@@ -223,15 +223,6 @@ class _Cut:
     ax: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     out: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    def chunk_of(self) -> NDArray[np.int64]:
-        """Chunk of each neuron, by natural index."""
-        r = np.arange(self.pop.size, dtype=np.int64) // self.s
-        if self.order is None:
-            return r
-        out = np.empty(self.pop.size, np.int64)
-        out[self.order] = r
-        return out
-
 
 def _incoming(net: Network, pop: Population) -> list[Connection]:
     return [c for c in net.connections if c.post == pop.name]
@@ -736,20 +727,6 @@ def _place_bins(Tb: NDArray[np.float64], Hb: NDArray[np.float64], mesh: _Mesh, n
     return pos
 
 
-def _snake(hw: HardwareSpec) -> NDArray[np.int64]:
-    """Cores in a path through the mesh where consecutive tiles are neighbours (rows
-    alternately left to right and right to left, chip after chip)."""
-    mesh = hw.mesh
-    order: list[int] = []
-    for chip in range(mesh.chips):
-        for ty in range(mesh.tiles_y):
-            xs = range(mesh.tiles_x) if ty % 2 == 0 else range(mesh.tiles_x - 1, -1, -1)
-            for tx in xs:
-                tile = chip * mesh.tiles_x * mesh.tiles_y + ty * mesh.tiles_x + tx
-                order.extend(range(tile * mesh.cores_per_tile, (tile + 1) * mesh.cores_per_tile))
-    return np.asarray(order, np.int64)
-
-
 def _traffic_candidates(m: Mapping, mesh: _Mesh, res: NDArray[np.int64], caps: NDArray[np.int64],
                         greedy_bin: NDArray[np.int64], src_chunk: NDArray[np.int64],
                         rates: NDArray[np.float64]) -> list[NDArray[np.int64]]:
@@ -768,16 +745,15 @@ def _traffic_candidates(m: Mapping, mesh: _Mesh, res: NDArray[np.int64], caps: N
     except ImportError:  # pragma: no cover - pymetis is a dependency
         pass
     out = []
-    snake = _snake(hw)
     for bins in bins_list:
+        # bins start on cores 0, 1, 2, ... (next-fit's cores) and move by pairwise swaps
         nbins = int(bins.max()) + 1
         Pm = sp.csr_matrix((np.ones(K), (bins, np.arange(K))), shape=(nbins, K))
         Tb = (Pm @ T @ Pm.T).toarray()
         np.fill_diagonal(Tb, 0.0)
         Hb = Pm @ H
-        for start in (np.arange(nbins, dtype=np.int64), snake[:nbins]):
-            pos = _place_bins(Tb, Hb, mesh, hw.n_cores, start)
-            out.append(pos[bins])
+        pos = _place_bins(Tb, Hb, mesh, hw.n_cores, np.arange(nbins, dtype=np.int64))
+        out.append(pos[bins])
     return out
 
 
