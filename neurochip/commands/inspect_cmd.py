@@ -156,9 +156,9 @@ def render(d: dict[str, Any]) -> str:
     if tr:
         out.append("\ntraffic per step at 1 spike per neuron per step (estimated; scale by "
                    "the spike rate)")
-        rows = [["messages", round(tr["messages_per_step"], 1)],
-                ["NoC hops", round(tr["hops_per_step"], 1)],
-                ["chip-link crossings", round(tr["chip_links_per_step"], 1)],
+        rows = [["messages", f"{tr['messages_per_step']:,.0f}"],
+                ["NoC hops", f"{tr['hops_per_step']:,.0f}"],
+                ["chip-link crossings", f"{tr['chip_links_per_step']:,.0f}"],
                 ["busiest link", f"{tr['busiest_link']['link']}: "
                                  f"{tr['busiest_link']['messages_per_step']:,.0f} messages"]]
         sc = tr.get("slowest_core")

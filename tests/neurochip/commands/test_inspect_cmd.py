@@ -94,10 +94,13 @@ def test_traffic_table_names_hops_busiest_link_and_slowest_core(cli: Any, tmp_pa
     rc, out, _ = cli("inspect", tmp_path / "t.nchip")
     assert rc == 0
     assert "\ntraffic per step at 1 spike per neuron per step" in out
-    assert "NoC hops             64" in out
+    assert "NoC hops             64\n" in out
     assert "busiest link         tile (0,0) - (1,0): 64 messages" in out
-    assert "slowest core         core 2:" in out  # 64 axon events and synaptic ops
+    # core 0: 4 axon events x 64 dense synapses and 64 messages sent, the most cycles
+    assert "slowest core         core 0: 1,576 ns (256 synaptic ops, 4 axon events, 64 " \
+           "neurons)" in out
     rc, js, _ = cli("inspect", tmp_path / "t.nchip", "--json")
     d = json.loads(js)["traffic"]
     assert d["hops_per_step"] == 64 and d["chip_links_per_step"] == 0
-    assert d["slowest_core"]["core"] == 2 and d["slowest_core"]["synops_per_step"] == 64
+    assert d["slowest_core"]["core"] == 0 and d["slowest_core"]["synops_per_step"] == 256
+    assert d["messages_per_step"] == 4 * 2 + 64
