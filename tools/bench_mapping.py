@@ -10,8 +10,8 @@ Cases (next-fit = ``placement="greedy"``, the peer, run in the same process):
 * ``conv3``: 2x32x32 -> 16x32x32 -> 32x16x16, 3x3 kernels: cores needed now, cores the
   index-order cut (the partition before spatial tiles) needs, and the 24-core target,
   which needs shared-weight convolution (kernel stored once per core; not done here);
-* ``conv10M``: 2x64x64 -> 16x64x64 -> 16x64x64 (10.6 M synapses) on ``loihi_like_2chip``:
-  register-level compile time (target <= 10 s), traffic vs next-fit;
+* ``conv10M``: 2x64x64 -> 16x64x64 -> 16x64x64 (10.3 M synapses) on ``loihi_like_2chip``:
+  register-level compile time (best of two; target <= 10 s), traffic vs next-fit;
 * ``nir_cnn``: the NIR paper CNN (cnn_sinabs.nir) on ``loihi_like`` at 8-bit weights:
   cores, and float vs chip prediction agreement on random event input.
 
@@ -152,10 +152,11 @@ def conv10m() -> dict[str, Any]:
     hw = neurochip.load_hw("loihi_like_2chip")
     times: dict[str, float] = {}
     imgs = {}
-    for pl in ("greedy", "traffic"):
-        t0 = time.perf_counter()
-        imgs[pl] = compile_network(net, hw, placement=pl)
-        times[pl] = time.perf_counter() - t0
+    for _ in range(2):  # best of two, alternating (the first run pays page faults)
+        for pl in ("greedy", "traffic"):
+            t0 = time.perf_counter()
+            imgs[pl] = compile_network(net, hw, placement=pl)
+            times[pl] = min(times.get(pl, np.inf), time.perf_counter() - t0)
     tg, tt = traffic(imgs["greedy"]), traffic(imgs["traffic"])
     return {"synapses": net.n_synapses, "seconds_traffic": times["traffic"],
             "seconds_greedy": times["greedy"], "target_s": 10.0,

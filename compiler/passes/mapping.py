@@ -776,9 +776,11 @@ def place(m: Mapping) -> Mapping:
     chunk_core = greedy_bin
     report: dict[str, Any] = {"requested": method, "method": "greedy"}
     n_needed = int(greedy_bin.max()) + 1 if K else 0
+    consistent = len(m.axon_pairs) == len(m.network.connections) and all(
+        not k.size or int(k.max()) < K for _, k, _ in m.axon_pairs)
     if n_needed > hw.n_cores:
         problems.append(_core_count_problem(m, chunks, greedy_bin, n_needed))
-    elif K:
+    elif K and consistent:  # (chunks edited by hand after partition: next-fit only)
         mesh = _Mesh.of(hw)
         src_chunk, _ = _chunk_of_source(m)
         rates = source_rates(m)

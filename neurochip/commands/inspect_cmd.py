@@ -156,18 +156,18 @@ def render(d: dict[str, Any]) -> str:
     if tr:
         out.append("\ntraffic per step at 1 spike per neuron per step (estimated; scale by "
                    "the spike rate)")
-        rows = [["messages", f"{tr['messages_per_step']:,.0f}"],
-                ["NoC hops", f"{tr['hops_per_step']:,.0f}"],
-                ["chip-link crossings", f"{tr['chip_links_per_step']:,.0f}"],
-                ["busiest link", f"{tr['busiest_link']['link']}: "
-                                 f"{tr['busiest_link']['messages_per_step']:,.0f} messages"]]
+        trows = [["messages", f"{tr['messages_per_step']:,.0f}"],
+                 ["NoC hops", f"{tr['hops_per_step']:,.0f}"],
+                 ["chip-link crossings", f"{tr['chip_links_per_step']:,.0f}"],
+                 ["busiest link", f"{tr['busiest_link']['link']}: "
+                                  f"{tr['busiest_link']['messages_per_step']:,.0f} messages"]]
         sc = tr.get("slowest_core")
         if sc:
-            rows.append(["slowest core", f"core {sc['core']}: {sc['ns_per_step']:,.0f} ns "
-                                         f"({sc['synops_per_step']:,.0f} synaptic ops, "
-                                         f"{sc['spikes_in_per_step']:,.0f} axon events, "
-                                         f"{sc['neurons']} neurons)"])
-        out.append(table(["", "per step"], rows))
+            trows.append(["slowest core", f"core {sc['core']}: {sc['ns_per_step']:,.0f} ns "
+                                          f"({sc['synops_per_step']:,.0f} synaptic ops, "
+                                          f"{sc['spikes_in_per_step']:,.0f} axon events, "
+                                          f"{sc['neurons']} neurons)"])
+        out.append(table(["", "per step"], trows))
     out.append("\npopulations")
     out.append(table(
         ["name", "kind", "neurons", "cores", "fan-in", "in/neuron", "fan-out", "out/neuron",
