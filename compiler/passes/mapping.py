@@ -436,14 +436,28 @@ def partition(m: Mapping) -> Mapping:
         cuts[pop.name] = cut
     # Output axons: cutting a target population changes its sources' fan-out, so cut
     # again until no chunk is over (a few rounds; recurrent layers converge or are reported).
+    # A layer that projects onto itself may not get better by cutting finer (every cut
+    # adds an axon to each of its neurons): then its previous cut is kept and the rules
+    # report the cores over the limit.
+    before: dict[str, tuple[float, tuple[Any, ...]]] = {}
+    frozen: set[str] = set()
     for _ in range(8):
         fan = _fanout(net, cuts)
         changed = False
         for name, cut in cuts.items():
+            if name in frozen:
+                continue
             out1 = _in_order(fan[name], cut.order)
             chunk_out = np.bincount(np.arange(cut.pop.size) // cut.s, weights=out1,
                                     minlength=cut.k)
-            if chunk_out.size and chunk_out.max() > lim.max_output_axons and cut.s > 1:
+            worst = float(chunk_out.max()) if chunk_out.size else 0.0
+            if name in before and worst >= before[name][0]:
+                cut.s, cut.k, cut.mem, cut.ax, cut.out = before[name][1]
+                frozen.add(name)
+                changed = True
+                continue
+            if worst > lim.max_output_axons and cut.s > 1:
+                before[name] = (worst, (cut.s, cut.k, cut.mem, cut.ax, cut.out))
                 _, skip = _single_problems(cut, hw, out1)
                 k0 = cut.k
                 _size(cut, hw, out1, skip)

@@ -84,11 +84,44 @@ def check_rules(m: Mapping) -> Mapping:
         if isinstance(first, Problem):
             text = f"{first.text}. Suggestion: {first.suggestion}"
     else:
-        listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(problems[:12]))
-        more = f" (+{len(problems) - 12} more)" if len(problems) > 12 else ""
+        lines = _grouped(problems)
+        listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(lines[:12]))
+        more = f" (+{len(lines) - 12} more)" if len(lines) > 12 else ""
         text = f"the network does not fit '{m.hw.name}', {len(problems)} problems: {listed}{more}"
     where = first.where if isinstance(first, Problem) else f"core {first.core}"
     err = PlacementError(text, rule=first.rule, where=where, value=first.value,
                          limit=first.limit)
     err.violations = problems  # type: ignore[attr-defined]
     raise err
+
+
+def _grouped(problems: list[Problem | Violation]) -> list[str]:
+    """One line per problem; a rule broken on several cores by the same populations is one
+    line naming the cores and the largest excess."""
+    order: list[Problem | tuple[str, tuple[str, ...]]] = []
+    groups: dict[tuple[str, tuple[str, ...]], list[Violation]] = {}
+    for p in problems:
+        if isinstance(p, Problem):
+            order.append(p)
+            continue
+        key = (p.rule, p.populations)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(p)
+    out: list[str] = []
+    for item in order:
+        if isinstance(item, Problem):
+            out.append(str(item))
+            continue
+        vs = groups[item]
+        if len(vs) == 1:
+            out.append(str(vs[0]))
+            continue
+        worst = max(vs, key=lambda v: v.value)
+        cores = ", ".join(str(v.core) for v in vs[:6]) + (", ..." if len(vs) > 6 else "")
+        out.append(f"rule '{worst.rule}' on {len(vs)} cores ({cores}) of "
+                   f"{', '.join(worst.populations) or '-'}: up to {worst.value:,} > "
+                   f"{worst.limit:,} (over by {worst.value - worst.limit:,}). "
+                   f"Suggestion: {SUGGEST.get(worst.rule, 'a smaller layer')}")
+    return out

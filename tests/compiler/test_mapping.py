@@ -204,6 +204,26 @@ def test_memory_and_axon_problems_of_several_layers_are_all_listed() -> None:
     assert "fewer weight bits" in str(ei.value)
 
 
+def test_a_layer_projecting_onto_itself_is_not_cut_without_end() -> None:
+    # all-to-all recurrence: every cut adds an axon to each neuron, so cutting by output
+    # axons cannot help; the cut stops and the cores over the limit are reported, grouped.
+    net = neurochip.Network()
+    net.add_input("in", 4)
+    net.add_lif("r", 120, du=0, dv=0, vth=10)
+    net.connect("in", "r", np.full((120, 4), 2))
+    net.connect("r", "r", np.full((120, 120), 1), storage="sparse")
+    hw = _hw("tiny4", core={"max_output_axons": 100, "synapse_memory_bits": 1 << 20,
+                            "max_input_axons": 1024}, mesh={"tiles_x": 8})
+    with pytest.raises(PlacementError) as ei:
+        neurochip.compile(net, hw)
+    found = ei.value.violations  # type: ignore[attr-defined]
+    assert {v.rule for v in found} == {"output_axons"}
+    assert len(found) == 2  # 2 chunks of 60 neurons, each sending 120 axons
+    assert ei.value.rule == "output_axons" and ei.value.where == "core 0"
+    assert "rule 'output_axons' on 2 cores (0, 1) of r: up to 120 > 100 (over by 20)" in \
+        str(ei.value)
+
+
 # --------------------------------------------------------------------------------------
 # placement
 # --------------------------------------------------------------------------------------
