@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from compiler.ir import Graph, format_graph, verify
 from compiler.passes.emit import emit_image
 from compiler.passes.lower import lower
@@ -63,9 +65,17 @@ MAPPING_PASSES: list[tuple[str, Callable[[MappingState], Any]]] = [
 
 def compile_network(network: Network, hw: HardwareSpec, *,
                     metadata: dict[str, Any] | None = None,
-                    on_pass: Callable[[str, MappingState], None] | None = None) -> ChipImage:
-    """Map a register-level network onto ``hw`` and emit its chip image."""
-    m = MappingState(network, hw, options={"metadata": dict(metadata or {})})
+                    on_pass: Callable[[str, MappingState], None] | None = None,
+                    placement: str = "traffic",
+                    rates: Mapping[str, Any] | None = None) -> ChipImage:
+    """Map a register-level network onto ``hw`` and emit its chip image.
+
+    placement: "traffic" (minimise weighted NoC hops; never worse than next-fit) or
+    "greedy" (next-fit in declaration order). rates: {population: spikes per step (one
+    value or one per neuron)}, the traffic estimate's weights (default: equal rates).
+    """
+    m = MappingState(network, hw, options={"metadata": dict(metadata or {}),
+                                           "placement": placement, "rates": dict(rates or {})})
     for name, fn in MAPPING_PASSES:
         m = fn(m)
         if on_pass is not None:
@@ -276,7 +286,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   dump_file: TextIO | None = None,
                   on_pass: Callable[[str, Any], None] | None = None,
                   name: str | None = None,
-                  chip_check: ChipCheck | None = None) -> ChipImage:
+                  chip_check: ChipCheck | None = None,
+                  placement: str = "traffic") -> ChipImage:
     """Compile a model file or IR graph for ``hw``: the front passes, then the register level.
 
     model: a ``.nir`` / ``.onnx`` path, a ``nir.NIRGraph``, an ONNX ``ModelProto`` or a
@@ -296,6 +307,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     graph (after normalize) with the image run on a chip and returns a report entry per
     population, added as ``agreement``; the compiler runs no chip itself, so the caller
     supplies the runner (``neurochip.compile`` uses the emulator).
+    placement: see :func:`compile_network`; with calibration, the input spike rates it
+    measures weight the traffic estimate.
 
     ``image.metadata`` gets ``quantization`` (per population: scale, registers, effective
     decays and threshold, per projection weight errors; ``agreement`` with calibration),
@@ -338,7 +351,11 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     for key in ("import", "file_metadata"):
         if key in g0.metadata:
             meta[key] = g0.metadata[key]
-    image = compile_network(net, spec, metadata=meta, on_pass=on_pass)
+    rates = None if calibration is None else {
+        k: np.asarray(v, np.float64).reshape(-1, np.shape(v)[-1]).mean(axis=0)
+        for k, v in calibration.items() if k in g2.inputs}
+    image = compile_network(net, spec, metadata=meta, on_pass=on_pass, placement=placement,
+                            rates=rates)
     if calibration is not None and chip_check is not None:
         for k, entry in chip_check(g1, image, calibration, scales).items():
             image.metadata["quantization"][k]["agreement"] = entry

@@ -30,16 +30,19 @@ def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options:
     or ``.onnx`` file, or an IR graph (``compiler.ir.Graph``). Options for model files
     (``dt``, ``decay``, ``reset``, calibration...) are those of
     :func:`compiler.pipeline.compile_model`; with ``calibration`` the report gets the
-    float-vs-chip agreement measured on the emulator.
+    float-vs-chip agreement measured on the emulator. ``placement`` ("traffic", the
+    default, or "greedy") chooses how chunks are placed on cores, for every kind of model;
+    ``rates`` ({population: spikes per step}) weights a Network's traffic estimate.
     """
     from compiler import pipeline
 
     spec = load_hw(hw)
     if isinstance(model, Network):
+        net_opts = {k: options.pop(k) for k in ("placement", "rates") if k in options}
         if options:
             raise ConfigError(f"options {sorted(options)} apply to model files and IR graphs, "
                               "not to register-level networks", where="compile")
-        return pipeline.compile_network(model, spec)
+        return pipeline.compile_network(model, spec, **net_opts)
     options.setdefault("chip_check", float_chip_agreement)
     return pipeline.compile_model(model, spec, **options)
 

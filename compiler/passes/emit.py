@@ -29,17 +29,15 @@ def connection_arrays(W: sp.csr_matrix, delays: NDArray[np.int64] | None, storag
             D = np.asarray(delays, np.int64).reshape(n_post, n_pre)
             out["delay"] = np.ascontiguousarray(D.T.reshape(-1).astype(np.uint8))
         return out, decode, shift
-    # Sparse: transpose the (post, pre) CSR into per-pre fan-out lists (CSC order).
-    order_key = W.indices.astype(np.int64) * n_post + np.repeat(
-        np.arange(n_post, dtype=np.int64), np.diff(W.indptr))
-    order = np.argsort(order_key, kind="stable")
-    pre = W.indices[order].astype(np.int64)
-    post = np.repeat(np.arange(n_post, dtype=np.int64), np.diff(W.indptr))[order]
+    # Sparse: transpose the (post, pre) CSR into per-pre fan-out lists (CSC order: by pre,
+    # then post). The permutation is read off a CSC conversion of the synapse numbers,
+    # O(synapses) instead of a sort.
+    nums = sp.csr_matrix((np.arange(1, W.nnz + 1, dtype=np.int64), W.indices, W.indptr),
+                         shape=W.shape).tocsc()
+    order = nums.data - 1
     b, decode, shift = fx.encode_weight_bytes(np.asarray(W.data, np.int64)[order], sign_mode)
-    ptr = np.zeros(n_pre + 1, np.int64)
-    np.cumsum(np.bincount(pre, minlength=n_pre), out=ptr[1:])
-    out["ptr"] = ptr
-    out["post"] = post.astype(np.uint32)
+    out["ptr"] = nums.indptr.astype(np.int64)  # per pre: its fan-out list
+    out["post"] = nums.indices.astype(np.uint32)
     out["w"] = np.ascontiguousarray(b)
     if delays is not None:
         out["delay"] = delays[order].astype(np.uint8)
@@ -80,11 +78,15 @@ def emit_image(m: Mapping) -> ChipImage:
             c.name, c.pre, c.post, c.storage, c.shape[1], c.shape[0], c.n_synapses, c.sign_mode,
             c.num_weight_bits, c.weight_exp, c.delay, c.delays is not None, decode, shift))
     cores = []
+    pops_on: dict[int, list[str]] = {}
+    for name, sl in m.slices.items():
+        for cc in dict.fromkeys(int(c) for c, _, _ in sl):
+            pops_on.setdefault(cc, []).append(name)
     for core in used_cores(m):
         cores.append(CoreInfo(
             core, int(m.usage["neurons"][core]), int(m.usage["synapse_bits"][core]),
             int(m.usage["input_axons"][core]), int(m.usage["output_axons"][core]),
-            [name for name, sl in m.slices.items() if any(cc == core for cc, _, _ in sl)]))
+            pops_on.get(core, [])))
     meta: dict[str, Any] = {"network": net.name,
                             "synapse_bits_per_connection": {
                                 c.name: synapse_bits(c, hw) for c in net.connections}}

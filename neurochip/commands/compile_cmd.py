@@ -50,6 +50,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dump-ir", action="append", default=None, metavar="PASS",
                    choices=["import", "normalize", "quantize", "all"],
                    help="print the IR after this front pass to stderr (repeatable; 'all')")
+    p.add_argument("--placement", choices=["traffic", "greedy"], default="traffic",
+                   help="traffic: place chunks to minimise weighted NoC hops (never more than "
+                        "next-fit); greedy: next-fit in declaration order (default traffic)")
     p.add_argument("--name", default=None, help="network name recorded in the image")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
@@ -107,7 +110,7 @@ def _compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else model.with_suffix(".nchip")
     if not out.parent.exists():
         raise ConfigError("folder does not exist", where=f"output {out}")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"placement": args.placement}
     for key in ("dt", "decay", "reset", "weight_bits", "name"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -122,12 +125,18 @@ def _compile(args: argparse.Namespace) -> int:
     if args.dump_ir:
         options["dump_ir"] = "all" if "all" in args.dump_ir else args.dump_ir
         options["dump_file"] = sys.stderr
+    placed: dict[str, Any] = {}
+
+    def keep_placement(name: str, state: Any) -> None:
+        if name == "place":
+            placed.update(state.placement)
+
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             image = compile_with_progress(str(model), args.hw, progress=not args.quiet,
-                                          **options)
+                                          extra_on_pass=keep_placement, **options)
         except ModelImportError as exc:
             if exc.field != "dt" or args.dt is not None:
                 raise
@@ -143,6 +152,11 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"imported {model.name}: profile {imp.get('profile')}, dt {imp.get('dt')} s, "
                   f"decay {imp.get('decay')}, reset {imp.get('reset')}")
         print(image.summary())
+        if "hops_per_step" in placed:
+            print(f"placement {placed['method']} (asked {placed['requested']}): "
+                  f"{placed['hops_per_step']:,.0f} NoC hops per step (estimated) "
+                  f"(next-fit: {placed['greedy_hops_per_step']:,.0f}), "
+                  f"{placed['chip_links_per_step']:,.0f} chip-link crossings")
         q = image.metadata.get("quantization") or {}
         errs = [pr["rel_weight_error"] for pop in q.values()
                 for pr in (pop.get("projections") or {}).values()]

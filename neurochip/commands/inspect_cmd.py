@@ -102,6 +102,7 @@ def describe(image: ChipImage) -> dict[str, Any]:
                              "zeroed": v.get("zeroed")} for k, v in projs.items()],
         })
     return {
+        "traffic": traffic(image),
         "hw": hw.name, "cores_used": len(image.cores), "cores_total": hw.n_cores,
         "neurons": image.n_neurons, "inputs": image.n_inputs, "synapses": image.n_synapses,
         "synapse_bits": sum(c.synapse_bits for c in image.cores),
@@ -110,6 +111,22 @@ def describe(image: ChipImage) -> dict[str, Any]:
         "import": image.metadata.get("import"), "quantization": layers,
         "learning": image.learning is not None,
     }
+
+
+def traffic(image: ChipImage) -> dict[str, Any]:
+    """NoC traffic per step of the placement at one spike per neuron per step: messages,
+    tile hops, chip-link crossings, the busiest link and the slowest core (estimates of
+    the emulator's cost model; scale them by the real spike rate)."""
+    import numpy as np
+
+    from compiler.passes.mapping import traffic_report
+
+    a = image.arrays
+    src_core = np.concatenate([np.full(image.n_inputs, -1, np.int64),
+                               a["neurons/core"].astype(np.int64)])
+    return traffic_report(image.hw, src_core, a["route/ptr"], a["route/core"], a["route/nsyn"],
+                          {c.core: c.neurons for c in image.cores},
+                          np.ones(src_core.size))
 
 
 def render(d: dict[str, Any]) -> str:
@@ -135,6 +152,22 @@ def render(d: dict[str, Any]) -> str:
           f"{c['input_axons']}/{c['input_axons_max']}",
           f"{c['output_axons']}/{c['output_axons_max']}", ", ".join(c["populations"])]
          for c in d["cores"]]))
+    tr = d.get("traffic")
+    if tr:
+        out.append("\ntraffic per step at 1 spike per neuron per step (estimated; scale by "
+                   "the spike rate)")
+        trows = [["messages", f"{tr['messages_per_step']:,.0f}"],
+                 ["NoC hops", f"{tr['hops_per_step']:,.0f}"],
+                 ["chip-link crossings", f"{tr['chip_links_per_step']:,.0f}"],
+                 ["busiest link", f"{tr['busiest_link']['link']}: "
+                                  f"{tr['busiest_link']['messages_per_step']:,.0f} messages"]]
+        sc = tr.get("slowest_core")
+        if sc:
+            trows.append(["slowest core", f"core {sc['core']}: {sc['ns_per_step']:,.0f} ns "
+                                          f"({sc['synops_per_step']:,.0f} synaptic ops, "
+                                          f"{sc['spikes_in_per_step']:,.0f} axon events, "
+                                          f"{sc['neurons']} neurons)"])
+        out.append(table(["", "per step"], trows))
     out.append("\npopulations")
     out.append(table(
         ["name", "kind", "neurons", "cores", "fan-in", "in/neuron", "fan-out", "out/neuron",

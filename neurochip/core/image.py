@@ -289,8 +289,11 @@ class ChipImage:
                  f"{self.n_neurons} neurons, {self.n_synapses} synapses, "
                  f"{len(self.cores)}/{self.hw.n_cores} cores"]
         for p in self.populations:
+            shown = p.slices if len(p.slices) <= 8 else p.slices[:4]
             where = "host" if p.kind == "input" else ", ".join(
-                f"core {c}[{s}:{s + n}]" for c, s, n in p.slices)
+                f"core {c}[{s}:{s + n}]" for c, s, n in shown)
+            if len(shown) < len(p.slices):  # a spatially tiled population
+                where += (f", ... ({len(p.slices)} slices on {len(set(p.cores))} cores)")
             lines.append(f"  {p.name:<16} {p.kind:<5} n={p.size:<6} {where}")
         return "\n".join(lines)
 

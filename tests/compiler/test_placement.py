@@ -88,7 +88,7 @@ def test_network_larger_than_chip_says_by_how_much() -> None:
     assert "p4" in str(ei.value)
 
 
-def test_output_axon_rule_reports_every_violation() -> None:
+def _fan_out_net() -> neurochip.Network:
     net = neurochip.Network()
     net.add_input("in", 2)
     net.add_lif("a", 64, du=0, dv=0, vth=10)
@@ -97,15 +97,32 @@ def test_output_axon_rule_reports_every_violation() -> None:
         net.add_lif(f"b{i}", 10, du=0, dv=0, vth=10)
         for k in range(2):
             net.connect("a", f"b{i}", np.full((10, 64), 2), name=f"a-b{i}-{k}")
-    m = Mapping(net, neurochip.load_hw("tiny4"))
+    return net
+
+
+def test_fan_out_splits_the_source_population() -> None:
+    # each neuron of 'a' spends 6 output axons (2 connections to each of 3 layers): 64 of
+    # them need 384 > 256 on one core, so partition cuts 'a' by output axons too.
+    img = neurochip.compile(_fan_out_net(), "tiny4")
+    (a,) = [p for p in img.lif_populations if p.name == "a"]
+    assert len(set(a.cores)) == 2
+    assert all(c.output_axons <= 256 for c in img.cores)
+    assert sum(c.output_axons for c in img.cores) == 64 * 6
+
+
+def test_output_axon_rule_reports_a_neuron_over_the_limit(tmp_path) -> None:
+    (tmp_path / "fan5.yaml").write_text(
+        "extends: tiny4\nname: fan5\ncore:\n  max_output_axons: 5\n")
+    hw = neurochip.load_hw(tmp_path / "fan5.yaml")
+    m = Mapping(_fan_out_net(), hw)
     for _, fn in MAPPING_PASSES[:-1]:
         m = fn(m)
-    assert int(m.usage["output_axons"][0]) == 64 * 6
     with pytest.raises(PlacementError) as ei:
         check_rules(m)
     err = ei.value
-    assert err.rule == "output_axons" and err.where == "core 0"
-    assert "384 > 256 (over by 128)" in str(err) and "(a)" in str(err)
+    assert err.rule == "output_axons" and err.where == "population 'a'"
+    assert "needs 6 output axons but a core has 5 (over by 1)" in str(err)
+    assert "Suggestion:" in str(err)
     assert len(err.violations) == 1  # type: ignore[attr-defined]
 
 

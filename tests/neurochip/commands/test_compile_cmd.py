@@ -166,3 +166,17 @@ def test_usage_errors_exit_2(cli: Any, args: list[str]) -> None:
     rc, _, err = cli("compile", *([str(FF)] if args else []), *args)
     assert rc == 2
     assert "usage: neurochip compile" in err
+
+
+def test_placement_option(cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "ff.nchip"
+    rc, stdout, err = cli("compile", FF, "-o", out, "--placement", "greedy")
+    assert rc == 0, err
+    # one core: next-fit and traffic-aware placement give the same image
+    assert ChipImage.load(out).equals(compile_golden("feed_forward"))
+    assert "placement greedy (asked greedy): 0 NoC hops per step (estimated)" in stdout
+    rc, _, err = cli("compile", FF, "-o", out, "--placement", "metis")
+    assert rc == 2
+    assert err.strip().splitlines()[-1] == ("neurochip compile: error: argument --placement: "
+                                            "invalid choice: 'metis' (choose from 'traffic', "
+                                            "'greedy')")

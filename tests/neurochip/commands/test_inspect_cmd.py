@@ -75,3 +75,32 @@ def test_errors(cli: Any, tmp_path: Path) -> None:
     assert rc == 2 and "not a chip image" in err and len(err.strip().splitlines()) == 1
     rc, _, err = cli("inspect")
     assert rc == 2 and "usage: neurochip inspect" in err
+
+
+def test_traffic_table_names_hops_busiest_link_and_slowest_core(cli: Any, tmp_path: Path
+                                                                 ) -> None:
+    # 'a' on core 0 (tile 0) and 'b' on core 2 (tile 1) of tiny4 under next-fit: every
+    # spike of 'a' crosses one tile link
+    net = neurochip.Network()
+    net.add_input("in", 4)
+    net.add_lif("a", 64, du=0, dv=0, vth=10)
+    net.add_lif("pad", 64, du=0, dv=0, vth=10)
+    net.add_lif("b", 64, du=0, dv=0, vth=10)
+    net.connect("in", "a", np.full((64, 4), 2))
+    net.connect("in", "pad", np.full((64, 4), 2))
+    net.connect("a", "b", np.eye(64, dtype=np.int64) * 2, storage="sparse")
+    img = neurochip.compile(net, "tiny4", placement="greedy")
+    img.save(tmp_path / "t.nchip")
+    rc, out, _ = cli("inspect", tmp_path / "t.nchip")
+    assert rc == 0
+    assert "\ntraffic per step at 1 spike per neuron per step" in out
+    assert "NoC hops             64\n" in out
+    assert "busiest link         tile (0,0) - (1,0): 64 messages" in out
+    # core 0: 4 axon events x 64 dense synapses and 64 messages sent, the most cycles
+    assert "slowest core         core 0: 1,576 ns (256 synaptic ops, 4 axon events, 64 " \
+           "neurons)" in out
+    rc, js, _ = cli("inspect", tmp_path / "t.nchip", "--json")
+    d = json.loads(js)["traffic"]
+    assert d["hops_per_step"] == 64 and d["chip_links_per_step"] == 0
+    assert d["slowest_core"]["core"] == 0 and d["slowest_core"]["synops_per_step"] == 256
+    assert d["messages_per_step"] == 4 * 2 + 64
