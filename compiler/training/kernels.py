@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from compiler.training.surrogates import SmoothStep, SpikeFunction, Surrogate
 from neurochip.core.errors import ConfigError
+from neurochip.core.surrogates import SURROGATE_NAMES
 from neurochip.core.lif import SPIKE_SIGMOID, SPIKE_STEP, LifParams, LifState, lif_step
 
 __all__ = ["KernelSpike", "kernel_spike", "lif_backward", "lif_forward"]
@@ -30,9 +31,13 @@ F64 = NDArray[np.float64]
 
 # Spike function codes: forward (neurochip.core.lif: Heaviside or logistic) and derivative
 # shapes.
-_GRAD_FAST_SIGMOID, _GRAD_PIECEWISE, _GRAD_EXPONENTIAL, _GRAD_SIGMOID = 0, 1, 2, 3
-_GRAD_CODES = {"fast_sigmoid": _GRAD_FAST_SIGMOID, "piecewise": _GRAD_PIECEWISE,
-               "exponential": _GRAD_EXPONENTIAL}
+# Surrogate codes are the positions in neurochip.core.surrogates.SURROGATE_NAMES (whose
+# formulas _dspike compiles); the smooth step's true derivative comes after them.
+_GRAD_CODES = {name: code for code, name in enumerate(SURROGATE_NAMES)}
+_GRAD_FAST_SIGMOID = _GRAD_CODES["fast_sigmoid"]
+_GRAD_PIECEWISE = _GRAD_CODES["piecewise"]
+_GRAD_EXPONENTIAL = _GRAD_CODES["exponential"]
+_GRAD_SIGMOID = len(SURROGATE_NAMES)
 
 
 @dataclass(frozen=True)
