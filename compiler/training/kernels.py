@@ -22,8 +22,8 @@ from numpy.typing import NDArray
 
 from compiler.training.surrogates import SmoothStep, SpikeFunction, Surrogate
 from neurochip.core.errors import ConfigError
-from neurochip.core.surrogates import SURROGATE_NAMES
 from neurochip.core.lif import SPIKE_SIGMOID, SPIKE_STEP, LifParams, LifState, lif_step
+from neurochip.core.surrogates import SURROGATE_NAMES
 
 __all__ = ["KernelSpike", "kernel_spike", "lif_backward", "lif_forward"]
 
@@ -89,7 +89,8 @@ def _forward(D, V, has_V, b, theta, prm, I, P, S):
                     drive[r, j] = Dt[r, j] + rec[r, j]
         else:
             drive[:, :] = Dt
-        lif_step(prm, b, theta, I[t - 1] if t > 0 else zero, u, drive, LifState(I[t], P[t], S[t], u))
+        i_prev = I[t - 1] if t > 0 else zero
+        lif_step(prm, b, theta, i_prev, u, drive, LifState(I[t], P[t], S[t], u))
 
 
 @njit(cache=True)

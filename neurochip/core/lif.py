@@ -41,7 +41,8 @@ SPIKE_SIGMOID = 1
 class LifParams(NamedTuple):
     """One population's constants.
 
-    alpha, beta: current and membrane decay factors (kept fraction per step). spiking: False for a leaky-integrator readout (no spikes, no reset).
+    alpha, beta: current and membrane decay factors (kept fraction per step).
+    spiking: False for a leaky-integrator readout (no spikes, no reset).
     subtract: reset by subtracting theta (else to zero). spike: SPIKE_STEP or SPIKE_SIGMOID.
     steepness: k of SPIKE_SIGMOID (unused by SPIKE_STEP).
     """
