@@ -106,3 +106,34 @@ def test_training_kernel_and_numpy_reference_agree_on_the_smooth_step() -> None:
     for la, lb in zip(a.layers, b.layers):
         np.testing.assert_allclose(la.S, lb.S, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(la.P, lb.P, rtol=1e-12, atol=1e-12)
+
+
+def test_the_learning_float_reference_neuron_is_this_step() -> None:
+    """emulator.learning.floatref advances its neurons exactly as lif_step does, population
+    by population (so it can switch to the step without changing a bit)."""
+    from emulator.learning.floatref import FloatLearner
+    from neurochip.tasks.learning_demos import digits_image
+
+    image = digits_image("dfa", seed=1, n_hidden=20)
+    fl = FloatLearner(image)
+    rng = np.random.default_rng(7)
+    fl.u = rng.normal(0, 2000, fl.N)
+    fl.v = rng.normal(0, 3000, fl.N) + fl.theta * 0.8
+    slot = rng.normal(0, 50, fl.N)
+    fl.pending[0] = slot
+    u0, v0 = fl.u.copy(), fl.v.copy()
+    s, v_pre = fl._inference(np.zeros(image.n_inputs, bool))
+    unity = float(1 << image.hw.formats.decay_bits)
+    fired = 0
+    for p in image.lif_populations:
+        sl = slice(p.offset, p.offset + p.size)
+        prm = LifParams((unity - 1 - p.du) / unity if p.du >= 0 else 1.0,
+                        (unity - p.dv) / unity, p.spiking, p.reset == "subtract")
+        st = step(prm, fl.bias[sl], fl.theta[sl], u0[None, sl], v0[None, sl],
+                  (slot * fl.in_gain)[None, sl])
+        np.testing.assert_array_equal(st.i[0], fl.u[sl])
+        np.testing.assert_array_equal(st.p[0], v_pre[sl])
+        np.testing.assert_array_equal(st.s[0] > 0, s[sl])
+        np.testing.assert_array_equal(st.u[0], fl.v[sl])
+        fired += int(s[sl].sum())
+    assert 0 < fired < fl.N
