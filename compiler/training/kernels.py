@@ -78,17 +78,16 @@ def _forward(D, V, has_V, b, theta, prm, I, P, S):
     T, B, n = D.shape
     u = np.zeros((B, n))
     zero = np.zeros((B, n))
-    drive = np.empty((B, n))
+    buf = np.empty((B, n))
     VT = np.ascontiguousarray(V.T)
     for t in range(T):
-        Dt = D[t]
+        drive = D[t]
         if has_V and t > 0:
             rec = S[t - 1] @ VT
             for r in range(B):
                 for j in range(n):
-                    drive[r, j] = Dt[r, j] + rec[r, j]
-        else:
-            drive[:, :] = Dt
+                    buf[r, j] = drive[r, j] + rec[r, j]
+            drive = buf
         i_prev = I[t - 1] if t > 0 else zero
         lif_step(prm, b, theta, i_prev, u, drive, LifState(I[t], P[t], S[t], u))
 
