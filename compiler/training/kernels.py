@@ -29,10 +29,9 @@ __all__ = ["KernelSpike", "kernel_spike", "lif_backward", "lif_forward"]
 
 F64 = NDArray[np.float64]
 
-# Spike function codes: forward (neurochip.core.lif: Heaviside or logistic) and derivative
-# shapes.
-# Surrogate codes are the positions in neurochip.core.surrogates.SURROGATE_NAMES (whose
-# formulas _dspike compiles); the smooth step's true derivative comes after them.
+# Spike function codes. Forward: neurochip.core.lif's SPIKE_STEP / SPIKE_SIGMOID. Derivative:
+# the positions in neurochip.core.surrogates.SURROGATE_NAMES (whose formulas _dspike
+# compiles; the tests compare the two), then the smooth step's true derivative.
 _GRAD_CODES = {name: code for code, name in enumerate(SURROGATE_NAMES)}
 _GRAD_FAST_SIGMOID = _GRAD_CODES["fast_sigmoid"]
 _GRAD_PIECEWISE = _GRAD_CODES["piecewise"]
