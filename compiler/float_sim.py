@@ -1,6 +1,8 @@
 """Float reference simulator of the IR: exactly the chip's order of operations, in float64.
 
-Per population and step n (docs/conventions.md section 1)::
+Every population advances by :func:`neurochip.core.lif.lif_step`, the one definition of the
+float dynamics (the trainer's forward pass runs the same step). Per population and step n
+(docs/conventions.md section 1)::
 
     I[n] = alpha * I[n-1] + sum_c W_c @ S_c[n-1-d_c]
     U[n] = beta  * U[n-1] + I[n] + b
@@ -26,6 +28,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from compiler.ir import Graph, Neurons, Projection
+from neurochip.core import lif
 from neurochip.core.errors import ConfigError
 
 __all__ = ["FloatResult", "simulate", "state_statistics"]
@@ -121,6 +124,16 @@ def _inputs(graph: Graph, inputs: Mapping[str, Any] | None, steps: int | None
     return full, int(steps), B, batch is not None
 
 
+def _lif(p: Neurons) -> tuple[lif.LifParams, NDArray[np.float64], NDArray[np.float64]]:
+    """The population's constants for :func:`neurochip.core.lif.lif_step`."""
+    n = p.size
+    bias = np.ascontiguousarray(np.broadcast_to(np.asarray(p.bias, np.float64), (n,)))
+    theta = np.zeros(n) if p.threshold is None else np.ascontiguousarray(
+        np.broadcast_to(np.asarray(p.threshold, np.float64), (n,)))
+    prm = lif.LifParams(float(p.alpha), float(p.beta), bool(p.spiking), p.reset == "subtract")
+    return prm, bias, theta
+
+
 Observer = Callable[[str, NDArray[np.float64], NDArray[np.float64]], None]
 
 
@@ -129,6 +142,7 @@ def _run(graph: Graph, inputs: Mapping[str, Any] | None, steps: int | None,
     X, T, B, batched = _inputs(graph, inputs, steps)
     pops = graph.populations
     routes = _routes(graph)
+    neurons = {k: _lif(p) for k, p in pops.items()}
     I = {k: np.zeros((B, p.size)) for k, p in pops.items()}
     U = {k: np.zeros((B, p.size)) for k, p in pops.items()}
     pending: dict[int, dict[str, NDArray[np.float64]]] = {}
@@ -140,25 +154,17 @@ def _run(graph: Graph, inputs: Mapping[str, Any] | None, steps: int | None,
         fired: dict[str, NDArray[np.float64]] = {}
         for k, p in pops.items():
             a = arriving.get(k)
-            Ik = p.alpha * I[k]
-            if a is not None:
-                Ik = Ik + a
-            Uk = p.beta * U[k] + Ik + p.bias
+            prm, bias, theta = neurons[k]
+            st = lif.step(prm, bias, theta, I[k], U[k], np.zeros((B, p.size)) if a is None else a)
             if observe is not None:
-                observe(k, Ik, Uk)
+                observe(k, st.i, st.p)
             if p.spiking:
-                assert p.threshold is not None
-                s = Uk > p.threshold
-                if p.reset == "zero":
-                    Uk = np.where(s, 0.0, Uk)
-                else:
-                    Uk = Uk - np.where(s, p.threshold, 0.0)
-                spikes[k][:, t] = s
-                fired[k] = s.astype(np.float64)
-            I[k], U[k] = Ik, Uk
+                spikes[k][:, t] = st.s > 0.0
+                fired[k] = st.s
+            I[k], U[k] = st.i, st.u
             if record:
-                rec_v[k][:, t] = Uk
-                rec_i[k][:, t] = Ik
+                rec_v[k][:, t] = st.u
+                rec_i[k][:, t] = st.i
         for name in graph.inputs:
             fired[name] = X[name][:, t]
         for r in routes:

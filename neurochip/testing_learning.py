@@ -77,7 +77,7 @@ def _draw(image: ChipImage, rng: np.random.Generator) -> LearningConfig:
         p = pops[name]
         sg = None
         if p.vth > 0 and rng.random() < 0.7:
-            sg = SurrogateParams(str(rng.choice(["fast_sigmoid", "piecewise_linear",
+            sg = SurrogateParams(str(rng.choice(["fast_sigmoid", "piecewise",
                                                  "exponential"])),  # type: ignore[arg-type]
                                  float(rng.choice([0.5, 1.0, 4.0])),
                                  float(rng.choice([1.0, 4.0, 16.0])),

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=8, help="passes for digits")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = ap.parse_args(argv)
-    from neurochip.tasks.learning import digits_task
+    from neurochip.tasks.digits import digits_task
     from neurochip.tasks.learning_demos import (
         adaptation_demo,
         cost_demo,

@@ -24,7 +24,7 @@ Everything is seeded; the versions used are recorded in ``MANIFEST.json``. Files
     A recurrent snnTorch classifier ``Linear(64, 48) -> RSynaptic(48, all-to-all) ->
     Linear(48, 10) -> Synaptic`` trained with BPTT (snnTorch's default reset, spike-count
     cross entropy) on the project's digits split and rate code
-    (``compiler.training.data.digits_spikes``). ``npz``: the test inputs (bit-packed), the
+    (``neurochip.tasks.digits.digits_spikes``). ``npz``: the test inputs (bit-packed), the
     labels, snnTorch's predictions (argmax of the output spike count; a tie is no
     decision, -1) and its accuracy.
 ``norse_ff.nir`` / ``.npz``
@@ -173,7 +173,7 @@ def snntorch_recurrent() -> dict[str, Any]:
     import snntorch as snn
     from snntorch.export_nir import export_to_nir
 
-    from compiler.training.data import digits_spikes
+    from neurochip.tasks.digits import digits_spikes
 
     T, n_in, n_hid, n_out = 20, 64, 48, 10
     alpha, beta, theta = 0.75, 0.875, 1.0
@@ -242,7 +242,7 @@ def snntorch_recurrent() -> dict[str, Any]:
     _write("snntorch_rec", _to_numpy(graph), arrays)
     return {"layers": [n_in, n_hid, n_out], "recurrent": "lif1", "steps": T,
             "epochs": epochs, "test_samples": len(pred), "snntorch_accuracy": acc,
-            "data": "compiler.training.data.digits_spikes(20, 'regular')[1]"}
+            "data": "neurochip.tasks.digits.digits_spikes(20, 'regular')[1]"}
 
 
 # ---------------------------------------------------------------------------- Norse, FF

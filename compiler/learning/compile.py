@@ -53,23 +53,10 @@ from neurochip.core.learning import (
     check_term_shift,
     learning_dict,
 )
+from neurochip.core.surrogates import surrogate_derivative
 
 __all__ = ["add_learning", "core_seeds", "learning_memory_bits", "remove_learning",
-           "resolve_learning", "surrogate_function"]
-
-
-def surrogate_function(kind: str, steepness: float, x: NDArray[np.float64]
-                       ) -> NDArray[np.float64]:
-    """The surrogate derivative in [0, 1] at normalised distance to threshold ``x``."""
-    a = np.abs(np.asarray(x, np.float64)) * steepness
-    if kind == "fast_sigmoid":
-        return np.asarray(1.0 / (1.0 + a) ** 2)
-    if kind == "piecewise_linear":
-        return np.asarray(np.maximum(0.0, 1.0 - a))
-    if kind == "exponential":
-        return np.asarray(np.exp(-a))
-    raise LearningConfigError(f"unknown surrogate {kind!r}; use one of {SURROGATE_KINDS}",
-                              field="surrogate.kind", value=kind)
+           "resolve_learning"]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -163,7 +150,7 @@ def _lut(sp_: SurrogateParams, theta: int, hw: HardwareSpec, where: str
     shift = max(0, round(float(np.log2(max(sp_.span * theta / half, 1.0)))))
     centres = ((np.arange(size) - half) + 0.5) * float(1 << shift) / theta
     top = (1 << ls.surrogate_lut_bits) - 1
-    vals = np.rint(top * surrogate_function(sp_.kind, sp_.steepness, centres)).astype(np.int64)
+    vals = np.rint(top * surrogate_derivative(sp_.kind, sp_.steepness, centres)).astype(np.int64)
     return vals, shift
 
 

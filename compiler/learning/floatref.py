@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from compiler.learning.compile import surrogate_function
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.learning import CompiledLearning, compiled_learning, with_rate_shift
+from neurochip.core.surrogates import surrogate_derivative
 
 __all__ = ["FloatLearner"]
 
@@ -171,7 +171,7 @@ class FloatLearner:
             sp = self._surrogates.get(p.name)
             if sp is not None:
                 xx = (v_pre[sl] - p.theta) / p.theta
-                self.sg[sl] = top * surrogate_function(sp.kind, sp.steepness, xx)
+                self.sg[sl] = top * surrogate_derivative(sp.kind, sp.steepness, xx)
         for p in cl.populations:
             sl = slice(p.offset, p.offset + p.size)
             kind = p.third.kind

@@ -4,7 +4,7 @@ BPTT through current-based LIF networks that run the chip's order of operations
 (``docs/conventions.md``), surrogate derivatives of Fig. 3, Adam, the paper's losses and
 codes, chip-aware fine-tuning on the chip's fixed-point dynamics, and NIR in and out. See
 ``docs/training.md``; ready-made tasks and the on-chip evaluation are application code in
-:mod:`neurochip.tasks`::
+:mod:`neurochip.tasks` (the digits data set: :mod:`neurochip.tasks.digits`)::
 
     from compiler.training import SpikingNet, LayerSpec, Loss, TrainConfig, fit
 """
@@ -15,8 +15,6 @@ from compiler.training.bptt import backward, forward, time_major
 from compiler.training.chip_aware import ChipForward
 from compiler.training.data import (
     SpikeData,
-    digits_spikes,
-    digits_split,
     encode,
     randman,
     spike_train_task,
@@ -50,8 +48,6 @@ __all__ = [
     "Surrogate",
     "TrainConfig",
     "backward",
-    "digits_spikes",
-    "digits_split",
     "encode",
     "evaluate",
     "export_nir",

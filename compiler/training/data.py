@@ -3,10 +3,6 @@
 All arrays are batch-major like the emulator's inputs: spikes ``(N, T, n)`` bool, labels
 ``(N,)`` int. Every generator is seeded and deterministic.
 
-* :func:`digits_split` -- scikit-learn's 8x8 digits (1,797 images), the project's fixed split:
-  ``train_test_split(X / 16, y, test_size=0.25, stratify=y, random_state=0)`` (1,347 train,
-  450 test images). The bundled digits model and the main job use exactly this split;
-  :func:`digits_spikes` gives it encoded as spikes.
 * Encoders: :func:`encode_rate` (Bernoulli rate code, or its deterministic "regular"
   counterpart), :func:`encode_latency` (one spike per pixel, brighter = earlier).
 * :func:`temporal_xor` -- Fig. 6 of Neftci, Mostafa & Zenke: two inputs, each spiking once,
@@ -16,6 +12,9 @@ All arrays are batch-major like the emulator's inputs: spikes ``(N, T, n)`` bool
   coordinate to one spike time per input unit.
 * :func:`spike_train_task` -- SuperSpike's task: frozen random input patterns, each with
   target output spike trains to reproduce (van Rossum loss).
+
+The digits task (scikit-learn's 8x8 digits, the project's fixed split and its 20-step rate
+code) is application code: :mod:`neurochip.tasks.digits`.
 """
 
 from __future__ import annotations
@@ -30,10 +29,7 @@ from compiler.training.model import positive_int
 from neurochip.core.errors import ConfigError
 
 __all__ = [
-    "DIGITS_SPLIT",
     "SpikeData",
-    "digits_spikes",
-    "digits_split",
     "encode",
     "encode_latency",
     "encode_rate",
@@ -45,10 +41,6 @@ __all__ = [
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 B8 = NDArray[np.bool_]
-
-DIGITS_SPLIT = {"dataset": "sklearn.datasets.load_digits", "scaling": "X / 16",
-                "test_size": 0.25, "stratify": True, "random_state": 0}
-
 
 @dataclass
 class SpikeData:
@@ -89,32 +81,6 @@ def _check_unit(X: NDArray[np.generic], where: str) -> F64:
         raise ConfigError("intensities must lie in [0, 1]", where=where, field="X",
                           value=(float(arr.min()), float(arr.max())), limit=(0, 1))
     return arr
-
-
-# ---------------------------------------------------------------------------- digits
-def digits_split() -> tuple[F64, F64, I64, I64]:
-    """(X_train, X_test, y_train, y_test) of sklearn's digits, intensities in [0, 1].
-
-    The project's fixed split: stratified, 25 % test, ``random_state=0`` (1,347 / 450).
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    X = d.data.astype(np.float64) / 16.0
-    y = d.target.astype(np.int64)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=DIGITS_SPLIT["test_size"],
-                                          stratify=y, random_state=DIGITS_SPLIT["random_state"])
-    return Xtr, Xte, ytr, yte
-
-
-def digits_spikes(steps: int = 20, encoding: str = "regular", *, seed: int = 0
-                  ) -> tuple[SpikeData, SpikeData]:
-    """(train, test) of the fixed digits split as spikes (N, steps, 64), e.g. the test set
-    the bundled digits model is evaluated on: ``digits_spikes(20)[1]``."""
-    Xtr, Xte, ytr, yte = digits_split()
-    return (SpikeData(encode(Xtr, encoding, steps, seed=seed), ytr),
-            SpikeData(encode(Xte, encoding, steps, seed=seed + 1), yte))
 
 
 # ---------------------------------------------------------------------------- encoders

@@ -3,8 +3,10 @@
 Every ``@njit`` function of the training package lives here, private, behind the two
 validating wrappers :func:`lif_forward` and :func:`lif_backward`. They compute exactly what
 the numpy loops of :mod:`compiler.training.bptt` compute (the tests compare the two), fused
-into one pass over the neurons per step instead of a dozen array operations. Only the
-element-wise recursions are here; the matrix products stay in BLAS.
+into one pass over the neurons per step instead of a dozen array operations. The forward
+pass advances the neurons with :func:`neurochip.core.lif.lif_step`, the float reference of
+the chip's dynamics that :mod:`compiler.float_sim` runs too. Only the element-wise
+recursions are here; the matrix products stay in BLAS.
 
 One signature each (float64 arrays, absent inputs passed as empty arrays with a flag), and
 ``cache=True``, so the kernels compile once per machine.
@@ -20,16 +22,21 @@ from numpy.typing import NDArray
 
 from compiler.training.surrogates import SmoothStep, SpikeFunction, Surrogate
 from neurochip.core.errors import ConfigError
+from neurochip.core.lif import SPIKE_SIGMOID, SPIKE_STEP, LifParams, LifState, lif_step
+from neurochip.core.surrogates import SURROGATE_NAMES
 
 __all__ = ["KernelSpike", "kernel_spike", "lif_backward", "lif_forward"]
 
 F64 = NDArray[np.float64]
 
-# Spike function codes: forward (0 Heaviside, 1 logistic) and derivative shapes.
-_FWD_STEP, _FWD_SIGMOID = 0, 1
-_GRAD_FAST_SIGMOID, _GRAD_PIECEWISE, _GRAD_EXPONENTIAL, _GRAD_SIGMOID = 0, 1, 2, 3
-_GRAD_CODES = {"fast_sigmoid": _GRAD_FAST_SIGMOID, "piecewise": _GRAD_PIECEWISE,
-               "exponential": _GRAD_EXPONENTIAL}
+# Spike function codes. Forward: neurochip.core.lif's SPIKE_STEP / SPIKE_SIGMOID. Derivative:
+# the positions in neurochip.core.surrogates.SURROGATE_NAMES (whose formulas _dspike
+# compiles; the tests compare the two), then the smooth step's true derivative.
+_GRAD_CODES = {name: code for code, name in enumerate(SURROGATE_NAMES)}
+_GRAD_FAST_SIGMOID = _GRAD_CODES["fast_sigmoid"]
+_GRAD_PIECEWISE = _GRAD_CODES["piecewise"]
+_GRAD_EXPONENTIAL = _GRAD_CODES["exponential"]
+_GRAD_SIGMOID = len(SURROGATE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -44,17 +51,10 @@ class KernelSpike:
 def kernel_spike(fn: SpikeFunction) -> KernelSpike | None:
     """The kernel form of ``fn``, or None when the kernels do not know it (numpy is used)."""
     if isinstance(fn, Surrogate):
-        return KernelSpike(_FWD_STEP, _GRAD_CODES[fn.name], float(fn.steepness))
+        return KernelSpike(SPIKE_STEP, _GRAD_CODES[fn.name], float(fn.steepness))
     if isinstance(fn, SmoothStep):
-        return KernelSpike(_FWD_SIGMOID, _GRAD_SIGMOID, float(fn.steepness))
+        return KernelSpike(SPIKE_SIGMOID, _GRAD_SIGMOID, float(fn.steepness))
     return None
-
-
-@njit(cache=True, inline="always")
-def _spike(x: float, code: int, k: float) -> float:
-    if code == _FWD_STEP:
-        return 1.0 if x > 0.0 else 0.0
-    return 0.5 * (1.0 + np.tanh(0.5 * k * x))
 
 
 @njit(cache=True, inline="always")
@@ -71,48 +71,24 @@ def _dspike(x: float, code: int, k: float) -> float:
 
 
 @njit(cache=True)
-def _forward(D, V, has_V, b, alpha, beta, theta, spiking, subtract, fcode, k, I, P, S):
-    # Per step: one fused pass for current and membrane, then the spike and reset passes
-    # with their mode tests hoisted out of the inner loops (keeps the loops vectorisable).
+def _forward(D, V, has_V, b, theta, prm, I, P, S):
+    # Per step: the recurrent drive (BLAS) added to the feed-forward one, then the neuron
+    # step of the float reference (neurochip.core.lif), which writes I[t], P[t], S[t].
     T, B, n = D.shape
     u = np.zeros((B, n))
-    s = np.zeros((B, n))
-    rec = np.zeros((B, n))
+    zero = np.zeros((B, n))
+    buf = np.empty((B, n))
     VT = np.ascontiguousarray(V.T)
     for t in range(T):
-        if has_V:
-            rec = s @ VT
-        It, Pt, St, Dt = I[t], P[t], S[t], D[t]
-        for r in range(B):
-            for j in range(n):
-                x = Dt[r, j] + rec[r, j]
-                if t > 0:
-                    x += alpha * I[t - 1, r, j]
-                It[r, j] = x
-                Pt[r, j] = beta * u[r, j] + x + b[j]
-        if not spiking:
+        drive = D[t]
+        if has_V and t > 0:
+            rec = S[t - 1] @ VT
             for r in range(B):
                 for j in range(n):
-                    u[r, j] = Pt[r, j]
-            continue
-        if fcode == _FWD_STEP:
-            for r in range(B):
-                for j in range(n):
-                    St[r, j] = 1.0 if Pt[r, j] > theta else 0.0
-        else:
-            for r in range(B):
-                for j in range(n):
-                    St[r, j] = _spike(Pt[r, j] - theta, fcode, k)
-        if subtract:
-            for r in range(B):
-                for j in range(n):
-                    u[r, j] = Pt[r, j] - theta * St[r, j]
-                    s[r, j] = St[r, j]
-        else:
-            for r in range(B):
-                for j in range(n):
-                    u[r, j] = Pt[r, j] * (1.0 - St[r, j])
-                    s[r, j] = St[r, j]
+                    buf[r, j] = drive[r, j] + rec[r, j]
+            drive = buf
+        i_prev = I[t - 1] if t > 0 else zero
+        lif_step(prm, b, theta, i_prev, u, drive, LifState(I[t], P[t], S[t], u))
 
 
 @njit(cache=True)
@@ -172,8 +148,9 @@ def lif_forward(D: F64, V: F64 | None, b: F64 | None, *, alpha: float, beta: flo
     Vc = _check("V", V, (n, n)) if V is not None else _EMPTY2
     bc = _check("b", b, (n,)) if b is not None else np.zeros(n)
     I, P, S = np.empty((T, B, n)), np.empty((T, B, n)), np.zeros((T, B, n))
-    _forward(D, Vc, V is not None, bc, float(alpha), float(beta), float(theta), bool(spiking),
-             bool(subtract), int(spike.forward), float(spike.steepness), I, P, S)
+    prm = LifParams(float(alpha), float(beta), bool(spiking), bool(subtract),
+                    int(spike.forward), float(spike.steepness))
+    _forward(D, Vc, V is not None, bc, np.full(n, float(theta)), prm, I, P, S)
     return I, P, S
 
 

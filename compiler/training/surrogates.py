@@ -6,15 +6,9 @@ and gives the derivative ``dS/dx`` used by the backward pass.
 Surrogate gradients (Neftci, Mostafa & Zenke 2019, Fig. 3): the forward pass keeps the
 Heaviside step ``S = [x > 0]`` (exactly the chip's strict threshold) and only the backward
 pass replaces its derivative by a smooth bump of steepness ``k``. Every bump peaks at 1 for
-``x = 0``, so ``k`` changes the bump's width only, not its height:
-
-=================  ============================  =================================
-name               surrogate derivative          used by
-=================  ============================  =================================
-``fast_sigmoid``   ``1 / (1 + k|x|)^2``          SuperSpike (Zenke & Ganguli 2018)
-``piecewise``      ``max(0, 1 - k|x|)``          Bellec 2018, Esser 2016, Bohte 2011
-``exponential``    ``exp(-k|x|)``                SLAYER (Shrestha & Orchard 2018)
-=================  ============================  =================================
+``x = 0``, so ``k`` changes the bump's width only, not its height. The shapes, their names
+and the normalisation of ``x`` are defined once, in :mod:`neurochip.core.surrogates`
+(``fast_sigmoid``, ``piecewise``, ``exponential``), shared with the on-chip learning rules.
 
 :class:`SmoothStep` is different: its forward pass is itself smooth (a logistic sigmoid of
 steepness ``k``) and its derivative is the true one. A network run with it is an ordinary
@@ -30,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.core.errors import ConfigError
+from neurochip.core.surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_name
 
 __all__ = [
     "SURROGATE_NAMES",
@@ -40,9 +35,6 @@ __all__ = [
 ]
 
 F64 = NDArray[np.float64]
-
-SURROGATE_NAMES = ("fast_sigmoid", "piecewise", "exponential")
-
 
 class SpikeFunction(Protocol):
     """What the forward and backward passes need from a spike nonlinearity."""
@@ -72,22 +64,15 @@ class Surrogate:
     steepness: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.name not in SURROGATE_NAMES:
-            raise ConfigError(f"unknown surrogate {self.name!r}; choose one of "
-                              f"{', '.join(SURROGATE_NAMES)}", where="surrogate", field="name",
-                              value=self.name)
+        # one name per shape: aliases ("piecewise_linear") become the name
+        object.__setattr__(self, "name", surrogate_name(self.name))
         _check_steepness(self.steepness, f"surrogate '{self.name}'")
 
     def spike(self, x: F64) -> F64:
         return (x > 0).astype(x.dtype)
 
     def grad(self, x: F64) -> F64:
-        kx = self.steepness * np.abs(x)
-        if self.name == "fast_sigmoid":
-            return 1.0 / (1.0 + kx) ** 2
-        if self.name == "piecewise":
-            return np.maximum(0.0, 1.0 - kx)
-        return np.exp(-kx)
+        return surrogate_derivative(self.name, self.steepness, x)
 
     def __str__(self) -> str:
         return f"{self.name}(k={self.steepness:g})"

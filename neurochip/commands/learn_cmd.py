@@ -53,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
     import neurochip
     from neurochip.core.errors import ConfigError
     from neurochip.learning import add_learning, preset
-    from neurochip.tasks.learning import class_targets, digits_network, digits_task, predict
+    from neurochip.tasks.digits import N_CLASSES, N_PIXELS, digits_network, digits_task
+    from neurochip.tasks.learning import class_targets, predict
     from neurochip.tasks.learning_demos import DIGITS_SETTINGS
 
     path = Path(args.image)
@@ -67,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
                           field="--epochs")
     ins = image.input_populations
     outs = image.lif_populations
-    if len(ins) != 1 or ins[0].size != 64 or outs[-1].size != 10:
+    if len(ins) != 1 or ins[0].size != N_PIXELS or outs[-1].size != N_CLASSES:
         raise ConfigError("the digits task needs 64 inputs and 10 outputs (the last LIF "
                           "population); use --create for a random one", where=str(path),
                           field="task")
@@ -84,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     out_name = outs[-1].name
     inp = ins[0].name
     em = neurochip.Emulator(image, backend=args.backend)
-    targets = {out_name: class_targets(ytr, 10, task.steps)}
+    targets = {out_name: class_targets(ytr, N_CLASSES, task.steps)}
 
     def accuracy(img: neurochip.ChipImage) -> float:
         return float((predict(img, task.x_test, out_name) == task.y_test).mean())

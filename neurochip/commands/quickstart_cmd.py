@@ -122,10 +122,10 @@ def run_quickstart(model: str | Path | None = None, hw: str = "loihi_like", *,
     import numpy as np
 
     from compiler.float_sim import simulate
-    from compiler.training.data import digits_spikes
-    from compiler.training.losses import Loss, decode
+    from compiler.training.losses import Loss
     from neurochip.commands.compile_cmd import compile_with_progress
     from neurochip.commands.run_cmd import run_batched
+    from neurochip.tasks.digits import decode_readout, digits_spikes
 
     path = Path(model) if model is not None else BUNDLED_MODEL
     if not path.exists():
@@ -168,16 +168,14 @@ def run_quickstart(model: str | Path | None = None, hw: str = "loihi_like", *,
     fr = simulate(graphs["normalize"], {in_name: test.x}, steps=run_steps)
     float_s = time.perf_counter() - t1
     f_rec = fr.v[pop] if signal == "v" else fr.spikes[pop].astype(np.float64)
-    float_pred = decode(loss, f_rec if signal == "v" else None,
-                        f_rec if signal == "spikes" else None)
+    float_pred = decode_readout(loss, f_rec, signal)
 
     # The chip: one image, the test split in batches.
     probes = [f"{pop}.v"] if signal == "v" else []
     run = run_batched(image, {in_name: test.x}, run_steps, probes=probes, spikes="all",
                       batch_size=batch_size, progress=progress, desc="emulator")
     c_rec = run.probes[f"{pop}.v"] if signal == "v" else run.spikes[pop]
-    chip_pred = decode(loss, c_rec if signal == "v" else None,
-                       c_rec if signal == "spikes" else None)
+    chip_pred = decode_readout(loss, c_rec, signal)
     labels = np.asarray(test.y, np.int64)
     n = len(labels)
     res = QuickstartResult(

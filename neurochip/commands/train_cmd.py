@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from neurochip.core.surrogates import SURROGATE_NAMES
+
 __all__ = ["register", "run"]
 
 _TASK_NAMES = ("digits", "xor", "randman", "superspike")
-_SURROGATES = ("fast_sigmoid", "piecewise", "exponential")
+_SURROGATES = SURROGATE_NAMES
 
 
 def register(subparsers: Any) -> None:

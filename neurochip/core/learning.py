@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 from neurochip.core.errors import LearningConfigError
 from neurochip.core.hw import HardwareSpec
 from neurochip.core.image import ChipImage
+from neurochip.core.surrogates import SURROGATE_ALIASES, SURROGATE_NAMES
 
 __all__ = [
     "KIND_CODES",
@@ -75,8 +76,8 @@ __all__ = [
     "with_rate_shift",
 ]
 
-SurrogateKind = Literal["fast_sigmoid", "piecewise_linear", "exponential"]
-SURROGATE_KINDS = ("fast_sigmoid", "piecewise_linear", "exponential")
+SurrogateKind = Literal["fast_sigmoid", "piecewise", "exponential"]
+SURROGATE_KINDS = SURROGATE_NAMES  # one table of shapes for training and chip learning
 ThirdKind = Literal["none", "error", "dfa", "fa", "dcll", "reward"]
 THIRD_FACTOR_KINDS = ("none", "error", "dfa", "fa", "dcll", "reward")
 
@@ -105,7 +106,7 @@ class SurrogateParams:
     """Surrogate derivative of the voltage (Fig. 3), read from a lookup table.
 
     With ``x = (v - theta) / theta`` and steepness ``k``: fast sigmoid ``1 / (1 + k|x|)^2``,
-    piecewise linear ``max(0, 1 - k|x|)``, exponential ``exp(-k|x|)``; scaled to
+    piecewise (linear) ``max(0, 1 - k|x|)``, exponential ``exp(-k|x|)``; scaled to
     ``2^surrogate_lut_bits - 1``. The table has ``size`` entries (default: the spec's
     ``surrogate_lut_size``) covering ``v`` in ``theta * (1 -+ span)``.
     """
@@ -114,6 +115,10 @@ class SurrogateParams:
     steepness: float = 1.0
     span: float = 4.0
     size: int | None = None
+
+    def __post_init__(self) -> None:
+        # one name per shape (neurochip.core.surrogates): older spellings are read as it
+        object.__setattr__(self, "kind", SURROGATE_ALIASES.get(self.kind, self.kind))
 
 
 @dataclass(frozen=True, eq=False)

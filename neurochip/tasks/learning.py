@@ -1,18 +1,16 @@
 """Learning tasks: data, networks and metrics for the on-chip learning demonstrations.
 
-* digits: scikit-learn's 8x8 digits with the project's fixed split
-  (``compiler.training.data.digits_split``), rate coded; a 64-100-10 LIF network with random
-  8-bit weights; class targets as target spike trains; accuracy by output spike counts.
+* digits (the data, its code, the random 64-100-10 network and the shifted images live in
+  :mod:`neurochip.tasks.digits`): class targets as target spike trains; accuracy by output
+  spike counts.
 * SuperSpike: frozen Poisson inputs to one neuron and a target spike train
   (``compiler.training.data.spike_train_task``); the van Rossum distance.
 * temporal XOR (Fig. 6): two inputs spiking early or late, plus a reference spike.
-* distribution shift: digits with shifted or noisy pixels, for on-chip adaptation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,13 +19,10 @@ from numpy.typing import NDArray
 from neurochip.core.errors import ConfigError
 from neurochip.core.image import ChipImage
 from neurochip.core.network import Network
+from neurochip.tasks.digits import N_CLASSES, DigitsTask, decode_counts
 
 __all__ = [
-    "DigitsTask",
     "class_targets",
-    "digits_network",
-    "digits_task",
-    "distort_digits",
     "learn_classifier",
     "predict",
     "superspike_network",
@@ -39,54 +34,6 @@ __all__ = [
 B8 = NDArray[np.bool_]
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
-
-
-@dataclass
-class DigitsTask:
-    """Rate-coded digits: spikes (N, T, 64) and labels, train and test, plus the images."""
-
-    x_train: B8
-    y_train: I64
-    x_test: B8
-    y_test: I64
-    images_train: F64
-    images_test: F64
-    steps: int
-    rate: float
-
-    def encode(self, images: F64) -> B8:
-        from compiler.training.data import encode_rate
-
-        return encode_rate(np.clip(images, 0.0, 1.0), self.steps, max_rate=self.rate)
-
-
-def digits_task(steps: int = 20, rate: float = 0.5) -> DigitsTask:
-    """The digits split, rate coded with the deterministic "regular" encoder."""
-    from compiler.training.data import digits_split, encode_rate
-
-    Xtr, Xte, ytr, yte = digits_split()
-    return DigitsTask(encode_rate(Xtr, steps, max_rate=rate), ytr,
-                      encode_rate(Xte, steps, max_rate=rate), yte, Xtr, Xte, steps, rate)
-
-
-def digits_network(hw: Any = "loihi_like", *, n_hidden: int = 100, seed: int = 0,
-                   w_hidden: int = 20, w_out: int = 10, vth: int = 60, dv: int = 1024
-                   ) -> Network:
-    """64 inputs -> n_hidden LIF -> 10 LIF, random 8-bit mixed-sign weights.
-
-    Weights are even integers drawn uniformly from [-2 w, 2 w]; no synaptic memory
-    (du = 4095); voltage decay dv; threshold vth * 64.
-    """
-    rng = np.random.default_rng(seed)
-    net = Network(hw, name=f"digits-{n_hidden}")
-    net.add_input("in", 64)
-    net.add_lif("hid", n_hidden, du=4095, dv=dv, vth=vth)
-    net.add_lif("out", 10, du=4095, dv=dv, vth=vth)
-    net.connect("in", "hid", rng.integers(-w_hidden, w_hidden + 1, (n_hidden, 64)) * 2,
-                sign_mode="mixed")
-    net.connect("hid", "out", rng.integers(-w_out, w_out + 1, (10, n_hidden)) * 2,
-                sign_mode="mixed")
-    return net
 
 
 def class_targets(labels: I64, n_classes: int, steps: int) -> B8:
@@ -109,7 +56,7 @@ def predict(image: ChipImage, x: B8, output: str = "out", *, backend: str = "num
     r = em.run({inp: x}, probes=[f"{output}.v"], spikes=[output])
     counts = r.spikes[output].sum(axis=1).astype(np.float64)
     vsum = r.probes[f"{output}.v"].astype(np.float64).sum(axis=1)
-    return np.asarray(np.argmax(counts * 1e9 + vsum, axis=1), np.int64)
+    return decode_counts(counts, vsum)
 
 
 def learn_classifier(em: Any, task: DigitsTask, *, passes: int, decay_every: int = 3,
@@ -121,7 +68,7 @@ def learn_classifier(em: Any, task: DigitsTask, *, passes: int, decay_every: int
 
     Returns the test accuracy after each pass (if ``evaluate``) and the per-pass histories.
     """
-    targets = {output: class_targets(task.y_train, 10, task.steps)}
+    targets = {output: class_targets(task.y_train, N_CLASSES, task.steps)}
     curve: list[float] = []
     hists: list[Any] = []
     for k in range(passes):
@@ -134,22 +81,6 @@ def learn_classifier(em: Any, task: DigitsTask, *, passes: int, decay_every: int
         if evaluate is not None:
             curve.append(float(evaluate()))
     return curve, hists
-
-
-def distort_digits(images: F64, *, shift: int = 0, noise: float = 0.0, seed: int = 0) -> F64:
-    """8x8 digit images moved right by ``shift`` pixels (zeros enter) plus uniform noise."""
-    x = np.asarray(images, np.float64).reshape(-1, 8, 8)
-    if shift:
-        out = np.zeros_like(x)
-        if shift > 0:
-            out[:, :, shift:] = x[:, :, :-shift]
-        else:
-            out[:, :, :shift] = x[:, :, -shift:]
-        x = out
-    if noise > 0:
-        rng = np.random.default_rng(seed)
-        x = np.clip(x + noise * rng.random(x.shape), 0.0, 1.0)
-    return x.reshape(-1, 64)
 
 
 # ---------------------------------------------------------------------------- SuperSpike

@@ -24,12 +24,18 @@ import numpy as np
 
 from neurochip.core.image import ChipImage
 from neurochip.learning import FloatLearner, SurrogateParams, TraceParams, add_learning, preset
-from neurochip.tasks.learning import (
+from neurochip.tasks.digits import (
+    DIGITS_STEPS,
+    N_CLASSES,
+    N_PIXELS,
     DigitsTask,
-    class_targets,
+    decode_counts,
     digits_network,
     digits_task,
     distort_digits,
+)
+from neurochip.tasks.learning import (
+    class_targets,
     predict,
     superspike_network,
     van_rossum,
@@ -42,7 +48,7 @@ __all__ = ["DIGITS_SETTINGS", "adaptation_demo", "cost_demo", "digits_demo", "di
 
 # The digits protocol: rate code of 20 steps, one weight update per sample (20 steps),
 # learning-rate shifts 2^-18 (hidden) and 2^-13 (output), halved every 3 passes.
-DIGITS_SETTINGS: dict[str, Any] = {"steps": 20, "rate": 0.5, "epoch": 20, "lr_hidden": 18,
+DIGITS_SETTINGS: dict[str, Any] = {"steps": DIGITS_STEPS, "rate": 0.5, "epoch": 20, "lr_hidden": 18,
                                    "lr_out": 13, "feedback_shift": 7, "readout_shift": 10,
                                    "decay_every": 3, "n_hidden": 100}
 
@@ -64,7 +70,7 @@ def _accuracy(image: ChipImage, x: np.ndarray, y: np.ndarray) -> float:
 
 def _float_accuracy(fl: Any, x: np.ndarray, y: np.ndarray) -> float:
     counts, vsum = fl.forward(x, "out")
-    return float((np.argmax(counts * 1e9 + vsum, axis=1) == y).mean())
+    return float((decode_counts(counts, vsum) == y).mean())
 
 
 def digits_demo(rule: str = "dfa", *, passes: int = 8, seed: int = 0, limit: int | None = None,
@@ -86,7 +92,7 @@ def digits_demo(rule: str = "dfa", *, passes: int = 8, seed: int = 0, limit: int
     xte, yte = task.x_test[:test_limit], task.y_test[:test_limit]
     img = digits_image(rule, seed=seed, **overrides)
     em = neurochip.Emulator(img)
-    targets = {"out": class_targets(ytr, 10, task.steps)}
+    targets = {"out": class_targets(ytr, N_CLASSES, task.steps)}
     out: dict[str, Any] = {"rule": rule, "settings": s, "passes": passes,
                            "initial_accuracy": _accuracy(img, xte, yte), "accuracy": [],
                            "wall_s": [], "counters": [], "energy_uj": [], "latency_ms": [],
@@ -198,7 +204,7 @@ def adaptation_demo(*, offline_passes: int = 6, adapt_passes: int = 2, shift: in
     task = digits_task(s["steps"], s["rate"])
     img = digits_image(rule, seed=seed)
     xtr, ytr = task.x_train[:limit], task.y_train[:limit]
-    tg = {"out": class_targets(ytr, 10, task.steps)}
+    tg = {"out": class_targets(ytr, N_CLASSES, task.steps)}
     fl = FloatLearner(img)
     for k in range(offline_passes):
         fl.set_rate_shift(k // s["decay_every"])
@@ -206,7 +212,7 @@ def adaptation_demo(*, offline_passes: int = 6, adapt_passes: int = 2, shift: in
     # compile the offline-trained float model: weights rounded to what the chip keeps
     trained = fl.to_image()
     net = Network("loihi_like", name="digits-offline")
-    net.add_input("in", 64)
+    net.add_input("in", N_PIXELS)
     for p in trained.lif_populations:
         net.add_lif(p.name, p.size, du=p.du, dv=p.dv, vth=p.vth, reset=p.reset)  # type: ignore[arg-type]
     for c in trained.connections:
@@ -257,7 +263,7 @@ def cost_demo(rule: str = "dfa", *, limit: int | None = None, repeats: int = 3,
     task = digits_task(s["steps"], s["rate"])
     xtr, ytr = task.x_train[:limit], task.y_train[:limit]
     img = digits_image(rule, seed=seed)
-    tg = {"out": class_targets(ytr, 10, task.steps)}
+    tg = {"out": class_targets(ytr, N_CLASSES, task.steps)}
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

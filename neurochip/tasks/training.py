@@ -4,7 +4,7 @@ chip-aware fine-tuning, and evaluation on the chip.
 ==============  ===========================================================  ==============
 task            network and data                                             metric
 ==============  ===========================================================  ==============
-``digits``      sklearn 8x8 digits, fixed split (see ``data.digits_split``),  accuracy
+``digits``      sklearn 8x8 digits, fixed split (see ``digits.digits_split``),  accuracy
                 regular rate code, T = 20; 64-128-10, ce on max-over-time
                 readout voltage
 ``xor``         temporal XOR (Fig. 6): 3 inputs (A, B, reference), T = 12;    accuracy
@@ -31,19 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from compiler.training.data import (
-    DIGITS_SPLIT,
-    SpikeData,
-    digits_spikes,
-    randman,
-    spike_train_task,
-    temporal_xor,
-)
+from compiler.training.data import SpikeData, randman, spike_train_task, temporal_xor
 from compiler.training.losses import Loss
 from compiler.training.model import LayerSpec, SpikingNet
 from compiler.training.surrogates import Surrogate
 from compiler.training.trainer import EpochStats, History, TrainConfig, evaluate, fit
 from neurochip.core.errors import ConfigError
+from neurochip.tasks.digits import (
+    DIGITS_SPLIT,
+    DIGITS_STEPS,
+    N_CLASSES,
+    N_PIXELS,
+    digits_inputs,
+    digits_spikes,
+)
 
 __all__ = ["TASKS", "Task", "TaskData", "TaskResult", "finetune_on_chip", "get_task",
            "train_task"]
@@ -98,7 +99,7 @@ def _digits_data(steps: int, seed: int) -> TaskData:
     train, test = digits_spikes(steps, "regular")
     info = {"dataset": "digits", "split": dict(DIGITS_SPLIT), "encoding": "regular",
             "max_rate": 1.0, "steps": steps, "n_train": len(train), "n_test": len(test),
-            "inputs": f"compiler.training.data.digits_spikes({steps}, 'regular')"}
+            "inputs": digits_inputs(steps, "regular")}
     return TaskData(train, test, info)
 
 
@@ -127,8 +128,8 @@ def _superspike_data(steps: int, seed: int) -> TaskData:
 
 
 TASKS: dict[str, Task] = {
-    "digits": Task("digits", "sklearn 8x8 digits, rate coded", 64, 10, 128, 20,
-                   Loss("ce_max"), _digits_data, gain=(0.05, 0.05)),
+    "digits": Task("digits", "sklearn 8x8 digits, rate coded", N_PIXELS, N_CLASSES, 128,
+                   DIGITS_STEPS, Loss("ce_max"), _digits_data, gain=(0.05, 0.05)),
     "xor": Task("xor", "temporal XOR, first-to-spike readout", 3, 2, 16, 12,
                 Loss("first_spike", tau=1.0), _xor_data, alpha=0.5, readout_spiking=True,
                 gain=(1.0, 1.0), epochs=100, batch_size=16, lr=1e-2, lr_final=0.1,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.training.data import SpikeData, digits_split, encode
+from compiler.training.data import SpikeData, encode
 from compiler.training.model import LayerSpec, SpikingNet
+from neurochip.tasks.digits import digits_split
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ import pytest
 
 from compiler.training.data import (
     SpikeData,
-    digits_split,
     encode,
     encode_latency,
     encode_rate,
@@ -14,6 +13,7 @@ from compiler.training.data import (
     temporal_xor,
 )
 from neurochip.core.errors import ConfigError
+from neurochip.tasks.digits import digits_split
 
 
 def test_digits_split_is_the_documented_one() -> None:

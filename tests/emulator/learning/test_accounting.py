@@ -29,7 +29,8 @@ def three_cores() -> neurochip.ChipImage:
     w[0, 0] = 200
     net.connect("in", "A", w, storage="dense")
     net.connect("A", "C", np.full((16, 64), 2))
-    img = neurochip.compile(net, "tiny4")
+    # the hand count assumes next-fit placement (A, B, C on cores 0, 1, 2)
+    img = neurochip.compile(net, "tiny4", placement="greedy")
     assert [p.slices for p in img.lif_populations] == [[[0, 0, 64]], [[1, 0, 64]], [[2, 0, 16]]]
     return img
 

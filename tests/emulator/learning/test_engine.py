@@ -137,7 +137,7 @@ def test_every_rule_runs_bit_exact() -> None:
 
 # ------------------------------------------------------------------------------ API
 def digits_like() -> neurochip.ChipImage:
-    from neurochip.tasks.learning import digits_network
+    from neurochip.tasks.digits import digits_network
 
     img = neurochip.compile(digits_network(n_hidden=20), "loihi_like")
     return add_learning(img, preset(img, "dfa", epoch=5))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import neurochip
-from compiler.training.data import DIGITS_SPLIT, digits_spikes
 from compiler.training.losses import Loss, decode
 from compiler.training.nir_io import import_nir, read_training_metadata
 from compiler.training.trainer import evaluate
+from neurochip.tasks.digits import DIGITS_SPLIT, digits_inputs, digits_spikes
 from neurochip.tasks.training import train_task
 
 DATA = Path(neurochip.__file__).parent / "data"
@@ -31,6 +31,7 @@ def test_record_describes_the_model(record) -> None:
     assert record["seed"] == 0 and record["task"] == "digits"
     d = record["data"]
     assert d["split"] == DIGITS_SPLIT and d["encoding"] == "regular" and d["steps"] == 20
+    assert d["inputs"] == digits_inputs(20, "regular")  # the call that gives the inputs
     assert (d["n_train"], d["n_test"]) == (1347, 450)
     assert record["chip_run"] == {"input": "in", "run_steps": 22, "readout": "out.v",
                                   "decode": Loss("ce_max").decoder}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neurochip.tasks.learning import DigitsTask, digits_task
+from neurochip.tasks.digits import DigitsTask, digits_task
 from neurochip.tasks.learning_demos import adaptation_demo, digits_demo, superspike_demo, xor_demo
 
 
