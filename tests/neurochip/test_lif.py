@@ -112,7 +112,6 @@ def test_the_learning_float_reference_neuron_is_this_step() -> None:
     """emulator.learning.floatref advances its neurons exactly as lif_step does, population
     by population (so it can switch to the step without changing a bit)."""
     from compiler.learning.floatref import FloatLearner
-
     from neurochip.tasks.learning_demos import digits_image
 
     image = digits_image("dfa", seed=1, n_hidden=20)
