@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
+from neurochip.core import lif
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.learning import CompiledLearning, compiled_learning, with_rate_shift
@@ -60,18 +61,16 @@ class FloatLearner:
         self.N = image.n_neurons
         pops = image.lif_populations
         unity = float(1 << f.decay_bits)
-        self.alpha = np.zeros(self.N)
-        self.beta = np.zeros(self.N)
         self.theta = np.zeros(self.N)
-        self.spiking = np.zeros(self.N, bool)
-        self.subtract = np.zeros(self.N, bool)
+        #: each LIF population's neurons and its float step parameters (neurochip.core.lif)
+        self._lif: list[tuple[slice, lif.LifParams]] = []
         for p in pops:
             sl = slice(p.offset, p.offset + p.size)
-            self.alpha[sl] = (unity - 1 - p.du) / unity if p.du >= 0 else 1.0
-            self.beta[sl] = (unity - p.dv) / unity
             self.theta[sl] = float(p.vth << f.vth_shift)
-            self.spiking[sl] = p.spiking
-            self.subtract[sl] = p.reset == "subtract"
+            self._lif.append((sl, lif.LifParams(
+                alpha=(unity - 1 - p.du) / unity if p.du >= 0 else 1.0,
+                beta=(unity - p.dv) / unity, spiking=p.spiking,
+                subtract=p.reset == "subtract")))
         self.bias = fx.bias_value(image.arrays["neurons/bias_mant"],
                                   image.arrays["neurons/bias_exp"]).astype(np.float64)
         plastic = {s.name: k for k, s in enumerate(self.cl.synapses)}
@@ -125,15 +124,26 @@ class FloatLearner:
         raise KeyError(name)
 
     # ------------------------------------------------------------------ dynamics
+    def _neurons(self, u: F64, v: F64, drive: F64
+                 ) -> tuple[F64, F64, NDArray[np.bool_], F64]:
+        """One step of every LIF population through the one float step of the chip's
+        dynamics (:func:`neurochip.core.lif.step`), on (B, N) states: the new current, the
+        membrane before reset, the spikes and the membrane after reset. Input neurons keep
+        u = v = 0 and never spike."""
+        cur, pre, post = np.zeros_like(u), np.zeros_like(u), np.zeros_like(u)
+        spk = np.zeros(u.shape, bool)
+        for sl, prm in self._lif:
+            st = lif.step(prm, self.bias[sl], self.theta[sl], u[:, sl], v[:, sl], drive[:, sl])
+            cur[:, sl], pre[:, sl], spk[:, sl], post[:, sl] = st.i, st.p, st.s > 0, st.u
+        return cur, pre, spk, post
+
     def _inference(self, x_in: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], F64]:
         D = self.pending.shape[0]
         slot = self.t % D
         a = self.pending[slot].copy()
         self.pending[slot] = 0.0
-        u = self.alpha * self.u + a * self.in_gain
-        v_pre = self.beta * self.v + u + self.bias
-        s = self.spiking & (v_pre > self.theta)
-        v = np.where(s, np.where(self.subtract, v_pre - self.theta, 0.0), v_pre)
+        u, v_pre, s, v = (x[0] for x in self._neurons(self.u[None], self.v[None],
+                                                        (a * self.in_gain)[None]))
         self.u, self.v = u, v
         spikes: dict[str, NDArray[np.bool_]] = {}
         for name, (off, size, kind) in self.src_off.items():
@@ -296,10 +306,7 @@ class FloatLearner:
         for t in range(T):
             a = pend[t % D].copy()
             pend[t % D] = 0.0
-            u = self.alpha * u + a * self.in_gain
-            vp = self.beta * v + u + self.bias
-            s = self.spiking & (vp > self.theta)
-            v = np.where(s, np.where(self.subtract, vp - self.theta, 0.0), vp)
+            u, _, s, v = self._neurons(u, v, a * self.in_gain)
             counts += s[:, sl]
             vsum += v[:, sl]
             for c in self.conns:

@@ -109,8 +109,8 @@ def test_training_kernel_and_numpy_reference_agree_on_the_smooth_step() -> None:
 
 
 def test_the_learning_float_reference_neuron_is_this_step() -> None:
-    """emulator.learning.floatref advances its neurons exactly as lif_step does, population
-    by population (so it can switch to the step without changing a bit)."""
+    """The learning float reference (compiler.learning.floatref) advances its neurons
+    through the one float step, population by population, on states drawn at random."""
     from compiler.learning.floatref import FloatLearner
     from neurochip.tasks.learning_demos import digits_image
 
