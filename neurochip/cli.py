@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "neurochip.commands.inspect_cmd",
     "neurochip.commands.quickstart_cmd",
     "neurochip.commands.board_cmd",
+    "neurochip.commands.sweep_cmd",
+    "neurochip.commands.eval_cmd",
     "compiler.training.cli",
     "emulator.learning.cli",
 ]
