@@ -357,17 +357,24 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path | None
 
 
 # ------------------------------------------------------------------------------ command
+def check_output(output: Path, resume: bool) -> None:
+    """A results file may be written: its folder exists; it is new, empty or resumed."""
+    where = f"results file {output}"
+    if not output.parent.is_dir():
+        raise ConfigError("folder does not exist", where=where)
+    if output.exists() and output.stat().st_size and not resume:
+        raise ConfigError("exists; add --resume to continue it, or remove it", where=where)
+    if resume:
+        read_results(output)
+
+
 def run_sweep(jobs: Sequence[Job], output: Path, runner: Any, *, resume: bool = False,
               progress: bool = True) -> tuple[list[dict[str, Any]], int]:
     """Run the jobs RESULTS does not hold yet, appending their records; returns all
     records of the sweep (file order) and how many ran now."""
     from tqdm import tqdm
 
-    where = f"results file {output}"
-    if not output.parent.exists():
-        raise ConfigError("folder does not exist", where=where)
-    if output.exists() and output.stat().st_size and not resume:
-        raise ConfigError("exists; add --resume to continue it, or remove it", where=where)
+    check_output(output, resume)
     previous = read_results(output, repair=True) if resume else []
     have = {r["key"] for r in previous}
     todo = [j for j in jobs if j.key not in have]
@@ -400,6 +407,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print("note: the seed changes the inputs of the 'bernoulli' encoding only; jobs "
               "with a deterministic code (the model record's, e.g. 'regular') see the same "
               "inputs for every seed (set encoding: bernoulli)", file=sys.stderr)
+    check_output(output, args.resume)
     t0 = time.perf_counter()
     runner = runner_from_args(args)
     try:
