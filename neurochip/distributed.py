@@ -34,6 +34,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,7 @@ class Job:
                 del out[k]
         return out
 
-    @property
+    @cached_property
     def key(self) -> str:
         return job_key(self.params())
 
@@ -172,6 +173,12 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
 # Dask's retries only ever rerun a task for a dead worker or an unexpected failure.
 _IMAGES: OrderedDict[str, tuple[ChipImage, Any]] = OrderedDict()
 _COMPILED: OrderedDict[str, bytes] = OrderedDict()
+
+
+def clear_caches() -> None:
+    """Forget this process's compiled and loaded images (benchmarks time cold jobs)."""
+    _IMAGES.clear()
+    _COMPILED.clear()
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
@@ -686,16 +693,22 @@ class Runner:
     def _start(self, warm: bool) -> None:
         import logging
 
+        import dask
         from distributed import Client, LocalCluster
 
         try:
             if self.address:
                 self.client = Client(self.address, timeout=f"{self.timeout}s")
             else:
-                self.cluster = LocalCluster(
-                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.ERROR,
-                    worker_dashboard_address=None)
+                # one single-threaded process per core: Numba's parallel kernels (the
+                # compiler's calibration check) must not oversubscribe the cores either
+                # (the workers' statistical profiler is off: it slows the jobs by ~10 %)
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    self.cluster = LocalCluster(
+                        n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None, silence_logs=logging.ERROR,
+                        worker_dashboard_address=None,
+                        env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler ({exc})",
@@ -817,13 +830,15 @@ class Runner:
                                     pure=False)
             futures[fut] = job
         try:
-            for fut in as_completed(list(futures)):
+            # results come with their futures, gathered in batches (no round trip per job)
+            for fut, res in as_completed(list(futures), with_results=True,
+                                         raise_errors=False):
                 job = futures[fut]
-                try:
-                    rec = fut.result()
-                except Exception as exc:
-                    rec = {"key": job.key, **job.params(), "error": _error_record(exc)}
+                if isinstance(res, BaseException):
+                    rec = {"key": job.key, **job.params(), "error": _error_record(res)}
                     rec["error"]["internal"] = True
+                else:
+                    rec = res
                 finish(rec)
                 fut.release()
         finally:
