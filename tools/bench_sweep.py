@@ -49,13 +49,31 @@ def warm_jobs() -> list[Job]:
                 encoding="bernoulli", samples=50) for i, cal in enumerate(["none", "max"] * 2)]
 
 
+CPU: dict[int, list[dict[str, float]]] = {}  # id(runner) -> per run {process: cpu s}
+
+
+def _cpu(runner: Runner) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process and of each worker process."""
+    import psutil
+
+    out = {"client": sum(psutil.Process().cpu_times()[:2])}
+    for addr, pid in runner.worker_pids().items():
+        out[addr] = sum(psutil.Process(pid).cpu_times()[:2])
+    return out
+
+
 def timed(runner: Runner, jobs: list[Job]) -> tuple[float, list[dict[str, Any]]]:
     clear_caches()
     if runner.client is not None:
         runner.client.run(clear_caches)
+    c0 = _cpu(runner)
     t0 = time.perf_counter()
     recs = runner.run(jobs)
-    return time.perf_counter() - t0, recs
+    wall = time.perf_counter() - t0
+    c1 = _cpu(runner)
+    if jobs and jobs[0].kind != "empty":
+        CPU.setdefault(id(runner), []).append({k: c1[k] - c0.get(k, 0.0) for k in c1})
+    return wall, recs
 
 
 def main() -> int:
@@ -85,6 +103,12 @@ def main() -> int:
             d_times.append(t)
         s_empty = min(timed(serial, empty)[0] for _ in range(args.repeat))
         d_empty = min(timed(dist, empty)[0] for _ in range(args.repeat))
+    s_cpu = min(c["client"] for c in CPU[id(serial)])
+    d_runs = CPU[id(dist)]
+    d_client = min(c["client"] for c in d_runs)
+    d_busiest = min(max(v for k, v in c.items() if k != "client") for c in d_runs)
+    d_total = min(sum(c.values()) for c in d_runs)
+    cpu_bound = s_cpu / d_busiest
     identical = same_results(s_recs, d_recs)
     failed = sum("error" in r for r in s_recs + d_recs)
     s_best, d_best = min(s_times), min(d_times)
@@ -101,6 +125,10 @@ def main() -> int:
         ("per-job overhead (empty job), ms", f"{overhead_ms:.2f}  (target <= "
          f"{TARGET_OVERHEAD_MS:.0f} ms: {'met' if overhead_ms <= TARGET_OVERHEAD_MS else 'MISSED'}"
          f"; serial {1e3 * s_empty / len(empty):.3f} ms)"),
+        ("CPU s: serial / distributed (all) / busiest worker",
+         f"{s_cpu:.2f} / {d_total:.2f} (client {d_client:.2f}) / {d_busiest:.2f}"),
+        ("speed-up with a free core per worker (CPU: serial / busiest worker)",
+         f"{cpu_bound:.2f}x"),
         ("identical results", "yes" if identical else "NO"),
         ("failed jobs", str(failed)),
         ("cluster start (untimed), s", f"{start_s:.2f}"),
@@ -116,7 +144,9 @@ def main() -> int:
         "serial_s": s_times, "distributed_s": d_times, "speedup": speedup,
         "empty_jobs": len(empty), "empty_overhead_ms": overhead_ms,
         "serial_empty_ms": 1e3 * s_empty / len(empty), "identical": identical,
-        "failed": failed, "cluster_start_s": start_s, "loadavg_before": load0,
+        "failed": failed, "cluster_start_s": start_s, "serial_cpu_s": s_cpu,
+        "distributed_cpu_s": d_total, "distributed_client_cpu_s": d_client,
+        "busiest_worker_cpu_s": d_busiest, "cpu_bound_speedup": cpu_bound, "loadavg_before": load0,
         "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(),
         "targets": {"speedup": TARGET_SPEEDUP, "overhead_ms": TARGET_OVERHEAD_MS},
         "met": {"speedup": speedup >= TARGET_SPEEDUP,
