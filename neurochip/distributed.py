@@ -654,6 +654,20 @@ def _prepare(jobs: Sequence[Job]) -> _Prepared:
     return prep
 
 
+def _lost(exc: BaseException) -> bool:
+    """Whether a task failed for its worker (died, cancelled, lost data), not its job."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+    from distributed.comm import CommClosedError
+
+    return isinstance(exc, (KilledWorker, FutureCancelledError, CommClosedError,
+                            TimeoutError, asyncio.CancelledError,
+                            concurrent.futures.CancelledError))
+
+
 def _scheduler_address(cluster: str | None) -> str | None:
     if cluster:
         return cluster
@@ -692,7 +706,6 @@ class Runner:
         self.timeout = timeout
         self.client: Any = None
         self.cluster: Any = None
-        self._token = uuid.uuid4().hex[:8]
         if self.serial:
             if warm:
                 warm_up()
@@ -802,55 +815,61 @@ class Runner:
         from distributed import as_completed
 
         client = self.client
-        tok = self._token
+        tok = uuid.uuid4().hex[:8]  # keys unique per run: never reuse a key being forgotten
         r = self.retries
-        # One future per data set (a list, not a dict: scatter({...}) names futures by key),
-        # copied to every worker: scattered data has no lineage, so a copy must survive the
-        # loss of a worker.
-        def scatter(values: list[Any]) -> list[Any]:
-            return list(client.scatter(values, hash=False, broadcast=True)) if values else []
-
-        names = list(prep.datas)
-        datas = dict(zip(names, scatter([prep.datas[k] for k in names])))
-        cnames = [k for k in names if "x" in prep.datas[k]]
-        calib = dict(zip(cnames, scatter([prep.datas[k]["x"] for k in cnames])))
+        datas: dict[str, Any] = {}
         images: dict[str, Any] = {}
-        futures: dict[Any, Job] = {}
-        for job in jobs:
+
+        def data(name: str, part: str | None = None) -> Any:
+            # One future per data set, copied to every worker: scattered data has no
+            # lineage, so a copy must survive the loss of a worker (scattered anew if not).
+            k = f"{name}/{part}"
+            if k not in datas or datas[k].status != "finished":
+                value = prep.datas[name] if part is None else prep.datas[name][part]
+                datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
+            return datas[k]
+
+        def submit(job: Job, attempt: int) -> Any:
             key = job.key
+            name = f"job-{key}-{tok}-{attempt}"
             if job.kind == "empty":
-                fut = client.submit(eval_task, job, b"", {}, Readout(None, None, None),
-                                    key=f"job-{key}-{tok}", retries=r, pure=False)
-            elif job.kind == "learn":
-                fut = client.submit(learn_task, job, prep.starts[key],
-                                    datas[prep.job_data[key]], key=f"job-{key}-{tok}",
-                                    retries=r, pure=False)
-            else:
-                ck = prep.job_compile[key]
-                if ck not in images:
-                    spec, ckey = prep.compiles[ck]
-                    images[ck] = client.submit(compile_task, spec,
-                                               calib[ckey] if ckey else None,
-                                               key=f"compile-{ck[:40]}-{tok}", retries=r,
-                                               pure=False)
-                fut = client.submit(eval_task, job, images[ck], datas[prep.job_data[key]],
-                                    prep.readouts[key], key=f"job-{key}-{tok}", retries=r,
-                                    pure=False)
-            futures[fut] = job
+                return client.submit(eval_task, job, b"", {}, Readout(None, None, None),
+                                     key=name, retries=r, pure=False)
+            if job.kind == "learn":
+                return client.submit(learn_task, job, prep.starts[key],
+                                     data(prep.job_data[key]), key=name, retries=r,
+                                     pure=False)
+            ck = prep.job_compile[key]
+            if ck not in images or images[ck].status in ("cancelled", "lost", "error"):
+                spec, ckey = prep.compiles[ck]
+                images[ck] = client.submit(
+                    compile_task, spec, data(ckey, "x") if ckey else None,
+                    key=f"compile-{spec.key}-{tok}-{uuid.uuid4().hex[:6]}", retries=r,
+                    pure=False)
+            return client.submit(eval_task, job, images[ck], data(prep.job_data[key]),
+                                 prep.readouts[key], key=name, retries=r, pure=False)
+
+        futures: dict[Any, tuple[Job, int]] = {submit(j, 0): (j, 0) for j in jobs}
+        pending = as_completed(list(futures), with_results=True, raise_errors=False)
         try:
             # results come with their futures, gathered in batches (no round trip per job)
-            for fut, res in as_completed(list(futures), with_results=True,
-                                         raise_errors=False):
-                job = futures[fut]
+            for fut, res in pending:
+                job, attempt = futures.pop(fut)
+                fut.release()
                 if isinstance(res, BaseException):
+                    if _lost(res) and attempt < r:
+                        # the task or its inputs went with a dead worker: run it again
+                        again = submit(job, attempt + 1)
+                        futures[again] = (job, attempt + 1)
+                        pending.add(again)
+                        continue
                     rec = {"key": job.key, **job.params(), "error": _error_record(res)}
                     rec["error"]["internal"] = True
                 else:
                     rec = res
                 finish(rec)
-                fut.release()
         finally:
-            for fut in futures:
+            for fut in list(futures) + list(images.values()) + list(datas.values()):
                 fut.release()
 
     # -------------------------------------------------------------------------- eval

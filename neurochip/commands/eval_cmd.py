@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL", help="model (.nir, .onnx) or chip image (.nchip)")
     p.add_argument("--data", required=True, metavar="X.npz",
                    help="data set: an .npz with inputs and labels, or 'digits'")
-    p.add_argument("--hw", default="loihi_like", metavar="NAME",
+    p.add_argument("--hw", default=None, metavar="NAME",
                    help="chip to compile for (default loihi_like; not for .nchip)")
     p.add_argument("--weight-bits", type=int, default=None, metavar="N",
                    help="weight precision (default: the chip's; not for .nchip)")
@@ -83,11 +83,13 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"must be >= 1, got {args.shards}", where="neurochip eval",
                           field="--shards")
     is_image = model.suffix.lower() == ".nchip"
-    if is_image and (args.weight_bits is not None or args.calibration != "none"):
-        raise ConfigError("a chip image is already compiled; --weight-bits and "
-                          "--calibration apply to .nir/.onnx models", where="neurochip eval",
-                          field="--weight-bits" if args.weight_bits else "--calibration")
-    job = Job(model=str(model), hw=args.hw, data=data, weight_bits=args.weight_bits,
+    if is_image and (args.weight_bits is not None or args.calibration != "none"
+                     or args.hw is not None):
+        flag = ("--hw" if args.hw is not None else
+                "--weight-bits" if args.weight_bits is not None else "--calibration")
+        raise ConfigError(f"a chip image is already compiled; {flag} applies to .nir/.onnx "
+                          "models", where="neurochip eval", field=flag)
+    job = Job(model=str(model), hw=args.hw or "loihi_like", data=data, weight_bits=args.weight_bits,
               calibration=args.calibration, seed=args.seed, encoding=args.encoding,
               samples=args.samples, batch_size=args.batch_size)
     t0 = time.perf_counter()

@@ -44,6 +44,8 @@ PARAM_KEYS = ("weight_bits", "calibration", "seed", "encoding", "samples",
               "calibration_samples", "batch_size", "rule", "epochs", "lr_hidden", "lr_out",
               "limit")
 ENCODINGS = ("regular", "bernoulli", "latency")
+EVAL_ONLY = ("weight_bits", "calibration", "encoding", "calibration_samples")
+LEARN_ONLY = ("rule", "epochs", "lr_hidden", "lr_out", "limit")
 
 
 def register(sub: Any) -> None:
@@ -213,6 +215,18 @@ def load_sweep(path: str | Path) -> list[Job]:
                             for k, v in e.items()})
     else:
         entries.append({})
+    used = set(base_params) | set(axes) | {k for e in entries for k in e}
+    wrong = sorted(used & set(EVAL_ONLY if kind == "learn" else LEARN_ONLY))
+    if wrong:
+        raise ConfigError(f"'{wrong[0]}' does not apply to {kind} jobs (eval: "
+                          f"{list(EVAL_ONLY)}; learn: {list(LEARN_ONLY)})", where=where,
+                          field=wrong[0])
+    if kind == "learn" and (data != "digits" or hws != ["loihi_like"]):
+        raise ConfigError("learn jobs run the digits task on loihi_like (data: digits, hw: "
+                          "loihi_like)", where=where, field="data" if data != "digits" else "hw")
+    if kind == "learn" and any(m != RANDOM_DIGITS and not m.endswith(".nchip") for m in models):
+        raise ConfigError(f"a learn job starts from '{RANDOM_DIGITS}' (the random digits "
+                          "network) or a chip image (.nchip)", where=where, field="model")
     jobs: list[Job] = []
     names = list(axes)
     for model, hw, combo, entry in itertools.product(

@@ -116,47 +116,6 @@ def test_shards_give_the_whole_data_set_figures(serial: Runner, two_workers: Run
     assert {k: rec[k] for k in one} == one
 
 
-def _kill_busy_worker(runner: Runner) -> int:
-    client = runner.client
-    pids = runner.worker_pids()
-    for _ in range(200):
-        busy = [w for w, tasks in client.processing().items() if tasks]
-        if busy:
-            pid = pids[busy[0]]
-            os.kill(pid, signal.SIGKILL)
-            return pid
-        time.sleep(0.01)
-    raise AssertionError("no worker was busy")
-
-
-def test_a_killed_worker_loses_and_duplicates_nothing(serial: Runner) -> None:
-    import psutil
-
-    jobs = [Job(model=MODEL, weight_bits=wb, seed=seed, encoding="bernoulli", samples=300)
-            for wb, seed in itertools.product([8, 6, 4], [0, 1, 2, 3])]
-    expected = serial.run(jobs)
-    t0 = time.perf_counter()
-    with Runner(workers=2, retries=2) as runner:
-        killed: list[int] = []
-        seen: list[str] = []
-
-        def on_result(rec: dict[str, Any]) -> None:
-            seen.append(rec["key"])
-            if not killed:
-                killed.append(_kill_busy_worker(runner))
-
-        got = runner.run(jobs, on_result=on_result)
-        assert killed, "a worker was killed mid-sweep"
-        gone = not psutil.pid_exists(killed[0]) or (
-            psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE)
-        assert gone
-        assert killed[0] not in runner.worker_pids().values()
-    assert time.perf_counter() - t0 < 60
-    assert sorted(seen) == sorted(j.key for j in jobs), "every job reported exactly once"
-    assert not [r["error"] for r in got if "error" in r]
-    assert same_results(got, expected)
-
-
 def test_job_keys_are_stable_and_distinct() -> None:
     a = Job(model=MODEL, weight_bits=4, seed=1)
     assert a.key == Job(seed=1, weight_bits=4, model=MODEL).key
@@ -229,3 +188,46 @@ def test_per_sample_figures_do_not_depend_on_batching(serial: Runner) -> None:
     b = measure(image, em, x, Readout("in", 22, "ce_max"), batch_size=7)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def _kill_busy_worker(runner: Runner) -> int:
+    client = runner.client
+    pids = runner.worker_pids()
+    for _ in range(200):
+        busy = [w for w, tasks in client.processing().items() if tasks]
+        if busy:
+            pid = pids[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        time.sleep(0.01)
+    raise AssertionError("no worker was busy")
+
+
+# Last in the file: it kills a worker of the shared cluster (its nanny starts a new one).
+def test_a_killed_worker_loses_and_duplicates_nothing(serial: Runner,
+                                                      two_workers: Runner) -> None:
+    import psutil
+
+    jobs = [Job(model=MODEL, weight_bits=wb, seed=seed, encoding="bernoulli", samples=200)
+            for wb, seed in itertools.product([7, 5], [0, 1, 2, 3, 4])]
+    expected = serial.run(jobs)
+    t0 = time.perf_counter()
+    runner = two_workers
+    killed: list[int] = []
+    seen: list[str] = []
+
+    def on_result(rec: dict[str, Any]) -> None:
+        seen.append(rec["key"])
+        if not killed:
+            killed.append(_kill_busy_worker(runner))
+
+    got = runner.run(jobs, on_result=on_result)
+    assert killed, "a worker was killed mid-sweep"
+    gone = not psutil.pid_exists(killed[0]) or (
+        psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE)
+    assert gone
+    assert killed[0] not in runner.worker_pids().values()
+    assert time.perf_counter() - t0 < 60
+    assert sorted(seen) == sorted(j.key for j in jobs), "every job reported exactly once"
+    assert not [r["error"] for r in got if "error" in r]
+    assert same_results(got, expected)

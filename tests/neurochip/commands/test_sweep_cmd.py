@@ -182,6 +182,11 @@ BAD = [
     ("model: {m}\n  bad: [indent\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a mapping"),
     ("model: {m}\nkind: train\n", "field 'kind'"),
+    ("model: {m}\ngrid:\n  epochs: [1, 2]\n", "'epochs' does not apply to eval jobs"),
+    ("kind: learn\ngrid:\n  weight_bits: [8]\n", "'weight_bits' does not apply to learn"),
+    ("kind: learn\nhw: tiny4\n", "on loihi_like"),
+    ("kind: learn\nmodel: {m}\n", "chip image (.nchip)"),
+    ("kind: learn\ngrid:\n  rule: [hebb]\n", "unknown learning rule 'hebb'"),
 ]
 
 
@@ -210,6 +215,22 @@ def test_bad_arguments_exit_2(cli: Any, sweep_file: Path, tmp_path: Path) -> Non
     bad.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')
     rc, _, err = cli("sweep", sweep_file, "-o", bad, "--workers", "0", "--resume")
     assert rc == 2 and "line 2" in err
+
+
+def test_a_learning_sweep(cli: Any, tmp_path: Path) -> None:
+    p = tmp_path / "learn.yaml"
+    p.write_text("kind: learn\nlimit: 40\nsamples: 40\ngrid:\n  rule: [dfa, fa]\n"
+                 "  lr_out: [13]\n")
+    out = tmp_path / "r.jsonl"
+    rc, stdout, err = cli("sweep", p, "-o", out, "--workers", "0")
+    assert rc == 0, err
+    recs = _records(out)
+    assert sorted(r["rule"] for r in recs) == ["dfa", "fa"]
+    for r in recs:
+        assert r["kind"] == "learn" and r["model"] == "random" and r["epochs"] == 1
+        assert r["lr_out"] == 13 and r["limit"] == 40 and r["n_samples"] == 40
+        assert 0 <= r["accuracy"] <= 1 and r["learn_energy_uj"] > 0 and r["energy_uj"] > 0
+    assert "rule" in stdout.splitlines()[0]
 
 
 def test_pareto_front() -> None:
@@ -267,3 +288,13 @@ def test_eval_npz_without_labels(cli: Any, tmp_path: Path) -> None:
     np.savez(data, inputs=np.zeros((3, 20, 64), bool))
     rc, _, err = cli("eval", BUNDLED_MODEL, "--data", data, "--workers", "0")
     assert rc == 2 and "lacks the array 'labels'" in err
+
+
+def test_eval_a_chip_image_takes_no_compile_options(cli: Any, tmp_path: Path) -> None:
+    import neurochip
+
+    img = tmp_path / "m.nchip"
+    neurochip.compile(str(BUNDLED_MODEL), "loihi_like").save(img)
+    for flag, value in (("--hw", "tiny4"), ("--weight-bits", "4"), ("--calibration", "max")):
+        rc, _, err = cli("eval", img, "--data", "digits", flag, value, "--workers", "0")
+        assert rc == 2 and f"{flag} applies to .nir/.onnx" in err, err
