@@ -654,6 +654,24 @@ def _prepare(jobs: Sequence[Job]) -> _Prepared:
     return prep
 
 
+def _results(client: Any, batch: Sequence[Any]) -> list[Any]:
+    """The results of finished futures (one gather), or per future its exception."""
+    if all(f.status == "finished" for f in batch):
+        try:
+            return list(client.gather(list(batch)))
+        except Exception:  # a result lost meanwhile: ask each future on its own
+            pass
+    out: list[Any] = []
+    for f in batch:
+        try:
+            out.append(f.result())
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            out.append(exc)
+    return out
+
+
 def _lost(exc: BaseException) -> bool:
     """Whether a task failed for its worker (died, cancelled, lost data), not its job."""
     import asyncio
@@ -829,6 +847,16 @@ class Runner:
                 datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
             return datas[k]
 
+        def submit_compile(job: Job) -> str:
+            ck = prep.job_compile[job.key]
+            if ck not in images or images[ck].status in ("cancelled", "lost", "error"):
+                spec, ckey = prep.compiles[ck]
+                images[ck] = client.submit(
+                    compile_task, spec, data(ckey, "x") if ckey else None,
+                    key=f"compile-{spec.key}-{tok}-{uuid.uuid4().hex[:6]}", retries=r,
+                    pure=False)
+            return ck
+
         def submit(job: Job, attempt: int) -> Any:
             key = job.key
             name = f"job-{key}-{tok}-{attempt}"
@@ -839,38 +867,53 @@ class Runner:
                 return client.submit(learn_task, job, prep.starts[key],
                                      data(prep.job_data[key]), key=name, retries=r,
                                      pure=False)
-            ck = prep.job_compile[key]
-            if ck not in images or images[ck].status in ("cancelled", "lost", "error"):
-                spec, ckey = prep.compiles[ck]
-                images[ck] = client.submit(
-                    compile_task, spec, data(ckey, "x") if ckey else None,
-                    key=f"compile-{spec.key}-{tok}-{uuid.uuid4().hex[:6]}", retries=r,
-                    pure=False)
+            ck = submit_compile(job)
             return client.submit(eval_task, job, images[ck], data(prep.job_data[key]),
                                  prep.readouts[key], key=name, retries=r, pure=False)
 
-        futures: dict[Any, tuple[Job, int]] = {submit(j, 0): (j, 0) for j in jobs}
-        pending = as_completed(list(futures), with_results=True, raise_errors=False)
-        try:
-            # results come with their futures, gathered in batches (no round trip per job)
-            for fut, res in pending:
-                job, attempt = futures.pop(fut)
-                fut.release()
-                if isinstance(res, BaseException):
-                    if _lost(res) and attempt < r:
-                        # the task or its inputs went with a dead worker: run it again
-                        again = submit(job, attempt + 1)
-                        futures[again] = (job, attempt + 1)
-                        pending.add(again)
-                        continue
-                    rec = {"key": job.key, **job.params(), "error": _error_record(res)}
-                    rec["error"]["internal"] = True
+        def submit_all(todo: Sequence[Job]) -> list[Any]:
+            # eval and empty jobs in one client.map call (one message to the scheduler)
+            evals = [j for j in todo if j.kind != "learn"]
+            args: list[list[Any]] = [[], [], [], []]
+            for j in evals:
+                if j.kind == "empty":
+                    parts = [b"", {}, Readout(None, None, None)]
                 else:
-                    rec = res
-                finish(rec)
+                    submit_compile(j)
+                    parts = [images[prep.job_compile[j.key]], data(prep.job_data[j.key]),
+                             prep.readouts[j.key]]
+                for lst, v in zip(args, [j, *parts]):
+                    lst.append(v)
+            mapped = client.map(eval_task, *args, key=[f"job-{j.key}-{tok}-0" for j in evals],
+                                retries=r, pure=False) if evals else []
+            by_key = {j.key: f for j, f in zip(evals, mapped)}
+            return [by_key[j.key] if j.key in by_key else submit(j, 0) for j in todo]
+
+        futures: dict[Any, tuple[Job, int]] = {f: (j, 0) for f, j in zip(submit_all(jobs), jobs)}
+        pending = as_completed(list(futures))
+        try:
+            # finished futures come in batches, and each batch's results in one gather
+            for batch in pending.batches():
+                for fut, res in zip(batch, _results(client, batch)):
+                    job, attempt = futures.pop(fut)
+                    if isinstance(res, BaseException):
+                        if _lost(res) and attempt < r:
+                            # the task or its inputs went with a dead worker: run it again
+                            again = submit(job, attempt + 1)
+                            futures[again] = (job, attempt + 1)
+                            pending.add(again)
+                            continue
+                        rec = {"key": job.key, **job.params(), "error": _error_record(res)}
+                        rec["error"]["internal"] = True
+                    else:
+                        rec = res
+                    finish(rec)
         finally:
-            for fut in list(futures) + list(images.values()) + list(datas.values()):
-                fut.release()
+            if futures:  # interrupted: drop what is still queued or running
+                client.cancel(list(futures))
+            futures.clear()
+            images.clear()
+            datas.clear()
 
     # -------------------------------------------------------------------------- eval
     def evaluate(self, image: ChipImage, inputs: NDArray[np.bool_], labels: NDArray[Any],

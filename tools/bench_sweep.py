@@ -71,8 +71,8 @@ def timed(runner: Runner, jobs: list[Job]) -> tuple[float, list[dict[str, Any]]]
     recs = runner.run(jobs)
     wall = time.perf_counter() - t0
     c1 = _cpu(runner)
-    if jobs and jobs[0].kind != "empty":
-        CPU.setdefault(id(runner), []).append({k: c1[k] - c0.get(k, 0.0) for k in c1})
+    tag = id(runner) if jobs and jobs[0].kind != "empty" else -id(runner)
+    CPU.setdefault(tag, []).append({k: c1[k] - c0.get(k, 0.0) for k in c1})
     return wall, recs
 
 
@@ -109,6 +109,7 @@ def main() -> int:
     d_busiest = min(max(v for k, v in c.items() if k != "client") for c in d_runs)
     d_total = min(sum(c.values()) for c in d_runs)
     cpu_bound = s_cpu / d_busiest
+    empty_cpu_ms = 1e3 * min(sum(c.values()) for c in CPU[-id(dist)]) / len(empty)
     identical = same_results(s_recs, d_recs)
     failed = sum("error" in r for r in s_recs + d_recs)
     s_best, d_best = min(s_times), min(d_times)
@@ -125,6 +126,7 @@ def main() -> int:
         ("per-job overhead (empty job), ms", f"{overhead_ms:.2f}  (target <= "
          f"{TARGET_OVERHEAD_MS:.0f} ms: {'met' if overhead_ms <= TARGET_OVERHEAD_MS else 'MISSED'}"
          f"; serial {1e3 * s_empty / len(empty):.3f} ms)"),
+        ("CPU per empty job (client, scheduler, workers), ms", f"{empty_cpu_ms:.2f}"),
         ("CPU s: serial / distributed (all) / busiest worker",
          f"{s_cpu:.2f} / {d_total:.2f} (client {d_client:.2f}) / {d_busiest:.2f}"),
         ("speed-up with a free core per worker (CPU: serial / busiest worker)",
@@ -146,7 +148,8 @@ def main() -> int:
         "serial_empty_ms": 1e3 * s_empty / len(empty), "identical": identical,
         "failed": failed, "cluster_start_s": start_s, "serial_cpu_s": s_cpu,
         "distributed_cpu_s": d_total, "distributed_client_cpu_s": d_client,
-        "busiest_worker_cpu_s": d_busiest, "cpu_bound_speedup": cpu_bound, "loadavg_before": load0,
+        "busiest_worker_cpu_s": d_busiest, "empty_job_cpu_ms": empty_cpu_ms,
+        "cpu_bound_speedup": cpu_bound, "loadavg_before": load0,
         "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(),
         "targets": {"speedup": TARGET_SPEEDUP, "overhead_ms": TARGET_OVERHEAD_MS},
         "met": {"speedup": speedup >= TARGET_SPEEDUP,
