@@ -448,7 +448,8 @@ def learn_task(job: Job, start: bytes | None, task_arrays: Mapping[str, Any]) ->
 def _run_info(t0: float) -> dict[str, Any]:
     import socket
 
-    return {"seconds": round(time.perf_counter() - t0, 6),
+    seconds = time.perf_counter() - t0
+    return {"seconds": round(seconds, 6), "finished": round(time.time(), 4),
             "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
