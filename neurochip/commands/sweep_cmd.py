@@ -423,7 +423,13 @@ def _sweep(args: argparse.Namespace) -> int:
               "inputs for every seed (set encoding: bernoulli)", file=sys.stderr)
     check_output(output, args.resume)
     t0 = time.perf_counter()
-    runner = runner_from_args(args)
+    have = {r["key"] for r in read_results(output)} if args.resume else set()
+    if all(j.key in have for j in jobs):  # nothing to run: no cluster to start
+        from neurochip.distributed import Runner
+
+        runner = Runner(workers=0, warm=False)
+    else:
+        runner = runner_from_args(args)
     try:
         if not args.quiet:
             print(f"neurochip sweep: {len(jobs)} jobs {runner.description}", file=sys.stderr)
