@@ -298,3 +298,36 @@ def test_eval_a_chip_image_takes_no_compile_options(cli: Any, tmp_path: Path) ->
     for flag, value in (("--hw", "tiny4"), ("--weight-bits", "4"), ("--calibration", "max")):
         rc, _, err = cli("eval", img, "--data", "digits", flag, value, "--workers", "0")
         assert rc == 2 and f"{flag} applies to .nir/.onnx" in err, err
+
+
+def test_a_real_sigint_leaves_a_valid_file(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) of a running sweep process: exit 130, whole records only."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = tmp_path / "s.yaml"
+    p.write_text(f"model: {BUNDLED_MODEL}\nencoding: bernoulli\ngrid:\n"
+                 "  weight_bits: [8, 6, 4, 2]\n  seed: [0, 1, 2, 3, 4, 5, 6, 7]\n")
+    out = tmp_path / "r.jsonl"
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neurochip.cli", "sweep", str(p), "-o", str(out),
+         "--workers", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 60 and proc.poll() is None:
+        if out.exists() and len(out.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "complete records; continue with --resume" in err
+    raw = out.read_text()
+    assert raw.endswith("\n") and 2 <= len(raw.splitlines()) < 32
+    assert all("accuracy" in json.loads(line) for line in raw.splitlines())
