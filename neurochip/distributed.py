@@ -287,14 +287,14 @@ COUNT_THEN_V = "count_then_v"
 
 
 def _loaded(image_bytes: bytes) -> tuple[ChipImage, Any]:
-    from emulator.chip import Emulator
+    import neurochip
 
     key = hashlib.sha256(image_bytes).hexdigest()
     if key in _IMAGES:
         _IMAGES.move_to_end(key)
         return _IMAGES[key]
     image = image_from_bytes(image_bytes)
-    entry = (image, Emulator(image, threads=1))
+    entry = (image, neurochip.Emulator(image, threads=1))
     _remember(_IMAGES, key, entry)
     return entry
 
