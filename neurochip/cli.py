@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "neurochip.commands.board_cmd",
     "neurochip.commands.record_cmd",
     "neurochip.commands.replay_cmd",
+    "neurochip.commands.sweep_cmd",
+    "neurochip.commands.eval_cmd",
     "neurochip.commands.train_cmd",
     "neurochip.commands.learn_cmd",
 ]

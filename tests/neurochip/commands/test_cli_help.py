@@ -10,7 +10,7 @@ import pytest
 
 from neurochip.cli import COMMAND_MODULES, build_parser
 
-COMMANDS = ["compile", "run", "inspect", "quickstart"]
+COMMANDS = ["compile", "run", "inspect", "quickstart", "sweep", "eval"]
 
 
 def _registered() -> list[str]:
