@@ -20,6 +20,7 @@ from emulator.timing import CostModel, account
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.results import RunResult, recorded_populations
+from neurochip.core.verify import verify_image
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,6 +50,8 @@ class Emulator:
                  threads: int | None = None) -> None:
         if not isinstance(image, ChipImage):
             image = ChipImage.load(image)
+        else:
+            verify_image(image, "Emulator")
         if backend not in ("numba", "reference"):
             raise EmulatorInputError(f"unknown backend {backend!r}; use 'numba' or 'reference'",
                                      where="Emulator", field="backend")
