@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from neurochip.core.errors import HardwareSpecError
 
@@ -38,8 +46,24 @@ __all__ = [
 ]
 
 
+#: cores a hardware description may declare (the emulator keeps per-core tables)
+MAX_CORES = 1 << 16
+#: size of a hardware description file
+MAX_SPEC_BYTES = 1 << 20
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are never a valid figure; True/False are not numbers.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        ann = cls.model_fields[info.field_name or ""].annotation
+        if ann is not bool and (isinstance(v, bool) or (
+                isinstance(v, (list, tuple)) and any(isinstance(x, bool) for x in v))):
+            raise ValueError(f"must be a number, not {v!r}")
+        return v
 
 
 class MeshSpec(_Strict):
@@ -57,6 +81,12 @@ class MeshSpec(_Strict):
         if not (0 <= tx < self.tiles_x and 0 <= ty < self.tiles_y):
             raise ValueError(f"io_tile {self.io_tile} is outside the {self.tiles_x} x "
                              f"{self.tiles_y} tile mesh")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MeshSpec:
+        if self.n_cores > MAX_CORES:
+            raise ValueError(f"the mesh has {self.n_cores} cores; at most {MAX_CORES}")
         return self
 
     @property
@@ -307,11 +337,23 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise HardwareSpecError("circular 'extends'", where=f"hardware spec {path}")
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise HardwareSpecError(f"file is {size} bytes; at most {MAX_SPEC_BYTES}",
+                                    where=str(path), value=size, limit=MAX_SPEC_BYTES)
         text = path.read_text()
     except OSError as exc:
         raise HardwareSpecError(f"cannot read file: {exc.strerror}", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise HardwareSpecError("file is not UTF-8 text", where=str(path)) from None
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise HardwareSpecError("YAML aliases (*name) are not allowed in a "
+                                        "hardware description", where=str(path))
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise HardwareSpecError("YAML nests too deep", where=str(path)) from None
     except yaml.YAMLError as exc:
         raise HardwareSpecError(f"not valid YAML: {exc}", where=str(path)) from None
     if not isinstance(data, dict):

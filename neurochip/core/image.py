@@ -359,15 +359,6 @@ class ChipImage:
                     f"array '{name}' has dtype {arr.dtype} shape {arr.shape}, manifest "
                     f"says {meta['dtype']} {tuple(meta['shape'])}", where=where)
             arrays[name] = arr
-        digest = _image_digest(man, digests)
-        if verify and recorded is not None:
-            if set(recorded["members"]) != set(digests):
-                raise ImageError("the recorded digests list other members than the image "
-                                 "holds", member="manifest.json", where=where)
-            if recorded["image"] != digest:
-                raise ImageError("the manifest does not match the recorded image digest "
-                                 "(the file was altered)", member="manifest.json",
-                                 where=where, value=digest, limit=recorded["image"])
         hw = HardwareSpec.from_dict(man["hw"]["spec"], source=where)
         if hw.spec_hash != man["hw"]["hash"]:
             raise ImageFormatError("hardware spec does not match its recorded hash",
@@ -380,6 +371,15 @@ class ChipImage:
             raise ImageFormatError(f"manifest has unexpected fields: {exc}", where=where) from None
         image = cls(hw, pops, conns, cores, arrays, man.get("learning"),
                     man.get("metadata", {}))
+        digest = _image_digest(man, digests)
+        if verify and recorded is not None:
+            if set(recorded["members"]) != set(digests):
+                raise ImageError("the recorded digests list other members than the image "
+                                 "holds", member="manifest.json", where=where)
+            if recorded["image"] != digest:
+                raise ImageError("the manifest does not match the recorded image digest "
+                                 "(the file was altered)", member="manifest.json",
+                                 where=where, value=digest, limit=recorded["image"])
         if verify:
             from neurochip.core.verify import verify_image
 

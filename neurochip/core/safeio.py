@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,12 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
     if cap is not None and info.file_size > cap:
         raise ImageError(f"is {info.file_size} bytes; at most {cap} allowed",
                          member=info.filename, value=info.file_size, limit=cap, where=where)
-    with zf.open(info) as fh:
-        data = fh.read(limit + 1)
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
+        raise ImageError(f"is corrupt: {exc}", member=info.filename, where=where) from None
     if len(data) != info.file_size:
         raise ImageError(f"inflates to a size other than the {info.file_size} bytes its "
                          "directory entry declares", member=info.filename, where=where)
@@ -222,7 +227,8 @@ def loads_json_limited(raw: bytes, member: str, where: str,
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ImageError(f"is not valid JSON: {exc}", member=member, where=where) from None
+        raise ImageError(f"is corrupt (not valid JSON: {exc})", member=member,
+                         where=where) from None
 
 
 # --------------------------------------------------------------------------------------

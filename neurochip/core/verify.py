@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import ImageError, NetworkError
+from neurochip.core.hw import MAX_CORES
 from neurochip.core.image import ChipImage, ConnectionInfo, PopulationInfo
 from neurochip.core.network import (
     check_connection_registers,
@@ -41,8 +42,6 @@ from neurochip.core.network import (
 
 __all__ = ["MAX_CORES", "verify_image"]
 
-#: cores an image's hardware spec may declare (the emulator keeps per-core tables)
-MAX_CORES = 1 << 16
 
 
 def verify_image(image: ChipImage, where: str = "chip image") -> None:
