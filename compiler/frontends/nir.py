@@ -84,6 +84,7 @@ from compiler.ir import (
 )
 from compiler.passes.normalize import scale_rows
 from neurochip.core.errors import ModelImportError
+from neurochip.core.safeio import atomic_path
 from neurochip.core.version import __version__
 
 __all__ = [
@@ -1126,6 +1127,7 @@ def write_nir(model: Graph | Mapping[str, Any], path: str | Path,
     """
     g = to_nir(model, dt=dt, metadata=metadata)
     p = Path(path)
-    nir.write(str(p), g)
+    with atomic_path(p, suffix=".nir") as tmp:
+        nir.write(str(tmp), g)
     return p
 
