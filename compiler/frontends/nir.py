@@ -84,7 +84,7 @@ from compiler.ir import (
 )
 from compiler.passes.normalize import scale_rows
 from neurochip.core.errors import ModelImportError
-from neurochip.core.safeio import atomic_path
+from neurochip.core.safeio import atomic_path, check_alloc, check_positive_finite
 from neurochip.core.version import __version__
 
 __all__ = [
@@ -150,6 +150,7 @@ def read_nir(path: str | Path, *, dt: float | None = None, decay: str | None = N
         version = str(nir.serialization.read_version(str(p)))
     except Exception:
         version = None
+    _check_hdf5_sizes(p)
     pre_notes: list[str] = []
     try:
         g = nir.read(str(p), type_check=False)
@@ -159,6 +160,51 @@ def read_nir(path: str | Path, *, dt: float | None = None, decay: str | None = N
                          "type checks and validated here")
     return from_nir(g, dt=dt, decay=decay, reset=reset, source=str(p), version=version,
                     _notes=pre_notes)
+
+
+#: neurons one imported layer may have (far above any chip's capacity)
+MAX_LAYER_NEURONS = 1 << 24
+#: datasets, total elements and group nesting a NIR file may have
+MAX_NIR_OBJECTS = 100_000
+MAX_NIR_TOTAL_ELEMENTS = 1 << 29
+MAX_NIR_DEPTH = 32
+
+
+def _check_hdf5_sizes(p: Path) -> None:
+    """Bound every dataset's shape (and their sum, and the nesting) from the HDF5 headers,
+    before any array of the file is read."""
+    import h5py
+
+    where = f"file {p}"
+    try:
+        f = h5py.File(str(p), "r")
+    except Exception as exc:
+        raise _imp(where, f"not a readable NIR file (HDF5: {exc})") from None
+    total = 0
+    count = 0
+    with f:
+        def visit(name: str, obj: Any) -> None:
+            nonlocal total, count
+            count += 1
+            if count > MAX_NIR_OBJECTS:
+                raise _imp(where, f"more than {MAX_NIR_OBJECTS} HDF5 objects", "structure")
+            if name.count("/") > MAX_NIR_DEPTH:
+                raise _imp(where, f"{name!r} nests deeper than {MAX_NIR_DEPTH}", "structure")
+            if isinstance(obj, h5py.Dataset):
+                shape = obj.shape if obj.shape is not None else ()
+                dims = check_alloc(shape, f"{where}, dataset {name!r}", "shape",
+                                   error=ModelImportError)
+                total += math.prod(dims)
+                if total > MAX_NIR_TOTAL_ELEMENTS:
+                    raise _imp(where, f"datasets hold more than {MAX_NIR_TOTAL_ELEMENTS} "
+                               "elements in all", "structure")
+
+        try:
+            f.visititems(visit)
+        except ModelImportError:
+            raise
+        except Exception as exc:
+            raise _imp(where, f"not a readable NIR file (HDF5: {exc})") from None
 
 
 def _read_lenient(p: Path, first: Exception) -> Any:
@@ -381,7 +427,10 @@ def _discretisation(flat: _Flat, meta: Mapping[str, Any], dt: float | None,
                     decay: str | None, reset: str | None, notes: list[str]) -> Discretisation:
     sources: dict[str, str] = {}
     m_dt = meta.get("neurochip.dt")
-    m_dt = None if m_dt is None else float(m_dt)
+    if isinstance(m_dt, np.ndarray) and m_dt.size == 1:
+        m_dt = m_dt.item()
+    m_dt = None if m_dt is None else check_positive_finite(
+        m_dt, "NIR graph", "metadata neurochip.dt", ModelImportError)
     m_decay = meta.get("neurochip.decay")
     m_reset = meta.get("neurochip.reset")
     m_lat = meta.get("neurochip.synaptic_delay")
@@ -576,6 +625,16 @@ class _Shapes:
                 raise _imp(w, f"padding {ptxt!r} is not 'same', 'valid' or ints", "padding")
         else:
             pads = [(p, p) for p in _ints(pad, nd, w, "padding")]
+        # bound the layer before it is built: neurons and synapses it would create
+        if any(s_ <= 0 for s_ in stride) or any(d <= 0 for d in dil) or \
+                any(a < 0 or b < 0 for a, b in pads):
+            raise _imp(w, f"stride {stride} and dilation {dil} must be positive, padding "
+                       f"{pads} non-negative", "padding")
+        out_sp = [(n + a + b - d * (k - 1) - 1) // s_ + 1
+                  for n, (a, b), d, k, s_ in zip(ins[1:], pads, dil, kernel, stride)]
+        out_n = check_alloc((W.shape[0], *[max(o, 0) for o in out_sp]), w, "padding",
+                            MAX_LAYER_NEURONS, ModelImportError)
+        check_alloc((*out_n, *W.shape[1:]), w, "weight", error=ModelImportError)
         try:
             return Conv(W, ins, stride=stride, padding=tuple(pads), dilation=dil, groups=groups)
         except IRError as exc:
