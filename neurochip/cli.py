@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # the file system said no (disk full, permissions...)
+        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"neurochip {args.command}: error: {exc.strerror or exc}{name}", file=sys.stderr)
+        return 2
     except MemoryError:
         print(f"neurochip {args.command}: error: out of memory (reduce the sizes, steps or "
               "batch given)", file=sys.stderr)
