@@ -83,7 +83,7 @@ from compiler.ir import (
     pool,
 )
 from compiler.passes.normalize import scale_rows
-from neurochip.core.errors import ModelImportError
+from neurochip.core.errors import ModelImportError, NeurochipError
 from neurochip.core.safeio import atomic_path, check_alloc, check_positive_finite
 from neurochip.core.version import __version__
 
@@ -158,8 +158,14 @@ def read_nir(path: str | Path, *, dt: float | None = None, decay: str | None = N
         g = _read_lenient(p, exc)
         pre_notes.append(f"nir.read rejected the file ({exc}); it was read without nir's "
                          "type checks and validated here")
-    return from_nir(g, dt=dt, decay=decay, reset=reset, source=str(p), version=version,
-                    _notes=pre_notes)
+    try:
+        return from_nir(g, dt=dt, decay=decay, reset=reset, source=str(p), version=version,
+                        _notes=pre_notes)
+    except NeurochipError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            ZeroDivisionError) as exc:  # a malformed node the checks above did not foresee
+        raise _imp(f"file {p}", f"malformed NIR content ({type(exc).__name__}: {exc})") from None
 
 
 #: neurons one imported layer may have (far above any chip's capacity)

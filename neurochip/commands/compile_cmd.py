@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
                         "(default loihi_like)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.nchip",
                    help="chip image to write (default: MODEL with the suffix .nchip)")
-    p.add_argument("--dt", type=float_arg(positive=True), default=None,
+    p.add_argument("--dt", type=float, default=None,
                    help="NIR: time step in seconds (needed for Norse-style files)")
     p.add_argument("--decay", choices=["euler", "exp"], default=None,
                    help="NIR: forward Euler (1 - dt/tau) or exponential (exp(-dt/tau)) decays")

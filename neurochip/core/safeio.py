@@ -55,8 +55,9 @@ class ReadLimits:
     max_members: int = 100_000
     max_member_bytes: int = 4 << 30  # one inflated member
     max_total_bytes: int = 8 << 30  # every member inflated
-    max_ratio: float = 1100.0  # inflated / compressed size of a member (deflate tops ~1032)
+    max_ratio: float = 200.0  # inflated / compressed size (of a member, and of them all)
     ratio_floor_bytes: int = 1 << 20  # members smaller than this may have any ratio
+    total_floor_bytes: int = 64 << 20  # archives inflating to less may have any ratio
     max_json_bytes: int = 64 << 20
     max_json_depth: int = 64
     max_elements: int = 1 << 34  # elements of one array
@@ -80,6 +81,7 @@ def check_zip_directory(zf: zipfile.ZipFile, where: str,
                          where=where)
     out: dict[str, zipfile.ZipInfo] = {}
     total = 0
+    packed = 0
     for info in infos:
         name = info.filename
         if name in out:
@@ -103,7 +105,12 @@ def check_zip_directory(zf: zipfile.ZipFile, where: str,
                     "(a decompression bomb?)", member=name, value=ratio,
                     limit=limits.max_ratio, where=where)
         total += size
+        packed += int(info.compress_size)
         out[name] = info
+    if total > limits.total_floor_bytes and total > limits.max_ratio * max(packed, 1):
+        raise ImageError(f"members inflate to {total} bytes from {packed}: a ratio above "
+                         f"{limits.max_ratio:.0f} (a decompression bomb?)", member="<zip>",
+                         value=total, limit=limits.max_ratio, where=where)
     if total > limits.max_total_bytes:
         raise ImageError(f"members inflate to {total} bytes in all; at most "
                          f"{limits.max_total_bytes}", member="<zip>", value=total,
