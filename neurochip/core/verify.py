@@ -373,10 +373,7 @@ class _Verifier:
         extra = k - int(c.wshift)
         if extra > 0 and w.size:
             mask = np.uint8((1 << extra) - 1)
-            if c.decode == 0:
-                bad_mask = (w & mask) != 0
-            else:
-                bad_mask = (w & mask) != 0
+            bad_mask = (w & mask) != 0  # int8 and uint8 bytes alike: the low bits
             if bad_mask.any():
                 i = int(np.flatnonzero(bad_mask)[0])
                 val = int(fx.decode_weight_bytes(w[i: i + 1], c.decode, c.wshift)[0])
@@ -479,8 +476,8 @@ class _Verifier:
             m = f"metadata.outputs.{name}"
             if not isinstance(o, dict):
                 raise self.fail(m, "must be a mapping")
-            pop = self.pops.get(o.get("population")) if isinstance(o.get("population"),
-                                                                    str) else None
+            pname = o.get("population")
+            pop = self.pops.get(pname) if isinstance(pname, str) else None
             if pop is None or pop.kind != "lif":
                 raise self.fail(f"{m}.population", f"no LIF population {o.get('population')!r}")
             if o.get("signal") not in ("spikes", "v"):
