@@ -158,3 +158,65 @@ def classify(fn: Any, *args: Any, **kw: Any) -> tuple[str, str]:
 
 def golden_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "tests" / "golden"
+
+
+def mutate_nir_file(src: Path, dst: Path, rng: np.random.Generator) -> str:
+    """Copy a NIR (HDF5) file and replace, reshape or delete one of its datasets."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "r+") as f:
+        dsets: list[str] = []
+        f.visititems(lambda k, o: dsets.append(k) if isinstance(o, h5py.Dataset) else None)
+        k = dsets[int(rng.integers(len(dsets)))]
+        old = np.asarray(f[k][()])
+        op = int(rng.integers(8))
+        del f[k]
+        if op == 0:
+            return f"{k} deleted"
+        new: Any
+        if op == 1 and old.dtype.kind in "iuf":
+            new = np.full(old.shape, [np.nan, np.inf, -np.inf, 0.0, -1.0, 1e30, 1e-30][
+                int(rng.integers(7))])
+        elif op == 2 and old.dtype.kind in "iuf" and old.size:
+            new = old.astype(np.float64).copy()
+            new.flat[int(rng.integers(old.size))] = [np.nan, 0.0, 1e9, -1e9, 10_000][
+                int(rng.integers(5))]
+        elif op == 3:
+            new = old.reshape(-1)[: max(old.size - 1, 0)]
+        elif op == 4:
+            new = np.zeros((int(rng.integers(1, 5)),) * int(rng.integers(0, 4)))
+        elif op == 5:
+            new = np.bytes_(["LIF", "Linear", "Conv2d", "Affine", "x", ""][int(rng.integers(6))])
+        elif op == 6:
+            new = np.array([10_000, 10_000]) if old.size else np.array(7)
+        else:
+            new = np.concatenate([old.reshape(-1), old.reshape(-1)]) if old.size \
+                else np.zeros(3)
+        f[k] = new
+        return f"{k} = {repr(f[k][()])[:60]}"
+
+
+def mutate_hw_yaml(text: str, rng: np.random.Generator) -> tuple[str, str]:
+    """A hardware description with one field deleted or replaced, or the text truncated."""
+    import yaml
+
+    d = yaml.safe_load(text)
+    sec = sorted(d)[int(rng.integers(len(d)))]
+    op = int(rng.integers(6))
+    if op == 5:
+        cut = int(rng.integers(len(text)))
+        return text[:cut], f"truncated at {cut}"
+    if isinstance(d[sec], dict) and d[sec]:
+        key = sorted(d[sec])[int(rng.integers(len(d[sec])))]
+        if op == 0:
+            del d[sec][key]
+            return yaml.safe_dump(d), f"{sec}.{key} deleted"
+        val = INTERESTING[int(rng.integers(len(INTERESTING)))]
+        d[sec][key] = val
+        return yaml.safe_dump(d), f"{sec}.{key} = {val!r}"
+    val = INTERESTING[int(rng.integers(len(INTERESTING)))]
+    d[sec] = val
+    return yaml.safe_dump(d), f"{sec} = {val!r}"

@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--spikes", default="all", metavar="POPS",
                    help="record the spikes of 'all' populations (default), 'none', or a "
                         "comma-separated list")
-    p.add_argument("--batch-size", type=int_arg(1, 1 << 20), default=256, metavar="N",
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
                    help="samples per emulator call (default 256)")
     p.add_argument("--backend", choices=["numba", "reference"], default="numba",
                    help="emulator kernels (default numba) or the pure-Python reference")
