@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing as mp
 import os
@@ -100,7 +99,7 @@ def test_decompression_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
         for k, v in members.items():
             zf.writestr(k, v)
     assert bomb.stat().st_size < 1 << 20
-    with pytest.raises(ImageError, match="compression ratio|at most"):
+    with pytest.raises(ImageError, match=r"compression ratio|at most"):
         neurochip.ChipImage.load(bomb)
     small = ReadLimits(max_total_bytes=1000)
     with pytest.raises(ImageError, match="inflate"):
@@ -196,7 +195,7 @@ def _nir_file(tmp_path: Path, **meta: object) -> Path:
 def test_nir_metadata_dt_must_be_positive_finite(tmp_path: Path, dt: float) -> None:
     from compiler.frontends.nir import read_nir
 
-    with pytest.raises(ModelImportError, match="neurochip.dt"):
+    with pytest.raises(ModelImportError, match=r"neurochip\.dt"):
         read_nir(_nir_file(tmp_path, **{"neurochip.dt": dt}))
 
 
@@ -318,5 +317,5 @@ def test_input_npz_with_huge_header_is_a_typed_error(tmp_path: Path) -> None:
     p = tmp_path / "x.npz"
     with zipfile.ZipFile(p, "w") as zf:
         zf.writestr("in.npy", raw)
-    with pytest.raises(ConfigError, match="not a readable .npz"):
+    with pytest.raises(ConfigError, match=r"not a readable \.npz"):
         read_npz(p, "inputs")

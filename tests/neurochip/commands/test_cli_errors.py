@@ -60,7 +60,7 @@ def test_internal_error_prints_a_traceback_file(cli: Callable[..., tuple[int, st
 
     monkeypatch.setattr(inspect_cmd, "describe", bug)
     monkeypatch.setenv("NEUROCHIP_CRASH_DIR", str(tmp_path))
-    rc, out, err = cli("inspect", FF)
+    rc, _out, err = cli("inspect", FF)
     assert rc == 3
     assert len(err.strip().splitlines()) == 1 and "internal error" in err
     assert "Traceback" not in err
