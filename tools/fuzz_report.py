@@ -313,7 +313,12 @@ class _Worker:
                 p = img.input_populations[0]
                 shape = [(3, p.size), (3, p.size + 1), (2, 3, p.size), (3,), (0, p.size)][
                     int(rng.integers(5))]
-                em.run({p.name: np.full(shape, pick() if rng.integers(2) else 1)})
+                v = pick() if rng.integers(2) else 1
+                try:
+                    x = np.full(shape, v)
+                except (ValueError, TypeError):  # a value numpy cannot fill with
+                    x = np.full(shape, 1)
+                em.run({p.name: x})
             elif op == 3:
                 em = nc.Emulator(img)
                 p = img.input_populations[0]

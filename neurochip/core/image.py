@@ -288,7 +288,8 @@ class ChipImage:
             raise ImageFormatError("file does not exist", where=where)
         try:
             zf = zipfile.ZipFile(path, "r")
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                RuntimeError, OverflowError) as exc:
             raise ImageFormatError(f"not a chip image (not a readable zip: {exc})",
                                    where=where) from None
         with zf:
@@ -304,7 +305,8 @@ class ChipImage:
                              where=where)
         try:
             zf = zipfile.ZipFile(io.BytesIO(data), "r")
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                RuntimeError, OverflowError) as exc:
             raise ImageFormatError(f"not a chip image (not a readable zip: {exc})",
                                    where=where) from None
         with zf:

@@ -34,6 +34,8 @@ __all__ = ["Connection", "Network", "Population", "check_connection",
            "check_population", "weights_altered"]
 
 ResetMode = Literal["zero", "subtract"]
+#: neurons (or input channels) of one population: 2**16 cores of 1024 neurons
+MAX_POPULATION_SIZE = 1 << 26
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 
 
@@ -237,6 +239,9 @@ class Network:
         n = _check_int(n, where, "size")
         if n <= 0:
             raise NetworkError(f"must be positive, got {n}", where=where, field="size")
+        if n > MAX_POPULATION_SIZE:
+            raise NetworkError(f"{n} neurons; at most {MAX_POPULATION_SIZE} in one population",
+                               where=where, field="size", value=n, limit=MAX_POPULATION_SIZE)
         return n
 
     def add_input(self, name: str, size: int) -> Population:
@@ -367,6 +372,9 @@ def _as_csr(weights: Any, shape: tuple[int, int], where: str, dense_all: bool) -
             W = _full_csr(np.asarray(W.toarray()))
     else:
         arr = np.asarray(weights)
+        if arr.dtype.kind not in "biuf":
+            raise NetworkError(f"weights must be integers, got dtype {arr.dtype}", where=where,
+                               field="weights")
         if arr.ndim != 2:
             raise NetworkError(f"weights must be 2-D (post, pre), got shape {arr.shape}",
                                where=where, field="weights")
