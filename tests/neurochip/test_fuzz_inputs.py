@@ -19,7 +19,7 @@ GOLDEN = ROOT / "tests" / "golden"
 HW_YAML = (ROOT / "hw_configs" / "loihi_like.yaml").read_text()
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(["feed_forward", "recurrent"]), seed=st.integers(0, 2**32 - 1))
 def test_nir_mutations_end_typed_or_correct(tmp_path: Path, name: str, seed: int) -> None:
@@ -36,7 +36,7 @@ def test_nir_mutations_end_typed_or_correct(tmp_path: Path, name: str, seed: int
     assert outcome in ("typed", "ok"), f"{what}: {outcome} {detail}"
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_hw_yaml_mutations_end_typed_or_correct(tmp_path: Path, seed: int) -> None:

@@ -138,7 +138,7 @@ def test_tampered_file_is_rejected_at_load(tmp_path: Path,
 # ---------------------------------------------------------------------- mutation tests
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=80, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(NAMES), seed=st.integers(0, 2**32 - 1))
 def test_array_mutations_end_typed_or_correct(images: dict[str, neurochip.ChipImage],
@@ -148,7 +148,7 @@ def test_array_mutations_end_typed_or_correct(images: dict[str, neurochip.ChipIm
     assert outcome in ("typed", "ok"), f"{what}: {outcome} {detail}"
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=80, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(NAMES), seed=st.integers(0, 2**32 - 1))
 def test_manifest_mutations_end_typed_or_correct(tmp_path: Path, name: str, seed: int) -> None:
@@ -167,7 +167,7 @@ def test_manifest_mutations_end_typed_or_correct(tmp_path: Path, name: str, seed
     assert outcome in ("typed", "ok"), f"{what}: {outcome} {detail}"
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@settings(max_examples=50, deadline=None, derandomize=True)
 @given(name=st.sampled_from(NAMES), seed=st.integers(0, 2**32 - 1),
        flips=st.integers(1, 4))
 def test_byte_flips_of_a_signed_file_never_load_as_something_else(
