@@ -46,7 +46,14 @@ __all__ = ["MAX_CORES", "verify_image"]
 
 def verify_image(image: ChipImage, where: str = "chip image") -> None:
     """Raise :class:`ImageError` unless ``image`` is consistent and safe to run."""
-    _Verifier(image, where).run()
+    try:
+        _Verifier(image, where).run()
+    except ImageError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError,
+            OverflowError) as exc:  # an entry of a kind the checks above do not expect
+        raise ImageError(f"malformed image ({type(exc).__name__}: {exc})", member="<image>",
+                         where=where) from None
 
 
 def _is_int(x: Any) -> bool:
@@ -483,6 +490,8 @@ class _Verifier:
             if o.get("signal") not in ("spikes", "v"):
                 raise self.fail(f"{m}.signal", f"must be 'spikes' or 'v', got "
                                 f"{o.get('signal')!r}")
+            if o.get("signal") == "v" and "scale" not in o:
+                raise self.fail(f"{m}.scale", "a voltage output needs its scale")
             if "scale" in o:
                 s = o["scale"]
                 if (isinstance(s, bool) or not isinstance(s, (int, float))
