@@ -297,7 +297,11 @@ class _Worker:
                             dv=pick() if rng.integers(3) == 0 else 10,
                             vth=pick() if rng.integers(3) == 0 else 10,
                             bias_mant=pick() if rng.integers(3) == 0 else 0)
-                net.connect("in", "o", np.full((3, 4), pick() if rng.integers(2) else 4),
+                try:
+                    w = np.full((3, 4), pick() if rng.integers(2) else 4)
+                except (ValueError, TypeError):  # a value numpy cannot fill with
+                    w = np.full((3, 4), 4)
+                net.connect("in", "o", w,
                             weight_exp=pick() if rng.integers(3) == 0 else 0,
                             delay=pick() if rng.integers(3) == 0 else 0)
                 from neurochip.fuzz import run_image
