@@ -57,6 +57,8 @@ def verify_image(image: ChipImage, where: str = "chip image") -> None:
 
 
 def _is_int(x: Any) -> bool:
+    if type(x) is int:  # the common case, fast
+        return True
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
@@ -233,6 +235,8 @@ class _Verifier:
 
     def cores(self) -> None:
         lim = self.hw.core
+        on_core = {p.name: {s[0] for s in p.slices} for p in self.im.populations
+                   if p.kind == "lif"}
         seen: set[int] = set()
         prev = -1
         for k, c in enumerate(self.im.cores):
@@ -248,8 +252,7 @@ class _Verifier:
             self.int_field(c, "output_axons", m, 0, lim.max_output_axons)
             pops = self.typed(c, "populations", m, list)
             for name in pops:
-                p = self.pops.get(name) if isinstance(name, str) else None
-                if p is None or p.kind != "lif" or core not in [s[0] for s in p.slices]:
+                if not isinstance(name, str) or core not in on_core.get(name, ()):
                     raise self.fail(f"{m}.populations", f"{name!r} has no neurons on core "
                                     f"{core}")
         self.used = np.array(sorted(seen), np.int64)
@@ -260,16 +263,16 @@ class _Verifier:
         be = self.array("neurons/bias_exp", np.int8, (N,))
         ncore = self.array("neurons/core", np.int32, (N,))
         lif = [p for p in self.im.populations if p.kind == "lif"]
-        expect = np.repeat(
-            np.array([s[0] for p in lif for s in p.slices], np.int64),
-            np.array([s[2] for p in lif for s in p.slices], np.int64))
+        s_core = np.array([s[0] for p in lif for s in p.slices], np.int32)
+        s_count = np.array([s[2] for p in lif for s in p.slices], np.int64)
+        expect = np.repeat(s_core, s_count)
         if not np.array_equal(expect, ncore):
             i = int(np.flatnonzero(expect != ncore)[0])
             raise self.fail("neurons/core", f"neuron {i} is on core {int(ncore[i])}; the "
                             f"population slices place it on core {int(expect[i])}", index=i,
                             value=int(ncore[i]), limit=int(expect[i]))
-        counts = np.bincount(ncore, minlength=self.hw.n_cores) if N else np.zeros(
-            self.hw.n_cores, np.int64)
+        counts = np.zeros(self.hw.n_cores, np.int64)  # neurons per core, from the slices
+        np.add.at(counts, s_core, s_count)
         have = np.zeros(self.hw.n_cores, np.int64)
         have[self.used] = [c.neurons for c in self.im.cores]
         if not np.array_equal(counts, have):
@@ -448,7 +451,9 @@ class _Verifier:
             s0 = pre.offset if pre.kind == "input" else self.n_in + pre.offset
             post_cores = ncore[post.offset: post.offset + c.n_post]
             if c.storage == "dense":
-                ucores, counts = np.unique(post_cores, return_counts=True)
+                per_core = np.bincount(post_cores, minlength=ncores)  # cores are checked
+                ucores = np.flatnonzero(per_core).astype(np.int64)
+                counts = per_core[ucores]
                 j = np.repeat(np.arange(c.n_pre, dtype=np.int64), ucores.size)
                 k = np.tile(ucores, c.n_pre)
                 cnt = np.tile(counts.astype(np.int64), c.n_pre)
