@@ -264,9 +264,12 @@ class ChipImage:
         text = json.dumps(man, indent=1, sort_keys=True)
         with atomic_write(path) as fh, zipfile.ZipFile(
                 fh, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            zf.writestr("manifest.json", text)
-            for name, raw in members.items():
-                zf.writestr(name, raw)
+            for name, raw in [("manifest.json", text.encode()), *members.items()]:
+                # a fixed timestamp: saving the same image twice gives the same bytes
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, raw, compresslevel=1)
         self._digest = man["digests"]["image"]
         self._signed = True
         return path
