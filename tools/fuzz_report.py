@@ -186,46 +186,12 @@ class _Worker:
         return case
 
     def nir(self, rng: Any) -> Any:
-        import shutil
+        from neurochip.fuzz import mutate_nir_file
 
-        import h5py
-
-        np = self.np
         n = NAMES[int(rng.integers(3))]
         src = GOLDEN / f"{n}.nir"
         dst = self.tmp / "m.nir"
-        shutil.copyfile(src, dst)
-        with h5py.File(dst, "r+") as f:
-            dsets: list[str] = []
-            f.visititems(lambda k, o: dsets.append(k) if isinstance(o, h5py.Dataset) else None)
-            k = dsets[int(rng.integers(len(dsets)))]
-            old = f[k][()]
-            op = int(rng.integers(8))
-            del f[k]
-            if op != 0:
-                arr = np.asarray(old)
-                if op == 1 and arr.dtype.kind in "iuf":
-                    new: Any = np.full(arr.shape, [np.nan, np.inf, -np.inf, 0.0, -1.0, 1e30,
-                                                   1e-30][int(rng.integers(7))])
-                elif op == 2 and arr.dtype.kind in "iuf" and arr.size:
-                    new = arr.astype(np.float64).copy()
-                    new.flat[int(rng.integers(arr.size))] = [np.nan, 0.0, 1e9, -1e9, 10_000][
-                        int(rng.integers(5))]
-                elif op == 3:
-                    new = np.asarray(arr).reshape(-1)[: max(arr.size - 1, 0)]
-                elif op == 4:
-                    new = np.zeros((int(rng.integers(1, 5)),) * int(rng.integers(0, 4)))
-                elif op == 5:
-                    new = np.bytes_(["LIF", "Linear", "Conv2d", "Affine", "x", ""][
-                        int(rng.integers(6))])
-                elif op == 6:
-                    new = np.array([10_000, 10_000]) if arr.size else np.array(7)
-                else:
-                    new = np.asarray(old)
-                    new = np.concatenate([new.reshape(-1), new.reshape(-1)]) if new.size \
-                        else np.zeros(3)
-                f[k] = new
-            new_repr = repr(f[k][()])[:80] if k in f else "deleted"
+        what = mutate_nir_file(src, dst, rng)
 
         def case() -> str | None:
             from neurochip.api import compile as nc_compile
@@ -237,29 +203,14 @@ class _Worker:
             base = self.nir_images.get(n)
             if base is None:
                 base = self.nir_images[n] = nc_compile(str(src), "loihi_like")
-            return None if _same_network(img, base) else \
-                f"nir_changed: {k} op {op}: {new_repr}"
+            return None if _same_network(img, base) else f"nir_changed: {what}"
 
         return case
 
     def yaml(self, rng: Any) -> Any:
-        import yaml
+        from neurochip.fuzz import mutate_hw_yaml
 
-        from neurochip.fuzz import INTERESTING
-
-        d = yaml.safe_load(self.hw_yaml)
-        sec = sorted(d)[int(rng.integers(len(d)))]
-        op = int(rng.integers(6))
-        if isinstance(d[sec], dict) and d[sec]:
-            key = sorted(d[sec])[int(rng.integers(len(d[sec])))]
-            if op == 0:
-                del d[sec][key]
-            else:
-                d[sec][key] = INTERESTING[int(rng.integers(len(INTERESTING)))]
-        else:
-            d[sec] = INTERESTING[int(rng.integers(len(INTERESTING)))]
-        text = yaml.safe_dump(d) if op != 5 else self.hw_yaml[: int(rng.integers(
-            len(self.hw_yaml)))]
+        text, _what = mutate_hw_yaml(self.hw_yaml, rng)
         path = self.tmp / "hw.yaml"
         path.write_text(text)
 
