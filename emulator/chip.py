@@ -21,6 +21,7 @@ from emulator.tables import Tables, build_tables
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.results import RunResult, recorded_populations
+from neurochip.core.verify import verify_image
 
 __all__ = ["Emulator", "RunResult"]
 
@@ -43,6 +44,8 @@ class Emulator:
                  threads: int | None = None) -> None:
         if not isinstance(image, ChipImage):
             image = ChipImage.load(image)
+        else:
+            verify_image(image, "Emulator")
         if backend not in ("numba", "reference"):
             raise EmulatorInputError(f"unknown backend {backend!r}; use 'numba' or 'reference'",
                                      where="Emulator", field="backend")

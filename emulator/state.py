@@ -28,6 +28,9 @@ __all__ = ["Backend", "RunState"]
 
 Backend = Literal["numba", "reference"]
 
+#: batch x steps x (inputs + neurons) one run may hold (its inputs and recorded spikes)
+MAX_RUN_ENTRIES = 1 << 32
+
 
 @dataclass
 class RunState:
@@ -124,6 +127,12 @@ class RunState:
                                      where="Emulator.run", field="steps")
         batched = batch is not None
         B = batch or 1
+        held = B * int(steps) * (n_in + self.image.n_neurons)
+        if held > MAX_RUN_ENTRIES:
+            raise EmulatorInputError(
+                f"{B} x {steps} steps x {n_in + self.image.n_neurons} channels is "
+                f"{held} spike entries; at most {MAX_RUN_ENTRIES} per run (run in pieces)",
+                where="Emulator.run", field="steps", value=held, limit=MAX_RUN_ENTRIES)
         if len(arrays) == 1 and n_in:
             # one input population covering every input channel for every step: no copy
             (arr,) = arrays.values()

@@ -2,15 +2,22 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; that module
 stays light (heavy imports happen inside the command), so ``neurochip --help`` is fast.
-Errors from the toolchain print as one clear message and exit with status 2.
+Errors from the toolchain and bad arguments print as one clear line and exit with status 2;
+an internal error (a bug) prints one line with the path of a file holding its traceback
+and exits with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from neurochip.core.errors import NeurochipError
 from neurochip.core.version import __version__
@@ -31,8 +38,16 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``neurochip CMD: error: ...; usage: ...``), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split())
+        self.exit(2, f"{self.prog}: error: {message}; {usage}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neurochip",
         description="Compile spiking neural networks for a Loihi-style chip and emulate it.",
     )
@@ -57,6 +72,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # the file system said no (disk full, permissions...)
+        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"neurochip {args.command}: error: {exc.strerror or exc}{name}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"neurochip {args.command}: error: out of memory (reduce the sizes, steps or "
+              "batch given)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: keep the traceback out of the user's way
+        path = _write_traceback(args.command)
+        print(f"neurochip {args.command}: internal error ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); traceback in {path}", file=sys.stderr)
+        return 3
+
+
+def _write_traceback(command: str) -> str:
+    """Write the current exception's traceback to a fresh file; return its path."""
+    folder = os.environ.get("NEUROCHIP_CRASH_DIR") or tempfile.gettempdir()
+    try:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        fd, path = tempfile.mkstemp(prefix=f"neurochip-{command}-{stamp}-", suffix=".txt",
+                                    dir=folder)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"neurochip {command}: argv {sys.argv!r}\n")
+            traceback.print_exc(file=fh)
+        return path
+    except OSError:
+        return "(could not be written)"
 
 
 if __name__ == "__main__":  # pragma: no cover

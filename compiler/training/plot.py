@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compiler.training.trainer import History
+from neurochip.core.safeio import atomic_path
 
 __all__ = ["plot_learning_curve"]
 
@@ -49,6 +50,8 @@ def plot_learning_curve(history: History, path: str | Path, *, title: str = "",
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     p = Path(path)
-    fig.savefig(p, dpi=110, metadata={"Software": None})
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, dpi=110, metadata={"Software": None},
+                    format=p.suffix.lstrip(".") or "png")
     plt.close(fig)
     return p

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from neurochip.commands import float_arg, int_arg
 from neurochip.core.errors import ConfigError, ModelImportError
 
 __all__ = ["compile_with_progress", "register"]
@@ -38,14 +39,14 @@ def register(sub: Any) -> None:
                    help="NIR: forward Euler (1 - dt/tau) or exponential (exp(-dt/tau)) decays")
     p.add_argument("--reset", choices=["zero", "subtract"], default=None,
                    help="reset after a spike: to zero, or subtract the threshold")
-    p.add_argument("--weight-bits", type=int, default=None, metavar="N",
+    p.add_argument("--weight-bits", type=int_arg(1, 64), default=None, metavar="N",
                    help="weight precision, 1 to the chip's (default: the chip's)")
     p.add_argument("--calibration", default=None, metavar="X.npz",
                    help="input spikes (one array per input, (T, n) or (B, T, n)) to choose "
                         "the scales from and to report float/chip agreement on")
-    p.add_argument("--calibration-percentile", type=float, default=None, metavar="P",
+    p.add_argument("--calibration-percentile", type=float_arg(0, 100), default=None, metavar="P",
                    help="use this percentile of the state instead of its maximum")
-    p.add_argument("--calibration-margin", type=float, default=2.0, metavar="M",
+    p.add_argument("--calibration-margin", type=float_arg(positive=True), default=2.0, metavar="M",
                    help="headroom factor on the calibration statistic (default 2)")
     p.add_argument("--dump-ir", action="append", default=None, metavar="PASS",
                    choices=["import", "normalize", "quantize", "all"],

@@ -110,6 +110,7 @@ def describe(image: ChipImage) -> dict[str, Any]:
         "outputs": image.metadata.get("outputs") or {},
         "import": image.metadata.get("import"), "quantization": layers,
         "learning": image.learning is not None,
+        "digest": image.digest, "signed": image.signed,
     }
 
 
@@ -135,6 +136,9 @@ def render(d: dict[str, Any]) -> str:
            f"{d['neurons']} neurons, {d['inputs']} inputs, {d['synapses']} synapses, "
            f"{d['synapse_bits'] / 8192:.1f} KiB synapse memory"
            + (", on-chip learning configured" if d.get("learning") else "")]
+    if d.get("digest"):
+        out.append(f"digest sha256:{d['digest']}"
+                   + ("" if d.get("signed") else " (unsigned: the file records no digests)"))
     imp = d.get("import")
     if imp:
         line = f"imported from {imp.get('format', '?')}"

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from neurochip.commands import int_arg
+
 __all__ = ["register"]
 
 RULES = ("dfa", "fa", "dcll", "image")
@@ -31,18 +33,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rule", default="dfa", choices=RULES,
                    help="learning rule (image: keep the image's own configuration)")
     p.add_argument("--task", default="digits", choices=("digits",), help="the task")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training split")
+    p.add_argument("--epochs", type=int_arg(0, 1_000_000), default=3,
+                   help="passes over the training split")
     p.add_argument("--out", help="learned image (default: IMAGE with .learned.nchip)")
     p.add_argument("--curve", help="learning-curve PNG (default: IMAGE with .curve.png)")
     p.add_argument("--create", action="store_true",
                    help="first write a random 64-100-10 digits network to IMAGE")
-    p.add_argument("--seed", type=int, default=0, help="seed of the network, PRNGs, order")
-    p.add_argument("--lr-hidden", type=int, default=19, help="hidden learning-rate shift")
-    p.add_argument("--lr-out", type=int, default=14, help="output learning-rate shift")
-    p.add_argument("--epoch", type=int, default=10, help="steps between weight updates")
-    p.add_argument("--decay-every", type=int, default=3,
+    p.add_argument("--seed", type=int_arg(0, 2**32 - 1), default=0,
+                   help="seed of the network, PRNGs, order")
+    p.add_argument("--lr-hidden", type=int_arg(0, 63), default=19,
+                   help="hidden learning-rate shift")
+    p.add_argument("--lr-out", type=int_arg(0, 63), default=14, help="output learning-rate shift")
+    p.add_argument("--epoch", type=int_arg(1, 1_000_000), default=10,
+                   help="steps between weight updates")
+    p.add_argument("--decay-every", type=int_arg(0, 1_000_000), default=3,
                    help="halve the learning rate every N passes (0: never)")
-    p.add_argument("--limit", type=int, default=None, help="use the first N training samples")
+    p.add_argument("--limit", type=int_arg(1, 1 << 31), default=None,
+                   help="use the first N training samples")
     p.add_argument("--backend", default="numba", choices=("numba", "reference"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -136,5 +143,8 @@ def _plot(curve: list[float], path: Path, title: str) -> None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from neurochip.core.safeio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurochip.commands import int_arg
 from neurochip.core.errors import ConfigError, ModelImportError
 
 if TYPE_CHECKING:
@@ -54,9 +55,9 @@ def register(sub: Any) -> None:
     p.add_argument("--hw", default="loihi_like", metavar="NAME",
                    help="hardware description: a name in hw_configs/ or a YAML path "
                         "(default loihi_like)")
-    p.add_argument("--weight-bits", type=int, default=None, metavar="N",
+    p.add_argument("--weight-bits", type=int_arg(1, 64), default=None, metavar="N",
                    help="weight precision on the chip (default: the chip's, 8)")
-    p.add_argument("--batch-size", type=int, default=150, metavar="N",
+    p.add_argument("--batch-size", type=int_arg(1, 1 << 20), default=150, metavar="N",
                    help="test samples per emulator call (default 150)")
     p.add_argument("--out", default="neurochip_out", metavar="DIR",
                    help="folder for the PNG plots (default neurochip_out/)")
@@ -245,7 +246,10 @@ def _raster_plot(path: Path, x: Any, run: Any, fr: Any, in_name: str, pop: str, 
     fig.suptitle(f"test sample {k}: digit {labels[k]}, chip predicts {chip_pred[k]}, float "
                  f"reference predicts {float_pred[k]}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from neurochip.core.safeio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -290,7 +294,10 @@ def _quantization_plot(path: Path, fgraph: Graph, qgraph: Graph, image: ChipImag
         axes[0][0].text(0.5, 0.5, "no dense projections", ha="center")
     fig.suptitle(f"per-layer quantization for '{image.hw.name}'", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from neurochip.core.safeio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurochip.commands import MAX_STEPS, int_arg
 from neurochip.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def register(sub: Any) -> None:
                    help="input spikes, one array per input population")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                    help="where to write spikes, probes and accounting")
-    p.add_argument("--steps", type=int, default=None, metavar="N",
+    p.add_argument("--steps", type=int_arg(0, MAX_STEPS), default=None, metavar="N",
                    help="steps to run (default: input length + output latency)")
     p.add_argument("--probe", action="append", default=[], metavar="POP.v",
                    help="record a register: POP.v or POP.u (repeatable)")
@@ -56,7 +57,7 @@ def register(sub: Any) -> None:
                    help="samples per emulator call (default 256)")
     p.add_argument("--backend", choices=["numba", "reference"], default="numba",
                    help="emulator kernels (default numba) or the pure-Python reference")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=int_arg(1, 4096), default=None, metavar="N",
                    help="threads for the numba backend (default: all; results never depend "
                         "on it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
@@ -256,7 +257,10 @@ def _run(args: argparse.Namespace) -> int:
     arrays["cycles"] = sq(res.cycles.sum(axis=-1))
     arrays["latency_ns"] = sq(res.latency_ns)
     arrays["energy_pj"] = sq(res.energy_pj.sum(axis=-1))
-    np.savez_compressed(out_path, **arrays)
+    from neurochip.core.safeio import atomic_path
+
+    with atomic_path(out_path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     if not args.quiet:
         n = res.energy_pj.shape[0]
         t = res.totals

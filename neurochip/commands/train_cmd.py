@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from neurochip.commands import float_arg, int_arg
 from neurochip.core.surrogates import SURROGATE_NAMES
 
 __all__ = ["register", "run"]
@@ -29,22 +30,25 @@ def register(subparsers: Any) -> None:
                    help=f"one of {', '.join(_TASK_NAMES)}")
     p.add_argument("-o", "--output", default=None,
                    help="NIR file to write (default: TASK.nir in the current directory)")
-    p.add_argument("--hidden", type=int, default=None, help="hidden neurons")
-    p.add_argument("--steps", type=int, default=None, help="input time steps T")
+    p.add_argument("--hidden", type=int_arg(1, 1 << 20), default=None, help="hidden neurons")
+    p.add_argument("--steps", type=int_arg(1, 1_000_000), default=None, help="input time steps T")
     p.add_argument("--surrogate", choices=_SURROGATES, default=None,
                    help="surrogate derivative shape")
-    p.add_argument("--steepness", type=float, default=None, help="surrogate steepness")
-    p.add_argument("--epochs", type=int, default=None, help="float training epochs")
+    p.add_argument("--steepness", type=float_arg(positive=True), default=None,
+                   help="surrogate steepness")
+    p.add_argument("--epochs", type=int_arg(0, 1_000_000), default=None,
+                   help="float training epochs")
     p.add_argument("--recurrent", action="store_true", help="make the hidden layer recurrent")
     p.add_argument("--from", dest="init", metavar="NIR", default=None,
                    help="start from this NIR network instead of random weights (with "
                         "--epochs 0: only fine-tune and evaluate it)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, batches and data")
+    p.add_argument("--seed", type=int_arg(0, 2**32 - 1), default=0,
+                   help="seed of weights, batches and data")
     p.add_argument("--chip-aware", metavar="HW", default=None,
                    help="fine-tune on this chip's fixed-point dynamics after float training")
-    p.add_argument("--weight-bits", type=int, default=None,
+    p.add_argument("--weight-bits", type=int_arg(1, 64), default=None,
                    help="weight precision on the chip (default: the chip's)")
-    p.add_argument("--finetune-epochs", type=int, default=None,
+    p.add_argument("--finetune-epochs", type=int_arg(0, 1_000_000), default=None,
                    help="epochs of chip-aware fine-tuning")
     p.add_argument("--hw", default=None,
                    help="chip to evaluate on (default: the --chip-aware chip, else loihi_like)")
@@ -146,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
     if args.chip_aware:
         rec["float_before_finetune"] = res.float_metric_before_finetune
     rec["files"] = {"model": out.name, "curve": curve.name}
-    record.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    from neurochip.core.safeio import atomic_write
+
+    with atomic_write(record, "w") as fh:
+        fh.write(json.dumps(rec, indent=2, sort_keys=True) + "\n")
 
     def fmt(v: float) -> str:
         return f"{100 * v:.1f} %" if acc else f"{v:.3f}"

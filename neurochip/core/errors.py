@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "EmulatorInputError",
     "HardwareSpecError",
+    "ImageError",
     "ImageFormatError",
     "LavaExportError",
     "LearningConfigError",
@@ -92,6 +93,23 @@ class RuleViolation(PlacementError):
 
 class ImageFormatError(NeurochipError):
     """A chip image file is corrupt, truncated, or of an unsupported version."""
+
+
+class ImageError(ImageFormatError):
+    """A chip image is inconsistent or unsafe to run: a member (array or manifest field)
+    breaks an index range, a size, a register format or its recorded digest.
+
+    ``member`` names the array or manifest entry, ``index`` the first offending element
+    (None when the member as a whole is wrong), ``limit`` what it had to respect.
+    """
+
+    def __init__(self, message: str, *, member: str, index: int | None = None,
+                 value: Any = None, limit: Any = None, where: str | None = None) -> None:
+        self.member = member
+        self.index = index
+        at = f"[{index}]" if index is not None else ""
+        super().__init__(message, where=where, field=f"{member}{at}", value=value,
+                         limit=limit)
 
 
 class EmulatorInputError(ConfigError):

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from neurochip.core.errors import HardwareSpecError
 
@@ -38,8 +46,28 @@ __all__ = [
 ]
 
 
+#: cores a hardware description may declare (the emulator keeps per-core tables)
+MAX_CORES = 1 << 16
+#: cycles one operation may take (keeps every cycle count far inside int64)
+MAX_OP_CYCLES = 1 << 32
+#: energy of one operation (pJ) or static power per core (mW)
+MAX_PJ = 1e12
+#: size of a hardware description file
+MAX_SPEC_BYTES = 1 << 20
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are never a valid figure; True/False are not numbers.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        ann = cls.model_fields[info.field_name or ""].annotation
+        if ann is not bool and (isinstance(v, bool) or (
+                isinstance(v, (list, tuple)) and any(isinstance(x, bool) for x in v))):
+            raise ValueError(f"must be a number, not {v!r}")
+        return v
 
 
 class MeshSpec(_Strict):
@@ -59,6 +87,12 @@ class MeshSpec(_Strict):
                              f"{self.tiles_y} tile mesh")
         return self
 
+    @model_validator(mode="after")
+    def _bounded(self) -> MeshSpec:
+        if self.n_cores > MAX_CORES:
+            raise ValueError(f"the mesh has {self.n_cores} cores; at most {MAX_CORES}")
+        return self
+
     @property
     def cores_per_chip(self) -> int:
         return self.tiles_x * self.tiles_y * self.cores_per_tile
@@ -70,17 +104,17 @@ class MeshSpec(_Strict):
 
 class CoreLimits(_Strict):
     max_neurons: int = Field(gt=0, le=65535)
-    synapse_memory_bits: int = Field(gt=0)
-    max_input_axons: int = Field(gt=0)
-    max_output_axons: int = Field(gt=0)
+    synapse_memory_bits: int = Field(gt=0, le=1 << 40)
+    max_input_axons: int = Field(gt=0, le=1 << 24)
+    max_output_axons: int = Field(gt=0, le=1 << 24)
 
 
 class NumberFormats(_Strict):
     """Register widths. Every width is declared here once."""
 
     weight_bits: int = Field(default=8, ge=1, le=8)  # magnitude bits (plus sign)
-    weight_exp_min: int = -8
-    weight_exp_max: int = 7
+    weight_exp_min: int = Field(default=-8, ge=-31, le=31)
+    weight_exp_max: int = Field(default=7, ge=-31, le=31)
     u_bits: int = Field(default=24, ge=8, le=32)
     v_bits: int = Field(default=24, ge=8, le=32)
     decay_bits: int = Field(default=12, ge=1, le=16)
@@ -147,13 +181,16 @@ class TimingModel(_Strict):
     trace_update_ns: float = Field(default=0.0, ge=0)  # one trace/tag update
     barrier_min_ns: float = Field(ge=0)  # barrier with 1 tile
     barrier_max_ns: float = Field(ge=0)  # barrier with barrier_max_tiles
-    barrier_max_tiles: int = Field(default=32, gt=0)
+    barrier_max_tiles: int = Field(default=32, gt=0, le=1 << 20)
 
     @model_validator(mode="after")
     def _whole_cycles(self) -> TimingModel:
         for f in type(self).model_fields:
             if f.endswith("_ns") and f != "cycle_ns":
                 c = float(getattr(self, f)) / self.cycle_ns
+                if c > MAX_OP_CYCLES:
+                    raise ValueError(f"{f} = {getattr(self, f)} is {c:.3g} cycles of "
+                                     f"{self.cycle_ns} ns; at most {MAX_OP_CYCLES}")
                 if abs(c - round(c)) > 1e-6:
                     raise ValueError(f"{f} = {getattr(self, f)} is not a whole number of "
                                      f"cycles of {self.cycle_ns} ns")
@@ -184,17 +221,17 @@ class TimingModel(_Strict):
 class EnergyModel(_Strict):
     """Per-operation energies in pJ, and static power."""
 
-    synop_pj: float = Field(ge=0)
-    spike_in_pj: float = Field(default=0.0, ge=0)
-    neuron_active_pj: float = Field(ge=0)
-    neuron_inactive_pj: float = Field(ge=0)
-    spike_out_pj: float = Field(ge=0)
-    hop_ew_pj: float = Field(ge=0)
-    hop_ns_pj: float = Field(ge=0)
-    chip_link_pj: float = Field(default=0.0, ge=0)
-    learn_update_pj: float = Field(ge=0)
-    trace_update_pj: float = Field(default=0.0, ge=0)
-    static_mw_per_core: float = Field(default=0.0, ge=0)
+    synop_pj: float = Field(ge=0, le=MAX_PJ)
+    spike_in_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    neuron_active_pj: float = Field(ge=0, le=MAX_PJ)
+    neuron_inactive_pj: float = Field(ge=0, le=MAX_PJ)
+    spike_out_pj: float = Field(ge=0, le=MAX_PJ)
+    hop_ew_pj: float = Field(ge=0, le=MAX_PJ)
+    hop_ns_pj: float = Field(ge=0, le=MAX_PJ)
+    chip_link_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    learn_update_pj: float = Field(ge=0, le=MAX_PJ)
+    trace_update_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    static_mw_per_core: float = Field(default=0.0, ge=0, le=MAX_PJ)
 
 
 class LearningSpec(_Strict):
@@ -307,11 +344,23 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise HardwareSpecError("circular 'extends'", where=f"hardware spec {path}")
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise HardwareSpecError(f"file is {size} bytes; at most {MAX_SPEC_BYTES}",
+                                    where=str(path), value=size, limit=MAX_SPEC_BYTES)
         text = path.read_text()
     except OSError as exc:
         raise HardwareSpecError(f"cannot read file: {exc.strerror}", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise HardwareSpecError("file is not UTF-8 text", where=str(path)) from None
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise HardwareSpecError("YAML aliases (*name) are not allowed in a "
+                                        "hardware description", where=str(path))
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise HardwareSpecError("YAML nests too deep", where=str(path)) from None
     except yaml.YAMLError as exc:
         raise HardwareSpecError(f"not valid YAML: {exc}", where=str(path)) from None
     if not isinstance(data, dict):

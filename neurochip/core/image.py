@@ -19,6 +19,7 @@ A weight byte decodes by the connection's ``decode`` rule (see
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -32,8 +33,17 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
-from neurochip.core.errors import ImageFormatError
+from neurochip.core.errors import ImageError, ImageFormatError, NeurochipError
 from neurochip.core.hw import HardwareSpec
+from neurochip.core.safeio import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    atomic_write,
+    check_zip_directory,
+    loads_json_limited,
+    read_member,
+    read_npy,
+)
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ChipImage", "ConnectionInfo", "CoreInfo",
            "PopulationInfo"]
@@ -116,6 +126,8 @@ class ChipImage:
     arrays: dict[str, NDArray[Any]]
     learning: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
+    _signed: bool = field(default=False, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ lookup
     def population(self, name: str) -> PopulationInfo:
@@ -213,56 +225,145 @@ class ChipImage:
                        for k, v in sorted(self.arrays.items())},
         })
 
+    @property
+    def digest(self) -> str:
+        """sha256 of the image: its manifest and the sha256 of every array member.
+
+        For an image read from a file this is the digest of the file's content (checked
+        against the one recorded in it, when it records one); for an image built in memory
+        it is computed from the current content, and is what :meth:`save` records.
+        """
+        if self._digest is not None:
+            return self._digest
+        members = {k: hashlib.sha256(v).hexdigest() for k, v in self._member_bytes().items()}
+        return _image_digest(json.loads(json.dumps(self.manifest())), members)
+
+    @property
+    def signed(self) -> bool:
+        """True when the file this image was read from recorded digests (all matched)."""
+        return self._signed
+
+    def _member_bytes(self) -> dict[str, bytes]:
+        out = {}
+        for name, arr in sorted(self.arrays.items()):
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            out[f"arrays/{name}.npy"] = buf.getvalue()
+        return out
+
     def save(self, path: str | Path) -> Path:
-        """Write the image to ``path`` (conventionally ``*.nchip``)."""
+        """Write the image to ``path`` (conventionally ``*.nchip``), atomically.
+
+        The manifest records a sha256 of every member and the image digest."""
         path = Path(path)
-        man = json.dumps(self.manifest(), indent=1, sort_keys=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            zf.writestr("manifest.json", man)
-            for name, arr in sorted(self.arrays.items()):
-                buf = io.BytesIO()
-                np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(f"arrays/{name}.npy", buf.getvalue())
-        tmp.replace(path)
+        man = self.manifest()
+        members = self._member_bytes()
+        digests = {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}
+        man["digests"] = {"algorithm": "sha256", "members": digests,
+                          "image": _image_digest(json.loads(json.dumps(man)), digests)}
+        text = json.dumps(man, indent=1, sort_keys=True)
+        with atomic_write(path) as fh, zipfile.ZipFile(
+                fh, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, raw in [("manifest.json", text.encode()), *members.items()]:
+                # a fixed timestamp: saving the same image twice gives the same bytes
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, raw, compresslevel=1)
+        self._digest = man["digests"]["image"]
+        self._signed = True
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> ChipImage:
-        """Read an image written by :meth:`save`."""
+    def load(cls, path: str | Path, *, verify: bool = True,
+             limits: ReadLimits = DEFAULT_LIMITS) -> ChipImage:
+        """Read an image written by :meth:`save`.
+
+        Reading is capped (member count, sizes, compression ratio, ``.npy`` headers, JSON
+        depth; see :mod:`neurochip.core.safeio`), the recorded digests are checked and the
+        image is verified (:func:`neurochip.core.verify.verify_image`) before it is
+        returned. ``verify=False`` skips the digest check and the verifier: for debugging
+        a damaged file only, never for running one.
+        """
         path = Path(path)
         where = f"chip image {path}"
         if not path.exists():
             raise ImageFormatError("file does not exist", where=where)
         try:
             zf = zipfile.ZipFile(path, "r")
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                RuntimeError, OverflowError) as exc:
             raise ImageFormatError(f"not a chip image (not a readable zip: {exc})",
                                    where=where) from None
         with zf:
-            try:
-                man = json.loads(zf.read("manifest.json"))
-            except KeyError:
-                raise ImageFormatError("manifest.json is missing", where=where) from None
-            except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError,
-                    EOFError, zlib.error) as exc:
-                raise ImageFormatError(f"manifest.json is corrupt: {exc}", where=where) from None
-            _check_manifest(man, where)
-            arrays: dict[str, NDArray[Any]] = {}
-            for name, meta in man["arrays"].items():
-                try:
-                    raw = zf.read(f"arrays/{name}.npy")
-                    arr = np.load(io.BytesIO(raw), allow_pickle=False)
-                except KeyError:
-                    raise ImageFormatError(f"array '{name}' is missing", where=where) from None
-                except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
-                    raise ImageFormatError(f"array '{name}' is corrupt: {exc}",
-                                           where=where) from None
-                if str(arr.dtype) != meta["dtype"] or list(arr.shape) != list(meta["shape"]):
-                    raise ImageFormatError(
-                        f"array '{name}' has dtype {arr.dtype} shape {arr.shape}, manifest "
-                        f"says {meta['dtype']} {tuple(meta['shape'])}", where=where)
-                arrays[name] = arr
+            return cls._read(zf, where, verify, limits)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, verify: bool = True, where: str = "chip image",
+                   limits: ReadLimits = DEFAULT_LIMITS) -> ChipImage:
+        """Read an image from the bytes of a ``.nchip`` file (same checks as :meth:`load`)."""
+        if len(data) > limits.max_total_bytes:
+            raise ImageError(f"is {len(data)} bytes; at most {limits.max_total_bytes}",
+                             member="<file>", value=len(data), limit=limits.max_total_bytes,
+                             where=where)
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data), "r")
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                RuntimeError, OverflowError) as exc:
+            raise ImageFormatError(f"not a chip image (not a readable zip: {exc})",
+                                   where=where) from None
+        with zf:
+            return cls._read(zf, where, verify, limits)
+
+    @classmethod
+    def _read(cls, zf: zipfile.ZipFile, where: str, verify: bool,
+              limits: ReadLimits) -> ChipImage:
+        try:
+            return cls._read_checked(zf, where, verify, limits)
+        except NeurochipError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, KeyError,
+                TypeError, IndexError, AttributeError, OverflowError, NotImplementedError,
+                RuntimeError, MemoryError, RecursionError) as exc:
+            raise ImageFormatError(f"corrupt image ({type(exc).__name__}: {exc})",
+                                   where=where) from None
+
+    @classmethod
+    def _read_checked(cls, zf: zipfile.ZipFile, where: str, verify: bool,
+                      limits: ReadLimits) -> ChipImage:
+        infos = check_zip_directory(zf, where, limits)
+        if "manifest.json" not in infos:
+            raise ImageFormatError("manifest.json is missing", where=where)
+        raw_man = read_member(zf, infos["manifest.json"], where, cap=limits.max_json_bytes)
+        man = loads_json_limited(raw_man, "manifest.json", where, limits)
+        _check_manifest(man, where)
+        members = {f"arrays/{name}.npy" for name in man["arrays"]} | {"manifest.json"}
+        for name in infos:
+            if name not in members:
+                raise ImageError("member is not part of the image (the manifest does not "
+                                 "list it)", member=name, where=where)
+        recorded = man.pop("digests", None)
+        if recorded is not None:
+            _check_digest_entry(recorded, where)
+        arrays: dict[str, NDArray[Any]] = {}
+        digests: dict[str, str] = {}
+        for name, meta in man["arrays"].items():
+            member = f"arrays/{name}.npy"
+            if member not in infos:
+                raise ImageFormatError(f"array '{name}' is missing", where=where)
+            raw = read_member(zf, infos[member], where)
+            digests[member] = hashlib.sha256(raw).hexdigest()
+            if verify and recorded is not None and \
+                    recorded["members"].get(member) != digests[member]:
+                raise ImageError("content does not match its recorded sha256 (the file was "
+                                 "altered or damaged)", member=member, where=where)
+            arr = read_npy(raw, member, where, limits)
+            del raw
+            if str(arr.dtype) != meta["dtype"] or list(arr.shape) != list(meta["shape"]):
+                raise ImageFormatError(
+                    f"array '{name}' has dtype {arr.dtype} shape {arr.shape}, manifest "
+                    f"says {meta['dtype']} {tuple(meta['shape'])}", where=where)
+            arrays[name] = arr
         hw = HardwareSpec.from_dict(man["hw"]["spec"], source=where)
         if hw.spec_hash != man["hw"]["hash"]:
             raise ImageFormatError("hardware spec does not match its recorded hash",
@@ -273,7 +374,24 @@ class ChipImage:
             cores = [CoreInfo(**c) for c in man["cores"]]
         except TypeError as exc:
             raise ImageFormatError(f"manifest has unexpected fields: {exc}", where=where) from None
-        return cls(hw, pops, conns, cores, arrays, man.get("learning"), man.get("metadata", {}))
+        image = cls(hw, pops, conns, cores, arrays, man.get("learning"),
+                    man.get("metadata", {}))
+        digest = _image_digest(man, digests)
+        if verify and recorded is not None:
+            if set(recorded["members"]) != set(digests):
+                raise ImageError("the recorded digests list other members than the image "
+                                 "holds", member="manifest.json", where=where)
+            if recorded["image"] != digest:
+                raise ImageError("the manifest does not match the recorded image digest "
+                                 "(the file was altered)", member="manifest.json",
+                                 where=where, value=digest, limit=recorded["image"])
+        if verify:
+            from neurochip.core.verify import verify_image
+
+            verify_image(image, where)
+        image._digest = digest
+        image._signed = recorded is not None and verify
+        return image
 
     def equals(self, other: ChipImage) -> bool:
         """Exact equality of manifests and of every array (dtype, shape and values)."""
@@ -298,6 +416,28 @@ class ChipImage:
         return "\n".join(lines)
 
 
+def _image_digest(manifest: dict[str, Any], members: dict[str, str]) -> str:
+    """sha256 over the manifest (without its digests) and the members' sha256, canonical."""
+    man = {k: v for k, v in manifest.items() if k != "digests"}
+    payload = json.dumps({"manifest": man, "members": members}, sort_keys=True,
+                         separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _check_digest_entry(d: Any, where: str) -> None:
+    def ok(h: Any) -> bool:
+        return isinstance(h, str) and len(h) == 64 and set(h) <= _HEX64
+
+    if (not isinstance(d, dict) or d.get("algorithm") != "sha256"
+            or not isinstance(d.get("members"), dict) or not ok(d.get("image"))
+            or not all(ok(h) for h in d["members"].values())):
+        raise ImageError("malformed digests entry (expected sha256 member and image "
+                         "digests)", member="manifest.json", where=where)
+
+
 def _check_manifest(man: Any, where: str) -> None:
     if not isinstance(man, dict) or man.get("format") != FORMAT_NAME:
         raise ImageFormatError("not a neurochip image (wrong 'format' in manifest)", where=where,
@@ -310,3 +450,21 @@ def _check_manifest(man: Any, where: str) -> None:
     for key in ("hw", "populations", "connections", "cores", "arrays"):
         if key not in man:
             raise ImageFormatError(f"manifest lacks '{key}'", where=where, field=key)
+    kinds = {"hw": dict, "populations": list, "connections": list, "cores": list,
+             "arrays": dict}
+    for key, kind in kinds.items():
+        if not isinstance(man[key], kind):
+            raise ImageError(f"must be a {kind.__name__}", member=f"manifest.{key}",
+                             where=where)
+    hw = man["hw"]
+    if not isinstance(hw.get("spec"), dict) or not isinstance(hw.get("hash"), str):
+        raise ImageError("must hold a 'spec' mapping and a 'hash' string",
+                         member="manifest.hw", where=where)
+    for key in ("metadata", "learning"):
+        if man.get(key) is not None and not isinstance(man[key], dict):
+            raise ImageError("must be a mapping", member=f"manifest.{key}", where=where)
+    for name, meta in man["arrays"].items():
+        if (not isinstance(meta, dict) or not isinstance(meta.get("dtype"), str)
+                or not isinstance(meta.get("shape"), list)):
+            raise ImageError("must be {'dtype': str, 'shape': list}",
+                             member=f"manifest.arrays.{name}", where=where)

@@ -29,9 +29,13 @@ from neurochip.core.errors import NetworkError, ParameterRangeError
 if TYPE_CHECKING:
     from neurochip.core.hw import HardwareSpec, NumberFormats
 
-__all__ = ["Connection", "Network", "Population"]
+__all__ = ["Connection", "Network", "Population", "check_connection",
+           "check_connection_registers", "check_delays", "check_lif_registers",
+           "check_population", "weights_altered"]
 
 ResetMode = Literal["zero", "subtract"]
+#: neurons (or input channels) of one population: 2**16 cores of 1024 neurons
+MAX_POPULATION_SIZE = 1 << 26
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 
 
@@ -235,6 +239,9 @@ class Network:
         n = _check_int(n, where, "size")
         if n <= 0:
             raise NetworkError(f"must be positive, got {n}", where=where, field="size")
+        if n > MAX_POPULATION_SIZE:
+            raise NetworkError(f"{n} neurons; at most {MAX_POPULATION_SIZE} in one population",
+                               where=where, field="size", value=n, limit=MAX_POPULATION_SIZE)
         return n
 
     def add_input(self, name: str, size: int) -> Population:
@@ -365,6 +372,9 @@ def _as_csr(weights: Any, shape: tuple[int, int], where: str, dense_all: bool) -
             W = _full_csr(np.asarray(W.toarray()))
     else:
         arr = np.asarray(weights)
+        if arr.dtype.kind not in "biuf":
+            raise NetworkError(f"weights must be integers, got dtype {arr.dtype}", where=where,
+                               field="weights")
         if arr.ndim != 2:
             raise NetworkError(f"weights must be 2-D (post, pre), got shape {arr.shape}",
                                where=where, field="weights")
@@ -425,35 +435,75 @@ def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str, ma
 
 def check_population(pop: Population, fmt: NumberFormats) -> None:
     """Range rules of a LIF population's registers."""
-    where = f"population '{pop.name}'"
-    _check_range(pop.du, *fmt.du_range, where, "du", " (12-bit decay; -1 = no decay)")
-    _check_range(pop.dv, *fmt.dv_range, where, "dv", " (12-bit decay)")
-    _check_range(pop.vth, *fmt.vth_range, where, "vth", f" ({fmt.vth_bits}-bit threshold)")
-    _check_array_range(pop.bias_mant, *fmt.bias_mant_range, where, "bias_mant")
-    _check_array_range(pop.bias_exp, *fmt.bias_exp_range, where, "bias_exp")
+    check_lif_registers(f"population '{pop.name}'", fmt, pop.du, pop.dv, pop.vth,
+                        pop.bias_mant, pop.bias_exp)
+
+
+def check_lif_registers(where: str, fmt: NumberFormats, du: int, dv: int, vth: int,
+                        bias_mant: NDArray[Any] | None = None,
+                        bias_exp: NDArray[Any] | None = None) -> None:
+    """The LIF register rules (builder, compiler and image verifier all call this)."""
+    _check_range(du, *fmt.du_range, where, "du", " (12-bit decay; -1 = no decay)")
+    _check_range(dv, *fmt.dv_range, where, "dv", " (12-bit decay)")
+    _check_range(vth, *fmt.vth_range, where, "vth", f" ({fmt.vth_bits}-bit threshold)")
+    if bias_mant is not None:
+        _check_array_range(bias_mant, *fmt.bias_mant_range, where, "bias_mant")
+    if bias_exp is not None:
+        _check_array_range(bias_exp, *fmt.bias_exp_range, where, "bias_exp")
 
 
 def check_connection(conn: Connection, fmt: NumberFormats) -> None:
     """Range rules of a connection: weights Lava keeps unchanged, exponent, delays."""
     where = f"connection '{conn.name}'"
-    _check_range(conn.weight_exp, *fmt.weight_exp_range, where, "weight_exp")
+    check_connection_registers(where, fmt, conn.weight_exp, conn.num_weight_bits,
+                               conn.sign_mode)
     w = np.asarray(conn.weights.data, dtype=np.int64)
-    if w.size:
-        eff = fx.effective_weights(w, conn.sign_mode, conn.num_weight_bits, fmt.weight_bits)
-        bad = np.flatnonzero(eff != w)
-        if bad.size:
-            i = int(bad[0])
-            lo, hi = fx.weight_range(conn.sign_mode, fmt.weight_bits)
-            step = 1 << fx.weight_lsb_shift(conn.sign_mode, conn.num_weight_bits, fmt.weight_bits)
-            rows, cols = _csr_coords(conn.weights)
-            raise ParameterRangeError(
-                f"weight[{int(rows[i])}, {int(cols[i])}] = {int(w[i])} would become "
-                f"{int(eff[i])} on the chip ({conn.sign_mode} weights must be multiples of "
-                f"{step} in [{lo}, {hi}] with {conn.num_weight_bits}-bit weights; "
-                f"{bad.size} weights affected)",
-                where=where, field="weights", value=int(w[i]), limit=(lo, hi))
-    dmax = fmt.max_delay
-    if conn.delays is None:
-        _check_range(conn.delay, 0, dmax, where, "delay")
+    bad = weights_altered(w, conn.sign_mode, conn.num_weight_bits, fmt)
+    if bad.size:
+        i = int(bad[0])
+        rows, cols = _csr_coords(conn.weights)
+        raise ParameterRangeError(
+            f"weight[{int(rows[i])}, {int(cols[i])}] = {int(w[i])} would become "
+            f"{weight_rule_text(w[i:i + 1], conn.sign_mode, conn.num_weight_bits, fmt)}; "
+            f"{bad.size} weights affected)",
+            where=where, field="weights", value=int(w[i]),
+            limit=fx.weight_range(conn.sign_mode, fmt.weight_bits))
+    check_delays(where, fmt, conn.delay, conn.delays)
+
+
+def check_connection_registers(where: str, fmt: NumberFormats, weight_exp: int,
+                               num_weight_bits: int, sign_mode: str) -> None:
+    """A connection's scalar register rules (builder, compiler and image verifier)."""
+    _check_range(weight_exp, *fmt.weight_exp_range, where, "weight_exp")
+    if sign_mode not in fx.SIGN_MODES:
+        raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
+                           where=where, field="sign_mode")
+    _check_range(num_weight_bits, 1, fmt.weight_bits, where, "num_weight_bits")
+
+
+def check_delays(where: str, fmt: NumberFormats, delay: int,
+                 delays: NDArray[Any] | None) -> None:
+    """Synaptic delays fit the chip's delay field."""
+    if delays is None:
+        _check_range(delay, 0, fmt.max_delay, where, "delay")
     else:
-        _check_array_range(conn.delays, 0, dmax, where, "delay")
+        _check_array_range(delays, 0, fmt.max_delay, where, "delay")
+
+
+def weights_altered(w: NDArray[np.int64], sign_mode: str, num_weight_bits: int,
+                    fmt: NumberFormats) -> NDArray[np.intp]:
+    """Indices of the weights Lava would alter (clip or drop low bits); empty if none."""
+    if w.size == 0:
+        return np.zeros(0, np.intp)
+    eff = fx.effective_weights(w, sign_mode, num_weight_bits, fmt.weight_bits)
+    return np.flatnonzero(eff != w)
+
+
+def weight_rule_text(w: NDArray[np.int64], sign_mode: str, num_weight_bits: int,
+                     fmt: NumberFormats) -> str:
+    """'<effective> on the chip (<the rule>' for one weight, for error messages."""
+    eff = fx.effective_weights(w, sign_mode, num_weight_bits, fmt.weight_bits)
+    lo, hi = fx.weight_range(sign_mode, fmt.weight_bits)
+    step = 1 << fx.weight_lsb_shift(sign_mode, num_weight_bits, fmt.weight_bits)
+    return (f"{int(eff[0])} on the chip ({sign_mode} weights must be multiples of "
+            f"{step} in [{lo}, {hi}] with {num_weight_bits}-bit weights")

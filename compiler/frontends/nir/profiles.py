@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 
 from compiler.frontends.nir.base import Decay, Discretisation, Reset, err, tname
 from compiler.frontends.nir.flatten import Flat
+from neurochip.core.errors import ModelImportError
+from neurochip.core.safeio import check_positive_finite
 
 __all__ = ["discretisation"]
 
@@ -107,7 +109,10 @@ def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
                    decay: str | None, reset: str | None, notes: list[str]) -> Discretisation:
     sources: dict[str, str] = {}
     m_dt = meta.get("neurochip.dt")
-    m_dt = None if m_dt is None else float(m_dt)
+    if isinstance(m_dt, np.ndarray) and m_dt.size == 1:
+        m_dt = m_dt.item()
+    m_dt = None if m_dt is None else check_positive_finite(
+        m_dt, "NIR graph", "metadata neurochip.dt", ModelImportError)
     m_decay = meta.get("neurochip.decay")
     m_reset = meta.get("neurochip.reset")
     m_lat = meta.get("neurochip.synaptic_delay")

@@ -32,6 +32,8 @@ from compiler.frontends.nir.profiles import discretisation
 from compiler.frontends.nir.shapes import Shapes
 from compiler.ir import Graph, Input, IRError, Neurons, Projection
 from compiler.passes.normalize import scale_rows
+from neurochip.core.errors import ModelImportError, NeurochipError
+from neurochip.core.safeio import check_alloc
 
 __all__ = ["from_nir", "read_nir"]
 
@@ -47,6 +49,7 @@ def read_nir(path: str | Path, *, dt: float | None = None, decay: str | None = N
         version = str(nir.serialization.read_version(str(p)))
     except Exception:
         version = None
+    _check_hdf5_sizes(p)
     pre_notes: list[str] = []
     try:
         g = nir.read(str(p), type_check=False)
@@ -54,8 +57,57 @@ def read_nir(path: str | Path, *, dt: float | None = None, decay: str | None = N
         g = _read_lenient(p, exc)
         pre_notes.append(f"nir.read rejected the file ({exc}); it was read without nir's "
                          "type checks and validated here")
-    return from_nir(g, dt=dt, decay=decay, reset=reset, source=str(p), version=version,
-                    _notes=pre_notes)
+    try:
+        return from_nir(g, dt=dt, decay=decay, reset=reset, source=str(p), version=version,
+                        _notes=pre_notes)
+    except NeurochipError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            ZeroDivisionError) as exc:  # a malformed node the checks above did not foresee
+        raise err(f"file {p}", f"malformed NIR content ({type(exc).__name__}: {exc})") from None
+
+
+#: datasets, total elements and group nesting a NIR file may have
+MAX_NIR_OBJECTS = 100_000
+MAX_NIR_TOTAL_ELEMENTS = 1 << 29
+MAX_NIR_DEPTH = 32
+
+
+def _check_hdf5_sizes(p: Path) -> None:
+    """Bound every dataset's shape (and their sum, and the nesting) from the HDF5 headers,
+    before any array of the file is read."""
+    import h5py
+
+    where = f"file {p}"
+    try:
+        f = h5py.File(str(p), "r")
+    except Exception as exc:
+        raise err(where, f"not a readable NIR file (HDF5: {exc})") from None
+    total = 0
+    count = 0
+    with f:
+        def visit(name: str, obj: Any) -> None:
+            nonlocal total, count
+            count += 1
+            if count > MAX_NIR_OBJECTS:
+                raise err(where, f"more than {MAX_NIR_OBJECTS} HDF5 objects", "structure")
+            if name.count("/") > MAX_NIR_DEPTH:
+                raise err(where, f"{name!r} nests deeper than {MAX_NIR_DEPTH}", "structure")
+            if isinstance(obj, h5py.Dataset):
+                shape = obj.shape if obj.shape is not None else ()
+                dims = check_alloc(shape, f"{where}, dataset {name!r}", "shape",
+                                   error=ModelImportError)
+                total += math.prod(dims)
+                if total > MAX_NIR_TOTAL_ELEMENTS:
+                    raise err(where, f"datasets hold more than {MAX_NIR_TOTAL_ELEMENTS} "
+                              "elements in all", "structure")
+
+        try:
+            f.visititems(visit)
+        except ModelImportError:
+            raise
+        except Exception as exc:
+            raise err(where, f"not a readable NIR file (HDF5: {exc})") from None
 
 
 def _read_lenient(p: Path, first: Exception) -> Any:

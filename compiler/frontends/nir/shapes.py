@@ -10,6 +10,11 @@ import numpy as np
 from compiler.frontends.nir.base import NEURON_TYPES, PORT, as_str, err, node_where, tname
 from compiler.frontends.nir.flatten import Flat
 from compiler.ir import Conv, IRError, pool
+from neurochip.core.errors import ModelImportError
+from neurochip.core.safeio import check_alloc
+
+#: neurons one imported layer may have (far above any chip's capacity)
+MAX_LAYER_NEURONS = 1 << 24
 
 __all__ = ["Shapes"]
 
@@ -149,6 +154,16 @@ class Shapes:
                 raise err(w, f"padding {ptxt!r} is not 'same', 'valid' or ints", "padding")
         else:
             pads = [(p, p) for p in _ints(pad, nd, w, "padding")]
+        # bound the layer before it is built: neurons and synapses it would create
+        if any(s_ <= 0 for s_ in stride) or any(d <= 0 for d in dil) or \
+                any(a < 0 or b < 0 for a, b in pads):
+            raise err(w, f"stride {stride} and dilation {dil} must be positive, padding "
+                      f"{pads} non-negative", "padding")
+        out_sp = [(n + a + b - d * (k - 1) - 1) // s_ + 1
+                  for n, (a, b), d, k, s_ in zip(ins[1:], pads, dil, kernel, stride)]
+        out_n = check_alloc((W.shape[0], *[max(o, 0) for o in out_sp]), w, "padding",
+                            MAX_LAYER_NEURONS, ModelImportError)
+        check_alloc((*out_n, *W.shape[1:]), w, "weight", error=ModelImportError)
         try:
             return Conv(W, ins, stride=stride, padding=tuple(pads), dilation=dil, groups=groups)
         except IRError as exc:

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from compiler.ir import Conv, Dense, Graph, Input, Neurons, layered_graph
 from neurochip.core.errors import ModelImportError
+from neurochip.core.safeio import atomic_path
 from neurochip.core.version import __version__
 
 __all__ = ["to_nir", "write_nir"]
@@ -171,5 +172,6 @@ def write_nir(model: Graph | Mapping[str, Any], path: str | Path,
     """
     g = to_nir(model, dt=dt, metadata=metadata)
     p = Path(path)
-    nir.write(str(p), g)
+    with atomic_path(p, suffix=".nir") as tmp:
+        nir.write(str(tmp), g)
     return p
