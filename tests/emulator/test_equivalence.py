@@ -103,7 +103,7 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
     import numba
     import pytest
 
-    from emulator import kernels
+    from emulator.kernels import run as kernels
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
@@ -114,8 +114,9 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
         mp.setattr(kernels, "THREADED_MIN_EVENTS", 0)
         mp.setattr(kernels, "THREADED_MIN_SOURCES", 0)
         calls = []
-        threaded = kernels._run_threaded
-        mp.setattr(kernels, "_run_threaded", lambda *a: (calls.append(a[-4]), threaded(*a)))
+        threaded = kernels.run_threaded
+        mp.setattr(kernels, "run_threaded", lambda *a: (calls.append(a[-1].threads),
+                                                        threaded(*a)))
         em = neurochip.Emulator(img, threads=2)
         a = em.run({"in": x[:15]}, probes=probes)
         a2 = em.run({"in": x[15:]}, probes=probes)
