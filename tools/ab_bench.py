@@ -1,6 +1,6 @@
 """A/B benchmark of the emulator against an older commit, measured in the same run.
 
-    python tools/ab_bench.py [--base COMMIT] [--rounds 5] [--steps 1000]
+    python tools/ab_bench.py [--base COMMIT] [--rounds 5] [--steps 1000] [--clock cpu]
                              [--learn-limit 400] [--out bench_results/ab_bench.json]
 
 The older commit (default: ``git merge-base HEAD main``) is checked out into a temporary
@@ -16,6 +16,12 @@ Rounds alternate old and new (and which of them goes first), so that a machine s
 other work slows both alike; each figure is the best over the rounds. Every process first
 compiles (or loads from Numba's cache) its kernels outside the timed part. Prints a table of
 old / new / ratio and writes JSON.
+
+``--clock cpu`` (the default) times with the process's CPU time instead of the wall clock
+(the benchmarks' ``time.perf_counter`` is pointed at ``time.process_time``): both measured
+runs are single-threaded, so on a machine shared with other work the CPU time counts the
+benchmark's own work and not the time it waited for a core. ``--clock wall`` keeps the
+benchmarks as they are.
 """
 
 from __future__ import annotations
@@ -54,9 +60,12 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
                           text=True).stdout.strip()
 
 
+_CPU_CLOCK = "import time\ntime.perf_counter = time.process_time\n"
+
+
 def _measure(tree: Path, code: str, timeout: float) -> dict[str, float]:
     """Run ``code`` in a fresh interpreter rooted at ``tree``; its RESULT line, parsed."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True,
                           text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
@@ -68,16 +77,22 @@ def _measure(tree: Path, code: str, timeout: float) -> dict[str, float]:
 
 
 def run_ab(base: str, rounds: int, steps: int, learn_limit: int, learn_repeats: int,
-           timeout: float) -> dict[str, Any]:
+           timeout: float, clock: str = "cpu", keep: bool = False) -> dict[str, Any]:
     commit = _git("rev-parse", base)
     head = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    tmp = Path(tempfile.mkdtemp(prefix="ab_bench_"))
+    tmp = Path(tempfile.gettempdir()) / f"ab_bench_{commit[:12]}"
     old_tree = tmp / "old"
-    _git("worktree", "add", "--detach", str(old_tree), commit)
+    if not (keep and (old_tree / ".git").exists()):  # --keep: reuse it (and its Numba cache)
+        subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT,
+                       capture_output=True)
+        subprocess.run(["rm", "-rf", str(tmp)])
+        tmp.mkdir(parents=True)
+        _git("worktree", "add", "--detach", str(old_tree), commit)
     trees = {"old": old_tree, "new": ROOT}
-    codes = {"a": _BENCH_A.format(steps=steps),
-             "learn": _BENCH_LEARN.format(limit=learn_limit, repeats=learn_repeats)}
+    prefix = _CPU_CLOCK if clock == "cpu" else ""
+    codes = {"a": prefix + _BENCH_A.format(steps=steps),
+             "learn": prefix + _BENCH_LEARN.format(limit=learn_limit, repeats=learn_repeats)}
     samples: dict[str, dict[str, list[float]]] = {
         k: {"steps_per_s": [], "learn_us_per_step": [], "infer_us_per_step": []}
         for k in trees}
@@ -98,9 +113,10 @@ def run_ab(base: str, rounds: int, steps: int, learn_limit: int, learn_repeats: 
                 f"{samples[n]['learn_us_per_step'][-1]:.2f} us/learning step" for n in trees),
                 flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT,
-                       capture_output=True)
-        subprocess.run(["rm", "-rf", str(tmp)])
+        if not keep:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT,
+                           capture_output=True)
+            subprocess.run(["rm", "-rf", str(tmp)])
     best = {n: {"steps_per_s": max(s["steps_per_s"]),
                 "learn_us_per_step": min(s["learn_us_per_step"]),
                 "infer_us_per_step": min(s["infer_us_per_step"])} for n, s in samples.items()}
@@ -111,7 +127,8 @@ def run_ab(base: str, rounds: int, steps: int, learn_limit: int, learn_repeats: 
                                      / best["new"]["infer_us_per_step"]),
     }
     return {"base": commit, "head": head, "head_dirty": dirty, "rounds": rounds,
-            "steps": steps, "learn_limit": learn_limit, "learn_repeats": learn_repeats,
+            "steps": steps, "clock": clock, "learn_limit": learn_limit,
+            "learn_repeats": learn_repeats,
             "samples": samples, "best": best, "ratio_new_over_old_speed": ratios,
             "machine": {"cpus": os.cpu_count()}}
 
@@ -126,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learn-repeats", type=int, default=3,
                     help="learning passes per process (best of)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="time with the process's CPU time (default) or the wall clock")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the old checkout (and its compiled kernels) for the next run")
     ap.add_argument("--out", default="bench_results/ab_bench.json")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.learn_limit < 1 or args.learn_repeats < 1:
@@ -134,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base = args.base or _git("merge-base", "HEAD", "main")
     res = run_ab(base, args.rounds, args.steps, args.learn_limit, args.learn_repeats,
-                 args.timeout)
+                 args.timeout, args.clock, args.keep)
     b, q = res["best"], res["ratio_new_over_old_speed"]
     rows = [("", "old", "new", "new/old speed"),
             ("(a) emulator steps/s", f"{b['old']['steps_per_s']:,.0f}",
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     print(f"\nold {res['base'][:10]}  new {res['head'][:10]}"
           f"{' (+ uncommitted changes)' if res['head_dirty'] else ''}, "
-          f"best of {res['rounds']} alternating rounds")
+          f"best of {res['rounds']} alternating rounds, {res['clock']} clock")
     for r in rows:
         print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}")
     out = Path(args.out)

@@ -144,7 +144,7 @@ def population(nrn, p):
                       np.int64(nrn.pop_theta[p]), nrn.pop_mode[p])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update_neurons(u, v, a_in, nrn, flag):
     """One step of every LIF neuron (nrn: Neurons), population by population; a_in: the
     ring slot of this step (cleared as it is read)."""

@@ -87,28 +87,29 @@ def _sum_rows16(rows, c0, c1, w, base0, stride, a):
 
 
 @njit(cache=True)
-def _dense_rows(rows, syn, base0, stride, wmode, lsh, seg, acc16):
+def _dense_rows(rows, w_s, w_u, base0, stride, wmode, lsh, seg, acc16):
     """seg += the weight rows of the spiking presynaptic neurons (one target segment; row
     r starts at base0 + r * stride and is as wide as seg).
 
     Rows are first summed as raw bytes into 16-bit lanes (twice the SIMD width of 32-bit
     ones), 128 rows at a time so the sum cannot overflow (128 * 255 < 2^15), then scaled
     and added to the 32-bit segment. Integer sums are exact, so this equals adding the
-    decoded rows one by one.
+    decoded rows one by one. w_s / w_u: the dense weight bytes as int8 / uint8 (the
+    arrays, not the Synapses record: a call increfs every array of a record it is given).
     """
     nr = rows.shape[0]
     width = seg.shape[0]
     if nr == 1:
         base = base0 + rows[0] * stride
-        _add_row(seg, syn.dws[base: base + width], syn.dw[base: base + width], wmode, lsh)
+        _add_row(seg, w_s[base: base + width], w_u[base: base + width], wmode, lsh)
         return
     a = acc16[:width]
     for c0 in range(0, nr, 128):
         c1 = min(c0 + 128, nr)
         if wmode == SIGNED:
-            _sum_rows16(rows, c0, c1, syn.dws, base0, stride, a)
+            _sum_rows16(rows, c0, c1, w_s, base0, stride, a)
         else:
-            _sum_rows16(rows, c0, c1, syn.dw, base0, stride, a)
+            _sum_rows16(rows, c0, c1, w_u, base0, stride, a)
         if wmode == NEGATED:
             for i in range(width):
                 seg[i] += scale_weight(_I32(a[i]), NEGATED, lsh)
@@ -288,10 +289,11 @@ def spiking_rows(c, conns, work, pop_src0):
     return work.rows_all[r0: r0 + work.spk_cnt[pi]]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def synapses(c0, c1, net, st, dst0, work):
     """Connections c0..c1-1 add the rows of their spiking presynaptic neurons into the
-    ring slots from dst0 on (st: SampleState; work: Work with this step's rows)."""
+    ring slots from dst0 on (st: SampleState; work: Work with this step's rows). Inlined
+    into the step: a call would incref and decref every array of the records it takes."""
     conns, syn = net.conns, net.syn
     D = net.ring_slots
     ring, scratch = st.ring, st.scratch
@@ -305,8 +307,8 @@ def synapses(c0, c1, net, st, dst0, work):
         hasd = conns.hasd[c] != 0
         if kind == DENSE and not hasd:
             seg = _target(c, conns, ring, scratch, dst0, D, N)
-            _dense_rows(rows, syn, conns.woff[c], conns.npost[c], conns.wmode[c], conns.lsh[c],
-                        seg, work.acc16)
+            _dense_rows(rows, syn.dws, syn.dw, conns.woff[c], conns.npost[c], conns.wmode[c],
+                        conns.lsh[c], seg, work.acc16)
         elif kind == DENSE:
             _dense_rows_delayed(rows, c, conns, syn, dst0, D, N, scratch if neg else ring, neg)
         elif kind == SPARSE and not hasd:
@@ -350,12 +352,13 @@ def synapses_par(net, syn, st, dst0, work, acc_p, min_events):
         lsh = conns.lsh[c]
         woff = conns.woff[c]
         soff = conns.soff[c]
+        dws, dw = syn.dws, syn.dw
         for j in prange(P):
             x0 = min(j * part, npost)
             x1 = min(x0 + part, npost)
             if x1 > x0:
                 if dense:
-                    _dense_rows(rows, syn, woff + x0, npost, wmode, lsh, seg[x0:x1], acc_p[j])
+                    _dense_rows(rows, dws, dw, woff + x0, npost, wmode, lsh, seg[x0:x1], acc_p[j])
                 else:
                     _sparse_rows_part(rows, syn, soff, wmode, lsh, seg, x0, x1)
         if conns.wexp[c] < 0:
