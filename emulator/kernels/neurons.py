@@ -148,12 +148,13 @@ def population(nrn, p):
 def update_neurons(u, v, a_in, nrn, flag):
     """One step of every LIF neuron (nrn: Neurons), population by population; a_in: the
     ring slot of this step (cleared as it is read)."""
-    pop_g0 = nrn.pop_g0
+    pop_g0, bias = nrn.pop_g0, nrn.bias
+    fmt = formats(nrn)
     for p in range(nrn.pop_du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
-        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
-                      population(nrn, p), formats(nrn))
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
+                      population(nrn, p), fmt)
 
 
 @njit(cache=True, inline="always")
@@ -182,13 +183,12 @@ def collect(flag, nrn, fired, cnt):
     vectorised sums; only segments whose spikes are needed (they have output axons, are
     recorded, or learn) are listed in ``fired``. Returns how many neurons were listed.
     """
-    seg_g0 = nrn.seg_g0
+    seg_g0, seg_list, seg_slot = nrn.seg_g0, nrn.seg_list, nrn.seg_slot
     nf = np.int64(0)
-    for q in range(nrn.seg_slot.shape[0]):
+    for q in range(seg_slot.shape[0]):
         g0 = seg_g0[q]
-        act, spk, m = count_list(flag[g0: seg_g0[q + 1]], g0, nrn.seg_list[q] != 0,
-                                 fired[nf:])
-        k = nrn.seg_slot[q]
+        act, spk, m = count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] != 0, fired[nf:])
+        k = seg_slot[q]
         cnt[k, C_ACTIVE] += act
         cnt[k, C_SPIKES_OUT] += spk
         nf += m

@@ -38,6 +38,7 @@ def _charge(s, m, src_slot, rt, cnt):
     path at the sending core. Host inputs enter at the I/O tile of chip 0 and are charged
     where each message arrives (rt: Routes)."""
     slot_x, slot_y, slot_chip = rt.slot_x, rt.slot_y, rt.slot_chip
+    route_slot, route_nsyn = rt.slot, rt.nsyn  # fields read in loops are taken out first
     costs = path_costs(rt)
     ss = src_slot[s]
     if ss >= 0:
@@ -55,8 +56,8 @@ def _charge(s, m, src_slot, rt, cnt):
     r0 = rt.ptr[s]
     r1 = rt.ptr[s + 1]
     for r in range(r0, r1):
-        k = rt.slot[r]
-        cnt[k, C_SYNOPS] += m * rt.nsyn[r]
+        k = route_slot[r]
+        cnt[k, C_SYNOPS] += m * route_nsyn[r]
         cnt[k, C_SPIKES_IN] += m
         dx = abs(slot_x[k] - sx)
         dy = abs(slot_y[k] - sy)
@@ -135,11 +136,12 @@ def group(ns, src, work):
 @njit(cache=True, inline="always")
 def charge_classes(ncls, src, rt, work, cnt):
     """Charge each route class once, times how many of its sources spiked."""
+    cls_list, cls_cnt, cls_rep, src_slot = work.cls_list, work.cls_cnt, src.cls_rep, src.slot
     for q in range(ncls):
-        kc = work.cls_list[q]
-        m = work.cls_cnt[kc]
-        work.cls_cnt[kc] = 0
-        _charge(src.cls_rep[kc], m, src.slot, rt, cnt)
+        kc = cls_list[q]
+        m = cls_cnt[kc]
+        cls_cnt[kc] = 0
+        _charge(cls_rep[kc], m, src_slot, rt, cnt)
 
 
 @njit(cache=True, inline="always")
@@ -195,9 +197,11 @@ def step_sources(t, inp, fired, nf, net, only_senders, srcs):
     fired. With only_senders, neurons without axons (nothing to route) are left out."""
     n_in = net.sources.n_inputs
     route_ptr = net.routes.ptr
-    ni = inp.ptr[t + 1] - inp.ptr[t]
+    inp_src = inp.src
+    i0 = inp.ptr[t]
+    ni = inp.ptr[t + 1] - i0
     for q in range(ni):
-        srcs[q] = inp.src[inp.ptr[t] + q]
+        srcs[q] = inp_src[i0 + q]
     ns = ni
     for q in range(nf):
         s = n_in + fired[q]

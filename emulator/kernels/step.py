@@ -49,15 +49,15 @@ def observe(t, st, rec, fired, nf):
     for p in range(probe_idx.shape[0]):
         g = probe_idx[p]
         probe_out[t, p] = st.u[g] if probe_var[p] == 0 else st.v[g]
-    spk_out = rec.spikes
+    spk_out, rec_col = rec.spikes, rec.rec_col
     if spk_out.shape[1] > 0:  # some population is recorded
         for q in range(nf):
-            col = rec.rec_col[fired[q]]
+            col = rec_col[fired[q]]
             if col >= 0:
                 spk_out[t, col] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def work(net, N):
     """The Work (scratch) record of the step loop for N neurons."""
     src = net.sources
@@ -98,7 +98,7 @@ def run_sample(T, t0, net, inp, st, rec):
         inference_step(t, t0, net, inp, st, rec, wk)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_one(b, T, t0, net, inp, st, rec):
     """run_sample of sample b of batched Inputs, SampleState and Record."""
     run_sample(T, t0, net, Inputs(inp.ptr[b], inp.src),

@@ -298,8 +298,9 @@ def synapses(c0, c1, net, st, dst0, work):
     D = net.ring_slots
     ring, scratch = st.ring, st.scratch
     N = st.u.shape[0]
+    pop_src0 = net.sources.pop_src0
     for c in range(c0, c1):
-        rows = spiking_rows(c, conns, work, net.sources.pop_src0)
+        rows = spiking_rows(c, conns, work, pop_src0)
         if rows.shape[0] == 0:
             continue
         kind = conns.kind[c]
