@@ -292,13 +292,12 @@ def _statement_fast(s, Q, P, dw, tags, cnt):
 
 
 @njit(cache=True)
-def _statement(p, which, lrn, view, syn, nslot, cnt):
-    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p (syn:
-    the network's Synapses, nslot: the neurons' core slots)."""
+def _statement(p, which, lrn, view, net, cnt):
+    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p."""
     lt, regs = lrn.lt, lrn.regs
     G, kloc, TERMS, params = lt.G, lt.kloc, lt.TERMS, lt.params
     XR, NR, tags, Pw, Qw = regs.x, regs.n, regs.tags, regs.Pw, regs.Qw
-    kb, src_spk = view.kb, view.src_spk
+    syn, nslot, kb, src_spk = net.syn, net.neurons.nslot, view.kb, view.src_spk
     dw, sptr, sbase, soff_s, swide, sw = syn.dw, syn.sptr, syn.sbase, syn.soff, syn.swide, \
         syn.sw
     acc_bits, pb, tag_max = params[Param.ACC], params[Param.PRNG], params[Param.TAGMAX]
@@ -650,10 +649,9 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
                 NR[M, off + i] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _learn_phase(t, cnt, net, lrn, view):
-    """Steps 2-6 of the reference model's learning phase for one step (inlined into the
-    step loop: a call would incref and decref every array of the records it takes)."""
+    """Steps 2-6 of the reference model's learning phase for one step."""
     lt, regs = lrn.lt, lrn.regs
     G, slot_seed, kb = lt.G, lt.slot_seed, view.kb
     epoch = lt.params[Param.EPOCH]
@@ -670,9 +668,9 @@ def _learn_phase(t, cnt, net, lrn, view):
     epoch_end = (clock + 1) % epoch == 0
     for p in range(G.shape[0]):
         if G[p, GC.TE1] > G[p, GC.TE0]:
-            _statement(p, 1, lrn, view, net.syn, net.neurons.nslot, cnt)
+            _statement(p, 1, lrn, view, net, cnt)
         if epoch_end and G[p, GC.TW1] > G[p, GC.TW0]:
-            _statement(p, 0, lrn, view, net.syn, net.neurons.nslot, cnt)
+            _statement(p, 0, lrn, view, net, cnt)
     regs.clock[0] = clock + 1
 
 
