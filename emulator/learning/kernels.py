@@ -292,12 +292,13 @@ def _statement_fast(s, Q, P, dw, tags, cnt):
 
 
 @njit(cache=True)
-def _statement(p, which, lrn, view, net, cnt):
-    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p."""
+def _statement(p, which, lrn, view, syn, nslot, cnt):
+    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p (syn:
+    the network's Synapses, nslot: the neurons' core slots)."""
     lt, regs = lrn.lt, lrn.regs
     G, kloc, TERMS, params = lt.G, lt.kloc, lt.TERMS, lt.params
     XR, NR, tags, Pw, Qw = regs.x, regs.n, regs.tags, regs.Pw, regs.Qw
-    syn, nslot, kb, src_spk = net.syn, net.neurons.nslot, view.kb, view.src_spk
+    kb, src_spk = view.kb, view.src_spk
     dw, sptr, sbase, soff_s, swide, sw = syn.dw, syn.sptr, syn.sbase, syn.soff, syn.swide, \
         syn.sw
     acc_bits, pb, tag_max = params[Param.ACC], params[Param.PRNG], params[Param.TAGMAX]
@@ -438,7 +439,7 @@ def _statement(p, which, lrn, view, net, cnt):
             cnt[sl, col] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _axon_traces(lt, regs, view):
     """Step 2: the presynaptic traces of every plastic input axon."""
     G, AX, XR, params = lt.G, lt.AX, regs.x, lt.params
@@ -478,7 +479,7 @@ def _axon_traces(lt, regs, view):
                 XR[trc, a] = min(y, tmax) * AX[1, a]  # only real axons have traces
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _neuron_state(lt, regs, view, nrn):
     """Step 3: y0, the post traces and the surrogate derivative of learning neurons."""
     POP, NR, lut, params = lt.POP, regs.n, lt.lut, lt.params
@@ -535,7 +536,7 @@ def _neuron_state(lt, regs, view, nrn):
                 NR[SG, gi] = lut[l0 + idx]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _third_factors(t, cnt, lrn, view, nrn, rt):
     """Step 4: the third factor m of every learning population, sources first."""
     lt, regs, teach = lrn.lt, lrn.regs, lrn.teach
@@ -649,9 +650,11 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
                 NR[M, off + i] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _learn_phase(t, cnt, net, lrn, view):
-    """Steps 2-6 of the reference model's learning phase for one step."""
+    """Steps 2-6 of the reference model's learning phase for one step. It and its steps
+    are inlined into the step loop: a call increfs and decrefs every array of the records
+    it is given, which costs more than the work of a small network's step."""
     lt, regs = lrn.lt, lrn.regs
     G, slot_seed, kb = lt.G, lt.slot_seed, view.kb
     epoch = lt.params[Param.EPOCH]
@@ -668,9 +671,9 @@ def _learn_phase(t, cnt, net, lrn, view):
     epoch_end = (clock + 1) % epoch == 0
     for p in range(G.shape[0]):
         if G[p, GC.TE1] > G[p, GC.TE0]:
-            _statement(p, 1, lrn, view, net, cnt)
+            _statement(p, 1, lrn, view, net.syn, net.neurons.nslot, cnt)
         if epoch_end and G[p, GC.TW1] > G[p, GC.TW0]:
-            _statement(p, 0, lrn, view, net, cnt)
+            _statement(p, 0, lrn, view, net.syn, net.neurons.nslot, cnt)
     regs.clock[0] = clock + 1
 
 
