@@ -227,10 +227,11 @@ def _message(cnt, ssl, dsl, rt):
 
 
 @njit(cache=True, inline="always")
-def _post_value(code, gi, view, NR):
-    """A postsynaptic variable (Var Y0 .. U) of neuron gi."""
+def _post_value(code, gi, flag, NR, u, v):
+    """A postsynaptic variable (Var Y0 .. U) of neuron gi (flag, u, v: of the StepView,
+    passed as arrays: this runs per synapse term factor)."""
     if code == Var.Y0:
-        return np.int64(view.flag[gi] & 1)
+        return np.int64(flag[gi] & 1)
     if code == Var.Y1:
         return NR[NeuronReg.Y1, gi]
     if code == Var.Y2:
@@ -240,8 +241,8 @@ def _post_value(code, gi, view, NR):
     if code == Var.M:
         return NR[NeuronReg.M, gi]
     if code == Var.V:
-        return np.int64(view.v[gi])
-    return np.int64(view.u[gi])
+        return np.int64(v[gi])
+    return np.int64(u[gi])
 
 
 @njit(cache=True)
@@ -298,7 +299,7 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
     lt, regs = lrn.lt, lrn.regs
     G, kloc, TERMS, params = lt.G, lt.kloc, lt.TERMS, lt.params
     XR, NR, tags, Pw, Qw = regs.x, regs.n, regs.tags, regs.Pw, regs.Qw
-    kb, src_spk = view.kb, view.src_spk
+    kb, src_spk, flag, u, v = view.kb, view.src_spk, view.flag, view.u, view.v
     dw, sptr, sbase, soff_s, swide, sw = syn.dw, syn.sptr, syn.sbase, syn.soff, syn.swide, \
         syn.sw
     acc_bits, pb, tag_max = params[Param.ACC], params[Param.PRNG], params[Param.TAGMAX]
@@ -325,7 +326,7 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
             for f in range(TERMS[q0 + q, TC.NF]):
                 code = TERMS[q0 + q, TC.VAR + f]
                 if Var.Y0 <= code <= Var.U:
-                    val *= _post_value(code, g0 + i, view, NR) + TERMS[q0 + q, TC.OFF + f]
+                    val *= _post_value(code, g0 + i, flag, NR, u, v) + TERMS[q0 + q, TC.OFF + f]
             Pw[i, q] = val
             if val != 0:
                 any_post = True
