@@ -247,10 +247,11 @@ def _sparse_rows(rows, c, conns, syn, dst0, D, N, buf, to_scratch):
                 buf[((dst0 + d) % D) * N + post0 + i] += w
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _flush_scratch(c, conns, scratch, ring, dst0, D, N):
     """Floor connection c's summed input by its negative weight exponent (Lava's Dense)
-    and add it to the ring; the scratch bins are cleared."""
+    and add it to the ring; the scratch bins are cleared. Inlined: it runs per connection
+    and step, and a call would incref every array of the Connections record."""
     npost = conns.npost[c]
     hasd = conns.hasd[c] != 0
     sh = -conns.wexp[c]
