@@ -63,9 +63,11 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
 _CPU_CLOCK = "import time\ntime.perf_counter = time.process_time\n"
 
 
-def _measure(tree: Path, code: str, timeout: float) -> dict[str, float]:
-    """Run ``code`` in a fresh interpreter rooted at ``tree``; its RESULT line, parsed."""
-    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
+def _measure(tree: Path, code: str, timeout: float, cache: Path) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter rooted at ``tree`` (Numba's cache in ``cache``);
+    its RESULT line, parsed."""
+    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1",
+               NUMBA_CACHE_DIR=str(cache))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True,
                           text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
@@ -90,6 +92,11 @@ def run_ab(base: str, rounds: int, steps: int, learn_limit: int, learn_repeats: 
         tmp.mkdir(parents=True)
         _git("worktree", "add", "--detach", str(old_tree), commit)
     trees = {"old": old_tree, "new": ROOT}
+    # Numba's cache is keyed on each function's own file only: a kernel whose callee (in
+    # another module) changed would load stale code. The new tree therefore compiles into
+    # a fresh cache every run; the old one (a fixed commit) keeps its cache with --keep.
+    caches = {"old": tmp / "numba_cache_old", "new": tmp / "numba_cache_new"}
+    subprocess.run(["rm", "-rf", str(caches["new"])])
     prefix = _CPU_CLOCK if clock == "cpu" else ""
     codes = {"a": prefix + _BENCH_A.format(steps=steps),
              "learn": prefix + _BENCH_LEARN.format(limit=learn_limit, repeats=learn_repeats)}
@@ -99,13 +106,15 @@ def run_ab(base: str, rounds: int, steps: int, learn_limit: int, learn_repeats: 
     try:
         for name, tree in trees.items():  # compile (or load) every kernel once per tree
             print(f"warming up {name} ({tree}) ...", flush=True)
-            _measure(tree, codes["a"].replace(f"bench_a({steps}", "bench_a(20"), timeout)
-            _measure(tree, codes["learn"].replace(f"limit={learn_limit}", "limit=8"), timeout)
+            _measure(tree, codes["a"].replace(f"bench_a({steps}", "bench_a(20"), timeout,
+                     caches[name])
+            _measure(tree, codes["learn"].replace(f"limit={learn_limit}", "limit=8"), timeout,
+                     caches[name])
         for r in range(rounds):
             order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
             for name in order:
                 for part in ("a", "learn"):
-                    res = _measure(trees[name], codes[part], timeout)
+                    res = _measure(trees[name], codes[part], timeout, caches[name])
                     for k, v in res.items():
                         samples[name][k].append(v)
             print(f"round {r + 1}/{rounds}: " + ", ".join(
