@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator.paths import path_costs, path_cycles
 from emulator.tables import (
     C_ACTIVE,
     C_HOPS_EW,
@@ -82,8 +83,7 @@ class ReferenceModel:
         bm = image.arrays["neurons/bias_mant"]
         be = image.arrays["neurons/bias_exp"]
         self.bias = fx.bias_value(bm, be)
-        t = hw.timing
-        self.cost = {n: t.cycles(n) for n in ("spike_out", "hop_ew", "hop_ns", "chip_link")}
+        self.costs = path_costs(hw)
         self.conns: list[_Conn] = []
         for ci, c in enumerate(image.connections):
             W = image.weights(c.name)
@@ -168,8 +168,7 @@ class ReferenceModel:
                             counters[t, ch, C_HOPS_EW] += dx
                             counters[t, ch, C_HOPS_NS] += dy
                             counters[t, ch, C_LINKS] += dl
-                            path = (self.cost["spike_out"] + dx * self.cost["hop_ew"]
-                                    + dy * self.cost["hop_ns"] + dl * self.cost["chip_link"])
+                            path = path_cycles(self.costs, dx, dy, dl)
                             counters[t, ch, C_ROUTE_MAX] = max(counters[t, ch, C_ROUTE_MAX],
                                                                path)
             # Synaptic input for later steps (per connection and delay, floored sums).

@@ -13,6 +13,7 @@ that of the chip image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 
 from neurochip.core.image import ChipImage
 
-__all__ = ["Tables", "build_tables"]
+__all__ = ["ConnKind", "ResetMode", "Tables", "build_tables"]
 
 # Counter columns (per step, per core slot). Learning columns are filled by the
 # learning engine.
@@ -41,7 +42,22 @@ COUNTER_NAMES = ("syn_ops", "spikes_in", "neurons_active", "spikes_out", "messag
                  "hops_ew", "hops_ns", "chip_links", "route_cycles", "learn_updates",
                  "trace_updates", "error_messages")
 
-MODE_ZERO, MODE_SUBTRACT, MODE_NONSPIKING = 0, 1, 2
+
+
+class ResetMode(IntEnum):
+    """What a LIF population does when it spikes (``Tables.pop_mode``)."""
+
+    ZERO = 0  # v <- 0
+    SUBTRACT = 1  # v <- v - theta
+    NONSPIKING = 2  # never spikes (a readout)
+
+
+class ConnKind(IntEnum):
+    """How a connection's synapses are stored (``Tables.c_kind``)."""
+
+    DENSE = 0  # one byte per (pre, post), rows of n_post bytes
+    SPARSE = 1  # per row a base index, per synapse a 16-bit offset and a weight byte
+    SPARSE_WIDE = 2  # per synapse a full 32-bit target index (rows spanning >= 2^16)
 
 
 @dataclass
@@ -55,7 +71,7 @@ class Tables:
     pop_du: NDArray[np.int32]
     pop_dv: NDArray[np.int32]
     pop_theta: NDArray[np.int32]
-    pop_mode: NDArray[np.int8]
+    pop_mode: NDArray[np.int8]  # ResetMode
     bias: NDArray[np.int32]
     nslot: NDArray[np.int16]
     # segments: maximal runs of neurons of one population on one core
@@ -71,11 +87,11 @@ class Tables:
     cls_of_src: NDArray[np.int32]
     cls_rep: NDArray[np.int64]  # a representative source of each class
     # connections
-    c_kind: NDArray[np.int8]
+    c_kind: NDArray[np.int8]  # ConnKind
     c_post0: NDArray[np.int64]
     c_npost: NDArray[np.int64]
     c_lsh: NDArray[np.int32]
-    c_wmode: NDArray[np.int8]
+    c_wmode: NDArray[np.int8]  # WeightDecode
     c_wexp: NDArray[np.int32]
     c_delay: NDArray[np.int32]
     c_hasd: NDArray[np.int8]
@@ -205,9 +221,9 @@ def build_tables(image: ChipImage) -> Tables:
     pop_du = np.array([p.du for p in lif], np.int32)
     pop_dv = np.array([p.dv for p in lif], np.int32)
     pop_theta = np.array([p.vth << fmtd.vth_shift for p in lif], np.int32)
-    pop_mode = np.array([MODE_NONSPIKING if not p.spiking else
-                         MODE_SUBTRACT if p.reset == "subtract" else MODE_ZERO for p in lif],
-                        np.int8)
+    pop_mode = np.array([ResetMode.NONSPIKING if not p.spiking else
+                         ResetMode.SUBTRACT if p.reset == "subtract" else ResetMode.ZERO
+                         for p in lif], np.int8)
     if np.any(np.diff(pop_g0) < 0) or (lif and any(
             lif[i].offset + lif[i].size != pop_g0[i + 1] for i in range(len(lif)))):
         raise ValueError("LIF populations must be contiguous and in order")
@@ -278,7 +294,7 @@ def build_tables(image: ChipImage) -> Tables:
             sc_len += int(c_nbins[ci]) * c.n_post
         c_rowlen[ci] = w.size // max(image.population(c.pre).size, 1)
         if c.storage == "dense":
-            c_kind[ci] = 0
+            c_kind[ci] = ConnKind.DENSE
             c_woff[ci] = dw_len
             dws.append(w)
             dw_len += w.size
@@ -289,7 +305,7 @@ def build_tables(image: ChipImage) -> Tables:
         else:
             # Narrow rows: Loihi-style lists with a base index per row and 16-bit offsets
             # (3 bytes per synapse); rows spanning 2^16 targets or more keep full indices.
-            c_kind[ci] = 2 if wide[ci] else 1
+            c_kind[ci] = ConnKind.SPARSE_WIDE if wide[ci] else ConnKind.SPARSE
             ptr = image.arrays[f"conn/{ci}/ptr"]
             post_idx = image.arrays[f"conn/{ci}/post"].astype(np.int64)
             c_soff[ci] = sp_len

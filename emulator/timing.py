@@ -95,8 +95,7 @@ def account(counters: NDArray[np.int64], neurons: NDArray[np.int64], cm: CostMod
     cycles = np.empty((flat.shape[0], k), np.int64)
     latency = np.empty(flat.shape[0], np.int64)
     energy = np.empty((flat.shape[0], k), np.float64)
-    account_steps(flat, np.ascontiguousarray(neurons, dtype=np.int64), wc, we,
-                  np.int64(cy["neuron_inactive"]), float(p["neuron_inactive"]),
-                  np.int64(cm.barrier), float(cm.static_mw * cm.cycle_ns), cycles, latency,
-                  energy)
+    idle = (np.int64(cy["neuron_inactive"]), float(p["neuron_inactive"]), np.int64(cm.barrier))
+    account_steps(flat, np.ascontiguousarray(neurons, dtype=np.int64), wc, we, idle,
+                  float(cm.static_mw * cm.cycle_ns), (cycles, latency, energy))
     return (cycles.reshape(*lead, k), latency.reshape(lead), energy.reshape(*lead, k))

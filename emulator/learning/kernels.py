@@ -1,98 +1,47 @@
 """Numba kernels of the learning engine. Every ``@njit`` function of the engine lives here.
 
-The kernels are private; :func:`learn_run` is the public wrapper that checks dtypes and
+The kernels are private; :func:`learn_stream` is the public wrapper that checks dtypes and
 shapes first. A learning step is the inference step of ``emulator.kernels``
-(``_inference_step``, called unchanged) followed by the learning phase, exactly as specified by
-the pure-Python reference model ``emulator.learning.reference``, which the kernels must
-equal bit for bit. The arithmetic (PRNG, stochastic rounding) mirrors
+(``step.inference_step``, called unchanged) followed by the learning phase, exactly as
+specified by the pure-Python reference model ``emulator.learning.reference``, which the
+kernels must equal bit for bit. The arithmetic (PRNG, stochastic rounding) mirrors
 ``emulator.learning.fixed`` scalar by scalar.
+
+Records (besides those of ``emulator.kernels.records``): :class:`LearnRecord` (the tables,
+``emulator.learning.tables``), :class:`LearnRegs` (the registers), :class:`Teach` (targets
+and reward), together :class:`Learn`; per step a :class:`StepView` of what the inference
+step left; per statement a :class:`Statement`; a stream of samples a :class:`Plan`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from emulator.kernels import (
-    KernelState,
-    _inference_step,
-    _trunc_shift,
-    _work,
-    check_kernel_arg,
-    kernel_args,
+from emulator.kernels import KernelState, check_kernel_arg, kernel_network, trunc_shift
+from emulator.kernels.records import Inputs, Record
+from emulator.kernels.routing import message_cycles, path_costs
+from emulator.kernels.step import inference_step, work
+from emulator.kernels.weights import decode_weight
+from emulator.learning.fixed import (
+    STREAM_RT,
+    STREAM_TAG,
+    STREAM_WGT,
+    STREAM_X1,
+    STREAM_Y1,
+    STREAM_YT,
 )
 from emulator.learning.tables import (
-    G_AX0,
-    G_EFRAC,
-    G_KIND,
-    G_KL0,
-    G_LSB,
-    G_NCP,
-    G_NPOST,
-    G_NPRE,
-    G_POST0,
-    G_PRESRC0,
-    G_SOFF,
-    G_SYN0,
-    G_TE0,
-    G_TE1,
-    G_TW0,
-    G_TW1,
-    G_UX1,
-    G_WFRAC,
-    G_WHI,
-    G_WLO,
-    G_WMODE,
-    G_WOFF,
-    G_WSHIFT,
-    G_X1D,
-    G_X1I,
-    L_CHAN,
-    L_D0,
-    L_D1,
-    L_DV,
-    L_KIND,
-    L_LUT0,
-    L_LUTN,
-    L_LUTSH,
-    L_MAT0,
-    L_MATR,
-    L_OFF,
-    L_RSHIFT,
-    L_RT0,
-    L_SHIFT,
-    L_SIZE,
-    L_SLOT,
-    L_SRC,
-    L_THETA,
-    L_UY1,
-    L_Y1D,
-    L_Y1I,
-    P_ACC,
-    P_CEW,
-    P_CLINK,
-    P_CNS,
-    P_COUT,
-    P_DB,
-    P_EPOCH,
-    P_IOX,
-    P_IOY,
-    P_LOGF,
-    P_LUTB,
-    P_MAXT,
-    P_PRNG,
-    P_TAGMAX,
-    P_TFMAX,
-    P_TMAX,
-    T_DSH,
-    T_MANT,
-    T_NF,
-    T_OFF,
-    T_VAR,
+    GroupCol,
+    LearnRecord,
     LearnTables,
+    NeuronReg,
+    Param,
+    PopCol,
+    TermCol,
 )
 from emulator.tables import (
     C_ERR_MSGS,
@@ -104,19 +53,98 @@ from emulator.tables import (
     C_SYNOPS,
     C_TRACE,
     N_COUNTERS,
+    ConnKind,
     Tables,
 )
 from neurochip.core.errors import EmulatorInputError
+from neurochip.core.fixedpoint import WeightDecode
+from neurochip.core.learning import ThirdFactorCode, Var
 
 __all__ = ["LearnKernelState", "learn_stream"]
 
+I64 = NDArray[np.int64]
 _G = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-# streams (see emulator.learning.fixed)
-_S_X1, _S_X2, _S_Y1, _S_Y2, _S_YT, _S_RT, _S_TAG, _S_WGT = 1, 2, 3, 4, 5, 6, 7, 8
-# third factor kinds (emulator.learning.config.THIRD_FACTOR_KINDS order)
-_K_NONE, _K_ERROR, _K_DFA, _K_FA, _K_DCLL, _K_REWARD = 0, 1, 2, 3, 4, 5
+_N_STREAMS = 9  # streams 1..8 of emulator.learning.fixed (0 unused)
+# short names of the table columns
+GC, PC, TC = GroupCol, PopCol, TermCol
+Y1, SG, M, YT = NeuronReg.Y1, NeuronReg.SG, NeuronReg.M, NeuronReg.YT
+
+
+class LearnRegs(NamedTuple):
+    """Learning registers of one sample stream (:class:`LearnKernelState`), and work."""
+
+    x: I64  # (2, axons): x1, x2 per axon
+    n: I64  # (NeuronReg, N): y1, y2, sg, m, yt per neuron
+    rt: I64  # DCLL target traces
+    tags: I64  # per synapse gid
+    clock: I64  # (1,) the learning clock
+    Pw: I64  # (N, max terms) postsynaptic part of each term (work)
+    Qw: I64  # (max group axons, max terms) presynaptic part (work)
+    wk: I64  # (N,) third-factor sums (work)
+    wk2: I64  # (max classes,) DCLL errors (work)
+
+
+class Teach(NamedTuple):
+    """What the host gives per step (batched: a leading axis over samples)."""
+
+    targets: NDArray[np.int32]  # (T, target columns) spikes (!= 0) or values
+    chan_mode: I64  # per channel 0 spikes, 1 values
+    reward: NDArray[np.int32]  # (T,)
+
+
+class Learn(NamedTuple):
+    """Everything the learning phase reads and writes besides the network."""
+
+    lt: LearnRecord
+    regs: LearnRegs
+    teach: Teach
+
+
+class StepView(NamedTuple):
+    """What the inference step of this step left, for the learning phase."""
+
+    flag: NDArray[np.uint8]  # (N,) bit 0 spiked
+    u: NDArray[np.int32]  # (N,) after the step
+    v: NDArray[np.int32]  # (N,) after the reset
+    v_prev: NDArray[np.int32]  # (N,) before the step
+    src_spk: NDArray[np.uint8]  # (S,) 1 for every source that spiked (also without axons)
+    kb: NDArray[np.uint64]  # (K, streams) per-core PRNG keys of this step
+
+
+class Plan(NamedTuple):
+    """A stream of samples: order[k] runs k-th, each ``steps`` steps."""
+
+    order: I64
+    reset: bool  # clear neuron state and registers (not weights, not clock) per sample
+    t_start: np.int64  # steps run before (the ring position when not reset)
+    steps: np.int64
+
+
+class Statement(NamedTuple):
+    """One dw/de statement of one dense group in the common case (:func:`_statement_fast`)."""
+
+    which: np.int64  # 0: dw (weights), 1: de (tags)
+    n_pre: np.int64
+    n_post: np.int64
+    woff: np.int64  # first weight byte
+    syn0: np.int64  # first synapse gid
+    mant: np.int64  # the term's mantissa
+    k1: np.int64  # its rounding shift
+    frac: np.int64  # accumulator fraction bits
+    step: np.int64  # weight step 2^step (dw), 0 (de)
+    lo: np.int64  # range of the result
+    hi: np.int64
+    acc_lo: np.int64  # range of the accumulator
+    acc_hi: np.int64
+    mode: np.int8  # WeightDecode
+    wsh: np.int64  # decode shift
+    slot: np.int64  # core slot (counters)
+    key: np.uint64  # PRNG key of the statement's stream on that core
+    lf: np.int64  # log2 random numbers per draw
+    pb: np.int64  # bits per random number
+    col: np.int64  # counter column
 
 
 @njit(cache=True, inline="always")
@@ -135,11 +163,6 @@ def _base(seed, clock, stream):
 @njit(cache=True, inline="always")
 def _draw(b, idx):
     return _mix(b + (np.uint64(idx) + np.uint64(1)) * _G)
-
-
-@njit(cache=True, inline="always")
-def _field(h, f, pb):
-    return np.int64((h >> np.uint64(f * pb)) & np.uint64((np.int64(1) << pb) - 1))
 
 
 @njit(cache=True, inline="always")
@@ -171,84 +194,77 @@ def _trace(x, spike, imp, dec, r, db, pb, tmax):
 
 
 @njit(cache=True, inline="always")
-def _wdecode(b, mode, sh):
-    x = np.int64(b)
-    if mode == 0:
-        if x >= 128:
-            x -= 256
-        return x << sh
-    if mode == 1:
-        return x << sh
-    return -(x << sh)
-
-
-@njit(cache=True, inline="always")
 def _wencode(w, mode, sh):
-    if mode == 0:
+    """The stored byte of weight w (the inverse of the decode rule; w representable)."""
+    if mode == WeightDecode.SIGNED:
         return np.uint8((w >> sh) & 0xFF)
-    if mode == 1:
+    if mode == WeightDecode.UNSIGNED:
         return np.uint8(w >> sh)
     return np.uint8((-w) >> sh)
 
 
 @njit(cache=True, inline="always")
-def _message(cnt, ssl, dsl, pos, params):
-    """One error/modulation message from slot ssl (-1: the host) to slot dsl."""
+def _message(cnt, ssl, dsl, rt):
+    """One error/modulation message from slot ssl (-1: the host) to slot dsl (rt: the
+    network's Routes, for the mesh and the path costs)."""
     if ssl >= 0:
-        sx, sy, sc = pos[ssl, 0], pos[ssl, 1], pos[ssl, 2]
+        sx, sy, sc = rt.slot_x[ssl], rt.slot_y[ssl], rt.slot_chip[ssl]
         ch = ssl
     else:
-        sx, sy, sc = params[P_IOX], params[P_IOY], np.int64(0)
+        sx, sy, sc = rt.io_x, rt.io_y, np.int32(0)
         ch = dsl
-    dx = abs(pos[dsl, 0] - sx)
-    dy = abs(pos[dsl, 1] - sy)
-    dl = abs(pos[dsl, 2] - sc)
+    dx = np.int64(abs(rt.slot_x[dsl] - sx))
+    dy = np.int64(abs(rt.slot_y[dsl] - sy))
+    dl = np.int64(abs(rt.slot_chip[dsl] - sc))
     cnt[ch, C_ERR_MSGS] += 1
     cnt[ch, C_HOPS_EW] += dx
     cnt[ch, C_HOPS_NS] += dy
     cnt[ch, C_LINKS] += dl
-    path = params[P_COUT] + dx * params[P_CEW] + dy * params[P_CNS] + dl * params[P_CLINK]
+    path = message_cycles(path_costs(rt), dx, dy, dl)
     if path > cnt[ch, C_ROUTE_MAX]:
         cnt[ch, C_ROUTE_MAX] = path
 
 
 @njit(cache=True, inline="always")
 def _post_value(code, gi, flag, NR, u, v):
-    if code == 3:
+    """A postsynaptic variable (Var Y0 .. U) of neuron gi (flag, u, v: of the StepView,
+    passed as arrays: this runs per synapse term factor)."""
+    if code == Var.Y0:
         return np.int64(flag[gi] & 1)
-    if code == 4:
-        return NR[0, gi]
-    if code == 5:
-        return NR[1, gi]
-    if code == 6:
-        return NR[2, gi]
-    if code == 7:
-        return NR[3, gi]
-    if code == 8:
+    if code == Var.Y1:
+        return NR[NeuronReg.Y1, gi]
+    if code == Var.Y2:
+        return NR[NeuronReg.Y2, gi]
+    if code == Var.SG:
+        return NR[NeuronReg.SG, gi]
+    if code == Var.M:
+        return NR[NeuronReg.M, gi]
+    if code == Var.V:
         return np.int64(v[gi])
     return np.int64(u[gi])
 
 
 @njit(cache=True)
-def _statement_fast(which, n_pre, n_post, woff, syn0, mant, k1, frac, step, lo, hi, acc_lo,
-                    acc_hi, mode, wsh, sl, key, lf, pb, Q, P, dw, tags, cnt, col):
+def _statement_fast(s, Q, P, dw, tags, cnt):
     """The common case of :func:`_statement` (dense, one core, one term without synapse
     variables), with the same arithmetic and the same random numbers: the term's number is
-    d = 2 gid and the final rounding's d + 1, both in the draw d >> lf."""
+    d = 2 gid and the final rounding's d + 1, both in the draw d >> lf. s: Statement;
+    Q, P: the term's pre- and postsynaptic parts."""
+    lf, pb = s.lf, s.pb
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
-    k2 = frac + step
+    k2 = s.frac + s.step
     ln = np.int64(-1)
     lh = np.uint64(0)
     n_vis = 0
-    for j in range(n_pre):
+    for j in range(s.n_pre):
         qv = Q[j]
         if qv == 0:
             continue
-        qm = mant * qv
-        row = woff + j * n_post
-        g0 = syn0 + j * n_post
-        for i in range(n_post):
+        qm = s.mant * qv
+        row = s.woff + j * s.n_post
+        g0 = s.syn0 + j * s.n_post
+        for i in range(s.n_post):
             pv = P[i]
             if pv == 0:
                 continue
@@ -256,56 +272,60 @@ def _statement_fast(which, n_pre, n_post, woff, syn0, mant, k1, frac, step, lo, 
             d = gid << 1
             n = d >> lf
             if n != ln:
-                lh = _draw(key, n)
+                lh = _draw(s.key, n)
                 ln = n
             sh = np.uint64((d & fm) * pb)
             r0 = np.int64((lh >> sh) & mask)
             r1 = np.int64((lh >> (sh + np.uint64(pb))) & mask)
-            if which == 0:
-                z = _wdecode(dw[row + i], mode, wsh)
+            if s.which == 0:
+                z = decode_weight(dw[row + i], s.mode, s.wsh)
             else:
                 z = tags[gid]
-            acc = _clip((z << frac) + _sround(qm * pv, k1, r0, pb), acc_lo, acc_hi)
-            new = _clip(_sround(acc, k2, r1, pb) << step, lo, hi)
-            if which == 0:
-                dw[row + i] = _wencode(new, mode, wsh)
+            acc = _clip((z << s.frac) + _sround(qm * pv, s.k1, r0, pb), s.acc_lo, s.acc_hi)
+            new = _clip(_sround(acc, k2, r1, pb) << s.step, s.lo, s.hi)
+            if s.which == 0:
+                dw[row + i] = _wencode(new, s.mode, s.wsh)
             else:
                 tags[gid] = new
             n_vis += 1
-    cnt[sl, col] += n_vis
+    cnt[s.slot, s.col] += n_vis
 
 
 @njit(cache=True)
-def _statement(p, which, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt):
-    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p."""
-    G, kloc, TERMS, params = lt[0], lt[1], lt[3], lt[10]
-    XR, NR, tags, Pw, Qw = regs[0], regs[1], regs[3], regs[5], regs[6]
-    dw, sptr, sbase, soff_s, swide, sw = wmem
-    acc_bits, pb, tag_max = params[P_ACC], params[P_PRNG], params[P_TAGMAX]
-    lf = params[P_LOGF]
+def _statement(p, which, lrn, view, syn, nslot, cnt):
+    """Run the 'dw' (which = 0) or 'de' (which = 1) statement of plastic group p (syn:
+    the network's Synapses, nslot: the neurons' core slots)."""
+    lt, regs = lrn.lt, lrn.regs
+    G, kloc, TERMS, params = lt.G, lt.kloc, lt.TERMS, lt.params
+    XR, NR, tags, Pw, Qw = regs.x, regs.n, regs.tags, regs.Pw, regs.Qw
+    kb, src_spk, flag, u, v = view.kb, view.src_spk, view.flag, view.u, view.v
+    dw, sptr, sbase, soff_s, swide, sw = syn.dw, syn.sptr, syn.sbase, syn.soff, syn.swide, \
+        syn.sw
+    acc_bits, pb, tag_max = params[Param.ACC], params[Param.PRNG], params[Param.TAGMAX]
+    lf = params[Param.LOGF]
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
-    q0 = G[p, G_TW0] if which == 0 else G[p, G_TE0]
-    nt = (G[p, G_TW1] if which == 0 else G[p, G_TE1]) - q0
-    n_post = G[p, G_NPOST]
-    n_pre = G[p, G_NPRE]
-    nc = G[p, G_NCP]
-    a0 = G[p, G_AX0]
-    g0 = G[p, G_POST0]
-    s0 = G[p, G_PRESRC0]
-    kl0 = G[p, G_KL0]
-    syn0 = G[p, G_SYN0]
-    woff = G[p, G_WOFF]
-    row0 = G[p, G_SOFF]
+    q0 = G[p, GC.TW0] if which == 0 else G[p, GC.TE0]
+    nt = (G[p, GC.TW1] if which == 0 else G[p, GC.TE1]) - q0
+    n_post = G[p, GC.NPOST]
+    n_pre = G[p, GC.NPRE]
+    nc = G[p, GC.NCP]
+    a0 = G[p, GC.AX0]
+    g0 = G[p, GC.POST0]
+    s0 = G[p, GC.PRESRC0]
+    kl0 = G[p, GC.KL0]
+    syn0 = G[p, GC.SYN0]
+    woff = G[p, GC.WOFF]
+    row0 = G[p, GC.SOFF]
     # postsynaptic and presynaptic parts of every term
     any_post = False
     for i in range(n_post):
         for q in range(nt):
             val = np.int64(1)
-            for f in range(TERMS[q0 + q, T_NF]):
-                code = TERMS[q0 + q, T_VAR + f]
-                if 3 <= code <= 9:
-                    val *= _post_value(code, g0 + i, flag, NR, u, v) + TERMS[q0 + q, T_OFF + f]
+            for f in range(TERMS[q0 + q, TC.NF]):
+                code = TERMS[q0 + q, TC.VAR + f]
+                if Var.Y0 <= code <= Var.U:
+                    val *= _post_value(code, g0 + i, flag, NR, u, v) + TERMS[q0 + q, TC.OFF + f]
             Pw[i, q] = val
             if val != 0:
                 any_post = True
@@ -315,38 +335,39 @@ def _statement(p, which, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt):
         j = a // nc
         for q in range(nt):
             val = np.int64(1)
-            for f in range(TERMS[q0 + q, T_NF]):
-                code = TERMS[q0 + q, T_VAR + f]
-                if code == 0:
-                    val *= np.int64(src_spk[s0 + j]) + TERMS[q0 + q, T_OFF + f]
-                elif code == 1:
-                    val *= XR[0, a0 + a] + TERMS[q0 + q, T_OFF + f]
-                elif code == 2:
-                    val *= XR[1, a0 + a] + TERMS[q0 + q, T_OFF + f]
+            for f in range(TERMS[q0 + q, TC.NF]):
+                code = TERMS[q0 + q, TC.VAR + f]
+                if code == Var.X0:
+                    val *= np.int64(src_spk[s0 + j]) + TERMS[q0 + q, TC.OFF + f]
+                elif code == Var.X1:
+                    val *= XR[0, a0 + a] + TERMS[q0 + q, TC.OFF + f]
+                elif code == Var.X2:
+                    val *= XR[1, a0 + a] + TERMS[q0 + q, TC.OFF + f]
             Qw[a, q] = val
-    frac = G[p, G_WFRAC] if which == 0 else G[p, G_EFRAC]
-    step = G[p, G_LSB] if which == 0 else np.int64(0)
-    lo = G[p, G_WLO] if which == 0 else -tag_max
-    hi = G[p, G_WHI] if which == 0 else tag_max
+    frac = G[p, GC.WFRAC] if which == 0 else G[p, GC.EFRAC]
+    step = G[p, GC.LSB] if which == 0 else np.int64(0)
+    lo = G[p, GC.WLO] if which == 0 else -tag_max
+    hi = G[p, GC.WHI] if which == 0 else tag_max
     acc_lo = -(np.int64(1) << (acc_bits - 1))
     acc_hi = (np.int64(1) << (acc_bits - 1)) - 1
     col = C_LEARN if which == 0 else C_TRACE
-    stream = _S_WGT if which == 0 else _S_TAG
-    mode = G[p, G_WMODE]
-    wsh = G[p, G_WSHIFT]
-    kind = G[p, G_KIND]
-    dense = kind == 0
-    wide = kind == 2
+    stream = STREAM_WGT if which == 0 else STREAM_TAG
+    mode = np.int8(G[p, GC.WMODE])
+    wsh = G[p, GC.WSHIFT]
+    kind = G[p, GC.KIND]
+    dense = kind == ConnKind.DENSE
+    wide = kind == ConnKind.SPARSE_WIDE
     syn_factors = False
     for q in range(nt):
-        for f in range(TERMS[q0 + q, T_NF]):
-            if TERMS[q0 + q, T_VAR + f] >= 10:
+        for f in range(TERMS[q0 + q, TC.NF]):
+            if TERMS[q0 + q, TC.VAR + f] >= Var.W:
                 syn_factors = True
     if dense and nc == 1 and nt == 1 and not syn_factors:
-        _statement_fast(which, n_pre, n_post, woff, syn0, TERMS[q0, T_MANT], -TERMS[q0, T_DSH],
-                        frac, step, lo, hi, acc_lo, acc_hi, mode, wsh, np.int64(nslot[g0]),
-                        kb[np.int64(nslot[g0]), stream], lf, pb, Qw[:, 0], Pw[:, 0], dw, tags,
-                        cnt, col)
+        sl0 = np.int64(nslot[g0])
+        st = Statement(np.int64(which), n_pre, n_post, woff, syn0, TERMS[q0, TC.MANT],
+                       -TERMS[q0, TC.DSH], frac, step, lo, hi, acc_lo, acc_hi, mode, wsh, sl0,
+                       kb[sl0, stream], lf, pb, np.int64(col))
+        _statement_fast(st, Qw[:, 0], Pw[:, 0], dw, tags, cnt)
         return
     ln = np.int64(-1)
     lsl = np.int64(-1)
@@ -382,7 +403,7 @@ def _statement(p, which, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt):
                 continue
             byte = dw[woff + sidx] if dense else sw[k]
             gid = syn0 + sidx
-            w = _wdecode(byte, mode, wsh)
+            w = decode_weight(byte, mode, wsh)
             e = tags[gid]
             acc = (w if which == 0 else e) << frac
             sl = np.int64(nslot[g0 + ip])
@@ -398,15 +419,15 @@ def _statement(p, which, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt):
                 if q == nt:
                     acc = _clip(_sround(acc, frac + step, r, pb) << step, lo, hi)
                     break
-                prod = TERMS[q0 + q, T_MANT] * Qw[a, q] * Pw[ip, q]
+                prod = TERMS[q0 + q, TC.MANT] * Qw[a, q] * Pw[ip, q]
                 if syn_factors:
-                    for f in range(TERMS[q0 + q, T_NF]):
-                        code = TERMS[q0 + q, T_VAR + f]
-                        if code == 10:
-                            prod *= w + TERMS[q0 + q, T_OFF + f]
-                        elif code == 11:
-                            prod *= e + TERMS[q0 + q, T_OFF + f]
-                acc = _clip(acc + _sround(prod, -TERMS[q0 + q, T_DSH], r, pb), acc_lo, acc_hi)
+                    for f in range(TERMS[q0 + q, TC.NF]):
+                        code = TERMS[q0 + q, TC.VAR + f]
+                        if code == Var.W:
+                            prod *= w + TERMS[q0 + q, TC.OFF + f]
+                        elif code == Var.E:
+                            prod *= e + TERMS[q0 + q, TC.OFF + f]
+                acc = _clip(acc + _sround(prod, -TERMS[q0 + q, TC.DSH], r, pb), acc_lo, acc_hi)
             if which == 0:
                 b2 = _wencode(acc, mode, wsh)
                 if dense:
@@ -418,27 +439,29 @@ def _statement(p, which, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt):
             cnt[sl, col] += 1
 
 
-@njit(cache=True)
-def _axon_traces(cnt, G, AX, XR, src_spk, kb, params):
+@njit(cache=True, inline="always")
+def _axon_traces(lt, regs, view):
     """Step 2: the presynaptic traces of every plastic input axon."""
-    tmax, pb, db = params[P_TMAX], params[P_PRNG], params[P_DB]
-    lf = params[P_LOGF]
+    G, AX, XR, params = lt.G, lt.AX, regs.x, lt.params
+    src_spk, kb = view.src_spk, view.kb
+    tmax, pb, db = params[Param.TMAX], params[Param.PRNG], params[Param.DB]
+    lf = params[Param.LOGF]
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
     # Every real axon is updated (a zero trace without a spike stays zero whatever the
     # random number); a 64-bit draw serves 2^lf consecutive axons of one core.
     keep_shift = db
     for p in range(G.shape[0]):
-        nc = G[p, G_NCP]
-        a0 = G[p, G_AX0]
-        s0 = G[p, G_PRESRC0]
-        n_ax = G[p, G_NPRE] * nc
+        nc = G[p, GC.NCP]
+        a0 = G[p, GC.AX0]
+        s0 = G[p, GC.PRESRC0]
+        n_ax = G[p, GC.NPRE] * nc
         for trc in range(2):
-            if G[p, G_UX1 + trc] == 0:
+            if G[p, GC.UX1 + trc] == 0:
                 continue
-            imp = G[p, G_X1I + 2 * trc]
-            keep = (np.int64(1) << keep_shift) - G[p, G_X1D + 2 * trc]
-            stream = _S_X1 + trc
+            imp = G[p, GC.X1I + 2 * trc]
+            keep = (np.int64(1) << keep_shift) - G[p, GC.X1D + 2 * trc]
+            stream = STREAM_X1 + trc
             ln = np.int64(-1)
             lsl = np.int64(-1)
             lh = np.uint64(0)
@@ -456,12 +479,15 @@ def _axon_traces(cnt, G, AX, XR, src_spk, kb, params):
                 XR[trc, a] = min(y, tmax) * AX[1, a]  # only real axons have traces
 
 
-@njit(cache=True)
-def _neuron_state(cnt, POP, NR, lut, flag, v_prev, u, v, bias, nslot, dshift, v_bits, kb,
-                  params):
+@njit(cache=True, inline="always")
+def _neuron_state(lt, regs, view, nrn):
     """Step 3: y0, the post traces and the surrogate derivative of learning neurons."""
-    tmax, pb, db = params[P_TMAX], params[P_PRNG], params[P_DB]
-    lf = params[P_LOGF]
+    POP, NR, lut, params = lt.POP, regs.n, lt.lut, lt.params
+    flag, v_prev, u, v, kb = view.flag, view.v_prev, view.u, view.v, view.kb
+    bias, nslot = nrn.bias, nrn.nslot
+    dshift, v_bits = nrn.decay_shift, nrn.v_bits
+    tmax, pb, db = params[Param.TMAX], params[Param.PRNG], params[Param.DB]
+    lf = params[Param.LOGF]
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
     unity = np.int64(1) << dshift
@@ -469,20 +495,20 @@ def _neuron_state(cnt, POP, NR, lut, flag, v_prev, u, v, bias, nslot, dshift, v_
     v_max = (np.int64(1) << (v_bits - 1)) - 1
     L = POP.shape[0]
     for li in range(L):
-        off = POP[li, L_OFF]
-        size = POP[li, L_SIZE]
+        off = POP[li, PC.OFF]
+        size = POP[li, PC.SIZE]
         for trc in range(2):
-            if POP[li, L_UY1 + trc] == 0:
+            if POP[li, PC.UY1 + trc] == 0:
                 continue
-            imp = POP[li, L_Y1I + 2 * trc]
-            dec = POP[li, L_Y1D + 2 * trc]
-            stream = _S_Y1 + trc
+            imp = POP[li, PC.Y1I + 2 * trc]
+            dec = POP[li, PC.Y1D + 2 * trc]
+            stream = STREAM_Y1 + trc
             ln = np.int64(-1)
             lsl = np.int64(-1)
             lh = np.uint64(0)
             for gi in range(off, off + size):
                 y0 = np.int64(flag[gi] & 1)
-                y = NR[trc, gi]
+                y = NR[Y1 + trc, gi]
                 if y == 0 and y0 == 0:
                     continue
                 sl = np.int64(nslot[gi])
@@ -492,99 +518,104 @@ def _neuron_state(cnt, POP, NR, lut, flag, v_prev, u, v, bias, nslot, dshift, v_
                     ln = n
                     lsl = sl
                 r = np.int64((lh >> np.uint64((gi & fm) * pb)) & mask)
-                NR[trc, gi] = _trace(y, y0, imp, dec, r, db, pb, tmax)
-        lutn = POP[li, L_LUTN]
+                NR[Y1 + trc, gi] = _trace(y, y0, imp, dec, r, db, pb, tmax)
+        lutn = POP[li, PC.LUTN]
         if lutn > 0:
             half = lutn // 2
-            th = POP[li, L_THETA]
-            lsh = POP[li, L_LUTSH]
-            l0 = POP[li, L_LUT0]
-            keep = unity - POP[li, L_DV]
+            th = POP[li, PC.THETA]
+            lsh = POP[li, PC.LUTSH]
+            l0 = POP[li, PC.LUT0]
+            keep = unity - POP[li, PC.DV]
             for gi in range(off, off + size):
                 vp = np.int64(v[gi])
                 if flag[gi] & 1:  # the voltage before the reset (reset in place by the update)
-                    vp = _trunc_shift(np.int64(v_prev[gi]) * keep, dshift, rnd) \
+                    vp = trunc_shift(np.int64(v_prev[gi]) * keep, dshift, rnd) \
                         + np.int64(u[gi]) + bias[gi]
                     vp = min(max(vp, -v_max), v_max)
                 idx = _clip(((vp - th) >> lsh) + half, 0, lutn - 1)
-                NR[2, gi] = lut[l0 + idx]
+                NR[SG, gi] = lut[l0 + idx]
 
 
-@njit(cache=True)
-def _third_factors(t, cnt, POP, DEST, NR, rtr, mat, pos, params, chan_off, tgt, chan_mode,
-                   reward, nslot, kb, wk, wk2):
+@njit(cache=True, inline="always")
+def _third_factors(t, cnt, lrn, view, nrn, rt):
     """Step 4: the third factor m of every learning population, sources first."""
-    tmax, tfmax, pb, db, lutb = params[P_TMAX], params[P_TFMAX], params[P_PRNG], params[P_DB], \
-        params[P_LUTB]
-    lf = params[P_LOGF]
+    lt, regs, teach = lrn.lt, lrn.regs, lrn.teach
+    POP, DEST, mat, params, chan_off = lt.POP, lt.DEST, lt.mat, lt.params, lt.chan_off
+    NR, rtr, wk, wk2 = regs.n, regs.rt, regs.wk, regs.wk2
+    tgt, chan_mode, reward = teach.targets, teach.chan_mode, teach.reward
+    nslot, kb = nrn.nslot, view.kb
+    tmax, tfmax, pb, db = params[Param.TMAX], params[Param.TFMAX], params[Param.PRNG], \
+        params[Param.DB]
+    lutb = params[Param.LUTB]
+    lf = params[Param.LOGF]
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
     L = POP.shape[0]
     for li in range(L):
-        kd = POP[li, L_KIND]
-        off = POP[li, L_OFF]
-        size = POP[li, L_SIZE]
-        shift = POP[li, L_SHIFT]
-        if kd == _K_ERROR:
-            ch = POP[li, L_CHAN]
+        kd = POP[li, PC.KIND]
+        off = POP[li, PC.OFF]
+        size = POP[li, PC.SIZE]
+        shift = POP[li, PC.SHIFT]
+        if kd == ThirdFactorCode.ERROR:
+            ch = POP[li, PC.CHAN]
             c0 = chan_off[ch]
             cm = chan_mode[ch]
-            imp = POP[li, L_Y1I]
-            dec = POP[li, L_Y1D]
+            imp = POP[li, PC.Y1I]
+            dec = POP[li, PC.Y1D]
             for i in range(size):
                 gi = off + i
                 tv = np.int64(tgt[t, c0 + i])
                 sl = np.int64(nslot[gi])
                 if tv != 0:
-                    _message(cnt, -1, sl, pos, params)
+                    _message(cnt, -1, sl, rt)
                 if cm == 1:
-                    NR[4, gi] = _clip(tv, 0, tmax)
-                elif NR[4, gi] != 0 or tv != 0:
-                    h = _draw(kb[sl, _S_YT], gi >> lf)
+                    NR[YT, gi] = _clip(tv, 0, tmax)
+                elif NR[YT, gi] != 0 or tv != 0:
+                    h = _draw(kb[sl, STREAM_YT], gi >> lf)
                     r = np.int64((h >> np.uint64((gi & fm) * pb)) & mask)
-                    NR[4, gi] = _trace(NR[4, gi], np.int64(tv != 0), imp, dec, r, db, pb, tmax)
-                NR[3, gi] = _clip(_rhalf(NR[4, gi] - NR[0, gi], shift), -tfmax, tfmax)
-        elif kd == _K_DFA or kd == _K_FA:
-            s = POP[li, L_SRC]
-            soff_ = POP[s, L_OFF]
-            has_lut = POP[s, L_LUTN] > 0
-            m0 = POP[li, L_MAT0]
+                    NR[YT, gi] = _trace(NR[YT, gi], np.int64(tv != 0), imp, dec, r, db, pb, tmax)
+                NR[M, gi] = _clip(_rhalf(NR[YT, gi] - NR[Y1, gi], shift), -tfmax, tfmax)
+        elif kd == ThirdFactorCode.DFA or kd == ThirdFactorCode.FA:
+            s = POP[li, PC.SRC]
+            soff_ = POP[s, PC.OFF]
+            has_lut = POP[s, PC.LUTN] > 0
+            m0 = POP[li, PC.MAT0]
             for i in range(size):
                 wk[i] = 0
-            for k in range(POP[s, L_SIZE]):
+            for k in range(POP[s, PC.SIZE]):
                 gk = soff_ + k
                 if has_lut:
-                    dl = _clip(_rhalf(NR[3, gk] * NR[2, gk], lutb), -tfmax, tfmax)
+                    dl = _clip(_rhalf(NR[M, gk] * NR[SG, gk], lutb), -tfmax, tfmax)
                 else:
-                    dl = NR[3, gk]
+                    dl = NR[M, gk]
                 if dl == 0:
                     continue
-                for d in range(POP[li, L_D0], POP[li, L_D1]):
-                    _message(cnt, np.int64(nslot[gk]), DEST[0, d], pos, params)
+                for d in range(POP[li, PC.D0], POP[li, PC.D1]):
+                    _message(cnt, np.int64(nslot[gk]), DEST[0, d], rt)
                     cnt[DEST[0, d], C_SYNOPS] += DEST[1, d]
                 col = mat[m0 + k * size: m0 + (k + 1) * size]  # stored transposed
                 for i in range(size):
                     wk[i] += col[i] * dl
             for i in range(size):
-                NR[3, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
-        elif kd == _K_DCLL:
-            ncls = POP[li, L_MATR]
-            sl = POP[li, L_SLOT]
-            ch = POP[li, L_CHAN]
+                NR[M, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
+        elif kd == ThirdFactorCode.DCLL:
+            ncls = POP[li, PC.MATR]
+            sl = POP[li, PC.SLOT]
+            ch = POP[li, PC.CHAN]
             c0 = chan_off[ch]
             cm = chan_mode[ch]
-            r0 = POP[li, L_RT0]
-            m0 = POP[li, L_MAT0]
-            imp = POP[li, L_Y1I]
-            dec = POP[li, L_Y1D]
+            r0 = POP[li, PC.RT0]
+            m0 = POP[li, PC.MAT0]
+            imp = POP[li, PC.Y1I]
+            dec = POP[li, PC.Y1D]
             for c in range(ncls):
                 tv = np.int64(tgt[t, c0 + c])
                 if tv != 0:
-                    _message(cnt, -1, sl, pos, params)
+                    _message(cnt, -1, sl, rt)
                 if cm == 1:
                     rtr[r0 + c] = _clip(tv, 0, tmax)
                 elif rtr[r0 + c] != 0 or tv != 0:
-                    h = _draw(kb[sl, _S_RT], (r0 + c) >> lf)
+                    h = _draw(kb[sl, STREAM_RT], (r0 + c) >> lf)
                     r = np.int64((h >> np.uint64(((r0 + c) & fm) * pb)) & mask)
                     rtr[r0 + c] = _trace(rtr[r0 + c], np.int64(tv != 0), imp, dec, r, db, pb,
                                          tmax)
@@ -592,8 +623,8 @@ def _third_factors(t, cnt, POP, DEST, NR, rtr, mat, pos, params, chan_off, tgt, 
             for c in range(ncls):
                 acc = np.int64(0)
                 for i in range(size):
-                    acc += mat[m0 + c * size + i] * NR[0, off + i]
-                err = _clip(rtr[r0 + c] - _rhalf(acc, POP[li, L_RSHIFT]), -tfmax, tfmax)
+                    acc += mat[m0 + c * size + i] * NR[Y1, off + i]
+                err = _clip(rtr[r0 + c] - _rhalf(acc, POP[li, PC.RSHIFT]), -tfmax, tfmax)
                 wk2[c] = err
                 if err != 0:
                     nz += 1
@@ -606,112 +637,103 @@ def _third_factors(t, cnt, POP, DEST, NR, rtr, mat, pos, params, chan_off, tgt, 
                 for i in range(size):
                     wk[i] += mat[m0 + c * size + i] * wk2[c]
             for i in range(size):
-                NR[3, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
-        elif kd == _K_REWARD:
+                NR[M, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
+        elif kd == ThirdFactorCode.REWARD:
             rw = np.int64(reward[t])
             if rw != 0:
-                for d in range(POP[li, L_D0], POP[li, L_D1]):
-                    _message(cnt, -1, DEST[0, d], pos, params)
+                for d in range(POP[li, PC.D0], POP[li, PC.D1]):
+                    _message(cnt, -1, DEST[0, d], rt)
             for i in range(size):
-                NR[3, off + i] = _clip(rw, -tfmax, tfmax)
+                NR[M, off + i] = _clip(rw, -tfmax, tfmax)
         else:
             for i in range(size):
-                NR[3, off + i] = 0
+                NR[M, off + i] = 0
 
 
-@njit(cache=True)
-def _learn_phase(t, cnt, lt, regs, flag, v_prev, u, v, src_spk, bias, nslot, dshift, v_bits,
-                 wmem, tgt, chan_mode, reward, kb):
-    """Steps 2-6 of the reference model's learning phase for one step."""
-    G, AX, POP, DEST, lut, mat, slot_seed, pos, params, chan_off = \
-        lt[0], lt[2], lt[4], lt[5], lt[6], lt[7], lt[8], lt[9], lt[10], lt[11]
-    trace_per_step = lt[12]
-    XR, NR, rtr, clock_a, wk, wk2 = regs[0], regs[1], regs[2], regs[4], regs[7], regs[8]
-    epoch = params[P_EPOCH]
-    clock = clock_a[0]
+@njit(cache=True, inline="always")
+def _learn_phase(t, cnt, net, lrn, view):
+    """Steps 2-6 of the reference model's learning phase for one step. It and its steps
+    are inlined into the step loop: a call increfs and decrefs every array of the records
+    it is given, which costs more than the work of a small network's step."""
+    lt, regs = lrn.lt, lrn.regs
+    G, slot_seed, kb = lt.G, lt.slot_seed, view.kb
+    epoch = lt.params[Param.EPOCH]
+    clock = regs.clock[0]
     for s in range(slot_seed.shape[0]):  # per-core keys of this step, one per stream
-        for st in range(1, 9):
+        for st in range(1, _N_STREAMS):
             kb[s, st] = _base(slot_seed[s], clock, st)
     for s in range(slot_seed.shape[0]):  # trace/LUT/third-factor registers updated per step
-        cnt[s, C_TRACE] += trace_per_step[s]
-    _axon_traces(cnt, G, AX, XR, src_spk, kb, params)
-    _neuron_state(cnt, POP, NR, lut, flag, v_prev, u, v, bias, nslot, dshift, v_bits, kb,
-                  params)
-    _third_factors(t, cnt, POP, DEST, NR, rtr, mat, pos, params, chan_off, tgt, chan_mode,
-                   reward, nslot, kb, wk, wk2)
+        cnt[s, C_TRACE] += lt.trace_per_step[s]
+    _axon_traces(lt, regs, view)
+    _neuron_state(lt, regs, view, net.neurons)
+    _third_factors(t, cnt, lrn, view, net.neurons, net.routes)
     # 5. tags every step, then 6. weights at the end of an epoch (they read the new tags)
     epoch_end = (clock + 1) % epoch == 0
     for p in range(G.shape[0]):
-        if G[p, G_TE1] > G[p, G_TE0]:
-            _statement(p, 1, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt)
-        if epoch_end and G[p, G_TW1] > G[p, G_TW0]:
-            _statement(p, 0, lt, regs, flag, u, v, src_spk, nslot, kb, wmem, cnt)
-    clock_a[0] = clock + 1
-
+        if G[p, GC.TE1] > G[p, GC.TE0]:
+            _statement(p, 1, lrn, view, net.syn, net.neurons.nslot, cnt)
+        if epoch_end and G[p, GC.TW1] > G[p, GC.TW0]:
+            _statement(p, 0, lrn, view, net.syn, net.neurons.nslot, cnt)
+    regs.clock[0] = clock + 1
 
 
 @njit(cache=True)
-def _learn_sample(T, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
-                  u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
-                  counters, lt, regs, tgt, chan_mode, reward):
-    """T steps of one sample with learning: the inference step of ``_run_sample`` (the
-    same function), then the learning phase."""
-    nslot, bias = nrn[6], nrn[5]
-    dshift, v_bits = fmt[0], fmt[2]
-    n_in = src[3]
-    wmem = (mem[0], mem[3], mem[4], mem[5], mem[6], mem[7])
-    N = u.shape[0]
-    S = src[0].shape[0]
-    K = lt[8].shape[0]
-    fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16 = _work(
-        N, S, src[1].shape[0], src[5].shape[0])
-    v_prev = np.empty(N, np.int32)
-    src_spk = np.zeros(S, np.uint8)
-    kb = np.empty((max(K, 1), 9), np.uint64)
+def _learn_sample(T, t0, net, inp, st, rec, lrn):
+    """T steps of one sample with learning: the inference step of ``step.run_sample``
+    (the same function), then the learning phase."""
+    n_in = net.sources.n_inputs
+    N = st.u.shape[0]
+    S = net.sources.pop.shape[0]
+    K = lrn.lt.slot_seed.shape[0]
+    wk = work(net, N)
+    fired = wk.fired
+    view = StepView(wk.flag, st.u, st.v, np.empty(N, np.int32), np.zeros(S, np.uint8),
+                    np.empty((max(K, 1), _N_STREAMS), np.uint64))
+    src_spk = view.src_spk
     for t in range(T):
-        cnt = counters[t]
-        v_prev[:] = v
-        nf = _inference_step(t, t0, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt, u, v,
-                             ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
-                             cnt, fired, flag, srcs, rows_all, spk_cnt, cls_cnt, cls_list, acc16)
+        cnt = rec.counters[t]
+        view.v_prev[:] = st.v
+        nf = inference_step(t, t0, net, inp, st, rec, wk)
         # every spike of the step (also of neurons without axons) for the learning phase
-        i0, i1 = inp_ptr[t], inp_ptr[t + 1]
+        i0, i1 = inp.ptr[t], inp.ptr[t + 1]
         for q in range(i0, i1):
-            src_spk[inp_src[q]] = 1
+            src_spk[inp.src[q]] = 1
         for q in range(nf):
             src_spk[n_in + fired[q]] = 1
-        _learn_phase(t, cnt, lt, regs, flag, v_prev, u, v, src_spk, bias, nslot, dshift,
-                     v_bits, wmem, tgt, chan_mode, reward, kb)
+        _learn_phase(t, cnt, net, lrn, view)
         for q in range(i0, i1):
-            src_spk[inp_src[q]] = 0
+            src_spk[inp.src[q]] = 0
         for q in range(nf):
             src_spk[n_in + fired[q]] = 0
 
 
 @njit(cache=True)
-def _learn_stream(order, reset, t_start, T, D, inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
-                  u, v, ring, scratch, probe_idx, probe_var, probe_out, rec_col, spk_out,
-                  counters, lt, regs, tgt, chan_mode, reward):
-    """Samples order[0], order[1], ... one after another, each T steps, learning; with
-    ``reset`` the neuron state, delay ring and learning registers (not the weights, not the
-    clock) are cleared before each sample. Results of the k-th go to row k."""
-    for k in range(order.shape[0]):
-        b = order[k]
-        if reset:
-            u[:] = 0
-            v[:] = 0
-            ring[:] = 0
-            scratch[:] = 0
-            regs[0][:] = 0
-            regs[1][:] = 0
-            regs[2][:] = 0
-            regs[3][:] = 0
-            t0 = 0
+def _learn_stream(plan, net, inp, st, rec, lrn):
+    """Samples plan.order[0], plan.order[1], ... one after another, each plan.steps steps,
+    learning; with plan.reset the neuron state, delay ring and learning registers (not the
+    weights, not the clock) are cleared before each sample. inp, rec and lrn.teach are
+    batched (a leading axis over samples; outputs over the stream). Results of the k-th
+    go to row k."""
+    T = plan.steps
+    regs, teach = lrn.regs, lrn.teach
+    for k in range(plan.order.shape[0]):
+        b = plan.order[k]
+        if plan.reset:
+            st.u[:] = 0
+            st.v[:] = 0
+            st.ring[:] = 0
+            st.scratch[:] = 0
+            regs.x[:] = 0
+            regs.n[:] = 0
+            regs.rt[:] = 0
+            regs.tags[:] = 0
+            t0 = np.int64(0)
         else:
-            t0 = t_start + k * T
-        _learn_sample(T, t0, D, inp_ptr[b], inp_src, nrn, fmt, src, cn, mem, rt, u, v, ring,
-                      scratch, probe_idx, probe_var, probe_out[k], rec_col, spk_out[k],
-                      counters[k], lt, regs, tgt[b], chan_mode, reward[b])
+            t0 = plan.t_start + k * T
+        rec_k = Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[k], rec.spikes[k],
+                       rec.counters[k])
+        lrn_b = Learn(lrn.lt, regs, Teach(teach.targets[b], teach.chan_mode, teach.reward[b]))
+        _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src), st, rec_k, lrn_b)
 
 
 class LearnKernelState:
@@ -724,11 +746,11 @@ class LearnKernelState:
         N = tables.n_neurons
         z = np.zeros
         self.x = z((2, lt.n_axons), np.int64)
-        self.n = z((5, N), np.int64)
+        self.n = z((len(NeuronReg), N), np.int64)
         self.rt = z(max(lt.n_rt, 1), np.int64)
         self.tags = z(max(lt.n_syn, 1), np.int64)
         self.clock = z(1, np.int64)
-        maxt = int(lt.params[P_MAXT])
+        maxt = int(lt.params[Param.MAXT])
         self.Pw = z((max(N, 1), maxt), np.int64)
         self.Qw = z((lt.max_group_axons, maxt), np.int64)
         self.wk = z(max(N, 1), np.int64)
@@ -738,17 +760,13 @@ class LearnKernelState:
         for a in (self.x, self.n, self.rt, self.tags):
             a[:] = 0
 
-    def as_tuple(self) -> tuple[NDArray[np.int64], ...]:
-        return (self.x, self.n, self.rt, self.tags, self.clock, self.Pw, self.Qw, self.wk,
-                self.wk2)
+    def record(self) -> LearnRegs:
+        """The kernels' record of these registers."""
+        return LearnRegs(self.x, self.n, self.rt, self.tags, self.clock, self.Pw, self.Qw,
+                         self.wk, self.wk2)
 
 
-def _inference_args(tb: Tables) -> tuple[Any, ...]:
-    """The inference kernels' argument tuples (the same as ``run_batch`` uses)."""
-    return kernel_args(tb)
-
-
-def _check(name: str, arr: NDArray[Any], dtype: Any, ndim: int) -> None:
+def _check(name: str, arr: NDArray[np.generic], dtype: type, ndim: int) -> None:
     check_kernel_arg(name, arr, dtype, ndim, "emulator.learning.kernels")
 
 
@@ -804,13 +822,10 @@ def learn_stream(tables: Tables, lt: LearnTables, state: KernelState, lstate: Le
     probes = np.zeros((K, steps, probe_idx.size), np.int32)
     spikes = np.zeros((K, steps, n_rec), np.uint8)
     counters = np.zeros((K, steps, max(nslots, 1), N_COUNTERS), np.int64)
-    nrn, fmt, src, cn, mem, rt = _inference_args(tables)
-    ltt = lt.kernel_tuple()
     if steps > 0 and K > 0:
-        _learn_stream(order, bool(reset), np.int64(state.t), np.int64(steps),
-                      np.int64(tables.ring_slots), inp_ptr, inp_src, nrn, fmt, src, cn, mem, rt,
-                      state.u[0], state.v[0], state.ring[0], state.scratch[0], probe_idx,
-                      probe_var, probes, rec_col, spikes, counters, ltt, lstate.as_tuple(),
-                      targets, chan_mode, reward)
+        plan = Plan(order, bool(reset), np.int64(state.t), np.int64(steps))
+        lrn = Learn(lt.record(), lstate.record(), Teach(targets, chan_mode, reward))
+        _learn_stream(plan, kernel_network(tables), Inputs(inp_ptr, inp_src), state.sample(0),
+                      Record(probe_idx, probe_var, rec_col, probes, spikes, counters), lrn)
         state.t = steps if reset else state.t + K * steps
     return probes, spikes, counters

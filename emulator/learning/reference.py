@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emulator.learning import fixed as lf
+from emulator.paths import path_costs, path_cycles
 from emulator.reference import ReferenceModel, ReferenceState
 from emulator.tables import (
     C_ERR_MSGS,
@@ -142,8 +143,7 @@ class LearningReference:
         self.pos = {c.core: hw.core_position(c.core) for c in image.cores}
         io_x, io_y = hw.mesh.io_tile
         self.io_pos = (0, io_x, io_y)
-        t = hw.timing
-        self.cost = {n: t.cycles(n) for n in ("spike_out", "hop_ew", "hop_ns", "chip_link")}
+        self.costs = path_costs(hw)
         self.syns: list[_Syn] = []
         g0 = a0 = 0
         for cs in self.cl.synapses:
@@ -231,8 +231,7 @@ class LearningReference:
         cnt[ch, C_HOPS_EW] += dx
         cnt[ch, C_HOPS_NS] += dy
         cnt[ch, C_LINKS] += dl
-        path = (self.cost["spike_out"] + dx * self.cost["hop_ew"] + dy * self.cost["hop_ns"]
-                + dl * self.cost["chip_link"])
+        path = path_cycles(self.costs, dx, dy, dl)
         cnt[ch, C_ROUTE_MAX] = max(cnt[ch, C_ROUTE_MAX], path)
 
     # ------------------------------------------------------------------ run

@@ -12,6 +12,8 @@ floor.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -160,30 +162,42 @@ def effective_weights(
     return (wc >> k) << k
 
 
+class WeightDecode(IntEnum):
+    """How a stored weight byte becomes a weight (a connection's decode rule).
+
+    A weight is ``scale(raw(byte))``: the byte read as int8 (SIGNED) or uint8 (the
+    others), shifted left by the connection's shift, and negated for NEGATED. The two
+    parts are linear, so a sum of raw bytes decodes as the sum of the weights (the
+    emulator's row adds rely on it).
+    """
+
+    SIGNED = 0  # w = int8(byte) << shift      (mixed sign: even values in [-256, 254])
+    UNSIGNED = 1  # w = uint8(byte) << shift   (excitatory)
+    NEGATED = 2  # w = -(uint8(byte) << shift) (inhibitory)
+
+
 def encode_weight_bytes(w: ArrayLike, sign_mode: str) -> tuple[NDArray[np.uint8], int, int]:
     """Encode effective weights as one byte each plus a decode rule (mode, shift).
 
-    Returns (bytes, decode_mode, shift) with
-      decode_mode 0: w = int8(byte) << shift   (mixed: even values in [-256, 254], shift 1)
-      decode_mode 1: w = uint8(byte) << shift  (excitatory)
-      decode_mode 2: w = -(uint8(byte) << shift) (inhibitory)
-    The caller guarantees ``w`` is already representable (see :func:`effective_weights`).
+    Returns (bytes, decode_mode, shift), decode_mode a :class:`WeightDecode` value (as a
+    plain int). The caller guarantees ``w`` is already representable (see
+    :func:`effective_weights`).
     """
     wi = as_i64(w)
     if sign_mode == SIGN_MIXED:
         shift = 1
         m = wi >> shift
-        return m.astype(np.int8).view(np.uint8), 0, shift
+        return m.astype(np.int8).view(np.uint8), int(WeightDecode.SIGNED), shift
     if sign_mode == SIGN_EXCITATORY:
-        return wi.astype(np.uint8), 1, 0
-    return (-wi).astype(np.uint8), 2, 0
+        return wi.astype(np.uint8), int(WeightDecode.UNSIGNED), 0
+    return (-wi).astype(np.uint8), int(WeightDecode.NEGATED), 0
 
 
 def decode_weight_bytes(b: ArrayLike, decode_mode: int, shift: int) -> I64:
-    """Inverse of :func:`encode_weight_bytes`."""
+    """Weights of stored bytes under a decode rule (:class:`WeightDecode`): the inverse of
+    :func:`encode_weight_bytes`. This is the definition; the emulator's kernels compile the
+    same rule scalar by scalar (``emulator.kernels.weights``), tested equal on every byte."""
     bb = np.asarray(b, dtype=np.uint8)
-    if decode_mode == 0:
-        return bb.view(np.int8).astype(np.int64) << shift
-    if decode_mode == 1:
-        return bb.astype(np.int64) << shift
-    return -(bb.astype(np.int64) << shift)
+    raw = bb.view(np.int8) if decode_mode == WeightDecode.SIGNED else bb
+    w = raw.astype(np.int64) << shift
+    return -w if decode_mode == WeightDecode.NEGATED else w

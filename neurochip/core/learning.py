@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from enum import IntEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -69,7 +70,9 @@ __all__ = [
     "SurrogateParams",
     "SynapseLearning",
     "ThirdFactor",
+    "ThirdFactorCode",
     "TraceParams",
+    "Var",
     "check_term_shift",
     "compiled_learning",
     "learning_dict",
@@ -230,11 +233,38 @@ class LearningConfig:
 #: configuration only, and every reader re-checked it)
 LEARNING_FORMAT = 2
 
-#: codes of the rule variables in :attr:`DTerm.vars` (the learning tables' factor codes)
-VAR_CODES = {"x0": 0, "x1": 1, "x2": 2, "y0": 3, "y1": 4, "y2": 5, "sg": 6, "m": 7, "v": 8,
-             "u": 9, "w": 10, "e": 11}
-#: codes of the third-factor kinds in the learning tables
-KIND_CODES = {k: i for i, k in enumerate(THIRD_FACTOR_KINDS)}
+class Var(IntEnum):
+    """Codes of the rule variables in :attr:`DTerm.vars` (the learning tables' factor codes)."""
+
+    X0 = 0  # presynaptic spike
+    X1 = 1  # presynaptic traces
+    X2 = 2
+    Y0 = 3  # postsynaptic spike
+    Y1 = 4  # postsynaptic traces
+    Y2 = 5
+    SG = 6  # surrogate derivative
+    M = 7  # third factor
+    V = 8  # voltage
+    U = 9  # current
+    W = 10  # weight
+    E = 11  # tag (eligibility)
+
+
+class ThirdFactorCode(IntEnum):
+    """Codes of the third-factor kinds in the learning tables (THIRD_FACTOR_KINDS order)."""
+
+    NONE = 0
+    ERROR = 1
+    DFA = 2
+    FA = 3
+    DCLL = 4
+    REWARD = 5
+
+
+#: rule variable name -> code
+VAR_CODES = {v.name.lower(): int(v) for v in Var}
+#: third-factor kind -> code
+KIND_CODES = {k: int(ThirdFactorCode[k.upper()]) for k in THIRD_FACTOR_KINDS}
 
 
 @dataclass(frozen=True)

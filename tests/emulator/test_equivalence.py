@@ -103,7 +103,7 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
     import numba
     import pytest
 
-    from emulator import kernels
+    from emulator.kernels import run as kernels
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
@@ -114,8 +114,9 @@ def test_threaded_single_sample_equals_serial_and_reference(seed: int, hw: str,
         mp.setattr(kernels, "THREADED_MIN_EVENTS", 0)
         mp.setattr(kernels, "THREADED_MIN_SOURCES", 0)
         calls = []
-        threaded = kernels._run_threaded
-        mp.setattr(kernels, "_run_threaded", lambda *a: (calls.append(a[-4]), threaded(*a)))
+        threaded = kernels.run_threaded
+        mp.setattr(kernels, "run_threaded", lambda *a: (calls.append(a[-1].threads),
+                                                        threaded(*a)))
         em = neurochip.Emulator(img, threads=2)
         a = em.run({"in": x[:15]}, probes=probes)
         a2 = em.run({"in": x[15:]}, probes=probes)
@@ -177,7 +178,7 @@ def test_neuron_update_in_32_bit_lanes_equals_64_bit(seed: int, du: int, dv: int
     on extreme registers: inputs over the whole int32 range (the input sum wraps, and the
     current keeps what its single wrap leaves), currents at the wrap edges, saturating
     voltages, the largest biases allowed, both signs of every product."""
-    from emulator.kernels import _update_range, narrow_formats_ok
+    from emulator.kernels import Formats, Population, _update_range, narrow_formats_ok
 
     u_bits, v_bits = bits
     rng = np.random.default_rng(seed)
@@ -200,9 +201,10 @@ def test_neuron_update_in_32_bit_lanes_equals_64_bit(seed: int, du: int, dv: int
     out = []
     for narrow in (True, False):
         u, v, a, flag = u0.copy(), v0.copy(), a0.copy(), np.zeros(n, np.uint8)
-        _update_range(u, v, a, np.int64(du), np.int64(dv), np.int64(theta), np.int8(mode),
-                      bias, flag, np.int64(12), np.int64(u_bits), np.int64(v_bits),
-                      np.int64(in_shift), narrow)
+        _update_range(u, v, a, bias, flag,
+                      Population(np.int64(du), np.int64(dv), np.int64(theta), np.int8(mode)),
+                      Formats(np.int64(12), np.int64(u_bits), np.int64(v_bits),
+                              np.int64(in_shift), np.int64(narrow)))
         out.append((u, v, a, flag))
     for x32, x64 in zip(*out):
         np.testing.assert_array_equal(x32, x64)

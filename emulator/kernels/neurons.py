@@ -1,0 +1,217 @@
+"""Neuron kernels: the LIF update (64-bit lanes, and 32-bit lanes where the formats allow)
+and the per-segment counting and listing of spikes.
+
+Per neuron g of a population, one step (``neurochip.core.fixedpoint.lif_step``)::
+
+    u <- wrap_once(wrap32(trunc0(u * (2^ds - 1 - du) >> ds) + (a << input_shift)))
+    v <- sat(trunc0(v * (2^ds - dv) >> ds) + u + bias)                      [new u]
+    spike if v > theta (strict); reset v to 0, or subtract theta
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from emulator.kernels.records import Formats, Population
+from emulator.tables import C_ACTIVE, C_SPIKES_OUT, ResetMode, Tables
+from neurochip.core.fixedpoint import DATAPATH_BITS
+
+__all__ = ["narrow_formats_ok", "narrow_ok"]
+
+_I32 = np.int32
+_NARROW_SHIFT = 12  # the decay width the 32-bit neuron update is built for
+ZERO = ResetMode.ZERO
+NONSPIKING = ResetMode.NONSPIKING
+
+
+@njit(cache=True, inline="always")
+def trunc_shift(p: np.int64, shift: np.int64, rnd: np.int64) -> np.int64:
+    """sign(p) * (|p| >> shift), branch-free: 2^shift - 1 (rnd) is added to negative values
+    before the shift. Decays truncate the magnitude (hardware works on sign/magnitude):
+    -96.7 -> -96."""
+    return (p + ((p >> 63) & rnd)) >> shift
+
+
+@njit(cache=True)
+def _update_range(u, v, a_in, bias, flag, pop, fmt):
+    """One step of the neurons of one population (array slices; pop: its Population,
+    fmt: Formats).
+
+    flag[g] gets bit 0 when neuron g spiked and bit 1 when it had synaptic input. The loops
+    run from 0 over slices so LLVM can vectorise them (no negative-index checks). With
+    ``fmt.narrow`` (see :func:`narrow_ok`) the 32-bit form runs, else the 64-bit one.
+    """
+    if fmt.narrow != 0:
+        _update_range32(u, v, a_in, bias, flag, pop, fmt)
+    else:
+        _update_range64(u, v, a_in, bias, flag, pop, fmt)
+
+
+@njit(cache=True, inline="always")
+def _decay32(x, keep):
+    """trunc0(x * keep >> 12) in 32-bit lanes: x = hi * 2^12 + lo (hi = x >> 12 floors,
+    0 <= lo < 2^12), so x * keep >> 12 = hi * keep + (lo * keep + r) >> 12 exactly, where
+    r = 2^12 - 1 for negative x turns the floor into truncation toward zero. Every term
+    fits 32 bits for |x| < 2^31 and 0 <= keep <= 2^12."""
+    m = _I32(4095)
+    return _I32(_I32(_I32(x >> 12) * keep)
+                + _I32(_I32(_I32(_I32(x & m) * keep) + _I32(_I32(x >> 31) & m)) >> 12))
+
+
+@njit(cache=True, inline="always")
+def _update_range32(u, v, a_in, bias, flag, pop, fmt):
+    """_update_range64 in 32-bit lanes (twice as many per vector), for the formats of
+    :func:`narrow_formats_ok`: the input sum then wraps in 32 bits exactly as Lava's int32
+    sum does, and the voltage sum cannot overflow."""
+    k_u = _I32(4095 - pop.du)
+    k_v = _I32(4096 - pop.dv)
+    ish = fmt.input_shift & 31  # < 32 here; the mask lets LLVM shift in 32 bits (mod 2^32)
+    u_half = _I32(1 << (fmt.u_bits - 1))
+    u_low = _I32(-u_half)
+    u_full = _I32(1 << fmt.u_bits)
+    v_max = _I32((1 << (fmt.v_bits - 1)) - 1)
+    v_min = _I32(-v_max)
+    th = _I32(pop.theta)
+    spiking = pop.mode != NONSPIKING
+    to_zero = pop.mode == ZERO
+    for g in range(u.shape[0]):
+        a = a_in[g]
+        a_in[g] = 0
+        x = _I32(_decay32(u[g], k_u) + _I32(a << ish))
+        if x > u_half:
+            x = _I32(x - u_full)
+        elif x <= u_low:
+            x = _I32(x + u_full)
+        u[g] = x
+        y = _I32(_I32(_decay32(v[g], k_v) + x) + bias[g])
+        y = min(max(y, v_min), v_max)
+        s = spiking & (y > th)
+        if s:
+            y = _I32(0) if to_zero else _I32(y - th)
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True, inline="always")
+def _update_range64(u, v, a_in, bias, flag, pop, fmt):
+    """The neuron update in 64-bit lanes, for any register widths and decay width."""
+    dshift = fmt.decay_shift
+    in_shift = fmt.input_shift
+    theta = pop.theta
+    unity = np.int64(1) << dshift
+    rnd = unity - 1
+    u_keep = rnd - pop.du  # Lava's hidden +1 on the current decay
+    v_keep = unity - pop.dv
+    u_half = np.int64(1) << (fmt.u_bits - 1)
+    u_full = np.int64(1) << fmt.u_bits
+    i32_half = np.int64(1) << (DATAPATH_BITS - 1)
+    i32_mask = (np.int64(1) << DATAPATH_BITS) - 1
+    v_max = (np.int64(1) << (fmt.v_bits - 1)) - 1
+    spiking = pop.mode != NONSPIKING
+    to_zero = pop.mode == ZERO
+    for g in range(u.shape[0]):
+        a = np.int64(a_in[g])
+        a_in[g] = 0
+        x = trunc_shift(np.int64(u[g]) * u_keep, dshift, rnd) + (a << in_shift)
+        # Lava adds the shifted input to the decayed current in int32: a sum beyond 32
+        # bits wraps (two's complement) before the register's own wrap.
+        x = ((x + i32_half) & i32_mask) - i32_half
+        if x > u_half:  # one two's-complement wrap of the current register (Lava)
+            x -= u_full
+        elif x <= -u_half:
+            x += u_full
+        u[g] = x
+        y = trunc_shift(np.int64(v[g]) * v_keep, dshift, rnd) + x + bias[g]
+        y = min(max(y, -v_max), v_max)  # the voltage register saturates
+        s = spiking & (y > theta)  # strict threshold
+        if s:
+            y = 0 if to_zero else y - theta
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True, inline="always")
+def formats(nrn):
+    """The Formats record of Neurons nrn."""
+    return Formats(nrn.decay_shift, nrn.u_bits, nrn.v_bits, nrn.input_shift, nrn.narrow)
+
+
+@njit(cache=True, inline="always")
+def population(nrn, p):
+    """The registers of LIF population p (a Population record)."""
+    return Population(np.int64(nrn.pop_du[p]), np.int64(nrn.pop_dv[p]),
+                      np.int64(nrn.pop_theta[p]), nrn.pop_mode[p])
+
+
+@njit(cache=True, inline="always")
+def update_neurons(u, v, a_in, nrn, flag):
+    """One step of every LIF neuron (nrn: Neurons), population by population; a_in: the
+    ring slot of this step (cleared as it is read)."""
+    pop_g0, bias = nrn.pop_g0, nrn.bias
+    fmt = formats(nrn)
+    for p in range(nrn.pop_du.shape[0]):
+        g0 = pop_g0[p]
+        g1 = pop_g0[p + 1]
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
+                      population(nrn, p), fmt)
+
+
+@njit(cache=True, inline="always")
+def count_list(f, g0, lst, out):
+    """One segment's flags f (neurons g0...): how many were active and spiked; with lst,
+    the spiking neurons are listed in out (branch-free). Returns (act, spk, listed)."""
+    act = _I32(0)  # 32-bit sums: twice the lanes of 64-bit ones (a segment < 2^31)
+    spk = _I32(0)
+    for i in range(f.shape[0]):
+        x = f[i]
+        act = _I32(act + _I32(x != 0))
+        spk = _I32(spk + _I32(x & 1))
+    nf = np.int64(0)
+    if spk > 0 and lst:
+        for i in range(f.shape[0]):
+            out[nf] = g0 + i
+            nf += np.int64(f[i] & 1)
+    return np.int64(act), np.int64(spk), nf
+
+
+@njit(cache=True, inline="always")
+def collect(flag, nrn, fired, cnt):
+    """Count active and spiking neurons per core; list the neurons that fired.
+
+    Works segment by segment (a population's neurons on one core): the counts are
+    vectorised sums; only segments whose spikes are needed (they have output axons, are
+    recorded, or learn) are listed in ``fired``. Returns how many neurons were listed.
+    """
+    seg_g0, seg_list, seg_slot = nrn.seg_g0, nrn.seg_list, nrn.seg_slot
+    nf = np.int64(0)
+    for q in range(seg_slot.shape[0]):
+        g0 = seg_g0[q]
+        act, spk, m = count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] != 0, fired[nf:])
+        k = seg_slot[q]
+        cnt[k, C_ACTIVE] += act
+        cnt[k, C_SPIKES_OUT] += spk
+        nf += m
+    return nf
+
+
+def narrow_formats_ok(dshift: int, u_bits: int, v_bits: int, in_shift: int, bias_max: int,
+                      theta_max: int) -> bool:
+    """Whether :func:`_update_range32` equals the 64-bit update for these formats and the
+    largest |bias| and threshold: decay width 12; the input sum wraps in 32 bits as Lava's
+    does (input shift below 32); and the voltage sum v + u + bias cannot leave 32 bits. After
+    its single wrap the current can still reach 2^31 - 2^u_bits in magnitude (Lava wraps it
+    once, not modulo), so that needs 2^u_bits > v_max + |bias|; thresholds stay below 2^30 so
+    that subtracting one from a saturated voltage stays in range."""
+    v_max = (1 << (v_bits - 1)) - 1
+    return (dshift == _NARROW_SHIFT and u_bits <= 30 and v_bits <= 31 and in_shift < 32
+            and (1 << u_bits) > v_max + bias_max and 0 <= theta_max < (1 << 30))
+
+
+def narrow_ok(tb: Tables) -> bool:
+    """Whether the neurons of these tables may be updated in 32-bit lanes
+    (:func:`narrow_formats_ok` on their formats, biases and thresholds)."""
+    dshift, u_bits, v_bits, in_shift = tb.fmt
+    bias_max = int(np.abs(tb.bias.astype(np.int64)).max()) if tb.bias.size else 0
+    theta_max = int(np.abs(tb.pop_theta.astype(np.int64)).max()) if tb.pop_theta.size else 0
+    return narrow_formats_ok(dshift, u_bits, v_bits, in_shift, bias_max, theta_max)

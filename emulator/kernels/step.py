@@ -1,0 +1,194 @@
+"""Step kernels: one step of one sample (neurons, observation, routing, synapses), and the
+loops over steps and samples built on it.
+
+One step t of one sample (:func:`inference_step`):
+
+1. every LIF neuron takes its input from the ring slot of this step and is updated
+   (``emulator.kernels.neurons``);
+2. probes and spikes are recorded (after the reset, as Lava's monitors see them);
+3. the step's spikes (host inputs, then neurons) are routed: per output axon the
+   destination core's counters grow (``emulator.kernels.routing``), and each connection
+   adds its weights into the ring slot of step t + 1 + delay (``emulator.kernels.synapses``).
+
+Threads: the samples of a batch run on separate threads (:func:`run_batch_par`); one sample
+of a large network runs :func:`run_threaded`, which spreads the neuron segments, the message
+counting and the larger connections over the threads. Only integer sums (and maxima) are
+split, so the results never depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from emulator.kernels.neurons import (
+    _update_range,
+    collect,
+    count_list,
+    formats,
+    population,
+    update_neurons,
+)
+from emulator.kernels.records import Inputs, Network, Record, SampleState, Work
+from emulator.kernels.routing import (
+    charge_classes,
+    charge_list,
+    charge_par,
+    group,
+    route,
+    step_sources,
+)
+from emulator.kernels.synapses import synapses, synapses_par
+from emulator.tables import C_ACTIVE, C_SPIKES_OUT
+
+
+@njit(cache=True, inline="always")
+def observe(t, st, rec, fired, nf):
+    """Probes read u/v after the reset (as Lava's monitors do); record the spikes."""
+    probe_idx, probe_var, probe_out = rec.probe_idx, rec.probe_var, rec.probes
+    for p in range(probe_idx.shape[0]):
+        g = probe_idx[p]
+        probe_out[t, p] = st.u[g] if probe_var[p] == 0 else st.v[g]
+    spk_out, rec_col = rec.spikes, rec.rec_col
+    if spk_out.shape[1] > 0:  # some population is recorded
+        for q in range(nf):
+            col = rec_col[fired[q]]
+            if col >= 0:
+                spk_out[t, col] = 1
+
+
+@njit(cache=True, inline="always")
+def work(net, N):
+    """The Work (scratch) record of the step loop for N neurons."""
+    src = net.sources
+    S = src.pop.shape[0]
+    P = src.pop_src0.shape[0]
+    ncls = src.cls_rep.shape[0]
+    return Work(np.empty(N, np.int64), np.zeros(N, np.uint8), np.empty(S, np.int64),
+                np.empty(S, np.int64), np.zeros(P, np.int64), np.zeros(ncls, np.int64),
+                np.empty(ncls, np.int64), np.zeros(N, np.int16))
+
+
+@njit(cache=True, inline="always")
+def inference_step(t, t0, net, inp, st, rec, wk):
+    """One step t (of a run that started at step t0) of one sample: neurons, observation,
+    routing, synapses. Returns how many neurons fired (listed in wk.fired)."""
+    N = st.u.shape[0]
+    D = net.ring_slots
+    cnt = rec.counters[t]
+    cur = (t0 + t) % D
+    roff = cur * N
+    update_neurons(st.u, st.v, st.ring[roff: roff + N], net.neurons, wk.flag)
+    nf = collect(wk.flag, net.neurons, wk.fired, cnt)
+    observe(t, st, rec, wk.fired, nf)
+    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs)
+    if ns > 0:
+        route(ns, net.sources, net.routes, wk, cnt)
+        # synaptic input lands in the ring slots of steps t + 1 + delay
+        synapses(0, net.conns.kind.shape[0], net, st, cur + 1, wk)
+        wk.spk_cnt[:] = 0
+    return nf
+
+
+@njit(cache=True)
+def run_sample(T, t0, net, inp, st, rec):
+    """Inference: T steps of one sample (its SampleState updated in place)."""
+    wk = work(net, st.u.shape[0])
+    for t in range(T):
+        inference_step(t, t0, net, inp, st, rec, wk)
+
+
+@njit(cache=True, inline="always")
+def run_one(b, T, t0, net, inp, st, rec):
+    """run_sample of sample b of batched Inputs, SampleState and Record."""
+    run_sample(T, t0, net, Inputs(inp.ptr[b], inp.src),
+               SampleState(st.u[b], st.v[b], st.ring[b], st.scratch[b]),
+               Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[b], rec.spikes[b],
+                      rec.counters[b]))
+
+
+@njit(cache=True)
+def run_serial(T, t0, net, inp, st, rec):
+    """run_sample over the samples of a batch, one after another."""
+    for b in range(st.u.shape[0]):
+        run_one(b, T, t0, net, inp, st, rec)
+
+
+@njit(cache=True)
+def _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec):
+    """run_one with the Network given as its parts (see run_batch_par)."""
+    run_one(b, T, t0, Network(nrn, src, cn, syn, rt, D), inp, st, rec)
+
+
+@njit(cache=True, parallel=True)
+def run_batch_par(T, t0, nrn, src, cn, syn, rt, D, inp, st, rec):
+    """run_sample over the samples of a batch, on separate threads. It takes the parts of
+    the Network (nrn, src, cn, syn, rt, D = ring_slots): a parallel loop cannot hand a
+    record that holds records to its threads."""
+    for b in prange(st.u.shape[0]):
+        _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec)
+
+
+@njit(cache=True, parallel=True)
+def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg):
+    """Neuron updates and spike collection with the segments spread over the threads;
+    each segment lists its spikes in its own range of fired_seg; seg_out (3, n_seg):
+    active, spiking and listed neurons per segment."""
+    u, v = st.u, st.v
+    seg_g0 = nrn.seg_g0
+    for q in prange(nrn.seg_slot.shape[0]):
+        g0 = seg_g0[q]
+        g1 = seg_g0[q + 1]
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
+                      population(nrn, nrn.seg_pop[q]), formats(nrn))
+        act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] != 0, fired_seg[g0:g1])
+        seg_out[0, q] = act
+        seg_out[1, q] = spk
+        seg_out[2, q] = m
+
+
+@njit(cache=True)
+def run_threaded(T, t0, net, inp, st, rec, par):
+    """run_sample for one large sample, its work spread over par.threads threads
+    (par: Threading): the neuron segments, the messages, and the targets of each
+    connection with enough work this step (see ``synapses.synapses_par``). Grouping,
+    recording and counting stay serial, in the same order as the serial kernel, so the
+    results are identical."""
+    N = st.u.shape[0]
+    D = net.ring_slots
+    nrn, src, rt = net.neurons, net.sources, net.routes
+    wk = work(net, N)
+    nseg = nrn.seg_slot.shape[0]
+    seg_out = np.zeros((3, nseg), np.int64)
+    fired_seg = np.empty(N, np.int64)
+    npost = net.conns.npost
+    npmax = max(npost.max(), 1) if npost.shape[0] else 1
+    counters = rec.counters
+    acc_p = np.zeros((par.threads, npmax), np.int16)
+    cnt_p = np.zeros((par.threads, counters.shape[1], counters.shape[2]), np.int64)
+    fired = wk.fired
+    for t in range(T):
+        cnt = counters[t]
+        cur = (t0 + t) % D
+        roff = cur * N
+        _neurons_par(st, st.ring[roff: roff + N], nrn, wk.flag, seg_out, fired_seg)
+        nf = np.int64(0)
+        for q in range(nseg):
+            k = nrn.seg_slot[q]
+            cnt[k, C_ACTIVE] += seg_out[0, q]
+            cnt[k, C_SPIKES_OUT] += seg_out[1, q]
+            g0 = nrn.seg_g0[q]
+            for i in range(seg_out[2, q]):
+                fired[nf] = fired_seg[g0 + i]
+                nf += 1
+        observe(t, st, rec, fired, nf)
+        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs)
+        if ns > 0:
+            ncls, nd = group(ns, src, wk)
+            if nd >= par.min_sources:
+                charge_par(wk.srcs, nd, src.slot, rt, cnt, cnt_p)
+            else:
+                charge_list(wk.srcs, 0, nd, src.slot, rt, cnt)
+            charge_classes(ncls, src, rt, wk, cnt)
+            synapses_par(net, net.syn, st, cur + 1, wk, acc_p, par.min_events)
+            wk.spk_cnt[:] = 0
