@@ -39,6 +39,9 @@ bench: setup
 	$(PY) tools/bench_training.py
 	$(PY) tools/bench_learning.py
 	$(PY) tools/bench_board.py
+	$(PY) tools/bench_mapping.py
+	$(PY) tools/bench_sweep.py
+	$(PY) tools/bench_verify.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
