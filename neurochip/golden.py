@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.board import Board, UnsupportedOperation, image_digest, open_board
+from neurochip.core.safeio import atomic_path
 from neurochip.errors import BoardError, ConfigError, ImageFormatError
 
 if TYPE_CHECKING:
@@ -93,15 +94,14 @@ class Recording:
 
         with tempfile.TemporaryDirectory() as d:
             img_path = self.image.save(Path(d) / "image.nchip")
-            tmp = path.with_name(f".{path.name}.tmp")
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            with atomic_path(path) as tmp, \
+                    zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
                 zf.writestr("manifest.json", json.dumps(man, indent=1, sort_keys=True))
                 zf.write(img_path, "image.nchip")
                 for k, v in arrays.items():
                     buf = io.BytesIO()
                     np.save(buf, np.ascontiguousarray(v), allow_pickle=False)
                     zf.writestr(f"arrays/{k}.npy", buf.getvalue())
-            tmp.replace(path)
         return path
 
     @classmethod

@@ -47,6 +47,20 @@ def test_a_recording_round_trips_without_pickle(rec, tmp_path) -> None:
                                          for v in "uv")
 
 
+def test_saving_replaces_the_file_atomically(rec, tmp_path, monkeypatch) -> None:
+    path = rec.save(tmp_path / "r.ngold")
+    before = path.read_bytes()
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", fail)  # mid-write: the image member
+    with pytest.raises(OSError, match="disk full"):
+        rec.save(path)
+    assert path.read_bytes() == before  # the previous recording is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.ngold"]  # no temporary left
+
+
 @pytest.mark.parametrize("uri", ["emulator", "reference", "tcp"])
 def test_independent_boards_reproduce_a_recording_exactly(rec, uri) -> None:
     if uri == "tcp":
