@@ -98,7 +98,7 @@ def _is_onnx_model(model: Any) -> bool:
 
 
 def import_model(model: Any, *, dt: float | None = None, decay: str | None = None,
-                 reset: str | None = None) -> Graph:
+                 reset: str | None = None, ann: Mapping[str, Any] | None = None) -> Graph:
     """The import pass: a ``.nir``/``.onnx`` path, a ``nir.NIRGraph``, an ONNX ModelProto
     or an IR :class:`~compiler.ir.Graph` -> a float IR graph."""
     if isinstance(model, Graph):
@@ -119,7 +119,7 @@ def import_model(model: Any, *, dt: float | None = None, decay: str | None = Non
             from compiler.frontends.onnx import read_onnx
 
             _no_time_options(dt, decay)
-            return read_onnx(path, reset=reset)
+            return read_onnx(path, reset=reset, **(ann or {}))
         raise ModelImportError(f"unknown model file type {suffix!r}; neurochip reads .nir "
                                "and .onnx files", where=f"file {path}")
     if _is_nir_graph(model):
@@ -130,10 +130,16 @@ def import_model(model: Any, *, dt: float | None = None, decay: str | None = Non
         from compiler.frontends.onnx import from_onnx
 
         _no_time_options(dt, decay)
-        return from_onnx(model, reset=reset)
+        return from_onnx(model, reset=reset, **(ann or {}))
     raise ModelImportError(f"cannot compile a {type(model).__name__}: give a Network, a .nir "
                            "or .onnx path, a nir.NIRGraph, an ONNX model or an IR graph",
                            where="compile")
+
+
+def _clean_name(name: str) -> str:
+    from compiler.frontends.onnx import _clean
+
+    return _clean(name)
 
 
 def _no_time_options(dt: float | None, decay: str | None) -> None:
@@ -155,6 +161,9 @@ class FrontOptions:
     calibration_percentile: float | None = None
     calibration_margin: float = 2.0
     name: str | None = None
+    ann_calibration: Any = None
+    ann_percentile: float | None = None
+    ann_steps: int = 64
 
 
 @dataclass(frozen=True)
@@ -191,7 +200,12 @@ def _graph(state: FrontState, pass_name: str) -> Graph:
 def import_pass(state: FrontState) -> FrontState:
     """The model file, NIR/ONNX object or IR graph -> a float IR graph."""
     o = state.options
-    g = import_model(state.model, dt=o.dt, decay=o.decay, reset=o.reset)
+    ann: dict[str, Any] = {}
+    if o.ann_calibration is not None:
+        ann["ann_calibration"] = o.ann_calibration
+    if o.ann_percentile is not None:
+        ann["ann_percentile"] = o.ann_percentile
+    g = import_model(state.model, dt=o.dt, decay=o.decay, reset=o.reset, ann=ann or None)
     return replace(state, imported=g, graph=g, result=g)
 
 
@@ -287,7 +301,9 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   on_pass: Callable[[str, Any], None] | None = None,
                   name: str | None = None,
                   chip_check: ChipCheck | None = None,
-                  placement: str = "traffic") -> ChipImage:
+                  placement: str = "traffic",
+                  ann_calibration: Any = None, ann_percentile: float | None = None,
+                  ann_steps: int = 64) -> ChipImage:
     """Compile a model file or IR graph for ``hw``: the front passes, then the register level.
 
     model: a ``.nir`` / ``.onnx`` path, a ``nir.NIRGraph``, an ONNX ``ModelProto`` or a
@@ -309,6 +325,11 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     supplies the runner (``neurochip.compile`` uses the emulator).
     placement: see :func:`compile_network`; with calibration, the input spike rates it
     measures weight the traffic estimate.
+    ann_calibration: for an ONNX ReLU classifier (ANN conversion), inputs (N, *input shape)
+    whose activations set each layer's threshold (the ``ann_percentile``-th percentile,
+    default 99.9); required for such files (a ConfigError names it otherwise). Without
+    ``calibration``, the first 64 of them, rate coded over ``ann_steps`` steps, calibrate
+    the chip's scales too.
 
     ``image.metadata`` gets ``quantization`` (per population: scale, registers, effective
     decays and threshold, per projection weight errors; ``agreement`` with calibration),
@@ -321,9 +342,26 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     options = FrontOptions(dt=dt, decay=decay, reset=reset, weight_bits=weight_bits,
                            calibration=calibration,
                            calibration_percentile=calibration_percentile,
-                           calibration_margin=calibration_margin, name=name)
+                           calibration_margin=calibration_margin, name=name,
+                           ann_calibration=ann_calibration, ann_percentile=ann_percentile,
+                           ann_steps=ann_steps)
     state = FrontState(model=model, spec=spec, options=options)
-    for pass_name, run_pass in _front_schedule(calibrate=calibration is not None):
+    schedule = _front_schedule(calibrate=calibration is not None)
+    if calibration is None and ann_calibration is not None:
+        state = import_pass(state)  # the converted network's own inputs calibrate it
+        conv = state.imported.metadata.get("import", {}).get("conversion") \
+            if state.imported is not None else None
+        if conv is not None:
+            from compiler.frontends.onnx.ann import encode
+
+            calibration = {_clean_name(conv["input"]): encode(
+                np.asarray(ann_calibration)[:64], ann_steps, conv["input_scale"])}
+            state = replace(state, options=replace(options, calibration=calibration))
+            schedule = _front_schedule(calibrate=True)
+        if on_pass is not None:
+            on_pass("import", state.result)
+        schedule = schedule[1:]
+    for pass_name, run_pass in schedule:
         state = run_pass(state)
         if isinstance(state.result, Graph):
             verify(state.result, spec if state.result.quantized else None)

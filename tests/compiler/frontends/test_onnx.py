@@ -13,7 +13,7 @@ import neurochip
 from compiler.frontends.onnx import ONNXImportWarning, from_onnx, read_onnx
 from compiler.ir import Conv, Dense, Sparse
 from compiler.pipeline import compile_model
-from neurochip.core.errors import ModelImportError
+from neurochip.core.errors import ConfigError, ModelImportError
 
 HW = neurochip.load_hw("loihi_like")
 
@@ -156,11 +156,15 @@ def test_conv_auto_pad_same_and_conv1d() -> None:
 
 
 def test_unsupported_ops_name_the_node() -> None:
-    for op in ("Relu", "MaxPool", "Softmax"):
+    for op in ("Erf", "MaxPool", "Softmax"):
         nodes = [helper.make_node(op, ["x"], ["y"], name=f"my_{op}")]
         with pytest.raises(ModelImportError) as ei:
             from_onnx(model(nodes, [("x", ["N", 3])], ["y"]))
         assert f"node 'my_{op}' ({op})" in str(ei.value) and ei.value.field == "op_type"
+    relu = [helper.make_node("Relu", ["x"], ["y"], name="r")]  # an ANN: needs calibration
+    with pytest.raises(ConfigError) as ce:
+        from_onnx(model(relu, [("x", ["N", 3])], ["y"]))
+    assert ce.value.field == "ann_calibration"
     other = [helper.make_node("LIF", ["x"], ["y"], name="n", domain="com.example")]
     with pytest.raises(ModelImportError, match="domain"):
         from_onnx(model(other, [("x", ["N", 3])], ["y"]))

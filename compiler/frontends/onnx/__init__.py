@@ -49,11 +49,15 @@ import onnx
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
+import scipy.sparse as sp
+
 from compiler.frontends.linear import LinearOp, apply_op, check_finite, compose
-from compiler.ir import Conv, Dense, Graph, Input, IRError, Neurons, Projection, pool
+from compiler.frontends.onnx.ann import DEFAULT_PERCENTILE, activation_scales
+from compiler.frontends.onnx.cells import CellModel, CellRegion, find_cells, identify
+from compiler.ir import Conv, Dense, Graph, Input, IRError, Neurons, Projection, Sparse, pool
 from neurochip.core.errors import ModelImportError
 
-__all__ = ["DOMAIN", "NEURON_OPS", "SUPPORTED_OPS", "ONNXImportWarning", "from_onnx",
+__all__ = ["DOMAIN", "LIMITS", "NEURON_OPS", "SUPPORTED_OPS", "ONNXImportWarning", "from_onnx",
            "read_onnx"]
 
 DOMAIN = "neurochip"
@@ -61,6 +65,9 @@ NEURON_OPS = ("LIF", "LI")
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Mul", "Conv", "AveragePool", "Flatten", "Reshape",
                  "Identity", "Squeeze", "Unsqueeze", "Constant")
 _WIRE_OPS = ("Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze")
+#: Bounds on what a file may ask for (a hostile file gets a ModelImportError, field "size").
+LIMITS = {"file_bytes": 1 << 30, "nodes": 100_000, "tensor_elements": 1 << 26,
+          "total_elements": 1 << 28, "neurons": 1 << 22}
 
 
 class ONNXImportWarning(UserWarning):
@@ -91,16 +98,24 @@ def _clean(name: str) -> str:
     return n or "node"
 
 
-def read_onnx(path: str | Path, *, reset: str | None = None) -> Graph:
-    """Read an ``.onnx`` file that follows the convention above into a float IR graph."""
+def read_onnx(path: str | Path, *, reset: str | None = None, ann_calibration: Any = None,
+              ann_percentile: float = DEFAULT_PERCENTILE) -> Graph:
+    """Read an ``.onnx`` file (the convention, exported SNN cells or a ReLU ANN) into a
+    float IR graph. The file is at most :data:`LIMITS` ``file_bytes`` long; external
+    tensor data is refused (it would be read from other files)."""
     p = Path(path)
     if not p.exists():
         raise _imp(f"file {p}", "does not exist")
+    size = p.stat().st_size
+    if size > LIMITS["file_bytes"]:
+        raise _imp(f"file {p}", f"is {size} bytes, over the limit of {LIMITS['file_bytes']}",
+                   "size")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
         raise _imp(f"file {p}", f"not a readable ONNX file: {exc}") from None
-    return from_onnx(model, reset=reset, source=str(p))
+    return from_onnx(model, reset=reset, source=str(p), ann_calibration=ann_calibration,
+                     ann_percentile=ann_percentile)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -111,11 +126,84 @@ def _s(v: Any) -> Any:
     return v.decode("utf8") if isinstance(v, bytes) else v
 
 
-def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProto>") -> Graph:
-    """Convert an ONNX ``ModelProto`` following the convention into a float IR graph."""
+def _check_bounds(model: Any, source: str) -> None:
+    g = model.graph
+    if len(g.node) > LIMITS["nodes"]:
+        raise _imp(source, f"has {len(g.node)} nodes, over the limit of {LIMITS['nodes']}",
+                   "size")
+    total = 0
+    for t in g.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raise _imp(f"initializer '{t.name}'", "stores its data in an external file; "
+                       "neurochip reads self-contained files only", "data_location")
+        n = math.prod(int(d) for d in t.dims)
+        if any(int(d) < 0 for d in t.dims) or n > LIMITS["tensor_elements"]:
+            raise _imp(f"initializer '{t.name}'", f"has dims {list(t.dims)}, over the limit of "
+                       f"{LIMITS['tensor_elements']} elements", "size")
+        total += n
+    if total > LIMITS["total_elements"]:
+        raise _imp(source, f"holds {total} weight values, over the limit of "
+                   f"{LIMITS['total_elements']}", "size")
+
+
+def _fold(node: Any, label: str, ins: list[NDArray[Any]], opsets: Any) -> list[NDArray[Any]]:
+    """Evaluate a node whose inputs are all constants with onnx's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    where = f"node '{label}' ({node.op_type})"
+    names = [f"in{i}" for i in range(len(ins))]
+    nd = onnx.helper.make_node(node.op_type, [names[i] if t else "" for i, t in
+                                              enumerate(node.input)],
+                               [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    nd.attribute.extend(node.attribute)
+    gr = onnx.helper.make_graph(
+        [nd], "fold", [], [onnx.helper.make_tensor_value_info(f"out{i}", 0, None)
+                           for i in range(len(node.output))],
+        initializer=[numpy_helper.from_array(np.asarray(v), nm) for nm, v, t in
+                     zip(names, ins, node.input) if t])
+    try:
+        res = ReferenceEvaluator(onnx.helper.make_model(gr, opset_imports=list(opsets))).run(
+            None, {})
+    except Exception as exc:  # the reference evaluator's errors are plain exceptions
+        raise _imp(where, f"cannot be evaluated on its constant inputs ({type(exc).__name__}: "
+                   f"{exc})", "input") from None
+    out = [np.asarray(r) for r in res]
+    for r in out:
+        if r.size > LIMITS["tensor_elements"]:
+            raise _imp(where, f"makes a constant of {r.size} elements, over the limit of "
+                       f"{LIMITS['tensor_elements']}", "size")
+    return out
+
+
+def _fold_constants(g: Any, consts: dict[str, NDArray[Any]], opsets: Any) -> None:
+    """Every tensor computed from constants only (Constant nodes, ops on initializers)."""
+    for idx, node in enumerate(g.node):
+        label = node.name or f"{node.op_type}_{idx}"
+        if (node.domain or "") not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Constant":
+            a = _attrs(node)
+            if "value" in a:
+                consts[node.output[0]] = numpy_helper.to_array(a["value"])
+            continue
+        if node.input and all(not t or t in consts for t in node.input) and node.op_type \
+                not in ("Gemm", "MatMul", "Conv"):
+            outs = _fold(node, label, [consts.get(t, np.zeros(0)) for t in node.input], opsets)
+            for t, v in zip(node.output, outs):
+                consts[t] = v
+
+
+def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProto>",
+              ann_calibration: Any = None, ann_percentile: float = DEFAULT_PERCENTILE
+              ) -> Graph:
+    """Convert an ONNX ``ModelProto`` into a float IR graph: the neurochip convention,
+    SNN cells exported with torch.onnx (:mod:`.cells`), or a ReLU classifier converted by
+    rate coding (:mod:`.ann`, needs ``ann_calibration``)."""
     if reset is not None and reset not in ("zero", "subtract"):
         raise _imp("ONNX import", f"reset must be 'zero' or 'subtract', got {reset!r}", "reset")
+    _check_bounds(model, source)
     g = model.graph
+    opsets = list(model.opset_import)
     meta = {p.key: p.value for p in model.metadata_props}
     m_reset = meta.get("neurochip.reset")
     if m_reset is not None and m_reset not in ("zero", "subtract"):
@@ -127,24 +215,80 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
     nodes: dict[str, Input | Neurons] = {}
     edges: list[Projection] = []
     used_names: set[str] = set()
+    convention = any((n.domain or "") == DOMAIN for n in g.node)
+    if not convention:
+        _fold_constants(g, consts, opsets)
+    regions, state_inputs = ([], set()) if convention else find_cells(g, consts)
+    ann = not convention and not regions and any(n.op_type == "Relu" for n in g.node)
+    lam: dict[str, float] = {}
+    conversion: dict[str, Any] | None = None
+    if ann:
+        relus = [n.output[0] for n in g.node if n.op_type == "Relu"]
+        lam_in, lam = activation_scales(model, ann_calibration, relus, ann_percentile)
+        conversion = {"method": "rate coding, data-based normalisation",
+                      "percentile": ann_percentile, "input_scale": lam_in,
+                      "encoding": "regular", "thresholds": dict(lam),
+                      "decode": "argmax of the readout voltage at the last step"}
     for inp in g.input:
-        if inp.name in consts:
-            continue  # initializers listed as inputs (older exporters)
+        if inp.name in consts or inp.name in state_inputs:
+            continue  # initializers listed as inputs (older exporters); cell states
         dims = [d.dim_value if d.HasField("dim_value") else None
                 for d in inp.type.tensor_type.shape.dim]
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]) or dims[0] not in (None, 1):
             raise _imp(f"input '{inp.name}'", f"has shape {dims}; the convention needs "
                        "[batch, *features] with a symbolic or unit batch dimension", "shape")
-        name = _clean(inp.name)
         shape = tuple(int(d) for d in dims[1:] if d is not None)
+        if math.prod(shape) > LIMITS["neurons"]:
+            raise _imp(f"input '{inp.name}'", f"has {math.prod(shape)} features, over the "
+                       f"limit of {LIMITS['neurons']}", "size")
+        name = _clean(inp.name)
         nodes[name] = Input(shape)
         used_names.add(name)
         values[inp.name] = _Expr(shape, [(name, [], [])])
+        if conversion is not None:
+            conversion["input"] = inp.name
+            values[inp.name] = _push(values[inp.name], name,
+                                     LinearOp("scale", scale=np.full(math.prod(shape),
+                                                                     conversion["input_scale"])),
+                                     shape)
+    region_of = {k: r for r in regions for k in r.nodes}
+    pending = {id(r): r for r in regions}
+    out_of = {t: r for r in regions for t in r.outputs}
+    state_outs: set[str] = set()
+    downstream = {t for k, nd in enumerate(g.node) for t in nd.input if k not in region_of}
+    downstream |= {o.name for o in g.output if o.name not in state_inputs}
+    cells_md: dict[str, Any] = {}
+
+    def run_cell(r: CellRegion) -> None:
+        pending.pop(id(r), None)
+        where = f"cell at node '{r.label}'"
+        x = _value(r.current, values, where)
+        ds = {t for t in r.outputs if t in downstream and t not in
+              {o.name for o in g.output}} or None
+        cm = identify(g, r, consts, opsets, x.size, ds if ds else set())
+        scope = r.label.lstrip("/").rsplit("/", 1)[0] if "/" in r.label.lstrip("/") else ""
+        name = _clean(scope) if scope else f"cell{len(cells_md) + 1}"
+        _cell_population(name, where, r, cm, x, values, nodes, edges, used_names, reset,
+                         notes)
+        state_outs.update(cm.state_outputs)
+        cells_md[name] = {"at": r.label, "alpha": cm.alpha, "beta": cm.beta,
+                          "threshold": float(np.mean(cm.threshold)), "reset": cm.reset,
+                          "reset_delay": cm.delayed, "gain": float(np.mean(cm.gain)),
+                          "spike_value": cm.amplitude, "agreement": cm.agreement}
+
     for idx, node in enumerate(g.node):
         op = node.op_type
         label = node.name or f"{op}_{idx}"
         where = f"node '{label}' ({op})"
         dom = node.domain or ""
+        if idx in region_of:
+            r = region_of[idx]
+            if id(r) in pending and idx == r.nodes[-1]:
+                run_cell(r)
+            continue
+        for t in node.input:
+            if t in out_of and id(out_of[t]) in pending:
+                run_cell(out_of[t])
         if dom == DOMAIN and op in NEURON_OPS:
             _neuron(node, label, where, values, consts, nodes, edges, used_names,
                     default_reset, notes)
@@ -152,18 +296,64 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
         if dom not in ("", "ai.onnx"):
             raise _imp(where, f"domain {dom!r} op {op} is not part of the convention "
                        f"(neurons: {DOMAIN}.{'/'.join(NEURON_OPS)})", "op_type")
-        if op not in SUPPORTED_OPS:
-            raise _imp(where, f"op {op} is not supported: the chip runs {DOMAIN}.LIF/LI "
-                       f"neurons and the linear ops {', '.join(SUPPORTED_OPS)}", "op_type")
+        if node.output and all(t in consts for t in node.output):
+            continue  # folded already
         if op == "Constant":
             a = _attrs(node)
             if "value" not in a:
                 raise _imp(where, "only tensor constants ('value') are supported", "value")
             consts[node.output[0]] = numpy_helper.to_array(a["value"])
             continue
+        if op == "Shape" and node.input[0] in values:
+            full = np.array([1, *values[node.input[0]].shape], np.int64)  # batch 1
+            a = _attrs(node)
+            consts[node.output[0]] = full[int(a.get("start", 0)):a.get("end", None)]
+            continue
+        if node.input and all(t in consts or not t for t in node.input) and op not in (
+                "Gemm", "MatMul", "Conv"):
+            for t, v in zip(node.output, _fold(node, label, [consts.get(t, np.zeros(0))
+                                                             for t in node.input], opsets)):
+                consts[t] = v
+            continue
+        if op in ("Dropout", "Softmax", "LogSoftmax") and ann and node.input[0] in values:
+            if op != "Dropout":
+                if not any(o.name == node.output[0] for o in g.output):
+                    raise _imp(where, f"{op} inside the network has no spiking form (only "
+                               "at the output, where it keeps the argmax)", "op_type")
+                notes.append(f"'{label}': {op} at the output is dropped (it keeps the "
+                             "argmax the readout decodes)")
+            values[node.output[0]] = values[node.input[0]]
+            continue
+        if ann and op == "Relu":
+            x = _value(node.input[0], values, where)
+            pname = _clean(node.name) if node.name else _clean(node.output[0])
+            _population(pname, where, x, 0.0, 1.0, np.array([lam[node.output[0]]]),
+                        np.zeros(x.size), "subtract", True, nodes, edges, used_names, notes)
+            values[node.output[0]] = _push(
+                _Expr(x.shape, [(pname, [], [])]), label,
+                LinearOp("scale", scale=np.full(x.size, lam[node.output[0]])), x.shape)
+            continue
+        if op == "MaxPool" and ann:
+            notes.append(f"'{label}': MaxPool runs as average pooling of spikes on the chip "
+                         "(a maximum of rates has no synaptic form); accuracy may drop")
+            values[node.output[0]] = _linear(node, "AveragePool", label, where, values, consts)
+            continue
+        if op == "BatchNormalization":
+            values[node.output[0]] = _batchnorm(node, label, where, values, consts)
+            continue
+        if op not in SUPPORTED_OPS:
+            why = ("a ReLU network (ANN conversion) or exported SNN cells" if not ann else
+                   "the ANN conversion")
+            raise _imp(where, f"op {op} is not supported: the chip runs {DOMAIN}.LIF/LI "
+                       f"neurons, {why}, and the linear ops {', '.join(SUPPORTED_OPS)}",
+                       "op_type")
         values[node.output[0]] = _linear(node, op, label, where, values, consts)
+    for r in list(pending.values()):
+        run_cell(r)
     outputs: dict[str, str] = {}
     for out in g.output:
+        if out.name in state_outs:
+            continue  # a cell's new state: the chip keeps it
         e = values.get(out.name)
         where = f"output '{out.name}'"
         if e is None:
@@ -171,20 +361,95 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
         if e.voltage_of is not None:
             outputs[out.name] = e.voltage_of
             continue
+        if conversion is not None and not any(
+                t[0] == src and not isinstance(nodes[src], Input)
+                and all(o.kind != "mix" for o in t[2]) for t in e.terms for src in [t[0]]):
+            name = _clean(out.name)
+            _population(name, where, e, 0.0, 1.0, None, np.zeros(e.size), "subtract", False,
+                        nodes, edges, used_names, notes)
+            outputs[out.name] = name
+            conversion["output"] = name
+            continue
+        if len(e.terms) == 1 and e.bias is None and all(o.kind in ("wire", "scale")
+                                                        for o in e.terms[0][2]) \
+                and regions and not isinstance(nodes.get(e.terms[0][0]), Input):
+            outputs[out.name] = e.terms[0][0]
+            continue
         if e.bias is not None or len(e.terms) != 1 or e.terms[0][0] not in nodes or any(
                 o.kind != "wire" for o in e.terms[0][2]) or isinstance(
                 nodes[e.terms[0][0]], Input):
             raise _imp(where, "must be the output of a neurochip.LIF/LI node (through "
                        "reshapes only): the chip outputs spikes or readout voltages", "output")
         outputs[out.name] = e.terms[0][0]
+    if regions:
+        notes.append("SNN cells exported one step at a time: every weight layer adds one step "
+                     "of latency on the chip, so a cell's spikes lag the framework's by one "
+                     "step per layer before it")
     for n_ in notes:
         warnings.warn(n_, ONNXImportWarning, stacklevel=3)
-    md = {"import": {"format": "onnx", "source": source, "reset": default_reset,
-                     "producer": model.producer_name, "notes": notes}}
+    md: dict[str, Any] = {"import": {"format": "onnx", "source": source,
+                                     "reset": default_reset,
+                                     "producer": model.producer_name, "notes": notes}}
+    if regions:
+        md["import"]["profile"] = "exported SNN cells"
+        md["import"]["cells"] = cells_md
+        md["import"].pop("reset")
+    if conversion is not None:
+        md["import"]["profile"] = "ANN conversion"
+        md["import"]["conversion"] = conversion
+        md["import"].pop("reset")
     try:
         return Graph(nodes, tuple(edges), outputs, md)
     except IRError as exc:
         raise _imp(source, str(exc)) from None
+
+
+def _batchnorm(node: Any, label: str, where: str, values: dict[str, _Expr],
+               consts: dict[str, NDArray[Any]]) -> _Expr:
+    """Inference BatchNormalization folded: a per-channel scale and bias."""
+    x = _value(node.input[0], values, where)
+    s, b, mean, var = (_const(t, consts, where, f)
+                       for t, f in zip(node.input[1:5], ("scale", "B", "mean", "var")))
+    eps = float(_attrs(node).get("epsilon", 1e-5))
+    C = x.shape[0]
+    if any(v.size != C for v in (s, b, mean, var)):
+        raise _imp(where, f"parameters of {s.size} channels for a tensor of {C} channels",
+                   "scale")
+    k = s / np.sqrt(var + eps)
+    rep = x.size // C
+    scale = np.repeat(k, rep)
+    shift = np.repeat(b - mean * k, rep)
+    e = _push(x, label, LinearOp("scale", scale=scale), x.shape)
+    e.bias = shift if e.bias is None else e.bias + shift
+    return e
+
+
+def _cell_population(name: str, where: str, r: CellRegion, cm: CellModel, x: _Expr,
+                     values: dict[str, _Expr], nodes: dict[str, Input | Neurons],
+                     edges: list[Projection], used: set[str], reset: str | None,
+                     notes: list[str]) -> None:
+    if reset is not None and reset != cm.reset:
+        raise _imp(where, f"resets by {cm.reset!r} (read from the graph); the option "
+                   f"reset={reset!r} contradicts the file", "reset")
+    xs = x
+    if not np.allclose(cm.gain, 1.0, rtol=1e-6):
+        xs = _push(x, r.label, LinearOp("scale", scale=cm.gain.copy()), x.shape)
+    if np.any(cm.current_bias):
+        xs = _Expr(xs.shape, list(xs.terms),
+                   cm.current_bias.copy() if xs.bias is None else xs.bias + cm.current_bias)
+    notes.extend(cm.notes)
+    _population(name, where, xs, cm.alpha, cm.beta, cm.threshold, cm.bias, cm.reset, True,
+                nodes, edges, used, notes)
+    if cm.delayed and cm.reset == "subtract" and cm.beta < 1.0:
+        rname = f"{name}.reset_delay"
+        used.add(rname)
+        w = -(1.0 - cm.beta) * cm.threshold
+        edges.append(Projection(rname, name, name, Sparse(sp.diags(w, format="csr"))))
+    out = _Expr(x.shape, [(name, [], [])])
+    if cm.amplitude != 1.0:
+        out = _push(out, r.label, LinearOp("scale", scale=np.full(x.size, cm.amplitude)),
+                    x.shape)
+    values[cm.spikes] = out
 
 
 def _const(name: str, consts: Mapping[str, NDArray[Any]], where: str, what: str
@@ -365,9 +630,6 @@ def _neuron(node: Any, label: str, where: str, values: dict[str, _Expr],
             raise _imp(where, f"lacks the attribute {req!r}", req)
     x = _value(node.input[0], values, where)
     name = _clean(node.name) if node.name else _clean(node.output[0])
-    if name in used:
-        raise _imp(where, f"population name {name!r} is used twice", "name")
-    used.add(name)
     n = x.size
     spiking = op == "LIF"
     th = np.asarray(a["threshold"], np.float64).reshape(-1) if spiking else None
@@ -377,36 +639,8 @@ def _neuron(node: Any, label: str, where: str, values: dict[str, _Expr],
     if b.size not in (1, n):
         raise _imp(where, f"bias has {b.size} values for {n} neurons", "bias")
     bias = np.broadcast_to(b, (n,)).astype(np.float64)
-    alpha = float(a["alpha"])
-    reset = _s(a.get("reset", default_reset))
-    if x.bias is not None:
-        if alpha >= 1.0:
-            raise _imp(where, "a constant input into a synapse that never decays (alpha = 1) "
-                       "grows without bound", "alpha")
-        ib = x.bias
-        if alpha > 0:
-            notes.append(f"'{name}': the bias of its input passes the synaptic filter (alpha = "
-                         f"{alpha:.4g}); the chip adds its steady-state value to the membrane, "
-                         "so the first steps differ")
-            ib = ib / (1.0 - alpha)
-        bias = bias + ib
-    try:
-        pop = Neurons(x.shape, alpha=alpha, beta=float(a["beta"]), threshold=th, bias=bias,
-                      reset=reset, spiking=spiking)
-    except IRError as exc:
-        raise _imp(where, exc.message, exc.field) from None
-    nodes[name] = pop
-    for src, path, ops in x.terms:
-        syn, d, dpre, dpost = compose(path, ops, nodes[src].size)
-        mix = [p for p, o in zip(path, ops) if o.kind == "mix"] or path
-        pname = ":".join(_clean(p) for p in mix) if mix else f"{src}:{name}"
-        base, k = pname, 2
-        while pname in used:
-            pname = f"{base}:{k}"
-            k += 1
-        used.add(pname)
-        edges.append(Projection(pname, src, name, syn, delay=d, delay_pre=dpre,
-                                delay_post=dpost))
+    _population(name, where, x, float(a["alpha"]), float(a["beta"]), th, bias,
+                _s(a.get("reset", default_reset)), spiking, nodes, edges, used, notes)
     if len(node.input) > 1 and node.input[1]:
         if not spiking:
             raise _imp(where, "a readout cannot be recurrent (it emits no spikes)", "input")
@@ -422,3 +656,44 @@ def _neuron(node: Any, label: str, where: str, values: dict[str, _Expr],
     out = _Expr(x.shape, [(name, [], [])]) if spiking else _Expr(x.shape, voltage_of=name)
     values[node.output[0]] = out
 
+
+def _population(name: str, where: str, x: _Expr, alpha: float, beta: float,
+                th: NDArray[np.float64] | None, bias: NDArray[np.float64], reset: str,
+                spiking: bool, nodes: dict[str, Input | Neurons], edges: list[Projection],
+                used: set[str], notes: list[str]) -> None:
+    """A population fed by the linear expression ``x``, one projection per source path."""
+    if name in used:
+        raise _imp(where, f"population name {name!r} is used twice", "name")
+    used.add(name)
+    if x.size > LIMITS["neurons"]:
+        raise _imp(where, f"has {x.size} neurons, over the limit of {LIMITS['neurons']}",
+                   "size")
+    bias = np.asarray(bias, np.float64)
+    if x.bias is not None:
+        if alpha >= 1.0:
+            raise _imp(where, "a constant input into a synapse that never decays (alpha = 1) "
+                       "grows without bound", "alpha")
+        ib = x.bias
+        if alpha > 0:
+            notes.append(f"'{name}': the bias of its input passes the synaptic filter (alpha = "
+                         f"{alpha:.4g}); the chip adds its steady-state value to the membrane, "
+                         "so the first steps differ")
+            ib = ib / (1.0 - alpha)
+        bias = bias + ib
+    try:
+        pop = Neurons(x.shape, alpha=alpha, beta=beta, threshold=th, bias=bias,
+                      reset=reset, spiking=spiking)  # type: ignore[arg-type]
+    except IRError as exc:
+        raise _imp(where, exc.message, exc.field) from None
+    nodes[name] = pop
+    for src, path, ops in x.terms:
+        syn, d, dpre, dpost = compose(path, ops, nodes[src].size)
+        mix = [p for p, o in zip(path, ops) if o.kind == "mix"] or path
+        pname = ":".join(_clean(p) for p in mix) if mix else f"{src}:{name}"
+        base, k = pname, 2
+        while pname in used:
+            pname = f"{base}:{k}"
+            k += 1
+        used.add(pname)
+        edges.append(Projection(pname, src, name, syn, delay=d, delay_pre=dpre,
+                                delay_post=dpost))
