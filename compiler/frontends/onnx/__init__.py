@@ -46,10 +46,9 @@ from typing import Any
 
 import numpy as np
 import onnx
+import scipy.sparse as sp
 from numpy.typing import NDArray
 from onnx import numpy_helper
-
-import scipy.sparse as sp
 
 from compiler.frontends.linear import LinearOp, apply_op, check_finite, compose
 from compiler.frontends.onnx.ann import DEFAULT_PERCENTILE, activation_scales
@@ -151,6 +150,20 @@ def _fold(node: Any, label: str, ins: list[NDArray[Any]], opsets: Any) -> list[N
     from onnx.reference import ReferenceEvaluator
 
     where = f"node '{label}' ({node.op_type})"
+    want = 0.0  # elements the op would make, checked before it runs
+    if node.op_type in ("ConstantOfShape", "Expand") and len(ins) >= 1:
+        shp = np.asarray(ins[-1] if node.op_type == "Expand" else ins[0]).reshape(-1)
+        want = float(np.prod(np.maximum(shp.astype(np.float64), 1)))
+        if node.op_type == "Expand":
+            want = max(want, float(np.asarray(ins[0]).size))
+    elif node.op_type == "Tile" and len(ins) == 2:
+        want = float(np.asarray(ins[0]).size) * float(np.prod(np.asarray(ins[1], np.float64)))
+    elif node.op_type == "Range" and len(ins) == 3:
+        a, b, d = (float(np.asarray(v).reshape(-1)[0]) for v in ins)
+        want = abs((b - a) / d) if d else math.inf
+    if want > LIMITS["tensor_elements"]:
+        raise _imp(where, f"would make a constant of {want:.0f} elements, over the limit of "
+                   f"{LIMITS['tensor_elements']}", "size")
     names = [f"in{i}" for i in range(len(ins))]
     nd = onnx.helper.make_node(node.op_type, [names[i] if t else "" for i, t in
                                               enumerate(node.input)],

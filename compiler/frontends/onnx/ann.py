@@ -36,13 +36,13 @@ def ann_outputs(model: Any, X: NDArray[Any], names: list[str] | None = None,
     from onnx.reference import ReferenceEvaluator
 
     sess = ReferenceEvaluator(model)
-    inp = [i.name for i in model.graph.input
-           if i.name not in {t.name for t in model.graph.initializer}][0]
+    inp = next(i.name for i in model.graph.input
+           if i.name not in {t.name for t in model.graph.initializer})
     want = names or [o.name for o in model.graph.output]
     out: dict[str, list[NDArray[Any]]] = {k: [] for k in want}
     Xa = np.asarray(X, np.float32)
     for s in range(0, len(Xa), batch):
-        res = sess.run(None, {inp: Xa[s:s + batch]}, intermediate=True)
+        res: Any = sess.run(None, {inp: Xa[s:s + batch]}, intermediate=True)
         for k in want:
             out[k].append(np.asarray(res[k], np.float64))
     return {k: np.concatenate(v) for k, v in out.items()}
