@@ -349,8 +349,11 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     schedule = _front_schedule(calibrate=calibration is not None)
     if calibration is None and ann_calibration is not None:
         state = import_pass(state)  # the converted network's own inputs calibrate it
-        conv = state.imported.metadata.get("import", {}).get("conversion") \
-            if state.imported is not None else None
+        assert state.imported is not None
+        verify(state.imported, None)
+        if "import" in dumps:
+            print(f"--- IR after import ---\n{format_graph(state.imported)}", file=out)
+        conv = state.imported.metadata.get("import", {}).get("conversion")
         if conv is not None:
             from compiler.frontends.onnx.ann import encode
 
@@ -382,7 +385,9 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                                  "weight_bits": weight_bits,
                                  "calibration": calibration is not None,
                                  "calibration_percentile": calibration_percentile,
-                                 "calibration_margin": calibration_margin}},
+                                 "calibration_margin": calibration_margin,
+                                 "ann_calibration": ann_calibration is not None,
+                                 "ann_percentile": ann_percentile}},
         "quantization": state.report,
         "outputs": outputs,
     }
