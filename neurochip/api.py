@@ -33,7 +33,8 @@ def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options:
     float-vs-chip agreement measured on the emulator; an ONNX ReLU classifier is converted
     by rate coding and needs ``ann_calibration`` (docs/compiler.md section 7.2).
     ``placement`` ("traffic", the default, or "greedy") chooses how chunks are placed on
-    cores, for every kind of model; ``rates`` ({population: spikes per step}) weights a Network's traffic estimate.
+    cores, for every kind of model; ``rates`` ({population: spikes per step}) weights a
+    Network's traffic estimate.
     """
     from compiler import pipeline
 
