@@ -30,7 +30,6 @@ Adam on the project's digits split (``neurochip.tasks.digits.digits_split``, ima
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +314,7 @@ def main() -> None:
                              "sinabs": sinabs.__version__},
                 "snn": snn_files(), "ann": ann_files()}
     (OUT / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print("wrote", OUT, math.nan if not manifest else "")
+    print("wrote", OUT)
 
 
 if __name__ == "__main__":
