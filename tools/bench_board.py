@@ -44,7 +44,7 @@ def serve(uri: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def digits() -> tuple[neurochip.ChipImage, dict[str, Any], int, list[str]]:
-    from compiler.training.data import digits_spikes
+    from neurochip.tasks.digits import digits_spikes
     from neurochip.commands.quickstart_cmd import BUNDLED_MODEL, _read_record
 
     rec = _read_record(BUNDLED_MODEL)
