@@ -52,7 +52,14 @@ from neurochip.board import (
     EmulatorBoard,
     wire_error_types,
 )
-from neurochip.board_wire import DEFAULT_MAX_FRAME, pack, peer_gone, recv_frame, send
+from neurochip.board_wire import (
+    DEFAULT_MAX_FRAME,
+    linger_close,
+    pack,
+    peer_gone,
+    recv_frame,
+    send,
+)
 from neurochip.errors import (
     BoardError,
     ConfigError,
@@ -513,6 +520,7 @@ class _Handler(socketserver.BaseRequestHandler):
         if not srv._slots.acquire(blocking=False):
             self._reply_error(0, BoardBusy(f"the server is at its limit of "
                                            f"{srv.max_connections} connections", where=self.where))
+            linger_close(sock)
             return
         board: Board | None = None
         self._pool: Any = None
@@ -530,6 +538,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except _Gone:
             pass
         finally:
+            linger_close(sock)
             srv._slots.release()
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -632,10 +641,7 @@ class _Handler(socketserver.BaseRequestHandler):
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             board.close()
-            try:
-                sock.close()
-            except OSError:
-                pass
+            linger_close(sock)
 
     def _mark(self, rid: Any, sending: bool | None = None) -> None:
         """Record the request in progress (and whether a frame is being sent) for the
@@ -829,6 +835,8 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         try:
             header, _ = self._recv(self.server.read_timeout)
+        except BoardProtocolError:
+            raise  # answered with the error, then the connection ends
         except BoardError:
             raise _Gone() from None
         if header.get("op") == "cancel" and header.get("id") == rid:

@@ -161,6 +161,8 @@ def _arrays(table: Any, payload: memoryview, where: str) -> dict[str, NDArray[An
     for row in table:
         try:
             name, dt, shape, off = row
+            if type(shape) is not list or len(shape) > 32:
+                raise ValueError
             count = 1
             for s in shape:
                 if type(s) is not int or s < 0:
@@ -207,6 +209,27 @@ def peer_gone(sock: socket.socket) -> bool:
     finally:
         sock.setblocking(True)
     return data == b""
+
+
+def linger_close(sock: socket.socket, seconds: float = 0.5, most: int = 1 << 22) -> None:
+    """Half-close and read what the other side still sends (briefly, capped) before the
+    caller closes: closing with unread input makes the kernel send a reset, which can
+    destroy the last frame (an error reply) before the other side reads it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        got = 0
+        while got < most:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except OSError:
+        pass
 
 
 def monotonic() -> float:

@@ -44,8 +44,8 @@ def serve(uri: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def digits() -> tuple[neurochip.ChipImage, dict[str, Any], int, list[str]]:
-    from neurochip.tasks.digits import digits_spikes
     from neurochip.commands.quickstart_cmd import BUNDLED_MODEL, _read_record
+    from neurochip.tasks.digits import digits_spikes
 
     rec = _read_record(BUNDLED_MODEL)
     image = neurochip.compile(str(BUNDLED_MODEL), "loihi_like")
