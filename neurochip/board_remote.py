@@ -56,6 +56,7 @@ from neurochip.board_wire import (
     DEFAULT_MAX_FRAME,
     linger_close,
     pack,
+    pack_parts,
     peer_gone,
     recv_frame,
     send,
@@ -331,7 +332,7 @@ class RemoteBoard(Board):
             raise BoardConnectionError("not connected", where=self.name)
         self._next_id += 1
         rid = self._next_id
-        frame = pack({**header, "id": rid, "op": op}, arrays)
+        frame = pack_parts({**header, "id": rid, "op": op}, arrays)
         with self._send_lock:
             self._current = rid
             try:
@@ -657,7 +658,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
     # -------------------------------------------------------------- frames
     def _send(self, header: dict[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
-        frame = pack(header, arrays)
+        frame = pack_parts(header, arrays)
         if self._state is not None:
             self._mark(None, True)
         try:

@@ -26,8 +26,8 @@ import numpy as np
 from neurochip.core.errors import NeurochipError
 from neurochip.core.image import ChipImage
 
-__all__ = ["INTERESTING", "board_frame", "classify", "flip_bytes", "mutate_arrays", "mutate_manifest",
-           "nchip_bytes", "run_image"]
+__all__ = ["INTERESTING", "board_frame", "classify", "flip_bytes", "mutate_arrays",
+           "mutate_manifest", "nchip_bytes", "run_image"]
 
 INTERESTING: list[Any] = [
     -1, 0, 1, 2, 7, 8, 63, 64, 100, 255, 256, 4096, 65535, 65536, 2**31 - 1, 2**31, 2**32,
