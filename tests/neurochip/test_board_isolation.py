@@ -184,22 +184,6 @@ def test_a_worker_holds_only_its_own_connection(isolated, image) -> None:
             b.close()
 
 
-def test_an_idle_session_is_closed_by_its_worker(tmp_path) -> None:
-    p, _, port = start(tmp_path, idle=1.0)
-    try:
-        s = socket.create_connection(("127.0.0.1", port), 5.0)
-        s.sendall(pack({"id": 0, "op": "hello", "protocol": VERSION}))
-        assert recv_frame(s, "test", wait=5.0, read_timeout=5.0)[0]["ok"]
-        s.settimeout(8.0)
-        t = time.monotonic()
-        assert s.recv(10) == b""
-        assert time.monotonic() - t < 6
-        s.close()
-    finally:
-        p.terminate()
-        p.wait(10)
-
-
 def test_isolation_is_refused_in_a_process_running_openmp_threads(monkeypatch) -> None:
     from neurochip import board_remote
 
