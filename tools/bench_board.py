@@ -143,6 +143,37 @@ def best(fn: Any, repeat: int) -> tuple[float, Any]:
     return t_best, out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_per_call(fn: Any, n: int, server_pid: int | None) -> tuple[float, float]:
+    """CPU seconds per call spent by this process and by the server process: unlike wall
+    time, hardly changed by other load on the machine."""
+    c0, s0 = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
+    for _ in range(n):
+        fn()
+    c1, s1 = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
+    return (c1 - c0) / n, (s1 - s0) / n
+
+
 def per_call(fn: Any, n: int, rounds: int = 5) -> float:
     """Median over rounds of the mean seconds per call."""
     out = []
@@ -219,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
             for pr in (proc2, proc3):
                 pr.terminate()
                 pr.wait(10)
+        # CPU per call (a quiet machine's round trip is about client + server CPU plus the
+        # kernel's loopback latency): the session's worker is the server's only child
+        workers = children(proc.pid)
+        kc = 3000 if args.quick else 10000
+        cpu_client, cpu_server = cpu_per_call(lambda: remote.run(steps=1), kc,
+                                              workers[0] if len(workers) == 1 else None)
+        cpu_local = cpu_per_call(lambda: local.run(steps=1), kc, None)[0]
         remote.close()
         t_raw = raw_tcp(n_in, n_out, k)
         med = statistics.median
@@ -230,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             "protocol_only_ms": med(t_proto) * 1e3, "raw_tcp_ms": t_raw * 1e3,
             "request_bytes": n_in, "reply_bytes": n_out,
             "tcp_over_local_plus_raw": med(t1_tcp) / (med(t1_local) + t_raw),
-            "target_ms": 0.3}
+            "cpu_client_ms": cpu_client * 1e3, "cpu_server_ms": cpu_server * 1e3,
+            "cpu_local_run_ms": cpu_local * 1e3, "target_ms": 0.3}
 
         # (c) a long run streamed with a short call timeout
         long_steps = 100_000 if args.quick else 1_000_000
@@ -263,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         ("raw loopback TCP, same bytes", f"{rt['raw_tcp_ms']:.3f} ms",
          f"{rt['request_bytes']} B out, {rt['reply_bytes']} B back; tcp run = "
          f"{rt['tcp_over_local_plus_raw']:.2f}x (local run + raw TCP)"),
+        ("1-step run, tcp://: CPU per call", f"{rt['cpu_client_ms'] + rt['cpu_server_ms']:.3f} ms",
+         f"client {rt['cpu_client_ms']:.3f} + server worker {rt['cpu_server_ms']:.3f} ms; "
+         f"local run {rt['cpu_local_run_ms']:.3f} ms"),
         ("1-step run, tcp://, in-process server", f"{rt['tcp_run_in_process_server_ms']:.3f} ms",
          "board-serve --in-process (no worker process)"),
         ("1-step run, tcp://, fresh server", f"{rt['tcp_run_fresh_server_ms']:.3f} ms",
