@@ -131,7 +131,8 @@ def check_arrays(arrays: dict[str, Any]) -> None:
         assert a.dtype.kind in "biuf" and a.dtype.itemsize <= 8
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(frame())
 def test_the_frame_reader_gives_a_typed_error_or_arrays_for_any_bytes(data: bytes) -> None:
     a, b = socket.socketpair()
@@ -202,7 +203,8 @@ def _talk(srv: BoardServer, frames: list[bytes], load: bytes | None) -> list[dic
 TYPED = set(wire_error_types())
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(frames=st.lists(frame(), min_size=1, max_size=2), preload=st.booleans())
 def test_the_server_answers_every_malformed_frame_with_a_typed_error(
         server: BoardServer, image_bytes: bytes, frames: list[bytes], preload: bool) -> None:
