@@ -1177,6 +1177,9 @@ class BoardServer(socketserver.ThreadingTCPServer):
             if v is not None and not v > 0:
                 raise ConfigError("must be positive", where="board server", field=name,
                                   value=v)
+        if self.max_memory is not None and not self.isolate:
+            raise ConfigError("a memory budget needs a worker process per session "
+                              "(isolate=True)", where="board server", field="max_memory")
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._fork_lock = threading.Lock()
         self._workers: set[int] = set()

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
                         "its own worker process, so a crash or a blow-up stays in it)")
     p.add_argument("--max-request-seconds", type=float, default=3600.0, metavar="S",
                    help="time budget of one request (default 3600; 0 = none)")
-    p.add_argument("--max-memory", type=int, default=4 << 30, metavar="BYTES",
+    p.add_argument("--max-memory", type=int, default=None, metavar="BYTES",
                    help="memory a session's worker may add to its size (default 4 GiB; "
                         "0 = none; needs worker processes)")
     p.add_argument("--max-neuron-steps", type=int, default=10**12, metavar="N",
@@ -67,6 +67,12 @@ def _serve(args: argparse.Namespace) -> int:
         if not getattr(args, name) > 0:
             raise ConfigError("must be a positive number of seconds", where="board-serve",
                               field=f"--{name.replace('_', '-')}")
+    if args.max_memory is not None and args.in_process and args.max_memory > 0:
+        raise ConfigError("a memory budget needs a worker process per session; drop "
+                          "--in-process or --max-memory", where="board-serve",
+                          field="--max-memory")
+    if args.max_memory is None:
+        args.max_memory = 0 if args.in_process else 4 << 30
     for name in ("max_request_seconds", "max_memory", "max_neuron_steps"):
         if not getattr(args, name) >= 0:
             raise ConfigError("must be 0 (no limit) or positive", where="board-serve",
@@ -91,8 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
                              max_connections=args.max_connections,
                              isolate=not args.in_process,
                              max_request_seconds=args.max_request_seconds or None,
-                             max_memory=(args.max_memory or None) if not args.in_process
-                             else None,
+                             max_memory=args.max_memory or None,
                              max_neuron_steps=args.max_neuron_steps or None)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",

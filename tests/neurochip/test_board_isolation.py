@@ -192,6 +192,8 @@ def test_isolation_is_refused_in_a_process_running_openmp_threads(monkeypatch) -
         BoardServer(("127.0.0.1", 0), EmulatorBoard, isolate=True)
     with pytest.raises(ConfigError, match="positive"):
         BoardServer(("127.0.0.1", 0), EmulatorBoard, max_request_seconds=0)
+    with pytest.raises(ConfigError, match="needs a worker process"):
+        BoardServer(("127.0.0.1", 0), EmulatorBoard, max_memory=1 << 30)
 
 
 # ------------------------------------------------------------------ images over the wire
