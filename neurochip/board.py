@@ -43,11 +43,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Board",
     "BoardAuthError",
+    "BoardBudgetExceeded",
     "BoardBusy",
     "BoardCancelled",
     "BoardConnectionError",
     "BoardProtocolError",
     "BoardTimeout",
+    "BoardWorkerCrashed",
     "EmulatorBoard",
     "NullBoard",
     "UnsupportedOperation",
@@ -92,6 +94,16 @@ class BoardCancelled(BoardError):
     """A run was cancelled before it finished."""
 
 
+class BoardBudgetExceeded(BoardError):
+    """A request went past the board server's per-request budget (time, memory, or steps x
+    neurons); ``field`` names the budget, ``value`` and ``limit`` the amounts."""
+
+
+class BoardWorkerCrashed(BoardError):
+    """The worker process serving this connection on the board server died (a crash, or
+    killed); the board's state is gone and the next call reconnects."""
+
+
 #: error types a board server may name on the wire, rebuilt by the client as these types
 def wire_error_types() -> dict[str, type[Exception]]:
     from neurochip import errors
@@ -100,7 +112,8 @@ def wire_error_types() -> dict[str, type[Exception]]:
         name: getattr(errors, name) for name in errors.__all__
         if isinstance(getattr(errors, name), type)}
     for cls in (UnsupportedOperation, BoardConnectionError, BoardTimeout, BoardProtocolError,
-                BoardAuthError, BoardBusy, BoardCancelled):
+                BoardAuthError, BoardBusy, BoardCancelled, BoardBudgetExceeded,
+                BoardWorkerCrashed):
         out[cls.__name__] = cls
     return out
 

@@ -25,8 +25,11 @@ import hashlib
 import hmac
 import os
 import secrets
+import signal
 import socket
 import socketserver
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,16 +42,32 @@ from neurochip.board import (
     PROTOCOL_VERSION,
     Board,
     BoardAuthError,
+    BoardBudgetExceeded,
     BoardBusy,
     BoardCancelled,
     BoardConnectionError,
     BoardProtocolError,
     BoardTimeout,
+    BoardWorkerCrashed,
     EmulatorBoard,
     wire_error_types,
 )
-from neurochip.board_wire import DEFAULT_MAX_FRAME, pack, peer_gone, recv_frame, send
-from neurochip.errors import BoardError, EmulatorInputError, NeurochipError
+from neurochip.board_wire import (
+    DEFAULT_MAX_FRAME,
+    linger_close,
+    pack,
+    pack_parts,
+    peer_gone,
+    recv_frame,
+    send,
+)
+from neurochip.errors import (
+    BoardError,
+    ConfigError,
+    EmulatorInputError,
+    ImageError,
+    NeurochipError,
+)
 
 if TYPE_CHECKING:
     from neurochip import ChipImage, RunResult
@@ -279,7 +298,8 @@ class RemoteBoard(Board):
             self.reconnects += 1
             self._dirty = False
             if self._image is not None:
-                self._transact("load", {}, {"image": _image_bytes(self._image)})
+                self._transact("load", {"digest": self._image.digest},
+                               {"image": _image_bytes(self._image)})
             return
         assert last is not None
         raise last
@@ -288,6 +308,8 @@ class RemoteBoard(Board):
     def _raise_if_error(self, reply: Mapping[str, Any]) -> None:
         if reply.get("ok", False):
             return
+        if reply.get("closed"):  # the server ended the session: the next call reconnects
+            self._drop()
         name = str(reply.get("error", "BoardError"))
         cls = wire_error_types().get(name, BoardError)
         where = reply.get("where")
@@ -310,7 +332,7 @@ class RemoteBoard(Board):
             raise BoardConnectionError("not connected", where=self.name)
         self._next_id += 1
         rid = self._next_id
-        frame = pack({**header, "id": rid, "op": op}, arrays)
+        frame = pack_parts({**header, "id": rid, "op": op}, arrays)
         with self._send_lock:
             self._current = rid
             try:
@@ -388,7 +410,7 @@ class RemoteBoard(Board):
         return out
 
     def _load(self, image: ChipImage) -> None:
-        self._call("load", {}, {"image": _image_bytes(image)})
+        self._call("load", {"digest": image.digest}, {"image": _image_bytes(image)})
         self._dirty = False
 
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
@@ -494,9 +516,12 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.where = "board server"
+        self._state: Any = None  # shared with the supervisor when isolated
+        self._started = 0.0
         if not srv._slots.acquire(blocking=False):
             self._reply_error(0, BoardBusy(f"the server is at its limit of "
                                            f"{srv.max_connections} connections", where=self.where))
+            linger_close(sock)
             return
         board: Board | None = None
         self._pool: Any = None
@@ -506,31 +531,160 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             if not self._greet():
                 return
+            if srv.isolate:
+                self._serve_in_worker()
+                return
             board = srv.make_board()
             self._serve(board)
         except _Gone:
             pass
         finally:
+            linger_close(sock)
             srv._slots.release()
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             if board is not None:
                 board.close()
 
+    # -------------------------------------------------------------- worker process
+    def _serve_in_worker(self) -> None:
+        """Serve this connection's session in a forked worker process and supervise it: a
+        crash or a blow-up of the worker ends this session only, with a typed error frame
+        (BoardWorkerCrashed, BoardBudgetExceeded) when the stream allows one."""
+        import mmap
+
+        srv = self.server
+        self._state = mmap.mmap(-1, _STATE.size)  # anonymous and shared with the child
+        with srv._fork_lock:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns
+                code = 0
+                try:
+                    self._worker_main()
+                except BaseException:  # the supervisor reports the exit status
+                    code = 70
+                finally:
+                    os._exit(code)
+            srv._workers.add(pid)
+        try:
+            killed, status = self._supervise(pid)
+        finally:
+            srv._workers.discard(pid)
+        started, rid, sending, _ = _STATE.unpack(self._state)
+        if status == 0 and not killed:
+            return
+        if sending or not started:  # mid-frame (the stream is broken) or between requests
+            return                    # (nobody waits for an answer): just close
+        if killed:
+            err: BoardError = BoardBudgetExceeded(
+                f"request {rid:.0f} ran past the time budget of {srv.max_request_seconds:g} s "
+                f"and its worker was stopped; the board's state is gone",
+                where=self.where, field="max_request_seconds",
+                value=round(time.monotonic() - started, 3), limit=srv.max_request_seconds)
+        else:
+            how = (f"killed by signal {-status} ({_signal_name(-status)})" if status < 0
+                   else f"exit status {status}")
+            during = f" during request {rid:.0f}" if started else ""
+            err = BoardWorkerCrashed(f"the worker process of this session died{during} "
+                                     f"({how}); the board's state is gone", where=self.where)
+        self._reply_error(int(rid) if started else 0, err, closed=True)
+
+    def _supervise(self, pid: int) -> tuple[bool, int]:
+        """Wait for the worker; stop it when a request overruns the time budget (with a
+        grace period, the worker itself stops chunked runs at the budget).
+        Returns (killed for the budget, status: exit code or -signal)."""
+        srv = self.server
+        limit = srv.max_request_seconds
+        grace = None if limit is None else limit + max(1.0, 0.1 * limit)
+        killed = False
+        delay = 0.002
+        while True:
+            try:
+                done, raw = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return killed, 0
+            if done:
+                if os.WIFSIGNALED(raw):
+                    return killed, -os.WTERMSIG(raw)
+                return killed, os.WEXITSTATUS(raw) if os.WIFEXITED(raw) else 1
+            if grace is not None and not killed:
+                started = _STATE.unpack(self._state)[0]
+                if started and time.monotonic() - started > grace:
+                    killed = True
+                    _kill(pid)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _worker_main(self) -> None:
+        srv = self.server
+        sock: socket.socket = self.request
+        _detach_other_sockets(sock.fileno())
+        _die_with_parent()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if srv.max_memory is not None:
+            import resource
+
+            size = _vm_size()
+            soft = size + int(srv.max_memory)
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard == resource.RLIM_INFINITY or soft < hard:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        try:
+            board = srv.make_board()
+        except Exception as exc:
+            self._reply_error(0, exc, closed=True)
+            return
+        try:
+            self._serve(board)
+        except _Gone:
+            pass
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            board.close()
+            linger_close(sock)
+
+    def _mark(self, rid: Any, sending: bool | None = None) -> None:
+        """Record the request in progress (and whether a frame is being sent) for the
+        supervisor of an isolated session."""
+        if self._state is None:
+            return
+        if sending is None:
+            num = float(rid) if isinstance(rid, (int, float)) and not isinstance(rid, bool) \
+                else 0.0
+            _STATE.pack_into(self._state, 0, self._started, num, 0, 0)
+        else:
+            self._state[_SENDING_AT] = 1 if sending else 0
+
     # -------------------------------------------------------------- frames
     def _send(self, header: dict[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
+        frame = pack_parts(header, arrays)
+        if self._state is not None:
+            self._mark(None, True)
         try:
-            send(self.request, pack(header, arrays), self.where, self.server.read_timeout)
+            send(self.request, frame, self.where, self.server.read_timeout)
         except BoardError:
             raise _Gone() from None
+        finally:
+            if self._state is not None:
+                self._mark(None, False)
 
-    def _reply_error(self, rid: Any, exc: BaseException) -> None:
+    def _reply_error(self, rid: Any, exc: BaseException, *, closed: bool = False) -> None:
+        if isinstance(exc, MemoryError):
+            limit = self.server.max_memory
+            exc = BoardBudgetExceeded(
+                "the request ran out of memory" + (
+                    f" (the session's budget is {limit >> 20} MiB)" if limit else ""),
+                where=self.where, field="max_memory", limit=limit)
+        head: dict[str, Any]
         if isinstance(exc, NeurochipError):
             head = {"error": type(exc).__name__, "message": exc.message, "where": exc.where,
                     "field": exc.field}
         else:
             head = {"error": "BoardError", "message": f"internal error: {type(exc).__name__}: "
                                                       f"{exc}", "where": self.where}
+        if closed:
+            head["closed"] = True
         try:
             self._send({"id": rid, "ok": False, **head})
         except _Gone:
@@ -618,6 +772,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             if op == "cancel":
                 continue  # a cancel that arrived after its run ended
+            self._started = time.monotonic()
+            self._mark(rid)
             try:
                 self._dispatch(board, rid, op, header, arrays)
             except _Gone:
@@ -625,8 +781,11 @@ class _Handler(socketserver.BaseRequestHandler):
             except BoardProtocolError as exc:
                 self._reply_error(rid, exc)
                 return
-            except Exception as exc:  # every failure becomes a typed error frame
+            except (Exception, MemoryError) as exc:  # every failure: a typed error frame
                 self._reply_error(rid, exc)
+            finally:
+                self._started = 0.0
+                self._mark(None)
 
     def _dispatch(self, board: Board, rid: Any, op: Any, header: dict[str, Any],
                   arrays: dict[str, NDArray[Any]]) -> None:
@@ -638,8 +797,9 @@ class _Handler(socketserver.BaseRequestHandler):
             if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
                 raise BoardError("load needs the image bytes as a uint8 array 'image'",
                                  where=where)
-            self._background(rid, lambda: _load_bytes(board, blob))
-            self._send({"id": rid, "ok": True})
+            want = header.get("digest")
+            self._background(rid, lambda: _load_bytes(board, blob, want, where))
+            self._send({"id": rid, "ok": True, "digest": board.image.digest})
         elif op == "run":
             self._run(board, rid, header, arrays)
         elif op == "learn":
@@ -676,6 +836,8 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         try:
             header, _ = self._recv(self.server.read_timeout)
+        except BoardProtocolError:
+            raise  # answered with the error, then the connection ends
         except BoardError:
             raise _Gone() from None
         if header.get("op") == "cancel" and header.get("id") == rid:
@@ -731,6 +893,8 @@ class _Handler(socketserver.BaseRequestHandler):
             raise EmulatorInputError(f"steps must be a non-negative int, got {steps!r}",
                                      where=self.where, field="steps")
         total = int(steps)
+        batch_n = max([a.shape[0] for a in inputs.values() if a.ndim == 3], default=1)
+        self._check_work(board, total * batch_n, f"{total} steps x {batch_n} samples")
         fixed = header.get("chunk")
         if not getattr(board, "chunked_runs", True):
             r = self._background(rid, lambda: board.run(inputs, total, probes=probes,
@@ -741,7 +905,6 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         chunk = int(fixed) if isinstance(fixed, int) and fixed > 0 else 1024
         # a chunk's results must fit the client's frames: bound the steps by a byte estimate
-        batch_n = max([a.shape[0] for a in inputs.values() if a.ndim == 3], default=1)
         per_step = batch_n * _bytes_per_step(board, probes, spikes)
         most = max(1, (self._client_max // 2) // max(per_step, 1))
         chunk = min(chunk, most)
@@ -778,6 +941,13 @@ class _Handler(socketserver.BaseRequestHandler):
             if final:
                 return
             self._watch(rid)
+            limit = self.server.max_request_seconds
+            if limit is not None and time.monotonic() - self._started > limit:
+                raise BoardBudgetExceeded(
+                    f"the run ran past the time budget of {limit:g} s after {done} of "
+                    f"{total} steps (the board holds the state after step {done})",
+                    where=self.where, field="max_request_seconds",
+                    value=round(time.monotonic() - self._started, 3), limit=limit)
             if not fixed:
                 scale = target / max(dt, 1e-6)
                 chunk = int(min(max(chunk * min(max(scale, 0.25), 4.0), 16), 1 << 20, most))
@@ -795,11 +965,32 @@ class _Handler(socketserver.BaseRequestHandler):
         if shuffle is not None and (isinstance(shuffle, bool) or not isinstance(shuffle, int)):
             raise EmulatorInputError(f"shuffle must be an int seed or null, got {shuffle!r}",
                                      where=self.where, field="shuffle")
+        samples = max([a.shape[0] if a.ndim == 3 else 1 for a in inputs.values()], default=1)
+        steps = max([a.shape[-2] if a.ndim >= 2 else 1 for a in inputs.values()], default=1)
+        self._check_work(board, epochs * samples * steps,
+                         f"{epochs} epochs x {samples} samples x {steps} steps")
         h = self._background(rid, lambda: board.learn(
             inputs, targets, reward, epochs=epochs, shuffle=shuffle,
             reset=bool(header.get("reset", True))))
         meta, out = _history_arrays(h)
         self._send({"id": rid, "ok": True, "history": meta}, out)
+
+
+    def _check_work(self, board: Board, steps: int, what: str) -> None:
+        """Refuse a request of more than max_neuron_steps (steps x samples x neurons)."""
+        limit = self.server.max_neuron_steps
+        if limit is None:
+            return
+        try:
+            n = max(board.image.n_neurons, 1)
+        except BoardError:
+            return  # nothing loaded: the board names that itself
+        work = int(steps) * n
+        if work > limit:
+            raise BoardBudgetExceeded(
+                f"{what} x {n} neurons = {work:,} neuron-steps exceeds this server's budget "
+                f"of {limit:,} per request; split the request", where=self.where,
+                field="max_neuron_steps", value=work, limit=limit)
 
 
 def _bytes_per_step(board: Board, probes: list[str], spikes: Any) -> int:
@@ -819,14 +1010,121 @@ def _bytes_per_step(board: Board, probes: list[str], spikes: Any) -> int:
     return rec + 4 * probed + 8 * max(len(img.cores), 1) * 24 + 64
 
 
-def _load_bytes(board: Board, blob: NDArray[np.uint8]) -> None:
-    import tempfile
-    from pathlib import Path
+def _load_bytes(board: Board, blob: NDArray[np.uint8], want: Any, where: str) -> None:
+    """Load an image received over the wire: it must be signed (carry its digests, which
+    load checks along with the verifier) and, when the client names the digest it sent,
+    be that image."""
+    from neurochip.core.image import ChipImage
 
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "image.nchip"
-        p.write_bytes(blob.tobytes())
-        board.load(p)
+    image = ChipImage.from_bytes(blob.tobytes(), where=f"{where}: image")
+    if not image.signed:
+        raise ImageError("an image sent to a board server must carry its digests (save it "
+                         "with this version of neurochip)", member="manifest.json:digests",
+                         where=f"{where}: image")
+    if want is not None and want != image.digest:
+        raise ImageError(f"the image received has digest {image.digest}, the client sent "
+                         f"{str(want)[:80]}", member="image", where=f"{where}: image")
+    board.load(image)
+
+
+# ------------------------------------------------------------------------------------------
+# Worker processes
+# ------------------------------------------------------------------------------------------
+
+#: shared state of an isolated session: request start (monotonic), request id, sending, pad
+_STATE = struct.Struct("ddBB")
+_SENDING_AT = 16
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _vm_size() -> int:
+    """This process's virtual memory size in bytes (what RLIMIT_AS bounds)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _detach_other_sockets(keep: int) -> None:
+    """In a forked worker: point every inherited socket except ``keep`` (the listening
+    socket, other sessions' connections) at /dev/null, so this process never holds another
+    session's connection open. The descriptors stay taken, so no number is reused under a
+    socket object that still names it."""
+    import stat
+
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd in (keep, null):
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(null, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(null)
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the server thread that forked it goes away."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _omp_in_use() -> bool:
+    """Whether this process already started Numba's GNU OpenMP threads (a fork is then
+    unsafe: the child would be terminated)."""
+    par = sys.modules.get("numba.np.ufunc.parallel")
+    if par is None or not getattr(par, "_is_initialized", False):
+        return False
+    try:
+        import numba
+
+        return str(numba.threading_layer()) == "omp"
+    except (ValueError, AttributeError):
+        return False
+
+
+def _warm(board_factory: Callable[[], Board]) -> None:
+    """Load the emulator's kernels once in the server process, so every forked worker
+    starts with them (a fresh process reads them from the cache in about a second)."""
+    board = board_factory()
+    try:
+        if isinstance(board, EmulatorBoard):
+            from neurochip.hil import demo_image
+
+            board.load(demo_image())
+            board.run(steps=2, probes=[])
+    finally:
+        board.close()
 
 
 class BoardServer(socketserver.ThreadingTCPServer):
@@ -838,6 +1136,16 @@ class BoardServer(socketserver.ThreadingTCPServer):
     wait between requests; read_timeout: seconds for the rest of a started frame and for a
     client to take a sent one; max_connections: connections served at once (others get a
     BoardBusy error); progress_interval: seconds between progress frames of a long call.
+
+    isolate: serve each connection's session in a worker process forked from the server
+    (POSIX), so a crash or a blow-up of one session cannot take down the server or other
+    sessions; the client gets :class:`BoardWorkerCrashed`. The server process must not
+    have started Numba's OpenMP threads (``neurochip board-serve`` isolates by default).
+    Per-request budgets, refused or stopped with :class:`BoardBudgetExceeded`:
+    max_request_seconds (a chunked run stops at the budget; any other request overrunning
+    it has its isolated worker killed), max_memory (bytes a worker may add to its size
+    after the fork; isolated sessions only), max_neuron_steps (steps x samples x neurons
+    of a run or a learning call, checked before it starts). None: no limit.
     """
 
     daemon_threads = True
@@ -848,7 +1156,10 @@ class BoardServer(socketserver.ThreadingTCPServer):
                  board_factory: Callable[[], Board] = EmulatorBoard, *,
                  token: str | None = None, max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = 300.0, read_timeout: float = 30.0,
-                 max_connections: int = 32, progress_interval: float = 0.25) -> None:
+                 max_connections: int = 32, progress_interval: float = 0.25,
+                 isolate: bool = False, max_request_seconds: float | None = None,
+                 max_memory: int | None = None, max_neuron_steps: int | None = None,
+                 warm: bool = True) -> None:
         self.make_board = board_factory
         self.token = token or None
         self.max_frame = int(max_frame)
@@ -856,7 +1167,34 @@ class BoardServer(socketserver.ThreadingTCPServer):
         self.read_timeout = float(read_timeout)
         self.max_connections = int(max_connections)
         self.progress_interval = float(progress_interval)
+        self.isolate = bool(isolate)
+        self.max_request_seconds = None if max_request_seconds is None else float(
+            max_request_seconds)
+        self.max_memory = None if max_memory is None else int(max_memory)
+        self.max_neuron_steps = None if max_neuron_steps is None else int(max_neuron_steps)
+        for name in ("max_request_seconds", "max_memory", "max_neuron_steps"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ConfigError("must be positive", where="board server", field=name,
+                                  value=v)
+        if self.max_memory is not None and not self.isolate:
+            raise ConfigError("a memory budget needs a worker process per session "
+                              "(isolate=True)", where="board server", field="max_memory")
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._fork_lock = threading.Lock()
+        self._workers: set[int] = set()
+        if self.isolate:
+            if not hasattr(os, "fork"):
+                raise ConfigError("isolated sessions need os.fork (a POSIX system)",
+                                  where="board server", field="isolate")
+            if warm and not _omp_in_use():
+                _warm(board_factory)
+            if _omp_in_use():
+                raise ConfigError(
+                    "isolated sessions fork the server process, which has already started "
+                    "Numba's OpenMP threads (a forked worker would be terminated); serve "
+                    "from a fresh process (neurochip board-serve) or set "
+                    "NUMBA_THREADING_LAYER=workqueue", where="board server", field="isolate")
         super().__init__(address, _Handler)
 
     @property
@@ -880,6 +1218,8 @@ class BoardServer(socketserver.ThreadingTCPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+        for pid in list(self._workers):
+            _kill(pid)
 
     def __enter__(self) -> BoardServer:
         self.start()

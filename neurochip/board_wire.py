@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from neurochip.board import BoardConnectionError, BoardProtocolError, BoardTimeout
 
-__all__ = ["DEFAULT_MAX_FRAME", "MAGIC", "VERSION", "pack", "recv_frame"]
+__all__ = ["DEFAULT_MAX_FRAME", "MAGIC", "VERSION", "pack", "pack_parts", "recv_frame", "send"]
 
 MAGIC = b"NCB"
 VERSION = 2
@@ -41,8 +41,10 @@ _MAX_HEADER = 8 << 20
 _KINDS = "biuf"
 
 
-def pack(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
-    """One frame: ``header`` (JSON-able) and ``arrays`` as raw buffers."""
+def pack_parts(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None
+               ) -> list[Any]:
+    """One frame as a list of buffers (prefix + header, then each array's own memory, not
+    copied): what :func:`send` hands to the kernel in one scatter-gather call."""
     parts: list[Any] = []
     table = []
     off = 0
@@ -54,13 +56,18 @@ def pack(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> 
                                      f"integer and float arrays only", where="board frame")
         table.append([name, dt.str, a.shape, off])
         if a.size:
-            parts.append(a.data)
+            parts.append(a.reshape(-1).view(np.uint8))
         off += a.nbytes
     h = dict(header)
     if table:
         h["arrays"] = table
     hb = json.dumps(h, separators=(",", ":")).encode()
-    return b"".join([_PREFIX.pack(MAGIC, VERSION, len(hb), off), hb, *parts])
+    return [_PREFIX.pack(MAGIC, VERSION, len(hb), off) + hb, *parts]
+
+
+def pack(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
+    """One frame: ``header`` (JSON-able) and ``arrays`` as raw buffers."""
+    return b"".join(pack_parts(header, arrays))
 
 
 def _recv_into(sock: socket.socket, buf: memoryview, where: str) -> None:
@@ -161,6 +168,8 @@ def _arrays(table: Any, payload: memoryview, where: str) -> dict[str, NDArray[An
     for row in table:
         try:
             name, dt, shape, off = row
+            if type(shape) is not list or len(shape) > 32:
+                raise ValueError
             count = 1
             for s in shape:
                 if type(s) is not int or s < 0:
@@ -183,16 +192,37 @@ def _arrays(table: Any, payload: memoryview, where: str) -> dict[str, NDArray[An
     return out
 
 
-def send(sock: socket.socket, frame: bytes, where: str, timeout: float | None) -> None:
-    """Send a frame within ``timeout`` seconds (a receiver that stops reading fails it)."""
+def send(sock: socket.socket, frame: bytes | list[Any], where: str,
+         timeout: float | None) -> None:
+    """Send a frame (bytes, or the buffers of :func:`pack_parts`) within ``timeout``
+    seconds (a receiver that stops reading fails it)."""
     sock.settimeout(timeout)
     try:
-        sock.sendall(frame)
+        if isinstance(frame, list):
+            _send_parts(sock, frame)
+        else:
+            sock.sendall(frame)
     except TimeoutError:
         raise BoardTimeout(f"the other side did not take a frame within {timeout} s",
                            where=where) from None
     except OSError as exc:
         raise BoardConnectionError(f"connection failed: {exc}", where=where) from None
+
+
+def _send_parts(sock: socket.socket, parts: list[Any]) -> None:
+    if len(parts) == 1:
+        sock.sendall(parts[0])
+        return
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        n = sock.sendmsg(views[:256])
+        while n:
+            if n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
 
 
 def peer_gone(sock: socket.socket) -> bool:
@@ -207,6 +237,27 @@ def peer_gone(sock: socket.socket) -> bool:
     finally:
         sock.setblocking(True)
     return data == b""
+
+
+def linger_close(sock: socket.socket, seconds: float = 0.5, most: int = 1 << 22) -> None:
+    """Half-close and read what the other side still sends (briefly, capped) before the
+    caller closes: closing with unread input makes the kernel send a reset, which can
+    destroy the last frame (an error reply) before the other side reads it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        got = 0
+        while got < most:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except OSError:
+        pass
 
 
 def monotonic() -> float:

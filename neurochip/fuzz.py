@@ -26,8 +26,8 @@ import numpy as np
 from neurochip.core.errors import NeurochipError
 from neurochip.core.image import ChipImage
 
-__all__ = ["INTERESTING", "classify", "flip_bytes", "mutate_arrays", "mutate_manifest",
-           "nchip_bytes", "run_image"]
+__all__ = ["INTERESTING", "board_frame", "classify", "flip_bytes", "mutate_arrays",
+           "mutate_manifest", "nchip_bytes", "run_image"]
 
 INTERESTING: list[Any] = [
     -1, 0, 1, 2, 7, 8, 63, 64, 100, 255, 256, 4096, 65535, 65536, 2**31 - 1, 2**31, 2**32,
@@ -220,3 +220,71 @@ def mutate_hw_yaml(text: str, rng: np.random.Generator) -> tuple[str, str]:
     val = INTERESTING[int(rng.integers(len(INTERESTING)))]
     d[sec] = val
     return yaml.safe_dump(d), f"{sec} = {val!r}"
+
+
+_OPS = ["info", "load", "run", "learn", "read_weights", "write_weights", "read_state",
+        "write_state", "reset", "cancel", "hello", "auth", "close", "x"]
+_FIELDS = ["steps", "probes", "spikes", "chunk", "connection", "epochs", "shuffle", "targets",
+           "digest", "protocol", "reset"]
+_ARRAYS = ["image", "weights", "u", "v", "reward", "inputs/in", "inputs/x", "targets/o", ""]
+_DTYPES = ["|b1", "|u1", "<i4", "<i8", "<f8", "<f4", ">i2"]
+
+
+def board_frame(rng: np.random.Generator) -> tuple[bytes, str]:
+    """A board-protocol frame (:mod:`neurochip.board_wire`) that is malformed in one of
+    many ways, or a well-formed request with out-of-range fields; and what was done."""
+    import struct
+
+    from neurochip.board_wire import MAGIC, VERSION, pack
+
+    def pick() -> Any:
+        return copy.deepcopy(INTERESTING[int(rng.integers(len(INTERESTING)))])
+
+    header: dict[str, Any] = {"id": int(rng.integers(1, 1000)),
+                              "op": _OPS[int(rng.integers(len(_OPS)))]}
+    for f in _FIELDS:
+        if rng.integers(3) == 0:
+            header[f] = pick()
+    if header["op"] == "run" and rng.integers(2):
+        header["steps"] = int(rng.integers(0, 20))
+    arrays = {}
+    for _ in range(int(rng.integers(0, 3))):
+        shape = tuple(int(s) for s in rng.integers(0, 5, int(rng.integers(0, 4))))
+        arrays[_ARRAYS[int(rng.integers(len(_ARRAYS)))]] = np.zeros(
+            shape, _DTYPES[int(rng.integers(len(_DTYPES)))])
+    frame = pack(header, arrays)
+    op = int(rng.integers(8))
+    what = f"{header['op']} with {sorted(k for k in header if k not in ('id', 'op'))}"
+    pre = struct.Struct(">3sBIQ")
+    _, _, hlen, plen = pre.unpack(frame[:pre.size])
+    body = frame[pre.size:]
+    if op == 0:
+        return frame, f"well formed: {what}"
+    if op == 1:
+        return flip_bytes(frame, rng, int(rng.integers(1, 5))), f"bits flipped: {what}"
+    if op == 2:
+        cut = int(rng.integers(len(frame)))
+        return frame[:cut], f"truncated at {cut}: {what}"
+    if op == 3:
+        version = [0, 1, VERSION, 3, 255][int(rng.integers(5))]
+        hl = [0, 1, hlen - 1, hlen + 1, 2**32 - 1, hlen][int(rng.integers(6))]
+        pl = [0, plen + 1, 2**40, 2**64 - 1, plen][int(rng.integers(5))]
+        return (pre.pack(MAGIC, version, max(hl, 0), max(pl, 0)) + body,
+                f"version {version}, lengths {hl}/{pl}: {what}")
+    if op == 4:
+        table = [[pick() if rng.integers(3) == 0 else "inputs/in",
+                  pick() if rng.integers(2) else "<i4",
+                  pick() if rng.integers(2) else [2, 3],
+                  pick() if rng.integers(2) else 0] for _ in range(int(rng.integers(1, 3)))]
+        hb = json.dumps({**header, "arrays": table}).encode()
+        payload = bytes(int(rng.integers(0, 64)))
+        return (pre.pack(MAGIC, VERSION, len(hb), len(payload)) + hb + payload,
+                f"array table {str(table)[:60]}")
+    if op == 5:
+        hb = [b"[" * 10_000 + b"]" * 10_000, b"[1, 2]", b"\xff\xfe\x00", b"null", b"{",
+              json.dumps({"id": 1, "op": "run", "steps": "1" * 5000}).encode()][
+            int(rng.integers(6))]
+        return pre.pack(MAGIC, VERSION, len(hb), 0) + hb, f"header {hb[:20]!r}"
+    if op == 6:
+        return rng.bytes(int(rng.integers(1, 64))), "random bytes"
+    return frame + frame, f"two requests at once: {what}"

@@ -5,7 +5,9 @@ duplicates, truncation, bombs, strays), manifest fields (signed: the digest must
 unsigned: the verifier must, or the image must run correctly), array contents (re-signed
 images with boundary values: the verifier must catch them or they must run correctly), NIR
 parameters and structure (HDF5 datasets replaced, reshaped, deleted), YAML fields, API
-calls and CLI arguments.
+calls, CLI arguments and board frames (malformed or out-of-range requests sent to a board
+server in the worker after the handshake, sometimes after loading an image: every reply
+must be a typed error or a correct answer, and the server must go on serving).
 
 Each case runs in a worker child process under a memory limit (``resource.setrlimit``
 RLIMIT_AS = the worker's size after start-up + ``--mem-gib``); a worker that dies is a
@@ -37,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 NAMES = ["feed_forward", "recurrent", "convolutional"]
 FAMILIES = {  # family: share of the cases
-    "image_bytes": 0.16, "zip_structure": 0.10, "manifest": 0.16, "arrays": 0.16,
-    "nir": 0.14, "yaml": 0.10, "api": 0.10, "cli": 0.08,
+    "image_bytes": 0.15, "zip_structure": 0.09, "manifest": 0.15, "arrays": 0.15,
+    "nir": 0.13, "yaml": 0.09, "api": 0.09, "cli": 0.07, "board_frames": 0.08,
 }
 OUTCOMES = ["typed", "ok", "silent", "untyped", "crash", "hang", "blowup", "nir_changed"]
 
@@ -69,6 +71,17 @@ class _Worker:
         self.hw_yaml = (ROOT / "hw_configs" / "loihi_like.yaml").read_text()
         self.nir_images: dict[str, Any] = {}
         self.bombs: dict[tuple[str, int], bytes] = {}
+        from neurochip.board import EmulatorBoard
+        from neurochip.board_remote import BoardServer, _image_bytes
+        from neurochip.board_wire import pack
+
+        self.board_server = BoardServer(("127.0.0.1", 0), EmulatorBoard, read_timeout=1.0,
+                                        idle_timeout=10.0, max_frame=1 << 20,
+                                        max_neuron_steps=10**6)
+        self.board_server.start()
+        ff = self.images["feed_forward"]
+        self.load_frame = pack({"id": 1, "op": "load", "digest": ff.digest},
+                               {"image": _image_bytes(ff)})
 
     # ------------------------------------------------------------------ helpers
     def members(self, data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -341,6 +354,66 @@ class _Worker:
         return case
 
 
+    def board_frames(self, rng: Any) -> Any:
+        import socket
+
+        from neurochip.board import BoardConnectionError, BoardTimeout, wire_error_types
+        from neurochip.board_wire import VERSION, pack, recv_frame
+        from neurochip.fuzz import board_frame
+
+        frame, what = board_frame(rng)
+        preload = bool(rng.integers(2))
+        port = self.board_server.port
+        typed = set(wire_error_types())
+
+        def talk(frames: list[bytes]) -> list[dict[str, Any]]:
+            s = socket.create_connection(("127.0.0.1", port), 5.0)
+            try:
+                s.sendall(pack({"id": 0, "op": "hello", "protocol": VERSION}))
+                if not recv_frame(s, "fuzz", wait=5.0, read_timeout=5.0)[0]["ok"]:
+                    raise RuntimeError("hello refused")
+                replies = []
+                for f in frames:
+                    s.sendall(f)
+                    if f is self.load_frame:
+                        while True:
+                            r, _ = recv_frame(s, "fuzz", wait=10.0, read_timeout=10.0)
+                            if "progress" not in r:
+                                break
+                        if not r["ok"]:
+                            raise RuntimeError(f"load refused: {r}")
+                s.shutdown(socket.SHUT_WR)
+                while True:
+                    try:
+                        r, _ = recv_frame(s, "fuzz", wait=10.0, read_timeout=10.0)
+                    except BoardTimeout:
+                        return [{"hang": True}]
+                    except BoardConnectionError:
+                        return replies
+                    replies.append(r)
+            finally:
+                s.close()
+
+        def case() -> str | None:
+            replies = talk(([self.load_frame] if preload else []) + [frame])
+            if any(r.get("hang") for r in replies):
+                return "hang"
+            bad = [r for r in replies if not r.get("ok")]
+            for r in bad:
+                if r.get("error") not in typed or str(r.get("message", "")).startswith(
+                        "internal error"):
+                    raise RuntimeError(f"{what}: untyped reply {str(r)[:200]}")
+            if talk([])[:1] != []:  # the server still greets a new client
+                raise RuntimeError("the server stopped serving")
+            if bad:
+                from neurochip.errors import BoardError
+
+                raise BoardError(f"{what}: {bad[0].get('error')}: {bad[0].get('message')}")
+            return None
+
+        return case
+
+
 def _same_network(a: Any, b: Any) -> bool:
     """Same registers, synapses and placement (metadata such as the source may differ)."""
     import numpy as np
@@ -371,6 +444,8 @@ def worker_main(tmp: str, mem_gib: float) -> None:
             outcome, detail = classify(case)
             if outcome == "ok" and detail.startswith("nir_changed"):
                 outcome = "nir_changed"
+            if outcome == "ok" and detail == "hang":
+                outcome = "hang"
         except MemoryError:
             outcome, detail = "blowup", "MemoryError under the memory limit"
         except Exception as exc:  # building the case failed: a bug of this tool

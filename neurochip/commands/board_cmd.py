@@ -32,10 +32,22 @@ def register(sub: Any) -> None:
                    help="seconds a connection may idle between requests (default 300)")
     p.add_argument("--read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds to finish a started frame or take a sent one (default 30)")
+    p.add_argument("--in-process", action="store_true",
+                   help="serve every session in the server process (default: each session in "
+                        "its own worker process, so a crash or a blow-up stays in it)")
+    p.add_argument("--max-request-seconds", type=float, default=3600.0, metavar="S",
+                   help="time budget of one request (default 3600; 0 = none)")
+    p.add_argument("--max-memory", type=int, default=None, metavar="BYTES",
+                   help="memory a session's worker may add to its size (default 4 GiB; "
+                        "0 = none; needs worker processes)")
+    p.add_argument("--max-neuron-steps", type=int, default=10**12, metavar="N",
+                   help="steps x samples x neurons of one run or learning call "
+                        "(default 10^12; 0 = none)")
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import functools
     import os
     import sys
     from pathlib import Path
@@ -55,6 +67,16 @@ def _serve(args: argparse.Namespace) -> int:
         if not getattr(args, name) > 0:
             raise ConfigError("must be a positive number of seconds", where="board-serve",
                               field=f"--{name.replace('_', '-')}")
+    if args.max_memory is not None and args.in_process and args.max_memory > 0:
+        raise ConfigError("a memory budget needs a worker process per session; drop "
+                          "--in-process or --max-memory", where="board-serve",
+                          field="--max-memory")
+    if args.max_memory is None:
+        args.max_memory = 0 if args.in_process else 4 << 30
+    for name in ("max_request_seconds", "max_memory", "max_neuron_steps"):
+        if not getattr(args, name) >= 0:
+            raise ConfigError("must be 0 (no limit) or positive", where="board-serve",
+                              field=f"--{name.replace('_', '-')}")
     if not 0 <= args.port < 65536:
         raise ConfigError(f"{args.port} is not a TCP port", where="board-serve", field="--port")
     token = os.environ.get("NEUROCHIP_BOARD_TOKEN")
@@ -69,16 +91,21 @@ def _serve(args: argparse.Namespace) -> int:
                               field="--token-file")
     open_board(uri).close()  # a bad URI fails here, with one line, before serving
     try:
-        server = BoardServer((args.host, args.port), lambda: open_board(uri), token=token,
-                             max_frame=args.max_frame, idle_timeout=args.idle_timeout,
-                             read_timeout=args.read_timeout,
-                             max_connections=args.max_connections)
+        server = BoardServer((args.host, args.port), functools.partial(open_board, uri),
+                             token=token, max_frame=args.max_frame,
+                             idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
+                             max_connections=args.max_connections,
+                             isolate=not args.in_process,
+                             max_request_seconds=args.max_request_seconds or None,
+                             max_memory=args.max_memory or None,
+                             max_neuron_steps=args.max_neuron_steps or None)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",
                           where="board-serve") from None
     print(server.uri, flush=True)
-    print(f"serving board {uri!r} with protocol 2{' (token required)' if token else ''}",
-          flush=True)
+    mode = "in-process sessions" if args.in_process else "a worker process per session"
+    print(f"serving board {uri!r} with protocol 2, {mode}"
+          f"{' (token required)' if token else ''}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         print("warning: listening beyond loopback without a token", file=sys.stderr,
               flush=True)

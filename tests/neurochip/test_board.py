@@ -104,3 +104,22 @@ def test_board_serve_prints_its_uri_on_the_first_line_and_serves(image, tmp_path
                           "fpga", "--port", "0"], capture_output=True, text=True, env=env,
                          timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown board" in bad.stderr
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--max-memory", "-1"], "--max-memory"),
+    (["--max-request-seconds", "-2"], "--max-request-seconds"),
+    (["--max-neuron-steps", "-5"], "--max-neuron-steps"),
+    (["--in-process", "--max-memory", "1000000"], "needs a worker process"),
+])
+def test_board_serve_budget_options_are_checked(argv, message) -> None:
+    import contextlib
+    import io
+
+    from neurochip.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["board-serve", "--port", "0", *argv])
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and message in lines[0], err.getvalue()
