@@ -6,6 +6,8 @@ Objects live only at this edge; the work is done by pure functions over explicit
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -147,12 +149,16 @@ class Emulator:
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
             probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
             learn: bool = False, targets: Mapping[str, Any] | None = None,
-            reward: Any = None) -> RunResult:
+            reward: Any = None, bias: Mapping[str, Any] | None = None) -> RunResult:
         """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
 
         inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
         probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
         State carries over to the next call until :meth:`reset`.
+
+        bias: {population: mantissas (n,) or (B, n)} replaces those populations' bias
+        mantissas for this run (the exponent is the image's); how lava-dl feeds images into
+        its input layers. A (B, n) bias runs B samples (inputs without a batch are shared).
 
         learn=True runs the on-chip learning engine of the image's learning configuration
         (one sample stream, batch 1): targets {population: (T, n) target spikes (bool) or
@@ -162,12 +168,23 @@ class Emulator:
         and error messages.
         """
         if learn:
+            if bias is not None:
+                raise EmulatorInputError("bias is not used with learn=True", where="Emulator.run",
+                                         field="bias")
             return self._run_learning(inputs, steps, probes, spikes, targets, reward)
         if targets is not None or reward is not None:
             raise EmulatorInputError("targets and reward are used only with learn=True",
                                      where="Emulator.run", field="targets")
         rs = self.run_state
         X, steps, batched = rs.inputs(inputs, steps)
+        brows = rs.biases(bias)
+        if brows is not None and brows.shape[0] > 1:
+            if X.shape[0] == 1 and not batched:
+                X = np.ascontiguousarray(np.broadcast_to(X, (brows.shape[0], *X.shape[1:])))
+                batched = True
+            elif X.shape[0] != brows.shape[0]:
+                raise EmulatorInputError(f"bias has batch {brows.shape[0]}, inputs have "
+                                         f"{X.shape[0]}", where="Emulator.run", field="bias")
         B = X.shape[0]
         if rs.batch is not None and B != rs.batch:
             raise EmulatorInputError(
@@ -180,16 +197,53 @@ class Emulator:
         if self.backend == "numba":
             kstate = rs.kernel_state(B)
             inp_ptr, inp_src = spike_lists(X)
-            raw_p, raw_s, raw_c = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src,
-                                            pidx, pvar, rec_col, self.threads)
+            if brows is None:
+                raw_p, raw_s, raw_c = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src,
+                                                pidx, pvar, rec_col, self.threads)
+            else:
+                raw_p, raw_s, raw_c = self._run_biased(kstate, brows, steps, inp_ptr, inp_src,
+                                                       pidx, pvar, rec_col)
         else:
             assert rs.ref is not None
             ref, rstates = rs.ref, rs.reference_states(B)
-            outs = [ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col) for b in range(B)]
+            keep = ref.bias
+            outs = []
+            try:
+                for b in range(B):
+                    if brows is not None:
+                        ref.bias = brows[min(b, brows.shape[0] - 1)].astype(np.int64)
+                    outs.append(ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col))
+            finally:
+                ref.bias = keep
             raw_p = np.stack([o[0] for o in outs])
             raw_s = np.stack([o[1] for o in outs])
             raw_c = np.stack([o[2] for o in outs])
         return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched)
+
+    def _run_biased(self, kstate: Any, brows: NDArray[np.int32], steps: int,
+                    inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],
+                    pidx: NDArray[np.int64], pvar: NDArray[np.int8], rec_col: NDArray[np.int64]
+                    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+        """Kernel run with replaced biases: one batched run when every sample has the same
+        bias, else sample by sample (each with its own bias, on its own state rows)."""
+        rs = self.run_state
+        if brows.shape[0] == 1 or bool(np.all(brows == brows[:1])):
+            tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[0]))
+            return run_batch(tb, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                             self.threads)
+        outs = []
+        t0 = kstate.t
+        for b in range(brows.shape[0]):
+            tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[b]))
+            sub = copy.copy(kstate)
+            sub.batch, sub.t = 1, t0
+            sub.u, sub.v = kstate.u[b:b + 1], kstate.v[b:b + 1]
+            sub.ring, sub.scratch = kstate.ring[b:b + 1], kstate.scratch[b:b + 1]
+            outs.append(run_batch(tb, sub, steps, np.ascontiguousarray(inp_ptr[b:b + 1]),
+                                  inp_src, pidx, pvar, rec_col, self.threads))
+        kstate.t = t0 + steps
+        return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]),
+                np.concatenate([o[2] for o in outs]))
 
     # ------------------------------------------------------------------ learning
     @property

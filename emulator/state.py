@@ -145,6 +145,51 @@ class RunState:
         return X, int(steps), batched
 
 
+    def biases(self, bias: Mapping[str, Any] | None) -> NDArray[np.int32] | None:
+        """The bias of every neuron, (B, N), with the populations in ``bias`` given new
+        mantissas ({population: (n,) or (B, n) ints}, checked against the chip's bias
+        format; the population's bias exponent is kept); None when nothing is replaced."""
+        if not bias:
+            return None
+        from neurochip.core import fixedpoint as fx
+
+        where = "Emulator.run"
+        lo, hi = self.image.hw.formats.bias_mant_range
+        mant = self.image.arrays["neurons/bias_mant"].astype(np.int64)
+        exp = self.image.arrays["neurons/bias_exp"].astype(np.int64)
+        rows: dict[str, NDArray[np.int64]] = {}
+        B = 1
+        for name, b in bias.items():
+            p = self.pops.get(name)
+            if p is None or p.kind != "lif":
+                lif = [q.name for q in self.image.lif_populations]
+                raise EmulatorInputError(f"no neuron population {name!r} to give a bias; "
+                                         f"populations are {lif}", where=where, field="bias")
+            arr = np.asarray(b)
+            if arr.ndim not in (1, 2) or arr.shape[-1] != p.size or arr.dtype.kind not in "iu":
+                raise EmulatorInputError(
+                    f"bias of {name!r} has shape {arr.shape} and dtype {arr.dtype}; expected "
+                    f"integers of shape ({p.size},) or (B, {p.size})", where=where, field="bias")
+            bad = np.flatnonzero((arr < lo) | (arr > hi))
+            if bad.size:
+                k = int(bad[0])
+                raise EmulatorInputError(
+                    f"bias of {name!r}: value {int(arr.reshape(-1)[k])} (neuron {k % p.size}) is "
+                    f"outside the chip's bias mantissa [{lo}, {hi}]", where=where, field="bias",
+                    value=int(arr.reshape(-1)[k]), limit=(lo, hi))
+            a2 = arr.reshape(-1, p.size).astype(np.int64)
+            if a2.shape[0] > 1:
+                if B > 1 and a2.shape[0] != B:
+                    raise EmulatorInputError(f"bias of {name!r} has batch {a2.shape[0]}, others "
+                                             f"have {B}", where=where, field="bias")
+                B = a2.shape[0]
+            rows[name] = a2
+        out = np.repeat(mant[None], B, axis=0)
+        for name, a2 in rows.items():
+            p = self.pops[name]
+            out[:, p.offset: p.offset + p.size] = a2
+        return fx.bias_value(out, exp[None]).astype(np.int32)
+
     def probes(self, probes: Iterable[str]
                ) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8], list[tuple[int, int]]]:
         """Probe names, their neuron indices and variables (0 u, 1 v), column spans."""
