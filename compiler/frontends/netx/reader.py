@@ -156,12 +156,16 @@ def _neuron(g: Any, group: str, kind: str, hw: HardwareSpec) -> dict[str, Any]:
     return {"type": ntype, "du": i_decay - 1, "dv": v_decay, "vth": vth}
 
 
-def netx_optimize_weights(w: NDArray[np.int64]) -> tuple[NDArray[np.int64], int, int]:
+def netx_optimize_weights(w: NDArray[np.int64], group: str
+                          ) -> tuple[NDArray[np.int64], int, int]:
     """netx's choice of (weights, num_weight_bits, weight_exp) for a dense matrix: the
     weights scaled by 2^s to fill the 8-bit range, weight_exp = -s, and the bits that
     are left once the common power-of-two factor is known."""
-    w = np.clip(w, -256, 254) if (w.max() > 254 and w.min() < 0) or (
-        w.min() < -256 and w.max() > 0) else w
+    if (w.max() > 254 and w.min() < 0) or (w.min() < -256 and w.max() > 0):
+        warnings.warn(f"netx group {group}: mixed-sign weights in [{int(w.min())}, "
+                      f"{int(w.max())}] do not fit the synapse; netx clips them to [-256, 254] "
+                      "and so does neurochip", NetxImportWarning, stacklevel=3)
+        w = np.clip(w, -256, 254)
     hi, lo = int(w.max()), int(w.min())
     if hi < 0:
         scale, signed = -256 / lo, 0
@@ -392,10 +396,10 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     if wr.shape[1] != n:
                         raise _err(group, kind, f"weight_rec has shape {wr.shape}; expected "
                                    f"({n}, {n})", "weight_rec")
-                    both, nwb, exp = netx_optimize_weights(np.hstack([w, wr]))
+                    both, nwb, exp = netx_optimize_weights(np.hstack([w, wr]), group)
                     w, wr = both[:, :n_in], both[:, n_in:]
                 else:
-                    w, nwb, exp = netx_optimize_weights(w)
+                    w, nwb, exp = netx_optimize_weights(w, group)
                 if rec and "delay" in g:
                     raise _err(group, kind, "netx builds a delayed recurrent layer without its "
                                "weight exponent and with the input delays on the recurrent "
