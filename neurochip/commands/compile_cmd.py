@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
                     "the file's neurochip.* metadata, else the exporter's conventions (see "
                     "docs/compiler.md). Without --calibration the scales come from a "
                     "worst-case bound of every population's state.")
-    p.add_argument("model", metavar="MODEL", help="model file (.nir or .onnx)")
+    p.add_argument("model", metavar="MODEL", help="model file (.nir, .onnx or lava-dl netx .net)")
     p.add_argument("--hw", default="loihi_like", metavar="NAME",
                    help="hardware description: a name in hw_configs/ or a YAML path "
                         "(default loihi_like)")
@@ -105,9 +105,16 @@ def _compile(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.exists():
         raise ConfigError("file does not exist", where=f"model {model}")
-    if model.suffix.lower() not in (".nir", ".onnx"):
-        raise ConfigError(f"unknown model type {model.suffix!r}; give a .nir or .onnx file",
-                          where=f"model {model}")
+    if model.suffix.lower() not in (".nir", ".onnx", ".net"):
+        raise ConfigError(f"unknown model type {model.suffix!r}; give a .nir, .onnx or "
+                          "lava-dl netx .net file", where=f"model {model}")
+    if model.suffix.lower() == ".net":
+        given = [k for k in ("dt", "decay", "reset", "weight_bits", "calibration", "dump_ir")
+                 if getattr(args, k, None)]
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} does not apply to a netx file "
+                              "(it is already fixed point)", where=f"model {model}",
+                              field=given[0])
     out = Path(args.output) if args.output else model.with_suffix(".nchip")
     if not out.parent.exists():
         raise ConfigError("folder does not exist", where=f"output {out}")

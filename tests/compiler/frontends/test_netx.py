@@ -217,3 +217,16 @@ def test_random_mlp_with_input_port_matches_lava_netx(tmp_path: Path) -> None:
     r = neurochip.Emulator(img).run({"input": x.astype(bool)}, steps=16, probes=_probes(img))
     assert r.spikes["0"].any() and r.spikes["1"].any()
     _same(img, r, _lava(path, 16, inputs=x))
+
+
+@needs_tiny
+def test_cli_compile_and_inspect_layer_table(tmp_path: Path, capsys: Any) -> None:
+    from neurochip.cli import main
+
+    out = tmp_path / "tiny.nchip"
+    assert main(["compile", str(TINY), "--hw", "loihi2_like", "-o", str(out), "--quiet"]) == 0
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "netx layers" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith("layer/1"))
+    assert "conv" in row and "6x6x24" in row and "5x5" in row and "2x2" in row and "LOIHI" in row
