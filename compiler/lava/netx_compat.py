@@ -91,13 +91,15 @@ def netx_available() -> bool:
 
 def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
                   inputs: Any = None, probe_state: bool = True,
+                  layers: Any = None,
                   timeout_s: float | None = 600.0) -> list[dict[str, Any]]:
     """Run a netx file in Lava's fixed-point CPU models (lava-dl's ``hdf5.Network``).
 
     bias: {block index: bias mantissas, flattened in C order of the block's (x, y, c)
     shape} for the blocks' neurons (lava-dl feeds images this way); inputs: (T, n) ints
     sent to ``net.inp`` by a ring buffer. Returns per block (netx's ``net.layers``) its
-    spikes "s" (T, n) and, with probe_state, "u" and "v" (T, n), flattened in C order.
+    spikes "s" (T, n) and, with probe_state, "u" and "v" (T, n), flattened in C order
+    (layers: the block indices to monitor, default all; the others get empty dicts).
     Lava is stopped on every path.
     """
     import numpy as np
@@ -122,7 +124,10 @@ def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
     targets: list[tuple[str, Any, Any]] = []
     spikes: dict[str, Any] = {}
     probes: dict[str, Any] = {}
+    watch = set(range(len(net.layers)) if layers is None else layers)
     for i, layer in enumerate(net.layers):
+        if i not in watch:
+            continue
         nrn = layer.neuron
         shape = tuple(nrn.s_out.shape)
         names = [("s", nrn.s_out)] + ([("u", nrn.u), ("v", nrn.v)] if probe_state else [])
@@ -137,6 +142,9 @@ def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
                  spikes, probes, timeout_s)
     out: list[dict[str, Any]] = []
     for i in range(len(net.layers)):
+        if i not in watch:
+            out.append({})
+            continue
         d = {"s": spikes[f"{i}.s"].reshape(steps, -1)}
         if probe_state:
             d["u"] = probes[f"{i}.u"].reshape(steps, -1).astype(np.int64)
