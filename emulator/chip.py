@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.kernels import run_batch, spike_lists
+from emulator.kernels import payload_lists, run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
 from emulator.state import Backend, RunState
@@ -162,6 +162,9 @@ class Emulator:
         and error messages.
         """
         if learn:
+            if any(p.model != "lif" or p.graded for p in self.image.populations):
+                raise EmulatorInputError("on-chip learning runs LIF populations with binary "
+                                         "spikes only", where="Emulator.run", field="learn")
             return self._run_learning(inputs, steps, probes, spikes, targets, reward)
         if targets is not None or reward is not None:
             raise EmulatorInputError("targets and reward are used only with learn=True",
@@ -176,20 +179,33 @@ class Emulator:
         rs.batch = B
         pnames, pidx, pvar, spans = rs.probes(probes)
         rec_col, rec_spans = rs.record(spikes)
+        graded = rs.graded_recorded(rec_spans)
         t_start = rs.t
+        raw_v = None
         if self.backend == "numba":
             kstate = rs.kernel_state(B)
-            inp_ptr, inp_src = spike_lists(X)
-            raw_p, raw_s, raw_c = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src,
-                                            pidx, pvar, rec_col, self.threads)
+            inp_val = None
+            if X.dtype == np.bool_:
+                inp_ptr, inp_src = spike_lists(X)
+            else:
+                inp_ptr, inp_src, inp_val = payload_lists(X)
+            out = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                            self.threads, inp_val, graded)
+            raw_p, raw_s, raw_c = out[:3]
+            if graded:
+                raw_v = out[3]  # type: ignore[misc]
         else:
             assert rs.ref is not None
             ref, rstates = rs.ref, rs.reference_states(B)
-            outs = [ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col) for b in range(B)]
+            outs = [ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col, graded)
+                    for b in range(B)]
             raw_p = np.stack([o[0] for o in outs])
             raw_s = np.stack([o[1] for o in outs])
             raw_c = np.stack([o[2] for o in outs])
-        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched)
+            if graded:
+                raw_v = np.stack([o[3] for o in outs])
+        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched,
+                         raw_v)
 
     # ------------------------------------------------------------------ learning
     @property
