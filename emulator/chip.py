@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.kernels import run_batch, spike_lists
+from emulator.kernels import payload_lists, run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
 from emulator.state import Backend, RunState
@@ -171,6 +171,9 @@ class Emulator:
             if bias is not None:
                 raise EmulatorInputError("bias is not used with learn=True", where="Emulator.run",
                                          field="bias")
+            if any(p.model != "lif" or p.graded for p in self.image.populations):
+                raise EmulatorInputError("on-chip learning runs LIF populations with binary "
+                                         "spikes only", where="Emulator.run", field="learn")
             return self._run_learning(inputs, steps, probes, spikes, targets, reward)
         if targets is not None or reward is not None:
             raise EmulatorInputError("targets and reward are used only with learn=True",
@@ -193,16 +196,25 @@ class Emulator:
         rs.batch = B
         pnames, pidx, pvar, spans = rs.probes(probes)
         rec_col, rec_spans = rs.record(spikes)
+        graded = rs.graded_recorded(rec_spans)
         t_start = rs.t
+        raw_v = None
         if self.backend == "numba":
             kstate = rs.kernel_state(B)
-            inp_ptr, inp_src = spike_lists(X)
-            if brows is None:
-                raw_p, raw_s, raw_c = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src,
-                                                pidx, pvar, rec_col, self.threads)
+            inp_val = None
+            if X.dtype == np.bool_:
+                inp_ptr, inp_src = spike_lists(X)
             else:
-                raw_p, raw_s, raw_c = self._run_biased(kstate, brows, steps, inp_ptr, inp_src,
-                                                       pidx, pvar, rec_col)
+                inp_ptr, inp_src, inp_val = payload_lists(X)
+            if brows is None:
+                out = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                                self.threads, inp_val, graded)
+            else:
+                out = self._run_biased(kstate, brows, steps, inp_ptr, inp_src, pidx, pvar,
+                                       rec_col, inp_val, graded)
+            raw_p, raw_s, raw_c = out[:3]
+            if graded:
+                raw_v = out[3]  # type: ignore[misc]
         else:
             assert rs.ref is not None
             ref, rstates = rs.ref, rs.reference_states(B)
@@ -212,38 +224,42 @@ class Emulator:
                 for b in range(B):
                     if brows is not None:
                         ref.bias = brows[min(b, brows.shape[0] - 1)].astype(np.int64)
-                    outs.append(ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col))
+                    outs.append(ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col, graded))
             finally:
                 ref.bias = keep
             raw_p = np.stack([o[0] for o in outs])
             raw_s = np.stack([o[1] for o in outs])
             raw_c = np.stack([o[2] for o in outs])
-        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched)
+            if graded:
+                raw_v = np.stack([o[3] for o in outs])
+        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched,
+                         raw_v)
 
     def _run_biased(self, kstate: Any, brows: NDArray[np.int32], steps: int,
                     inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],
-                    pidx: NDArray[np.int64], pvar: NDArray[np.int8], rec_col: NDArray[np.int64]
-                    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+                    pidx: NDArray[np.int64], pvar: NDArray[np.int8], rec_col: NDArray[np.int64],
+                    inp_val: Any, graded: bool) -> tuple[NDArray[Any], ...]:
         """Kernel run with replaced biases: one batched run when every sample has the same
         bias, else sample by sample (each with its own bias, on its own state rows)."""
         rs = self.run_state
         if brows.shape[0] == 1 or bool(np.all(brows == brows[:1])):
             tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[0]))
-            return run_batch(tb, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
-                             self.threads)
+            return tuple(run_batch(tb, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                                   self.threads, inp_val, graded))
         outs = []
         t0 = kstate.t
         for b in range(brows.shape[0]):
             tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[b]))
             sub = copy.copy(kstate)
             sub.batch, sub.t = 1, t0
-            sub.u, sub.v = kstate.u[b:b + 1], kstate.v[b:b + 1]
-            sub.ring, sub.scratch = kstate.ring[b:b + 1], kstate.scratch[b:b + 1]
-            outs.append(run_batch(tb, sub, steps, np.ascontiguousarray(inp_ptr[b:b + 1]),
-                                  inp_src, pidx, pvar, rec_col, self.threads))
+            for name, arr in vars(kstate).items():  # every per-sample state array: row b
+                if isinstance(arr, np.ndarray) and arr.ndim >= 1 and arr.shape[0] == kstate.batch:
+                    setattr(sub, name, arr[b:b + 1])
+            outs.append(tuple(run_batch(tb, sub, steps, np.ascontiguousarray(inp_ptr[b:b + 1]),
+                                        inp_src, pidx, pvar, rec_col, self.threads, inp_val,
+                                        graded)))
         kstate.t = t0 + steps
-        return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]),
-                np.concatenate([o[2] for o in outs]))
+        return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
 
     # ------------------------------------------------------------------ learning
     @property

@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -133,8 +134,17 @@ class NumberFormats(_Strict):
     bias_exp_bits: int = Field(default=3, ge=0, le=5)  # unsigned
     delay_bits: int = Field(default=6, ge=0, le=8)
     max_delay: int = Field(default=62, ge=0)
-    #: payload bits of a graded spike (signed); 0: the chip sends binary spikes only
+    #: bits of a graded spike's payload (signed); 0: the chip sends binary spikes only
     graded_payload_bits: int = Field(default=0, ge=0, le=32)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # A chip without graded spikes is written as before the field existed, so its
+        # spec hash (recorded in every chip image) is unchanged.
+        out = handler(self)
+        if isinstance(out, dict) and self.graded_payload_bits == 0:
+            out.pop("graded_payload_bits", None)
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> NumberFormats:
