@@ -206,6 +206,7 @@ class Emulator:
                 inp_ptr, inp_src = spike_lists(X)
             else:
                 inp_ptr, inp_src, inp_val = payload_lists(X)
+            out: tuple[NDArray[Any], ...]
             if brows is None:
                 out = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
                                 self.threads, inp_val, graded)

@@ -91,14 +91,16 @@ def netx_available() -> bool:
 
 def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
                   inputs: Any = None, probe_state: bool = True,
-                  layers: Any = None,
+                  layers: Any = None, reset_interval: int | None = None,
                   timeout_s: float | None = 600.0) -> list[dict[str, Any]]:
     """Run a netx file in Lava's fixed-point CPU models (lava-dl's ``hdf5.Network``).
 
     bias: {block index: bias mantissas, flattened in C order of the block's (x, y, c)
     shape} for the blocks' neurons (lava-dl feeds images this way); inputs: (T, n) ints
     sent to ``net.inp`` by a ring buffer. Returns per block (netx's ``net.layers``) its
-    spikes "s" (T, n) and, with probe_state, "u" and "v" (T, n), flattened in C order
+    spikes "s" (T, n; graded payloads as ints) and, with probe_state, its state variables
+    ("u", "v" of LIF neurons; "sigma", "act", "residue" of sigma-delta ones), flattened in
+    C order
     (layers: the block indices to monitor, default all; the others get empty dicts).
     Lava is stopped on every path.
     """
@@ -112,7 +114,7 @@ def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
     from lava.proc.io.source import RingBuffer
     from lava.proc.monitor.process import Monitor
 
-    net = netx.hdf5.Network(net_config=str(path))
+    net = netx.hdf5.Network(net_config=str(path), reset_interval=reset_interval)
     for i, b in (bias or {}).items():
         nrn = net.layers[i].neuron
         nrn.bias_mant.init = np.asarray(b, np.int64).reshape(nrn.bias_mant.shape).astype(np.int32)
@@ -130,13 +132,14 @@ def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
             continue
         nrn = layer.neuron
         shape = tuple(nrn.s_out.shape)
-        names = [("s", nrn.s_out)] + ([("u", nrn.u), ("v", nrn.v)] if probe_state else [])
+        state = [v for v in ("u", "v", "sigma", "act", "residue") if hasattr(nrn, v)]
+        names = [("s", nrn.s_out)] + ([(v, getattr(nrn, v)) for v in state]
+                                      if probe_state else [])
         for var, target in names:
             mon = Monitor()
             mon.probe(target, steps)
             key = f"{i}.{var}"
-            (spikes if var == "s" else probes)[key] = np.zeros((steps, *shape),
-                                                                bool if var == "s" else np.int32)
+            probes[key] = np.zeros((steps, *shape), np.int32)
             targets.append((key, target, mon))
     run_and_read(net, Loihi2SimCfg(select_tag="fixed_pt"), RunSteps(num_steps=steps), targets,
                  spikes, probes, timeout_s)
@@ -145,9 +148,6 @@ def run_netx_lava(path: Any, steps: int, *, bias: dict[int, Any] | None = None,
         if i not in watch:
             out.append({})
             continue
-        d = {"s": spikes[f"{i}.s"].reshape(steps, -1)}
-        if probe_state:
-            d["u"] = probes[f"{i}.u"].reshape(steps, -1).astype(np.int64)
-            d["v"] = probes[f"{i}.v"].reshape(steps, -1).astype(np.int64)
-        out.append(d)
+        out.append({k.split(".", 1)[1]: v.reshape(steps, -1).astype(np.int64)
+                    for k, v in probes.items() if k.split(".", 1)[0] == str(i)})
     return out

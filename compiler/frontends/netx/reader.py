@@ -39,7 +39,8 @@ __all__ = ["NETX_LAYER_TYPES", "NetxImportWarning", "read_netx"]
 
 #: layer types of the netx format this reader maps (others get ModelImportError)
 NETX_LAYER_TYPES = ("input", "dense", "dense_rec", "conv", "pool", "flatten")
-#: neuron types mapped (as Lava's LIF, the process netx builds for them)
+#: neuron types mapped as Lava's LIF (LIFReset with reset_interval), as netx does; "SDNN"
+#: maps to Delta / Sigma / SigmaDelta
 LIF_TYPES = ("LOIHI", "CUBA")
 #: netx's input block gain and bias when the file gives none
 INPUT_WEIGHT, INPUT_BIAS = 64, 0
@@ -47,6 +48,8 @@ INPUT_WEIGHT, INPUT_BIAS = 64, 0
 NETX_BIAS_EXP = 6
 #: netx clamps dense delays to this
 NETX_MAX_DELAY = 62
+#: spike and state exponents netx gives sigma-delta neurons (its defaults)
+NETX_SPIKE_EXP, NETX_STATE_EXP = 6, 6
 #: largest file read (bytes)
 MAX_NETX_BYTES = 1 << 31
 
@@ -122,22 +125,29 @@ def _our_of_torch(shape: tuple[int, ...]) -> NDArray[np.int64]:
     return np.arange(n, dtype=np.int64).reshape(s3).transpose(2, 1, 0).reshape(-1)
 
 
-def _neuron(g: Any, group: str, kind: str, hw: HardwareSpec) -> dict[str, Any]:
+def _scalar(ng: Any, key: str) -> int:
+    return int(np.asarray(ng[key][()]).reshape(-1)[0])
+
+
+def _neuron(g: Any, group: str, kind: str, hw: HardwareSpec, *, is_input: bool = False,
+            reset: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The chip model and registers of a layer's neuron group, as netx builds it:
+    LOIHI/CUBA -> Lava LIF (LIFReset with reset_interval), SDNN -> Delta (input layer),
+    Sigma (``sigma_output``) or SigmaDelta. reset: (interval, offset) of this layer."""
     if "neuron" not in g:
         raise _err(group, kind, "has no 'neuron' group; netx's default integrator (vThMant "
                    "2^17) does not fit the chip's 17-bit threshold", "neuron")
     ng = g["neuron"]
     ntype = _str(ng["type"]) if "type" in ng else "?"
+    if ntype == "SDNN":
+        return _sdnn(ng, group, kind, is_input, reset is not None)
     if ntype not in LIF_TYPES:
-        why = ("sigma-delta (SDNN) layers need the chip's sigma-delta neurons, not in this "
-               "build" if ntype == "SDNN" else f"neuron type {ntype!r} is not supported "
-               f"(supported: {', '.join(LIF_TYPES)})")
-        raise _err(group, kind, why, "neuron/type")
+        raise _err(group, kind, f"neuron type {ntype!r} is not supported (supported: "
+                   f"{', '.join((*LIF_TYPES, 'SDNN'))})", "neuron/type")
     for key in ("iDecay", "vDecay", "vThMant"):
         if key not in ng:
             raise _err(group, kind, f"neuron has no {key!r}", f"neuron/{key}")
-    i_decay, v_decay, vth = (int(np.asarray(ng[k][()]).reshape(-1)[0])
-                             for k in ("iDecay", "vDecay", "vThMant"))
+    i_decay, v_decay, vth = (_scalar(ng, k) for k in ("iDecay", "vDecay", "vThMant"))
     fmt = hw.formats
     checks = (("iDecay", i_decay, 0, 1 << fmt.decay_bits), ("vDecay", v_decay, *fmt.dv_range),
               ("vThMant", vth, *fmt.vth_range))
@@ -145,15 +155,37 @@ def _neuron(g: Any, group: str, kind: str, hw: HardwareSpec) -> dict[str, Any]:
         if not lo <= val <= hi:
             raise _err(group, kind, f"neuron {key} = {val} is outside the chip's range "
                        f"[{lo}, {hi}]", f"neuron/{key}")
-    if "refDelay" in ng and int(np.asarray(ng["refDelay"][()]).reshape(-1)[0]) > 1:
+    if "refDelay" in ng and _scalar(ng, "refDelay") > 1:
         warnings.warn(f"netx group {group}: refDelay > 1 is ignored by netx (Lava's LIF has no "
                       "refractory period); neurochip follows netx", NetxImportWarning,
                       stacklevel=3)
-    if "wgtExp" in ng and int(np.asarray(ng["wgtExp"][()]).reshape(-1)[0]) != 0:
+    if "wgtExp" in ng and _scalar(ng, "wgtExp") != 0:
         warnings.warn(f"netx group {group}: neuron wgtExp is ignored by netx (weights are "
                       "used as stored); neurochip follows netx", NetxImportWarning, stacklevel=3)
     # netx: du = iDecay - 1 (Lava's current decay has a +1 offset), dv = vDecay, vth = vThMant
-    return {"type": ntype, "du": i_decay - 1, "dv": v_decay, "vth": vth}
+    regs: dict[str, Any] = {"du": i_decay - 1, "dv": v_decay, "vth": vth}
+    model = "lif"
+    if reset is not None:
+        model = "lif_reset"
+        regs.update(reset_interval=reset[0], reset_offset=reset[1] % reset[0])
+    return {"type": ntype, "model": model, "registers": regs, "lif": True}
+
+
+def _sdnn(ng: Any, group: str, kind: str, is_input: bool, reset: bool) -> dict[str, Any]:
+    if reset:
+        warnings.warn(f"netx group {group}: netx does not reset sigma-delta neurons "
+                      "(reset_interval is ignored for them); neurochip follows netx",
+                      NetxImportWarning, stacklevel=4)
+    if "sigma_output" in ng and not is_input:
+        return {"type": "SDNN", "model": "sigma", "registers": {}, "lif": False}
+    if "vThMant" not in ng:
+        raise _err(group, kind, "SDNN neuron has no 'vThMant'", "neuron/vThMant")
+    regs: dict[str, Any] = {"vth": _scalar(ng, "vThMant"), "spike_exp": NETX_SPIKE_EXP,
+                            "state_exp": NETX_STATE_EXP, "cum_error": 0}
+    if is_input:
+        return {"type": "SDNN", "model": "delta", "registers": regs, "lif": False}
+    regs["act_mode"] = 1  # Lava's SigmaDelta default: ReLU
+    return {"type": "SDNN", "model": "sigma_delta", "registers": regs, "lif": False}
 
 
 def netx_optimize_weights(w: NDArray[np.int64], group: str
@@ -251,10 +283,20 @@ def _bias(g: Any, n_shape: tuple[int, ...], group: str, kind: str, hw: HardwareS
     return out
 
 
-def _add_lif(net: Network, name: str, size: int, nrn: dict[str, Any], bias: NDArray[np.int64]
-             ) -> None:
-    net.add_lif(name, size, du=nrn["du"], dv=nrn["dv"], vth=nrn["vth"], bias_mant=bias,
-                bias_exp=NETX_BIAS_EXP)
+def _add_pop(net: Network, name: str, size: int, nrn: dict[str, Any],
+             bias: NDArray[np.int64]) -> None:
+    regs = dict(nrn["registers"])
+    if nrn["lif"]:
+        regs.update(bias_mant=bias, bias_exp=NETX_BIAS_EXP)
+    elif nrn["model"] == "sigma_delta":
+        regs["bias"] = bias
+    elif bias.any():
+        raise ModelImportError(f"a {nrn['model']} neuron has no bias", where=f"population {name}")
+    try:
+        net.add_neurons(name, size, model=nrn["model"], **regs)
+    except NeurochipError as exc:
+        raise ModelImportError(f"layer '{name}': {exc}", where=f"netx group layer/{name}") \
+            from None
 
 
 def _dense_delay(g: Any, shape: tuple[int, int], group: str, kind: str) -> NDArray[np.int64]:
@@ -317,9 +359,16 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
 
     p = Path(path)
     where = f"netx file {p}"
-    if reset_interval is not None:
-        raise ModelImportError("reset_interval needs the chip's periodically reset LIF "
-                               "neurons, not in this build", where=where, field="reset_interval")
+    if reset_interval is not None and (isinstance(reset_interval, bool) or not isinstance(
+            reset_interval, (int, np.integer)) or reset_interval < 1):
+        raise ModelImportError(f"reset_interval must be an int >= 1, got {reset_interval!r}",
+                               where=where, field="reset_interval")
+
+    def _reset(block: int) -> tuple[int, int] | None:
+        # netx: block j (in the order netx builds them) resets at phase j + 1
+        return None if reset_interval is None else (int(reset_interval), block + 1)
+
+    block = 0
     try:
         size = p.stat().st_size
     except OSError as exc:
@@ -354,17 +403,18 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     raise _err(group, kind, "an input layer must come first", "type")
                 n = math.prod(shape)
                 if "neuron" in g:
-                    nrn = _neuron(g, group, kind, hw)
+                    nrn = _neuron(g, group, kind, hw, is_input=True, reset=_reset(block))
+                    block += 1
                     transform = {
                         "weight": int(_int_values(g, "weight", group, kind).reshape(-1)[0])
                         if "weight" in g else INPUT_WEIGHT,
                         "bias": int(_int_values(g, "bias", group, kind).reshape(-1)[0])
                         if "bias" in g else INPUT_BIAS}
                     net.add_input("input", n)
-                    _add_lif(net, key, n, nrn, np.zeros(n, np.int64))
+                    _add_pop(net, key, n, nrn, np.zeros(n, np.int64))
                     net.connect("input", key, weights=sp.identity(n, np.int64, format="csr"),
                                 storage="sparse")
-                    row.update(population=key, neuron=nrn["type"], model="lif")
+                    row.update(population=key, neuron=nrn["type"], model=nrn["model"])
                     prev = _Prev(key, shape)
                 else:
                     net.add_input("input", n)
@@ -384,7 +434,8 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                 if len(prev.shape) > 1 and not prev.flatten:
                     raise _err(group, kind, f"follows a layer of shape {prev.shape} without a "
                                "flatten layer", "shape")
-                nrn = _neuron(g, group, kind, hw)
+                nrn = _neuron(g, group, kind, hw, reset=_reset(block))
+                block += 1
                 w = _int_values(g, "weight", group, kind).reshape(n, -1)
                 if w.shape[1] != n_in:
                     raise _err(group, kind, f"weight has {w.shape[1]} inputs; the layer before "
@@ -415,7 +466,7 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                         do = np.zeros_like(delay)
                         do[:, cols] = delay
                         delay = do
-                _add_lif(net, key, n, nrn, _bias(g, shape, group, kind, hw))
+                _add_pop(net, key, n, nrn, _bias(g, shape, group, kind, hw))
                 wc, e, mode = _dense_weights(w, group, kind, hw, nwb, exp)
                 net.connect(prev.pop, key, weights=wc, weight_exp=e, sign_mode=mode,
                             delay=delay if delay is not None else 0)
@@ -423,8 +474,8 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     wcr, er, moder = _dense_weights(wr, group, kind, hw, nwb, exp)
                     net.connect(key, key, weights=wcr, weight_exp=er, sign_mode=moder,
                                 )
-                row.update(population=key, shape=list(shape), neuron=nrn["type"], model="lif",
-                           weight_bits=nwb, weight_exp=exp, delay="delay" in g,
+                row.update(population=key, shape=list(shape), neuron=nrn["type"],
+                           model=nrn["model"], weight_bits=nwb, weight_exp=exp, delay="delay" in g,
                            recurrent=rec)
                 prev = _Prev(key, shape)
             elif kind in ("conv", "pool"):
@@ -434,7 +485,8 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                 if prev.flatten:
                     raise _err(group, kind, "follows a flatten layer", "type")
                 shape = _shape(g, group, kind)
-                nrn = _neuron(g, group, kind, hw)
+                nrn = _neuron(g, group, kind, hw, reset=_reset(block))
+                block += 1
                 w = _int_values(g, "weight", group, kind)
                 w = w.reshape(w.shape[:4]) if w.ndim == 5 else w
                 C_in = prev.shape[-1] if len(prev.shape) == 3 else 0
@@ -460,7 +512,7 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     warnings.warn(f"netx group {group}: netx ignores a conv layer's delay; "
                                   "neurochip follows netx", NetxImportWarning, stacklevel=2)
                 n = math.prod(shape)
-                _add_lif(net, key, n, nrn, _bias(g, shape, group, kind, hw))
+                _add_pop(net, key, n, nrn, _bias(g, shape, group, kind, hw))
                 data = m.data.astype(np.int64)
                 if data.size:
                     wd, e, mode = _chip_form(data, 0, hw, group, kind)
@@ -469,8 +521,8 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     e, mode = 0, fx.SIGN_EXCITATORY
                 net.connect(prev.pop, key, weights=m, weight_exp=e, sign_mode=mode,
                             storage="sparse")
-                row.update(population=key, shape=list(shape), neuron=nrn["type"], model="lif",
-                           **info)
+                row.update(population=key, shape=list(shape), neuron=nrn["type"],
+                           model=nrn["model"], **info)
                 prev = _Prev(key, shape)
             elif kind == "flatten":
                 if prev is None:
@@ -492,6 +544,7 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
         if prev is None:
             raise ModelImportError("the file has no layers", where=where)
         meta = {"format": "netx", "file": p.name, "layers": table,
+                "reset_interval": reset_interval,
                 "input": "input", "output": prev.pop,
                 "input_transform": transform,
                 "simulation": {k: float(np.asarray(f["simulation"][k][()]).reshape(-1)[0])

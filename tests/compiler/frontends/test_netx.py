@@ -177,13 +177,18 @@ def _same(img: neurochip.ChipImage, result: Any, lava: list[dict[str, np.ndarray
     assert len(pops) == len(lava)
     for name, ref in zip(pops, lava):
         np.testing.assert_array_equal(result.spikes[name], ref["s"], err_msg=f"{name} spikes")
-        for v in ("u", "v"):
+        state = [k for k in ref if k != "s"]
+        assert state
+        for v in state:
             np.testing.assert_array_equal(result.probes[f"{name}.{v}"], ref[v],
                                           err_msg=f"{name}.{v}")
 
 
 def _probes(img: neurochip.ChipImage) -> list[str]:
-    return [f"{p.name}.{v}" for p in img.lif_populations for v in ("u", "v")]
+    from neurochip.core.neuron_models import STATE_SLOTS
+
+    return [f"{p.name}.{v}" for p in img.lif_populations for v in STATE_SLOTS[p.model]
+            if v in ("u", "v", "sigma", "act", "residue")]
 
 
 @pytest.mark.lava
@@ -230,3 +235,44 @@ def test_cli_compile_and_inspect_layer_table(tmp_path: Path, capsys: Any) -> Non
     assert "netx layers" in text
     row = next(line for line in text.splitlines() if line.strip().startswith("layer/1"))
     assert "conv" in row and "6x6x24" in row and "5x5" in row and "2x2" in row and "LOIHI" in row
+
+
+def _sdnn_layers(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """input shape 2x6x6 (no neurons) -> SDNN conv 3ch k3 with bias -> flatten -> SDNN dense
+    12 -> sigma readout 5: graded spikes through conv and dense synapses."""
+    sd = {"type": "SDNN", "vThMant": 2}
+    return [
+        {"type": "input", "shape": [2, 6, 6]},
+        {"type": "conv", "shape": [3, 4, 4], "weight": rng.integers(-40, 41, (3, 2, 3, 3, 1)) * 2,
+         "bias": rng.integers(-2, 6, 3), "kernelSize": [3, 3], "stride": [1, 1],
+         "padding": [0, 0], "dilation": [1, 1], "groups": 1, "inChannels": 2,
+         "outChannels": 3, "neuron": sd},
+        {"type": "flatten", "shape": [48]},
+        {"type": "dense", "shape": [12], "weight": rng.integers(-30, 31, (12, 48)) * 2,
+         "bias": rng.integers(-3, 3, 12), "neuron": sd},
+        {"type": "dense", "shape": [5], "weight": rng.integers(-30, 31, (5, 12)) * 2,
+         "neuron": {"type": "SDNN", "sigma_output": True}},
+    ]
+
+
+@pytest.mark.lava
+def test_random_sdnn_graded_matches_lava_netx(tmp_path: Path) -> None:
+    path = write_netx(tmp_path / "s.net", _sdnn_layers(np.random.default_rng(11)))
+    x = (np.random.default_rng(12).random((14, 72)) < 0.3).astype(np.int64)
+    img = neurochip.compile(path, "loihi2_like")
+    assert [r.get("model") for r in img.metadata["netx"]["layers"]] == \
+        [None, "sigma_delta", None, "sigma_delta", "sigma"]
+    r = neurochip.Emulator(img).run({"input": x.astype(bool)}, steps=14, probes=_probes(img))
+    assert r.spikes["1"].dtype.kind == "i" and np.abs(r.spikes["1"]).max() > 1  # graded
+    assert np.abs(r.spikes["3"]).max() > 1
+    _same(img, r, _lava(path, 14, inputs=x))
+
+
+@pytest.mark.lava
+def test_reset_interval_matches_lava_netx(tmp_path: Path) -> None:
+    path = write_netx(tmp_path / "r.net", _layers(np.random.default_rng(9), pool=False))
+    b = _input_bias(192, 4)
+    img = neurochip.compile(path, "loihi2_like", reset_interval=4)
+    assert {p.model for p in img.lif_populations} == {"lif_reset"}
+    r = neurochip.Emulator(img).run(bias={"0": b}, steps=14, probes=_probes(img))
+    _same(img, r, _lava(path, 14, bias={0: b}, reset_interval=4))
