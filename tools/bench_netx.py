@@ -130,6 +130,8 @@ def bench(name: str, layers: list[dict[str, Any]], hw: str, t1: int, t2: int, tm
     r = em.run(steps=t2, **run_kw)
     rec["emulator_s"] = time.perf_counter() - t0
     rec["emulator_steps_per_s"] = t2 / rec["emulator_s"]
+    rec["synaptic_ops_per_step"] = float(np.asarray(r.counters["syn_ops"]).sum()) / t2
+    rec["spikes_per_step"] = float(sum(np.count_nonzero(v) for v in r.spikes.values())) / t2
     last = [row["population"] for row in img.metadata["netx"]["layers"] if row["population"]][-1]
     if lava:
         n_blocks = sum(1 for row in img.metadata["netx"]["layers"] if row["population"])
@@ -150,10 +152,10 @@ def main() -> int:
     rng = np.random.default_rng(0)
     q = args.quick
     cases = [("pilotnet", pilotnet(rng), "loihi2_like", 3 if q else 5, 8 if q else 15),
-             ("mlp", mlp(rng, (784, 128, 64, 10)), "loihi2_like", 20 if q else 100,
-              120 if q else 600),
-             ("slayer", mlp(rng, (200, 256, 200)), "loihi2_like", 20 if q else 100,
-              120 if q else 600)]
+             ("mlp", mlp(rng, (784, 128, 64, 10)), "loihi2_like", 20 if q else 50,
+              120 if q else 1000),
+             ("slayer", mlp(rng, (200, 256, 200)), "loihi2_like", 20 if q else 50,
+              120 if q else 1000)]
     results = []
     with tempfile.TemporaryDirectory() as d:
         for name, layers, hw, t1, t2 in cases:
