@@ -291,3 +291,80 @@ def test_emulator_rejects_bad_graded_inputs_and_probes(mixed: tuple[ChipImage, n
         em.run({"g": x[0]}, learn=True)
     r = em.run({"g": np.full((2, 8), -(1 << 11))}, probes=["sg.sigma"])  # the range's end
     assert r.spikes["sd"].shape == (2, 6)
+
+
+# ------------------------------------------------------------------------------ docs
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "neuron_models.md"
+
+
+def test_the_docs_example_runs_and_the_table_lists_every_register() -> None:
+    import re
+
+    text = DOC.read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    ns: dict[str, Any] = {}
+    exec(compile(code, str(DOC), "exec"), ns)
+    r = ns["r"]
+    assert r.spikes["sd"].dtype == np.int32 and np.count_nonzero(r.spikes["sd"]) > 0
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == set(nm.MODELS)
+    for name, m in nm.MODELS.items():
+        assert m.lava in rows[name]
+        for f in m.fields:
+            assert f.name in rows[name], (name, f.name)
+        for s in m.state:
+            assert s in rows[name], (name, s)
+
+
+# ------------------------------------------------------------------------------ per-neuron decays
+
+
+@pytest.mark.parametrize("reset, spiking", [("zero", True), ("subtract", True),
+                                            ("zero", False)])
+def test_per_neuron_decays_equal_one_population_per_neuron(reset: str, spiking: bool) -> None:
+    """A population with its own du and dv per neuron runs exactly as one LIF population
+    (the path the Lava cross-checks cover) per neuron."""
+    rng = np.random.default_rng(7)
+    n = 5
+    du, dv = rng.integers(-1, 4096, n), rng.integers(0, 4097, n)
+    bm = rng.integers(-100, 200, n)
+    net = neurochip.Network()
+    net.add_input("in", 4)
+    W = rng.integers(-100, 100, (n, 4)) * 2
+    pop = net.add_lif("pn", n, du=du, dv=dv, vth=80, bias_mant=bm, bias_exp=1, reset=reset,
+                      spiking=spiking)
+    assert pop.model == "lif_per_neuron"
+    net.connect("in", "pn", W, -1)
+    for i in range(n):
+        net.add_lif(f"s{i}", 1, du=int(du[i]), dv=int(dv[i]), vth=80, bias_mant=int(bm[i]),
+                    bias_exp=1, reset=reset, spiking=spiking)
+        net.connect("in", f"s{i}", W[i:i + 1], -1)
+    img = neurochip.compile(net)
+    x = rng.random((T, 4)) < 0.4
+    pr = ["pn.u", "pn.v"] + [f"s{i}.{v}" for i in range(n) for v in "uv"]
+    for be in ("reference", "numba"):
+        r = neurochip.Emulator(img, backend=be).run({"in": x}, probes=pr)
+        for i in range(n):
+            for v in "uv":
+                np.testing.assert_array_equal(r.probes[f"pn.{v}"][:, i],
+                                              r.probes[f"s{i}.{v}"][:, 0], err_msg=f"{be} {v}")
+            np.testing.assert_array_equal(r.spikes["pn"][:, i], r.spikes[f"s{i}"][:, 0])
+    assert spiking is False or r.spikes["pn"].any()
+
+
+def test_per_neuron_decays_builder() -> None:
+    net = neurochip.Network()
+    assert net.add_lif("same", 3, du=[7, 7, 7], dv=np.full(3, 9), vth=5).model == "lif"
+    assert net.population("same").du == 7 and net.population("same").dv == 9
+    with pytest.raises(ParameterRangeError) as ei:
+        net.add_lif("bad", 3, du=[1, 2, 4096], dv=0, vth=5)
+    assert ei.value.field == "du" and ei.value.limit == (-1, 4095)
+    with pytest.raises(ParameterRangeError) as ei:
+        net.add_lif("bad", 3, du=0, dv=[0, 4097, 1], vth=5)
+    assert ei.value.field == "dv"
+    with pytest.raises(NetworkError):
+        net.add_lif("bad", 3, du=[1, 2], dv=0, vth=5)
+    p = net.add_neurons("pn", 2, "lif_per_neuron", du=[1, 2], dv=[3, 4], vth=5)
+    assert p.model == "lif_per_neuron" and p.registers["du"].tolist() == [1, 2]
