@@ -165,14 +165,15 @@ MODEL_IDS: dict[str, int] = {m.name: m.id for m in MODELS.values()}
 
 #: the state slot of each model's state variables: u, v, aux 0, aux 1
 STATE_SLOTS: dict[str, dict[str, int]] = {
-    "lif": {"u": 0, "v": 1}, "lif_per_neuron": {"u": 0, "v": 1}, "lif_reset": {"u": 0, "v": 1}, "ternary_lif": {"u": 0, "v": 1},
+    "lif": {"u": 0, "v": 1}, "lif_per_neuron": {"u": 0, "v": 1}, "lif_reset": {"u": 0, "v": 1},
+    "ternary_lif": {"u": 0, "v": 1},
     "sigma": {"sigma": 0},
     "delta": {"act": 1, "residue": 2, "error": 3},
     "sigma_delta": {"sigma": 0, "act": 1, "residue": 2, "error": 3},
 }
 #: words of the two auxiliary state slots a model needs per neuron
-AUX_SLOTS = {"lif": 0, "lif_per_neuron": 0, "lif_reset": 0, "ternary_lif": 0, "sigma": 0, "delta": 2,
-             "sigma_delta": 2}
+AUX_SLOTS = {"lif": 0, "lif_per_neuron": 0, "lif_reset": 0, "ternary_lif": 0, "sigma": 0,
+             "delta": 2, "sigma_delta": 2}
 _ACT_MODES = {"unit": 0, "relu": 1}
 
 
