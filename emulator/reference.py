@@ -155,9 +155,11 @@ class ReferenceModel:
             pay: dict[str, NDArray[np.int64]] = {}
             for p in img.lif_populations:
                 sl = slice(p.offset, p.offset + p.size)
-                if p.model == "lif":
+                if p.model in ("lif", "lif_per_neuron"):
+                    per = regs.get(p.name, {})  # lif_per_neuron: arrays, one per neuron
                     u, v, s, _ = fx.lif_step(
-                        st.u[sl], st.v[sl], a[sl], du=p.du, dv=p.dv, bias=self.bias[sl],
+                        st.u[sl], st.v[sl], a[sl], du=per.get("du", p.du),
+                        dv=per.get("dv", p.dv), bias=self.bias[sl],
                         theta=p.vth << self.vth_shift, reset=p.reset, spiking=p.spiking,
                         decay_bits=self.ds, input_shift=self.in_shift, u_bits=self.u_bits,
                         v_bits=self.v_bits)
@@ -214,12 +216,12 @@ class ReferenceModel:
                                                                path)
             # Synaptic input for later steps (per connection and delay, floored sums).
             for c in self.conns:
-                s = pay[c.pre] if c.graded else fired[c.pre].astype(np.int64)
-                if not s.any():
+                xs = pay[c.pre] if c.graded else fired[c.pre].astype(np.int64)
+                if not xs.any():
                     continue
                 for d, Wd in c.by_delay:
-                    acc = fx.floor_shift(fx.wrap(Wd @ s, fx.DATAPATH_BITS) if c.graded
-                                         else Wd @ s, c.wexp)
+                    acc = fx.floor_shift(fx.wrap(Wd @ xs, fx.DATAPATH_BITS) if c.graded
+                                         else Wd @ xs, c.wexp)
                     buf = st.pending.setdefault(now + 1 + d, np.zeros(self.N, np.int64))
                     buf[c.post_off: c.post_off + c.n_post] += acc
         st.t += steps

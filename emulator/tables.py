@@ -63,6 +63,7 @@ class ModelId(IntEnum):
     SIGMA = 3
     DELTA = 4
     SIGMA_DELTA = 5
+    LIF_PER_NEURON = 6
 
 
 assert {m.name.lower(): int(m) for m in ModelId} == nm.MODEL_IDS
@@ -116,6 +117,8 @@ class Tables:
     pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS): see model_params
     pop_graded: NDArray[np.int8]  # 1: the population's spikes carry payloads
     aux_len: int  # words of auxiliary state per sample: 2 N when some model has aux slots
+    ndu: NDArray[np.int32]  # (N,) per-neuron du (lif_per_neuron), or () when none has it
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
     bias: NDArray[np.int32]
     nslot: NDArray[np.int16]
     # segments: maximal runs of neurons of one population on one core
@@ -280,6 +283,10 @@ def build_tables(image: ChipImage) -> Tables:
     bm = image.arrays["neurons/bias_mant"].astype(np.int64)
     be = image.arrays["neurons/bias_exp"].astype(np.int64)
     bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0)).astype(np.int32)
+    ndu = ndv = np.zeros(0, np.int32)
+    if any(p.model == "lif_per_neuron" for p in lif):
+        ndu = image.arrays["neurons/du"].astype(np.int32)
+        ndv = image.arrays["neurons/dv"].astype(np.int32)
     for i, p in enumerate(lif):
         if p.model == "sigma_delta":  # the model's own per-neuron bias, scaled by 2^E
             sl = slice(p.offset, p.offset + p.size)
@@ -406,6 +413,7 @@ def build_tables(image: ChipImage) -> Tables:
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
         pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
         pop_model=pop_model, pop_par=pop_par, pop_graded=pop_graded, aux_len=aux_len,
+        ndu=ndu, ndv=ndv,
         bias=bias, nslot=nslot.astype(np.int16),
         src_pop=src_pop, pop_src0=pop_src0, cls_of_src=cls_of_src, cls_rep=cls_rep,
         src_slot=src_slot,

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from compiler.passes.mapping import Mapping, synapse_bits, used_cores
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.image import ChipImage, ConnectionInfo, CoreInfo, PopulationInfo
 
 __all__ = ["connection_arrays", "emit_image"]
@@ -61,7 +62,7 @@ def emit_image(m: Mapping) -> ChipImage:
             pops.append(PopulationInfo(
                 p.name, "lif", p.size, lif_off[p.name], p.du, p.dv, p.vth, p.reset, p.spiking,
                 [[int(c), int(s), int(n)] for c, s, n in m.slices[p.name]], p.model,
-                scalars, p.payload_bits))
+                scalars, nm.model_payload_bits(nm.MODELS[p.model], hw.formats)))
             bias_m.append(p.bias_mant)
             bias_e.append(p.bias_exp)
             for k, v in p.registers.items():

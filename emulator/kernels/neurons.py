@@ -33,6 +33,7 @@ LIF_RESET = ModelId.LIF_RESET
 TERNARY_LIF = ModelId.TERNARY_LIF
 SIGMA = ModelId.SIGMA
 DELTA = ModelId.DELTA
+LIF_PER_NEURON = ModelId.LIF_PER_NEURON
 
 
 @njit(cache=True, inline="always")
@@ -160,6 +161,42 @@ def _w32(x):
     return np.int64(np.int32(x))
 
 
+@njit(cache=True, inline="always")
+def _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt):
+    """_update_range64 of neurons g0..g1-1 with each neuron's own du and dv."""
+    dshift = fmt.decay_shift
+    in_shift = fmt.input_shift
+    theta = np.int64(nrn.pop_theta[p])
+    mode = nrn.pop_mode[p]
+    unity = np.int64(1) << dshift
+    rnd = unity - 1
+    u_half = np.int64(1) << (fmt.u_bits - 1)
+    u_full = np.int64(1) << fmt.u_bits
+    i32_half = np.int64(1) << (DATAPATH_BITS - 1)
+    i32_mask = (np.int64(1) << DATAPATH_BITS) - 1
+    v_max = (np.int64(1) << (fmt.v_bits - 1)) - 1
+    spiking = mode != NONSPIKING
+    to_zero = mode == ZERO
+    ndu, ndv = nrn.ndu, nrn.ndv
+    for g in range(g0, g1):
+        a = np.int64(a_in[g])
+        a_in[g] = 0
+        x = trunc_shift(np.int64(u[g]) * (rnd - np.int64(ndu[g])), dshift, rnd) + (a << in_shift)
+        x = ((x + i32_half) & i32_mask) - i32_half
+        if x > u_half:
+            x -= u_full
+        elif x <= -u_half:
+            x += u_full
+        u[g] = x
+        y = trunc_shift(np.int64(v[g]) * (unity - np.int64(ndv[g])), dshift, rnd) + x + bias[g]
+        y = min(max(y, -v_max), v_max)
+        s = spiking & (y > theta)
+        if s:
+            y = 0 if to_zero else y - theta
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
 @njit(cache=True)
 def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
     """One step of neurons g0..g1-1 of population p, whose model is not LIF (nrn: Neurons;
@@ -169,6 +206,9 @@ def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
     par = nrn.pop_par[p]
     fmt = formats(nrn)
     N = u.shape[0]
+    if m == LIF_PER_NEURON:
+        _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt)
+        return
     if m == LIF_RESET or m == TERNARY_LIF:
         if m == LIF_RESET and (t + 1) % par[0] == par[1]:
             for g in range(g0, g1):
@@ -211,19 +251,19 @@ def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
             if relu and x < 0:
                 x = np.int64(0)
         d = _w32(_w32(x - np.int64(v[g])) + np.int64(aux[g]))
-        s = np.int64(0)
+        sent = np.int64(0)
         if cum:
             err = _w32(np.int64(aux[N + g]) + d)
             if abs(err) >= vth_s:
-                s = d
-            if s != 0:
+                sent = d
+            if sent != 0:
                 err = np.int64(0)
             aux[N + g] = err
         elif abs(d) >= vth_s:
-            s = d
-        aux[g] = _w32(d - s)
+            sent = d
+        aux[g] = _w32(d - sent)
         v[g] = x
-        o = s >> sexp
+        o = sent >> sexp
         pay[g] = o
         flag[g] = np.uint8(o != 0) | (np.uint8(a != 0) << np.uint8(1))
 

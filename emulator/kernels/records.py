@@ -76,6 +76,8 @@ class Neurons(NamedTuple):
     narrow: np.int64
     pop_model: NDArray[np.int8]  # (P,) neuron model id (neurochip.core.neuron_models)
     pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS) a model's registers (tables.model_params)
+    ndu: NDArray[np.int32]  # (N,) per-neuron du of lif_per_neuron populations, or ()
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
 
 
 class Sources(NamedTuple):
@@ -228,7 +230,7 @@ def network_record(tb: Tables, narrow: bool, seg_list: NDArray[np.uint8] | None 
     neurons = Neurons(tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias,
                       tb.nslot, tb.seg_g0, tb.seg_slot, np.ascontiguousarray(seg_list, np.uint8),
                       tb.seg_pop, i64(dshift), i64(u_bits), i64(v_bits), i64(in_shift),
-                      i64(narrow), tb.pop_model, tb.pop_par)
+                      i64(narrow), tb.pop_model, tb.pop_par, tb.ndu, tb.ndv)
     sources = Sources(tb.src_pop, tb.pop_src0, tb.src_slot, i64(tb.n_inputs), tb.cls_of_src,
                       tb.cls_rep)
     conns = Connections(tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp,

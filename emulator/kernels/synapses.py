@@ -281,14 +281,14 @@ def _graded_rows(rows, c, conns, syn, pay, dst0, D, N, buf, to_scratch):
             base = np.int64(syn.sbase[p])
             wide = kind == SPARSE_WIDE
             for k in range(syn.sptr[p], syn.sptr[p + 1]):
-                i = np.int64(syn.swide[k]) if wide else base + np.int64(syn.soff[k])
+                tgt = np.int64(syn.swide[k]) if wide else base + np.int64(syn.soff[k])
                 w = np.int64(np.int32(decode_weight(syn.sw[k], wmode, lsh) * x))
                 d = np.int64(syn.sd[k]) if hasd else delay
                 if to_scratch:
                     bn = d if hasd else np.int64(0)
-                    buf[boff + bn * npost + i] += w
+                    buf[boff + bn * npost + tgt] += w
                 else:
-                    buf[((dst0 + d) % D) * N + post0 + i] += w
+                    buf[((dst0 + d) % D) * N + post0 + tgt] += w
 
 
 @njit(cache=True, inline="always")

@@ -296,7 +296,7 @@ class Network:
         """
         where = f"population '{name}'"
         mdl = nm.get_model(model, where)
-        if mdl.name == "lif":
+        if mdl.name in ("lif", "lif_per_neuron"):
             return self.add_lif(name, size, **registers)
         self._new_name(name)
         n = self._check_size(size, where)
@@ -312,6 +312,12 @@ class Network:
                     raise NetworkError(f"model {mdl.name!r} needs register {k!r}",
                                        where=where, field=k)
         regs = nm.normalize_registers(mdl, registers, n, where)
+        return self._add_model(name, n, mdl, regs, core)
+
+    def _add_model(self, name: str, n: int, mdl: nm.NeuronModel, regs: dict[str, Any],
+                   core: dict[str, Any], reset: ResetMode = "zero", spiking: bool = True
+                   ) -> Population:
+        where = f"population '{name}'"
         pop = Population(
             name, n, "lif",
             du=_check_int(core.get("du", 0), where, "du"),
@@ -319,7 +325,7 @@ class Network:
             vth=_check_int(core.get("vth", 0), where, "vth"),
             bias_mant=_int_array(core.get("bias_mant", 0), n, where, "bias_mant"),
             bias_exp=_int_array(core.get("bias_exp", 0), n, where, "bias_exp"),
-            model=mdl.name, registers=regs,
+            reset=reset, spiking=spiking, model=mdl.name, registers=regs,
             payload_bits=nm.model_payload_bits(mdl, self.hw.formats))
         check_population(pop, self.hw.formats)
         self._pops[name] = pop
@@ -330,8 +336,8 @@ class Network:
         name: str,
         size: int,
         *,
-        du: int,
-        dv: int,
+        du: int | ArrayLike,
+        dv: int | ArrayLike,
         vth: int,
         bias_mant: ArrayLike = 0,
         bias_exp: ArrayLike = 0,
@@ -340,7 +346,9 @@ class Network:
     ) -> Population:
         """Current-based LIF neurons with register-level parameters.
 
-        du, dv: 12-bit decays (du = -1: no current decay; dv = 4096: no voltage memory).
+        du, dv: 12-bit decays (du = -1: no current decay; dv = 4096: no voltage memory);
+        scalars, or arrays of shape (size,) for one decay per neuron (a "lif_per_neuron"
+        population unless every neuron has the same value).
         vth: 17-bit threshold mantissa (threshold = vth * 2**6).
         bias_mant, bias_exp: 13-bit signed mantissa and 3-bit exponent, scalar or per neuron.
         reset: "zero" (Lava LIF) or "subtract" (v -= threshold; our core's extra mode).
@@ -352,6 +360,16 @@ class Network:
         if reset not in ("zero", "subtract"):
             raise NetworkError(f"must be 'zero' or 'subtract', got {reset!r}", where=where,
                                field="reset")
+        if np.ndim(du) or np.ndim(dv):
+            du_a = _int_array(du, n, where, "du")
+            dv_a = _int_array(dv, n, where, "dv")
+            if not (np.all(du_a == du_a[0]) and np.all(dv_a == dv_a[0])):
+                mdl = nm.MODELS["lif_per_neuron"]
+                regs = nm.normalize_registers(mdl, {"du": du_a, "dv": dv_a}, n, where)
+                return self._add_model(name, n, mdl, regs, {
+                    "vth": vth, "bias_mant": bias_mant, "bias_exp": bias_exp},
+                    reset, spiking)
+            du, dv = int(du_a[0]), int(dv_a[0])
         pop = Population(
             name, n, "lif",
             du=_check_int(du, where, "du"), dv=_check_int(dv, where, "dv"),

@@ -19,6 +19,10 @@ Lava's int32 datapath (``wrap32``):
     v <- sat24(trunc0(v * (4096 - dv) / 2^12) + u + bias_mant * 2^bias_exp)
     spike where v > vth * 2^6; then v <- 0 (or v - vth * 2^6 with reset="subtract")
 
+``lif_per_neuron`` (Lava ``LIF`` with one du and dv per neuron)
+    the ``lif`` update with per-neuron du and dv (``add_lif`` with du or dv arrays that
+    are not all equal builds it; reset and spiking as ``lif``)
+
 ``lif_reset`` (Lava ``LIFReset``, ``PyLifResetModelBitAcc``)
     where (t + 1) mod reset_interval == reset_offset, u <- 0 and v <- 0 first;
     then the ``lif`` update (reset to zero)
@@ -83,6 +87,7 @@ class RegisterField:
     per_neuron: bool
     default: int | None
     doc: str
+    fmt_range: str | None = None  # the range is NumberFormats.<fmt_range> (chip formats)
 
     @property
     def range(self) -> tuple[int, int]:
@@ -131,6 +136,11 @@ _DVTH = RegisterField("vth", 24, False, False, None,
 
 MODELS: dict[str, NeuronModel] = {m.name: m for m in (
     NeuronModel("lif", 0, "LIF", True, True, (), ("u", "v"), False),
+    NeuronModel("lif_per_neuron", 6, "LIF", True, True, (
+        RegisterField("du", 12, False, True, None, "current decay per neuron (-1: none)",
+                      "du_range"),
+        RegisterField("dv", 12, False, True, None, "voltage decay per neuron", "dv_range"),
+    ), ("u", "v"), False),
     NeuronModel("lif_reset", 1, "LIFReset", True, True, (
         RegisterField("reset_interval", 16, False, False, None,
                       "u and v are zeroed every reset_interval steps (>= 1)"),
@@ -155,14 +165,15 @@ MODEL_IDS: dict[str, int] = {m.name: m.id for m in MODELS.values()}
 
 #: the state slot of each model's state variables: u, v, aux 0, aux 1
 STATE_SLOTS: dict[str, dict[str, int]] = {
-    "lif": {"u": 0, "v": 1}, "lif_reset": {"u": 0, "v": 1}, "ternary_lif": {"u": 0, "v": 1},
+    "lif": {"u": 0, "v": 1}, "lif_per_neuron": {"u": 0, "v": 1}, "lif_reset": {"u": 0, "v": 1},
+    "ternary_lif": {"u": 0, "v": 1},
     "sigma": {"sigma": 0},
     "delta": {"act": 1, "residue": 2, "error": 3},
     "sigma_delta": {"sigma": 0, "act": 1, "residue": 2, "error": 3},
 }
 #: words of the two auxiliary state slots a model needs per neuron
-AUX_SLOTS = {"lif": 0, "lif_reset": 0, "ternary_lif": 0, "sigma": 0, "delta": 2,
-             "sigma_delta": 2}
+AUX_SLOTS = {"lif": 0, "lif_per_neuron": 0, "lif_reset": 0, "ternary_lif": 0, "sigma": 0,
+             "delta": 2, "sigma_delta": 2}
 _ACT_MODES = {"unit": 0, "relu": 1}
 
 
@@ -198,8 +209,8 @@ def check_model_registers(model: NeuronModel, registers: Mapping[str, Any], size
     """Every model-specific register is present, of the right shape and in its format
     (builder, compiler and image verifier all call this). The LIF core registers are
     checked by ``network.check_lif_registers``."""
-    if (model.graded and model_payload_bits(model, fmt) > max(fmt.graded_payload_bits, 0)) \
-            or (model.graded and fmt.graded_payload_bits == 0):
+    if model.graded and (fmt.graded_payload_bits == 0
+                         or model.payload_bits > fmt.graded_payload_bits):
         raise NetworkError(
             f"model {model.name!r} sends graded spikes; this chip sends binary spikes only "
             f"(graded_payload_bits = {fmt.graded_payload_bits})", where=where, field="model",
@@ -213,7 +224,7 @@ def check_model_registers(model: NeuronModel, registers: Mapping[str, Any], size
         if f.name not in registers:
             raise NetworkError(f"model {model.name!r} needs register {f.name!r}",
                                where=where, field=f.name)
-        lo, hi = f.range
+        lo, hi = getattr(fmt, f.fmt_range) if f.fmt_range else f.range
         val = registers[f.name]
         if f.per_neuron:
             arr = np.asarray(val)
@@ -234,6 +245,11 @@ def check_model_registers(model: NeuronModel, registers: Mapping[str, Any], size
             if not lo <= int(val) <= hi:
                 raise _fail_range(where, f.name, int(val), lo, hi,
                                   f" ({f.bits}-bit {'signed' if f.signed else 'unsigned'})")
+    if model.name == "lif_per_neuron" and np.all(np.asarray(registers["du"]) ==
+                                                 np.asarray(registers["du"])[:1]) \
+            and np.all(np.asarray(registers["dv"]) == np.asarray(registers["dv"])[:1]):
+        raise NetworkError("every neuron has the same du and dv; that is a 'lif' population",
+                           where=where, field="du")
     # rules between registers
     if model.name == "lif_reset":
         ri, ro = int(registers["reset_interval"]), int(registers["reset_offset"])

@@ -203,7 +203,8 @@ class _Verifier:
             if set(p.registers) != scalar:
                 raise self.fail(f"{m}.registers", f"holds {sorted(p.registers)}; model "
                                 f"{p.model!r} has {sorted(scalar)}")
-            if p.model != "lif" and (p.reset != "zero" or not p.spiking):
+            if p.model not in ("lif", "lif_per_neuron") and (p.reset != "zero"
+                                                               or not p.spiking):
                 raise self.fail(f"{m}.reset", f"model {p.model!r} resets to zero and spikes")
             if p.reset not in ("zero", "subtract"):
                 raise self.fail(f"{m}.reset", f"must be 'zero' or 'subtract', got {p.reset!r}")
