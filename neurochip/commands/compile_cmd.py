@@ -55,6 +55,9 @@ def register(sub: Any) -> None:
                    help="traffic: place chunks to minimise weighted NoC hops (never more than "
                         "next-fit); greedy: next-fit in declaration order (default traffic)")
     p.add_argument("--name", default=None, help="network name recorded in the image")
+    p.add_argument("--reset-interval", type=int, default=None, metavar="STEPS",
+                   help="netx files: reset every LIF layer every STEPS steps, as lava-dl "
+                        "netx's reset_interval (layer i at phase i + 1)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     p.set_defaults(func=_compile)
@@ -119,6 +122,11 @@ def _compile(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise ConfigError("folder does not exist", where=f"output {out}")
     options: dict[str, Any] = {"placement": args.placement}
+    if args.reset_interval is not None:
+        if model.suffix.lower() != ".net":
+            raise ConfigError("--reset-interval applies to netx (.net) files",
+                              where=f"model {model}", field="--reset-interval")
+        options["reset_interval"] = args.reset_interval
     for key in ("dt", "decay", "reset", "weight_bits", "name"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)

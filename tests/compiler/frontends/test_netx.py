@@ -229,7 +229,9 @@ def test_cli_compile_and_inspect_layer_table(tmp_path: Path, capsys: Any) -> Non
     from neurochip.cli import main
 
     out = tmp_path / "tiny.nchip"
-    assert main(["compile", str(TINY), "--hw", "loihi2_like", "-o", str(out), "--quiet"]) == 0
+    assert main(["compile", str(TINY), "--hw", "loihi2_like", "-o", str(out), "--quiet",
+                 "--reset-interval", "17"]) == 0
+    assert {p.model for p in neurochip.ChipImage.load(out).lif_populations} == {"lif_reset"}
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert "netx layers" in text
