@@ -85,17 +85,31 @@ def test_tiny_net_golden_output() -> None:
     assert meta["input_transform"] == {"weight": 36, "bias": 34}
     b = np.load(REF / "tinynet" / "input_bias.npy").astype(np.int64).reshape(-1)
     em = neurochip.Emulator(img)
-    out = []
+    out, s0, s1, u1 = [], [], [], []
     for t in range(17):
-        out.append(em.run(bias={"0": b}, steps=1).spikes["2"][0])
+        r = em.run(bias={"0": b}, steps=1, probes=["1.u"])
+        out.append(r.spikes["2"][0])
+        s0.append(r.spikes["0"][0])
+        s1.append(r.spikes["1"][0])
+        u1.append(r.probes["1.u"][0])
         if t < 2:  # lava-dl's Reset(interval=17, offset=i-1) of layer t+1 after step t+1
             p = img.population(str(t + 1))
             st = em.state()
             for a in st.values():
                 a[:, p.offset:p.offset + p.size] = 0
             em.set_state(st["u"], st["v"])
-    gt = np.load(REF / "tinynet" / "output.npy")[0].transpose([2, 1, 0, 3])[..., 1:]
-    np.testing.assert_array_equal(np.array(out)[2:17], gt.reshape(36, -1).T.astype(bool))
+
+    def gt(name: str) -> np.ndarray:  # lava-dl's (1, C, H, W, T) -> ours (T, x*y*c)
+        a = np.load(REF / "tinynet" / f"{name}.npy")[0].transpose([2, 1, 0, 3])
+        return a.reshape(-1, a.shape[-1]).T
+
+    np.testing.assert_array_equal(np.array(out)[2:17], gt("output")[1:].astype(bool))
+    # lava-dl's block tests: the input layer's spikes and conv layer 1's spikes and current
+    np.testing.assert_array_equal(np.array(s0)[:15], gt("input")[1:].astype(bool))
+    s1_gt = gt("layer1").astype(bool)
+    s1_gt[0] = False
+    np.testing.assert_array_equal(np.array(s1)[1:16], s1_gt[1:])
+    np.testing.assert_array_equal(np.array(u1)[:16], gt("current") * 64)
 
 
 def test_names_layout_and_flatten_order(tmp_path: Path) -> None:
