@@ -2,9 +2,9 @@
 
 netx builds plain Lava processes; torch comes in only through two imports:
 ``lava.lib.dl.netx.sequential_modules`` (a torch wrapper netx's package ``__init__``
-imports) and ``lava.lib.dl.slayer.neuron.rf`` (slayer's resonate-and-fire parameter helper,
+imports) and ``lava.lib.dl.slayer.neuron.rf`` (slayer's resonate-and-fire parameter function,
 whose package ``__init__`` imports all of slayer, i.e. torch). A meta-path finder serves
-those modules (and the slayer packages above the helper) as stubs: the stub helper raises
+those modules (and the slayer packages above it) as stubs: the stub function raises
 for RF layers, which need it. Nothing on disk changes; Lava's own 3.11 fix
 (:mod:`compiler.lava.compat`) is installed first.
 """
