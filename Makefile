@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.setup-done
 LAVA := lava-nc==0.10.0
+LAVA_DL := lava-dl==0.6.0
 
 .PHONY: setup test test-fast lint run bench clean
 
@@ -17,6 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	# lava-nc 0.10.0 declares python<3.11; its dependencies come from the dev extra above.
 	$(PY) -m pip install -q --no-deps --ignore-requires-python $(LAVA)
 	$(PY) -c "import compiler.lava.compat as l; l.import_lava(); print('lava importable')"
+	# lava-dl 0.6.0 (netx, the reference of the netx cross-checks): no torch, see
+	# compiler/lava/netx_compat.py
+	$(PY) -m pip install -q --no-deps --ignore-requires-python $(LAVA_DL)
+	$(PY) -c "import compiler.lava.netx_compat as n; n.import_netx(); print('netx importable')"
 	touch $(STAMP)
 
 lint: setup

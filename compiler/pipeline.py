@@ -120,8 +120,11 @@ def import_model(model: Any, *, dt: float | None = None, decay: str | None = Non
 
             _no_time_options(dt, decay)
             return read_onnx(path, reset=reset, **(ann or {}))
-        raise ModelImportError(f"unknown model file type {suffix!r}; neurochip reads .nir "
-                               "and .onnx files", where=f"file {path}")
+        if suffix == ".net":
+            raise ModelImportError("a netx file (.net) is already fixed point: compile it "
+                                   "with neurochip.compile(path, hw)", where=f"file {path}")
+        raise ModelImportError(f"unknown model file type {suffix!r}; neurochip reads .nir, "
+                               ".onnx and netx .net files", where=f"file {path}")
     if _is_nir_graph(model):
         from compiler.frontends.nir import from_nir
 
@@ -290,6 +293,31 @@ def _calibrate(graph: Graph, calibration: Mapping[str, Any], percentile: float |
     return {k: v * margin for k, v in stats.items() if v > 0}
 
 
+def compile_netx(path: str | Path, hw: HardwareSpec | str | Path = "loihi_like", *,
+                 reset_interval: int | None = None, name: str | None = None,
+                 placement: str = "traffic",
+                 on_pass: Callable[[str, Any], None] | None = None) -> ChipImage:
+    """Compile a lava-dl netx file (``.net``): already fixed point, so no float front
+    passes; the register-level network netx describes is mapped as it is.
+
+    ``image.metadata["netx"]`` holds the layer table (group, type, population, shape,
+    kernel, stride, padding, neuron type), the input layer's transform and the ports.
+    """
+    from compiler.frontends.netx import read_netx
+
+    spec = load_hw(hw)
+    net, meta = read_netx(path, spec, reset_interval=reset_interval)
+    if name is not None:
+        net.name = name
+    if on_pass is not None:
+        on_pass("import", net)
+    metadata = {"netx": meta,
+                "import": {"format": "netx", "file": meta["file"]},
+                "compiler": {"front_passes": [], "register_passes": [n for n, _ in MAPPING_PASSES],
+                             "options": {"reset_interval": reset_interval}}}
+    return compile_network(net, spec, metadata=metadata, on_pass=on_pass, placement=placement)
+
+
 def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   dt: float | None = None, decay: str | None = None, reset: str | None = None,
                   weight_bits: int | None = None,
@@ -337,6 +365,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     (format, profile, dt, notes) and ``compiler`` (passes and options).
     """
     spec = load_hw(hw)
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".net":
+        return compile_netx(model, spec, name=name, placement=placement, on_pass=on_pass)
     dumps = _dump_targets(dump_ir)
     out = dump_file if dump_file is not None else sys.stderr
     options = FrontOptions(dt=dt, decay=decay, reset=reset, weight_bits=weight_bits,

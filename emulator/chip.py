@@ -6,6 +6,8 @@ Objects live only at this edge; the work is done by pure functions over explicit
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator.kernels import run_batch, spike_lists
+from emulator.kernels import payload_lists, run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
 from emulator.state import Backend, RunState
@@ -147,12 +149,16 @@ class Emulator:
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
             probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
             learn: bool = False, targets: Mapping[str, Any] | None = None,
-            reward: Any = None) -> RunResult:
+            reward: Any = None, bias: Mapping[str, Any] | None = None) -> RunResult:
         """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
 
         inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
         probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
         State carries over to the next call until :meth:`reset`.
+
+        bias: {population: mantissas (n,) or (B, n)} replaces those populations' bias
+        mantissas for this run (the exponent is the image's); how lava-dl feeds images into
+        its input layers. A (B, n) bias runs B samples (inputs without a batch are shared).
 
         learn=True runs the on-chip learning engine of the image's learning configuration
         (one sample stream, batch 1): targets {population: (T, n) target spikes (bool) or
@@ -162,12 +168,26 @@ class Emulator:
         and error messages.
         """
         if learn:
+            if bias is not None:
+                raise EmulatorInputError("bias is not used with learn=True", where="Emulator.run",
+                                         field="bias")
+            if any(p.model != "lif" or p.graded for p in self.image.populations):
+                raise EmulatorInputError("on-chip learning runs LIF populations with binary "
+                                         "spikes only", where="Emulator.run", field="learn")
             return self._run_learning(inputs, steps, probes, spikes, targets, reward)
         if targets is not None or reward is not None:
             raise EmulatorInputError("targets and reward are used only with learn=True",
                                      where="Emulator.run", field="targets")
         rs = self.run_state
         X, steps, batched = rs.inputs(inputs, steps)
+        brows = rs.biases(bias)
+        if brows is not None and brows.shape[0] > 1:
+            if X.shape[0] == 1 and not batched:
+                X = np.ascontiguousarray(np.broadcast_to(X, (brows.shape[0], *X.shape[1:])))
+                batched = True
+            elif X.shape[0] != brows.shape[0]:
+                raise EmulatorInputError(f"bias has batch {brows.shape[0]}, inputs have "
+                                         f"{X.shape[0]}", where="Emulator.run", field="bias")
         B = X.shape[0]
         if rs.batch is not None and B != rs.batch:
             raise EmulatorInputError(
@@ -176,20 +196,71 @@ class Emulator:
         rs.batch = B
         pnames, pidx, pvar, spans = rs.probes(probes)
         rec_col, rec_spans = rs.record(spikes)
+        graded = rs.graded_recorded(rec_spans)
         t_start = rs.t
+        raw_v = None
         if self.backend == "numba":
             kstate = rs.kernel_state(B)
-            inp_ptr, inp_src = spike_lists(X)
-            raw_p, raw_s, raw_c = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src,
-                                            pidx, pvar, rec_col, self.threads)
+            inp_val = None
+            if X.dtype == np.bool_:
+                inp_ptr, inp_src = spike_lists(X)
+            else:
+                inp_ptr, inp_src, inp_val = payload_lists(X)
+            out: tuple[NDArray[Any], ...]
+            if brows is None:
+                out = run_batch(rs.tables, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                                self.threads, inp_val, graded)
+            else:
+                out = self._run_biased(kstate, brows, steps, inp_ptr, inp_src, pidx, pvar,
+                                       rec_col, inp_val, graded)
+            raw_p, raw_s, raw_c = out[:3]
+            if graded:
+                raw_v = out[3]  # type: ignore[misc]
         else:
             assert rs.ref is not None
             ref, rstates = rs.ref, rs.reference_states(B)
-            outs = [ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col) for b in range(B)]
+            keep = ref.bias
+            outs = []
+            try:
+                for b in range(B):
+                    if brows is not None:
+                        ref.bias = brows[min(b, brows.shape[0] - 1)].astype(np.int64)
+                    outs.append(ref.run(rstates[b], steps, X[b], pidx, pvar, rec_col, graded))
+            finally:
+                ref.bias = keep
             raw_p = np.stack([o[0] for o in outs])
             raw_s = np.stack([o[1] for o in outs])
             raw_c = np.stack([o[2] for o in outs])
-        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched)
+            if graded:
+                raw_v = np.stack([o[3] for o in outs])
+        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched,
+                         raw_v)
+
+    def _run_biased(self, kstate: Any, brows: NDArray[np.int32], steps: int,
+                    inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],
+                    pidx: NDArray[np.int64], pvar: NDArray[np.int8], rec_col: NDArray[np.int64],
+                    inp_val: Any, graded: bool) -> tuple[NDArray[Any], ...]:
+        """Kernel run with replaced biases: one batched run when every sample has the same
+        bias, else sample by sample (each with its own bias, on its own state rows)."""
+        rs = self.run_state
+        if brows.shape[0] == 1 or bool(np.all(brows == brows[:1])):
+            tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[0]))
+            return tuple(run_batch(tb, kstate, steps, inp_ptr, inp_src, pidx, pvar, rec_col,
+                                   self.threads, inp_val, graded))
+        outs = []
+        t0 = kstate.t
+        for b in range(brows.shape[0]):
+            tb = dataclasses.replace(rs.tables, bias=np.ascontiguousarray(brows[b]))
+            sub = copy.copy(kstate)
+            sub.batch, sub.t = 1, t0
+            for name, arr in vars(kstate).items():  # every per-sample state array: row b
+                if isinstance(arr, np.ndarray) and arr.ndim >= 1 and arr.shape[0] == kstate.batch:
+                    setattr(sub, name, arr[b:b + 1])
+            outs.append(tuple(run_batch(tb, sub, steps, np.ascontiguousarray(inp_ptr[b:b + 1]),
+                                        inp_src, pidx, pvar, rec_col, self.threads, inp_val,
+                                        graded)))
+        kstate.t = t0 + steps
+        return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
 
     # ------------------------------------------------------------------ learning
     @property

@@ -17,6 +17,11 @@ One step t of one sample, exactly as Lava 0.10's fixed-point LIF and Dense model
    subtract the threshold;
 3. the spikes of step t (host inputs and neurons) reach their targets at step t + 1 + delay:
    per connection and delay value, acc = W_d @ s, floor-shifted by the weight exponent.
+
+Populations of the other neuron models step by
+:func:`neurochip.core.neuron_models.model_step`; graded spikes carry payloads, and a
+connection from a graded population adds acc = floor_shift(wrap32(W_d @ payload)) (Lava's
+int32 dot product).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from emulator.tables import (
     N_COUNTERS,
 )
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.image import ChipImage
 
 __all__ = ["ReferenceModel", "ReferenceState"]
@@ -52,6 +58,7 @@ class _Conn:
     post_off: int
     n_post: int
     wexp: int
+    graded: bool  # the presynaptic spikes carry payloads
     by_delay: list[tuple[int, NDArray[np.int64]]]  # (delay, W masked to that delay)
     dest: list[list[tuple[int, int]]]  # per pre neuron: [(core slot, synapses there)]
 
@@ -60,6 +67,7 @@ class _Conn:
 class ReferenceState:
     u: NDArray[np.int64]
     v: NDArray[np.int64]
+    aux: NDArray[np.int64]  # (2, N) state slots 2 and 3 (models that have them)
     pending: dict[int, NDArray[np.int64]] = field(default_factory=dict)
     t: int = 0
 
@@ -99,14 +107,25 @@ class ReferenceModel:
                 cores = core_of[post.offset + np.flatnonzero(mask[:, j])]
                 u, n = np.unique(cores, return_counts=True)
                 dest.append([(self.slots[int(k)], int(m)) for k, m in zip(u, n)])
-            self.conns.append(_Conn(c.pre, post.offset, c.n_post, c.weight_exp, by_delay, dest))
+            self.conns.append(_Conn(c.pre, post.offset, c.n_post, c.weight_exp,
+                                    image.population(c.pre).graded, by_delay, dest))
         pos = [hw.core_position(c.core) for c in image.cores]
         self.slot_pos = pos
         io_x, io_y = hw.mesh.io_tile
         self.io_pos = (0, io_x, io_y)
 
     def new_state(self) -> ReferenceState:
-        return ReferenceState(np.zeros(self.N, np.int64), np.zeros(self.N, np.int64))
+        return ReferenceState(np.zeros(self.N, np.int64), np.zeros(self.N, np.int64),
+                              np.zeros((2, self.N), np.int64))
+
+    def _registers(self, p: Any) -> dict[str, Any]:
+        """A population's model registers, its per-neuron ones read from the image."""
+        regs: dict[str, Any] = dict(p.registers)
+        for f in nm.MODELS[p.model].fields:
+            if f.per_neuron:
+                regs[f.name] = self.image.arrays[f"neurons/{f.name}"][
+                    p.offset: p.offset + p.size].astype(np.int64)
+        return regs
 
     def _source_pos(self, pop_kind: str, g: int) -> tuple[int, tuple[int, int, int]]:
         if pop_kind == "input":
@@ -114,39 +133,63 @@ class ReferenceModel:
         slot = self.slots[int(self.core_of[g])]
         return slot, self.slot_pos[slot]
 
-    def run(self, st: ReferenceState, steps: int, inputs: NDArray[np.bool_],
+    def run(self, st: ReferenceState, steps: int, inputs: NDArray[Any],
             probe_idx: NDArray[np.int64], probe_var: NDArray[np.int8],
-            rec_col: NDArray[np.int64]) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
-        """Simulate ``steps`` steps; ``inputs`` is (steps, n_inputs) bool."""
+            rec_col: NDArray[np.int64], graded_rec: bool = False
+            ) -> tuple[NDArray[Any], ...]:
+        """Simulate ``steps`` steps; ``inputs`` is (steps, n_inputs), bool or the integer
+        payloads of graded inputs (0: no spike). Returns probes, spikes, counters and, with
+        graded_rec, the payloads of the recorded spikes (int32 like spikes)."""
         img = self.image
         n_rec = int(rec_col.max()) + 1 if rec_col.size else 0
         probes = np.zeros((steps, probe_idx.size), np.int32)
         spikes = np.zeros((steps, n_rec), np.uint8)
+        values = np.zeros((steps, n_rec if graded_rec else 0), np.int32)
         counters = np.zeros((steps, max(len(self.slots), 1), N_COUNTERS), np.int64)
+        f = img.hw.formats
+        regs = {p.name: self._registers(p) for p in img.lif_populations if p.model != "lif"}
         for t in range(steps):
             now = st.t + t
             a = st.pending.pop(now, np.zeros(self.N, np.int64))
             fired: dict[str, NDArray[np.bool_]] = {}
+            pay: dict[str, NDArray[np.int64]] = {}
             for p in img.lif_populations:
                 sl = slice(p.offset, p.offset + p.size)
-                u, v, s, _ = fx.lif_step(
-                    st.u[sl], st.v[sl], a[sl], du=p.du, dv=p.dv, bias=self.bias[sl],
-                    theta=p.vth << self.vth_shift, reset=p.reset, spiking=p.spiking,
-                    decay_bits=self.ds, input_shift=self.in_shift, u_bits=self.u_bits,
-                    v_bits=self.v_bits)
-                st.u[sl], st.v[sl] = u, v
+                if p.model in ("lif", "lif_per_neuron"):
+                    per = regs.get(p.name, {})  # lif_per_neuron: arrays, one per neuron
+                    u, v, s, _ = fx.lif_step(
+                        st.u[sl], st.v[sl], a[sl], du=per.get("du", p.du),
+                        dv=per.get("dv", p.dv), bias=self.bias[sl],
+                        theta=p.vth << self.vth_shift, reset=p.reset, spiking=p.spiking,
+                        decay_bits=self.ds, input_shift=self.in_shift, u_bits=self.u_bits,
+                        v_bits=self.v_bits)
+                    st.u[sl], st.v[sl] = u, v
+                    pay[p.name] = s.astype(np.int64)
+                else:
+                    new, out = nm.model_step(
+                        p.model, [st.u[sl], st.v[sl], st.aux[0, sl], st.aux[1, sl]], a[sl],
+                        registers=regs[p.name], du=p.du, dv=p.dv, vth=p.vth,
+                        bias=self.bias[sl], t=now, fmt=f)
+                    st.u[sl], st.v[sl], st.aux[0, sl], st.aux[1, sl] = new
+                    s = out != 0
+                    pay[p.name] = out
                 fired[p.name] = s
                 for i in np.flatnonzero(s | (a[sl] != 0)):
                     counters[t, self.slots[int(self.core_of[p.offset + i])], C_ACTIVE] += 1
+            slots = (st.u, st.v, st.aux[0], st.aux[1])
             for col, (g, var) in enumerate(zip(probe_idx, probe_var)):
-                probes[t, col] = st.u[g] if var == 0 else st.v[g]
+                probes[t, col] = slots[int(var)][g]
             for p in img.lif_populations:
                 for i in np.flatnonzero(fired[p.name]):
                     col = rec_col[p.offset + i]
                     if col >= 0:
                         spikes[t, col] = 1
+                        if graded_rec and p.graded:
+                            values[t, col] = pay[p.name][i]
             for p in img.input_populations:
-                fired[p.name] = inputs[t, p.offset: p.offset + p.size].astype(bool)
+                x = np.asarray(inputs[t, p.offset: p.offset + p.size]).astype(np.int64)
+                fired[p.name] = x != 0
+                pay[p.name] = x
             # Counters: every spiking source sends one message per output axon.
             for p in img.populations:
                 for i in np.flatnonzero(fired[p.name]):
@@ -173,12 +216,15 @@ class ReferenceModel:
                                                                path)
             # Synaptic input for later steps (per connection and delay, floored sums).
             for c in self.conns:
-                s = fired[c.pre].astype(np.int64)
-                if not s.any():
+                xs = pay[c.pre] if c.graded else fired[c.pre].astype(np.int64)
+                if not xs.any():
                     continue
                 for d, Wd in c.by_delay:
-                    acc = fx.floor_shift(Wd @ s, c.wexp)
+                    acc = fx.floor_shift(fx.wrap(Wd @ xs, fx.DATAPATH_BITS) if c.graded
+                                         else Wd @ xs, c.wexp)
                     buf = st.pending.setdefault(now + 1 + d, np.zeros(self.N, np.int64))
                     buf[c.post_off: c.post_off + c.n_post] += acc
         st.t += steps
+        if graded_rec:
+            return probes, spikes, counters, values
         return probes, spikes, counters

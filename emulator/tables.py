@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from neurochip.core import neuron_models as nm
 from neurochip.core.image import ChipImage
 
-__all__ = ["ConnKind", "ResetMode", "Tables", "build_tables"]
+__all__ = ["MODEL_PARAMS", "ConnKind", "ModelId", "ResetMode", "Tables", "build_tables",
+           "model_params"]
 
 # Counter columns (per step, per core slot). Learning columns are filled by the
 # learning engine.
@@ -52,6 +54,45 @@ class ResetMode(IntEnum):
     NONSPIKING = 2  # never spikes (a readout)
 
 
+class ModelId(IntEnum):
+    """A population's neuron model (``Tables.pop_model``; neurochip.core.neuron_models)."""
+
+    LIF = 0
+    LIF_RESET = 1
+    TERNARY_LIF = 2
+    SIGMA = 3
+    DELTA = 4
+    SIGMA_DELTA = 5
+    LIF_PER_NEURON = 6
+
+
+assert {m.name.lower(): int(m) for m in ModelId} == nm.MODEL_IDS
+
+#: columns of Tables.pop_par
+MODEL_PARAMS = 6
+
+
+def model_params(model: str, registers: dict[str, int], vth_shift: int) -> list[int]:
+    """A population's model registers as the kernels read them (``Tables.pop_par`` row):
+
+    * lif_reset: reset_interval, reset_offset;
+    * ternary_lif: vth_hi << vth_shift, vth_lo << vth_shift;
+    * delta, sigma_delta: vth << E, cum_error, state_exp, E = spike_exp + state_exp,
+      act_mode;
+    * lif, sigma: nothing (zeros)."""
+    r = registers
+    if model == "lif_reset":
+        out = [r["reset_interval"], r["reset_offset"]]
+    elif model == "ternary_lif":
+        out = [r["vth_hi"] << vth_shift, r["vth_lo"] << vth_shift]
+    elif model in ("delta", "sigma_delta"):
+        e = r["spike_exp"] + r["state_exp"]
+        out = [r["vth"] << e, r["cum_error"], r["state_exp"], e, r.get("act_mode", 0)]
+    else:
+        out = []
+    return [int(x) for x in out] + [0] * (MODEL_PARAMS - len(out))
+
+
 class ConnKind(IntEnum):
     """How a connection's synapses are stored (``Tables.c_kind``)."""
 
@@ -72,6 +113,12 @@ class Tables:
     pop_dv: NDArray[np.int32]
     pop_theta: NDArray[np.int32]
     pop_mode: NDArray[np.int8]  # ResetMode
+    pop_model: NDArray[np.int8]  # ModelId
+    pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS): see model_params
+    pop_graded: NDArray[np.int8]  # 1: the population's spikes carry payloads
+    aux_len: int  # words of auxiliary state per sample: 2 N when some model has aux slots
+    ndu: NDArray[np.int32]  # (N,) per-neuron du (lif_per_neuron), or () when none has it
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
     bias: NDArray[np.int32]
     nslot: NDArray[np.int16]
     # segments: maximal runs of neurons of one population on one core
@@ -102,6 +149,7 @@ class Tables:
     c_nbins: NDArray[np.int32]
     c_prepop: NDArray[np.int32]
     c_rowlen: NDArray[np.int64]  # mean synapses per presynaptic row (work per spike)
+    c_graded: NDArray[np.int8]  # 1: the presynaptic population sends payloads
     scratch_len: int
     # synapse memory
     dw: NDArray[np.uint8]
@@ -227,9 +275,23 @@ def build_tables(image: ChipImage) -> Tables:
     if np.any(np.diff(pop_g0) < 0) or (lif and any(
             lif[i].offset + lif[i].size != pop_g0[i + 1] for i in range(len(lif)))):
         raise ValueError("LIF populations must be contiguous and in order")
+    pop_model = np.array([nm.MODEL_IDS[p.model] for p in lif], np.int8)
+    pop_par = np.array([model_params(p.model, p.registers, fmtd.vth_shift) for p in lif],
+                       np.int64).reshape(len(lif), MODEL_PARAMS)
+    pop_graded = np.array([p.graded for p in lif], np.int8)
+    aux_len = 2 * n_lif if any(nm.AUX_SLOTS[p.model] for p in lif) else 0
     bm = image.arrays["neurons/bias_mant"].astype(np.int64)
     be = image.arrays["neurons/bias_exp"].astype(np.int64)
     bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0)).astype(np.int32)
+    ndu = ndv = np.zeros(0, np.int32)
+    if any(p.model == "lif_per_neuron" for p in lif):
+        ndu = image.arrays["neurons/du"].astype(np.int32)
+        ndv = image.arrays["neurons/dv"].astype(np.int32)
+    for i, p in enumerate(lif):
+        if p.model == "sigma_delta":  # the model's own per-neuron bias, scaled by 2^E
+            sl = slice(p.offset, p.offset + p.size)
+            e = int(pop_par[i, 3])
+            bias[sl] = (image.arrays["neurons/bias"][sl].astype(np.int64) << e).astype(np.int32)
     ncore = image.arrays["neurons/core"]
     nslot = np.zeros(0, np.int32)
     if n_lif:
@@ -265,6 +327,7 @@ def build_tables(image: ChipImage) -> Tables:
     c_nbins = np.zeros(C, np.int32)
     c_prepop = np.array([pop_index[c.pre] for c in image.connections], np.int32)
     c_rowlen = np.zeros(C, np.int64)
+    c_graded = np.array([image.population(c.pre).graded for c in image.connections], np.int8)
     dws, dds, sptrs, sbases, sends, soffs, swides, sws, sds = [], [], [], [], [], [], [], [], []
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
@@ -349,13 +412,15 @@ def build_tables(image: ChipImage) -> Tables:
     return Tables(
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
         pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
+        pop_model=pop_model, pop_par=pop_par, pop_graded=pop_graded, aux_len=aux_len,
+        ndu=ndu, ndv=ndv,
         bias=bias, nslot=nslot.astype(np.int16),
         src_pop=src_pop, pop_src0=pop_src0, cls_of_src=cls_of_src, cls_rep=cls_rep,
         src_slot=src_slot,
         c_kind=c_kind, c_post0=c_post0, c_npost=c_npost, c_lsh=c_lsh, c_wmode=c_wmode,
         c_wexp=c_wexp, c_delay=c_delay, c_hasd=c_hasd, c_woff=c_woff, c_doff=c_doff,
         c_soff=c_soff, c_scoff=c_scoff, c_nbins=c_nbins, c_prepop=c_prepop,
-        c_rowlen=c_rowlen, scratch_len=sc_len,
+        c_rowlen=c_rowlen, c_graded=c_graded, scratch_len=sc_len,
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
         sbase=cat(sbases, np.int32), send=cat(sends, np.int32), soff=cat(soffs, np.uint16),
         swide=cat(swides, np.uint32), sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),

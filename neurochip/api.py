@@ -27,7 +27,9 @@ def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options:
     """Compile ``model`` for ``hw`` and return its chip image.
 
     model: a register-level :class:`~neurochip.core.network.Network`, a path to a ``.nir``
-    or ``.onnx`` file, or an IR graph (``compiler.ir.Graph``). Options for model files
+    or ``.onnx`` file, a lava-dl netx ``.net`` file (options ``reset_interval``,
+    ``placement``, ``name``; see :func:`compiler.pipeline.compile_netx`), or an IR graph
+    (``compiler.ir.Graph``). Options for model files
     (``dt``, ``decay``, ``reset``, calibration...) are those of
     :func:`compiler.pipeline.compile_model`; with ``calibration`` the report gets the
     float-vs-chip agreement measured on the emulator; an ONNX ReLU classifier is converted
@@ -45,6 +47,8 @@ def compile(model: Any, hw: HardwareSpec | str | Path = "loihi_like", **options:
             raise ConfigError(f"options {sorted(options)} apply to model files and IR graphs, "
                               "not to register-level networks", where="compile")
         return pipeline.compile_network(model, spec, **net_opts)
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".net":
+        return pipeline.compile_netx(model, spec, **options)
     options.setdefault("chip_check", float_chip_agreement)
     return pipeline.compile_model(model, spec, **options)
 

@@ -62,6 +62,12 @@ def check_exportable(image: ChipImage) -> None:
             f"is {hw.formats.weight_bits}; Lava's weights have {LAVA_WEIGHT_BITS} bits",
             where=f"hardware spec '{hw.name}'", field="formats.weight_bits",
             value=hw.formats.weight_bits, limit=LAVA_WEIGHT_BITS)
+    for p in image.populations:
+        if p.model != "lif" or p.payload_bits:
+            raise LavaExportError(
+                f"is a {p.model} population{' with graded spikes' if p.payload_bits else ''}; "
+                "the export writes LIF populations with binary spikes only",
+                where=f"population '{p.name}'", field="model", value=p.model)
     if image.learning:
         raise LavaExportError(
             "the image uses on-chip learning; Lava's learning engine is bit-approximate and "

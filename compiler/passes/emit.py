@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from compiler.passes.mapping import Mapping, synapse_bits, used_cores
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.image import ChipImage, ConnectionInfo, CoreInfo, PopulationInfo
 
 __all__ = ["connection_arrays", "emit_image"]
@@ -51,15 +52,28 @@ def emit_image(m: Mapping) -> ChipImage:
     pops: list[PopulationInfo] = []
     bias_m: list[NDArray[np.int64]] = []
     bias_e: list[NDArray[np.int64]] = []
+    per_neuron: dict[str, list[NDArray[np.int64]]] = {}  # model registers, one per neuron
     for p in net.populations:
         if p.kind == "input":
-            pops.append(PopulationInfo(p.name, "input", p.size, in_off[p.name]))
+            pops.append(PopulationInfo(p.name, "input", p.size, in_off[p.name],
+                                       payload_bits=p.payload_bits))
         else:
+            scalars = {k: int(v) for k, v in p.registers.items() if np.ndim(v) == 0}
             pops.append(PopulationInfo(
                 p.name, "lif", p.size, lif_off[p.name], p.du, p.dv, p.vth, p.reset, p.spiking,
-                [[int(c), int(s), int(n)] for c, s, n in m.slices[p.name]]))
+                [[int(c), int(s), int(n)] for c, s, n in m.slices[p.name]], p.model,
+                scalars, nm.model_payload_bits(nm.MODELS[p.model], hw.formats)))
             bias_m.append(p.bias_mant)
             bias_e.append(p.bias_exp)
+            for k, v in p.registers.items():
+                if np.ndim(v) == 1:
+                    per_neuron.setdefault(k, [])
+    lif_pops = [p for p in net.populations if p.kind == "lif"]
+    for k, parts in per_neuron.items():
+        for p in lif_pops:
+            v = p.registers.get(k)
+            parts.append(np.asarray(v, np.int64) if v is not None and np.ndim(v) == 1
+                         else np.zeros(p.size, np.int64))
     arrays: dict[str, NDArray[Any]] = {
         "neurons/bias_mant": (np.concatenate(bias_m) if bias_m else np.zeros(0)).astype(np.int32),
         "neurons/bias_exp": (np.concatenate(bias_e) if bias_e else np.zeros(0)).astype(np.int8),
@@ -69,6 +83,8 @@ def emit_image(m: Mapping) -> ChipImage:
         "route/nsyn": m.routing.nsyn.astype(np.int32),
         "route/conn": m.routing.conn.astype(np.int32),
     }
+    for k, parts in per_neuron.items():
+        arrays[f"neurons/{k}"] = np.concatenate(parts).astype(np.int32)
     conns: list[ConnectionInfo] = []
     for i, c in enumerate(net.connections):
         arrs, decode, shift = connection_arrays(c.weights, c.delays, c.storage, c.sign_mode)

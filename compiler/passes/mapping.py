@@ -8,7 +8,10 @@ Synapse memory accounting (bits, per core), the model the rules check:
 * dense connection: every (pre, post-on-core) pair stores ``num_weight_bits`` (+ the chip's
   ``delay_bits`` when delays differ between synapses);
 * sparse connection: each synapse stores the same plus a target index of
-  ``hw.index_bits`` bits (log2 of the neurons per core).
+  ``hw.index_bits`` bits (log2 of the neurons per core);
+* a chip whose core memory is one budget shared between synapses and neuron state
+  (``core.neuron_state_bits`` > 0, Loihi 2) also spends that many bits per neuron on a
+  core; the core's ``synapse_bits`` usage then counts both.
 
 Axons: one input axon per (connection, pre neuron, destination core) that has at least
 one synapse; the source neuron's core spends one output axon on it. Host inputs have no
@@ -231,7 +234,7 @@ def _incoming(net: Network, pop: Population) -> list[Connection]:
 def _make_cut(pop: Population, conns: list[Connection], hw: HardwareSpec,
               order: NDArray[np.int64] | None) -> _Cut:
     n = pop.size
-    mem1 = np.zeros(n, np.float64)
+    mem1 = np.full(n, float(hw.core.neuron_state_bits), np.float64)  # shared budget
     ax1 = np.zeros(n, np.int64)
     ins: list[_In] = []
     for c in conns:
@@ -911,6 +914,7 @@ def route(m: Mapping) -> Mapping:
     np.cumsum(np.bincount(s_all, minlength=n_sources), out=ptr[1:])
     routing = Routing(ptr, k_all.astype(np.int32), n_all.astype(np.int32), c_all.astype(np.int32))
     neurons = np.bincount(m.core_of, minlength=ncores).astype(np.int64)
+    mem += neurons * hw.core.neuron_state_bits  # memory shared with neuron state
     in_axons = np.bincount(k_all, minlength=ncores).astype(np.int64)
     src_core = np.full(n_sources, -1, np.int64)
     src_core[n_in:] = m.core_of

@@ -26,9 +26,9 @@ from emulator.kernels.run import (
     kernel_network,
     run_batch,
 )
-from emulator.kernels.spikes import spike_lists
+from emulator.kernels.spikes import payload_lists, spike_lists
 
 __all__ = ["THREADED_MIN_EVENTS", "THREADED_MIN_NEURONS", "THREADED_MIN_SOURCES", "Formats",
            "KernelState", "Population", "_update_range", "account_steps", "check_kernel_arg",
-           "kernel_network", "narrow_formats_ok", "narrow_ok", "run_batch", "segments_to_list",
-           "spike_lists", "trunc_shift"]
+           "kernel_network", "narrow_formats_ok", "narrow_ok", "payload_lists", "run_batch",
+           "segments_to_list", "spike_lists", "trunc_shift"]

@@ -1,11 +1,16 @@
-"""Neuron kernels: the LIF update (64-bit lanes, and 32-bit lanes where the formats allow)
-and the per-segment counting and listing of spikes.
+"""Neuron kernels: the LIF update (64-bit lanes, and 32-bit lanes where the formats allow),
+the other neuron models (:func:`update_model`), and the per-segment counting and listing
+of spikes.
 
 Per neuron g of a population, one step (``neurochip.core.fixedpoint.lif_step``)::
 
     u <- wrap_once(wrap32(trunc0(u * (2^ds - 1 - du) >> ds) + (a << input_shift)))
     v <- sat(trunc0(v * (2^ds - dv) >> ds) + u + bias)                      [new u]
     spike if v > theta (strict); reset v to 0, or subtract theta
+
+The other models (``neurochip.core.neuron_models``, whose numpy functions they equal) run
+in :func:`update_model`, one call per population (or segment) whose model is not LIF: the
+LIF populations never pass through it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from emulator.kernels.records import Formats, Population
-from emulator.tables import C_ACTIVE, C_SPIKES_OUT, ResetMode, Tables
+from emulator.tables import C_ACTIVE, C_SPIKES_OUT, ModelId, ResetMode, Tables
 from neurochip.core.fixedpoint import DATAPATH_BITS
 
 __all__ = ["narrow_formats_ok", "narrow_ok"]
@@ -23,6 +28,12 @@ _I32 = np.int32
 _NARROW_SHIFT = 12  # the decay width the 32-bit neuron update is built for
 ZERO = ResetMode.ZERO
 NONSPIKING = ResetMode.NONSPIKING
+LIF = ModelId.LIF
+LIF_RESET = ModelId.LIF_RESET
+TERNARY_LIF = ModelId.TERNARY_LIF
+SIGMA = ModelId.SIGMA
+DELTA = ModelId.DELTA
+LIF_PER_NEURON = ModelId.LIF_PER_NEURON
 
 
 @njit(cache=True, inline="always")
@@ -145,16 +156,132 @@ def population(nrn, p):
 
 
 @njit(cache=True, inline="always")
-def update_neurons(u, v, a_in, nrn, flag):
-    """One step of every LIF neuron (nrn: Neurons), population by population; a_in: the
-    ring slot of this step (cleared as it is read)."""
-    pop_g0, bias = nrn.pop_g0, nrn.bias
+def _w32(x):
+    """x in Lava's int32 datapath (two's-complement wrap), as int64."""
+    return np.int64(np.int32(x))
+
+
+@njit(cache=True, inline="always")
+def _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt):
+    """_update_range64 of neurons g0..g1-1 with each neuron's own du and dv."""
+    dshift = fmt.decay_shift
+    in_shift = fmt.input_shift
+    theta = np.int64(nrn.pop_theta[p])
+    mode = nrn.pop_mode[p]
+    unity = np.int64(1) << dshift
+    rnd = unity - 1
+    u_half = np.int64(1) << (fmt.u_bits - 1)
+    u_full = np.int64(1) << fmt.u_bits
+    i32_half = np.int64(1) << (DATAPATH_BITS - 1)
+    i32_mask = (np.int64(1) << DATAPATH_BITS) - 1
+    v_max = (np.int64(1) << (fmt.v_bits - 1)) - 1
+    spiking = mode != NONSPIKING
+    to_zero = mode == ZERO
+    ndu, ndv = nrn.ndu, nrn.ndv
+    for g in range(g0, g1):
+        a = np.int64(a_in[g])
+        a_in[g] = 0
+        x = trunc_shift(np.int64(u[g]) * (rnd - np.int64(ndu[g])), dshift, rnd) + (a << in_shift)
+        x = ((x + i32_half) & i32_mask) - i32_half
+        if x > u_half:
+            x -= u_full
+        elif x <= -u_half:
+            x += u_full
+        u[g] = x
+        y = trunc_shift(np.int64(v[g]) * (unity - np.int64(ndv[g])), dshift, rnd) + x + bias[g]
+        y = min(max(y, -v_max), v_max)
+        s = spiking & (y > theta)
+        if s:
+            y = 0 if to_zero else y - theta
+        v[g] = y
+        flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True)
+def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
+    """One step of neurons g0..g1-1 of population p, whose model is not LIF (nrn: Neurons;
+    aux: the two auxiliary state slots, 2 N words; pay: per neuron, the payload of its
+    spike this step; t: the step, 0 first). Equals neurochip.core.neuron_models.model_step."""
+    m = nrn.pop_model[p]
+    par = nrn.pop_par[p]
+    fmt = formats(nrn)
+    N = u.shape[0]
+    if m == LIF_PER_NEURON:
+        _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt)
+        return
+    if m == LIF_RESET or m == TERNARY_LIF:
+        if m == LIF_RESET and (t + 1) % par[0] == par[1]:
+            for g in range(g0, g1):
+                u[g] = 0
+                v[g] = 0
+        mode = ZERO if m == LIF_RESET else NONSPIKING
+        pop = Population(np.int64(nrn.pop_du[p]), np.int64(nrn.pop_dv[p]),
+                         np.int64(nrn.pop_theta[p]), np.int8(mode))
+        _update_range64(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1], pop, fmt)
+        if m == TERNARY_LIF:
+            hi, lo = par[0], par[1]
+            for g in range(g0, g1):
+                y = np.int64(v[g])
+                s = np.int32(y > hi) - np.int32(y < lo)
+                if s != 0:
+                    v[g] = 0
+                pay[g] = s
+                flag[g] = (flag[g] & np.uint8(2)) | np.uint8(s != 0)
+        return
+    if m == SIGMA:
+        for g in range(g0, g1):
+            a = np.int64(a_in[g])
+            a_in[g] = 0
+            x = _w32(np.int64(u[g]) + a)
+            u[g] = x
+            pay[g] = x
+            flag[g] = np.uint8(x != 0) | (np.uint8(a != 0) << np.uint8(1))
+        return
+    # DELTA, SIGMA_DELTA: act in v, residue and error in the auxiliary slots
+    vth_s, cum, sexp, e, relu = par[0], par[1] != 0, par[2], par[3], par[4] != 0
+    for g in range(g0, g1):
+        a = np.int64(a_in[g])
+        a_in[g] = 0
+        if m == DELTA:
+            x = _w32(a << e)
+        else:
+            sg = _w32(np.int64(u[g]) + a)
+            u[g] = sg
+            x = _w32(sg + np.int64(bias[g]))
+            if relu and x < 0:
+                x = np.int64(0)
+        d = _w32(_w32(x - np.int64(v[g])) + np.int64(aux[g]))
+        sent = np.int64(0)
+        if cum:
+            err = _w32(np.int64(aux[N + g]) + d)
+            if abs(err) >= vth_s:
+                sent = d
+            if sent != 0:
+                err = np.int64(0)
+            aux[N + g] = err
+        elif abs(d) >= vth_s:
+            sent = d
+        aux[g] = _w32(d - sent)
+        v[g] = x
+        o = sent >> sexp
+        pay[g] = o
+        flag[g] = np.uint8(o != 0) | (np.uint8(a != 0) << np.uint8(1))
+
+
+@njit(cache=True, inline="always")
+def update_neurons(u, v, a_in, nrn, flag, aux, pay, t):
+    """One step of every neuron (nrn: Neurons), population by population; a_in: the ring
+    slot of this step (cleared as it is read); aux, pay, t: see :func:`update_model`."""
+    pop_g0, bias, pop_model = nrn.pop_g0, nrn.bias, nrn.pop_model
     fmt = formats(nrn)
     for p in range(nrn.pop_du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
-        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
-                      population(nrn, p), fmt)
+        if pop_model[p] == LIF:
+            _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
+                          population(nrn, p), fmt)
+        else:
+            update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t)
 
 
 @njit(cache=True, inline="always")
@@ -212,6 +339,12 @@ def narrow_ok(tb: Tables) -> bool:
     """Whether the neurons of these tables may be updated in 32-bit lanes
     (:func:`narrow_formats_ok` on their formats, biases and thresholds)."""
     dshift, u_bits, v_bits, in_shift = tb.fmt
-    bias_max = int(np.abs(tb.bias.astype(np.int64)).max()) if tb.bias.size else 0
-    theta_max = int(np.abs(tb.pop_theta.astype(np.int64)).max()) if tb.pop_theta.size else 0
+    lif = tb.pop_model == LIF  # other models never run the 32-bit update
+    if lif.all():
+        bias, theta = tb.bias, tb.pop_theta
+    else:
+        sizes = np.diff(tb.pop_g0)
+        bias, theta = tb.bias[np.repeat(lif, sizes)], tb.pop_theta[lif]
+    bias_max = int(np.abs(bias.astype(np.int64)).max()) if bias.size else 0
+    theta_max = int(np.abs(theta.astype(np.int64)).max()) if theta.size else 0
     return narrow_formats_ok(dshift, u_bits, v_bits, in_shift, bias_max, theta_max)

@@ -56,9 +56,9 @@ class Population(NamedTuple):
 
 
 class Neurons(NamedTuple):
-    """LIF neurons, their populations' registers, their segments and number formats."""
+    """Neurons, their populations' registers, their segments and number formats."""
 
-    pop_g0: I64  # (P + 1,) first neuron of each LIF population
+    pop_g0: I64  # (P + 1,) first neuron of each neuron population
     pop_du: NDArray[np.int32]  # (P,) current decay
     pop_dv: NDArray[np.int32]  # (P,) voltage decay
     pop_theta: NDArray[np.int32]  # (P,) threshold vth << vth_shift
@@ -74,6 +74,10 @@ class Neurons(NamedTuple):
     v_bits: np.int64
     input_shift: np.int64
     narrow: np.int64
+    pop_model: NDArray[np.int8]  # (P,) neuron model id (neurochip.core.neuron_models)
+    pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS) a model's registers (tables.model_params)
+    ndu: NDArray[np.int32]  # (N,) per-neuron du of lif_per_neuron populations, or ()
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
 
 
 class Sources(NamedTuple):
@@ -105,6 +109,7 @@ class Connections(NamedTuple):
     nbins: NDArray[np.int32]  # negative exponent: scratch bins (one per delay value)
     prepop: NDArray[np.int32]  # presynaptic population
     rowlen: I64  # mean synapses per presynaptic row (work per spike)
+    graded: NDArray[np.int8]  # 1: the presynaptic spikes carry payloads (weight x payload)
 
 
 class Synapses(NamedTuple):
@@ -155,6 +160,7 @@ class Inputs(NamedTuple):
 
     ptr: I64  # (T + 1,) per sample (batched: (B, T + 1))
     src: I64  # input source ids
+    val: NDArray[np.int32]  # payload of each listed input spike (empty: every input binary)
 
 
 class SampleState(NamedTuple):
@@ -164,6 +170,7 @@ class SampleState(NamedTuple):
     v: NDArray[np.int32]  # (N,) voltage
     ring: NDArray[np.int32]  # (D * N,) synaptic input of the next D steps, slot (t % D)
     scratch: NDArray[np.int32]  # unfloored sums of negative-exponent connections
+    aux: NDArray[np.int32]  # (2 * N,) state slots 2 and 3 of the models that have them, or ()
 
 
 class Record(NamedTuple):
@@ -175,6 +182,7 @@ class Record(NamedTuple):
     probes: NDArray[np.int32]  # (T, probes) out
     spikes: NDArray[np.uint8]  # (T, recorded) out
     counters: I64  # (T, K, N_COUNTERS) out
+    values: NDArray[np.int32]  # (T, recorded) payloads out, or (T, 0) when none is graded
 
 
 class Work(NamedTuple):
@@ -188,6 +196,7 @@ class Work(NamedTuple):
     cls_cnt: I64  # (classes,) spiking sources per route class
     cls_list: I64  # (classes,) classes with spikes this step
     acc16: NDArray[np.int16]  # (N,) 16-bit row sums of the dense adds
+    pay: NDArray[np.int32]  # (S,) payload of each source that spiked this step (graded ones)
 
 
 class Threading(NamedTuple):
@@ -221,12 +230,12 @@ def network_record(tb: Tables, narrow: bool, seg_list: NDArray[np.uint8] | None 
     neurons = Neurons(tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias,
                       tb.nslot, tb.seg_g0, tb.seg_slot, np.ascontiguousarray(seg_list, np.uint8),
                       tb.seg_pop, i64(dshift), i64(u_bits), i64(v_bits), i64(in_shift),
-                      i64(narrow))
+                      i64(narrow), tb.pop_model, tb.pop_par, tb.ndu, tb.ndv)
     sources = Sources(tb.src_pop, tb.pop_src0, tb.src_slot, i64(tb.n_inputs), tb.cls_of_src,
                       tb.cls_rep)
     conns = Connections(tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp,
                         tb.c_delay, tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff,
-                        tb.c_nbins, tb.c_prepop, tb.c_rowlen)
+                        tb.c_nbins, tb.c_prepop, tb.c_rowlen, tb.c_graded)
     syn = Synapses(tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.send, tb.soff,
                    tb.swide, tb.sw, tb.sd)
     c_out, c_ew, c_ns, c_link = PathCosts(*tb.route_costs)

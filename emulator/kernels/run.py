@@ -36,7 +36,8 @@ THREADED_MIN_SOURCES = 256
 
 
 class KernelState:
-    """Explicit state of B independent samples: current, voltage, delay ring, scratch."""
+    """Explicit state of B independent samples: current, voltage, delay ring, scratch and
+    the auxiliary state slots of the models that have them."""
 
     def __init__(self, tables: Tables, batch: int) -> None:
         N = tables.n_neurons
@@ -45,15 +46,16 @@ class KernelState:
         self.v = np.zeros((batch, N), np.int32)
         self.ring = np.zeros((batch, tables.ring_slots * N), np.int32)
         self.scratch = np.zeros((batch, max(tables.scratch_len, 1)), np.int32)
+        self.aux = np.zeros((batch, tables.aux_len), np.int32)
         self.t = 0
 
     def record(self) -> SampleState:
         """The kernels' (batched) SampleState record of these arrays."""
-        return SampleState(self.u, self.v, self.ring, self.scratch)
+        return SampleState(self.u, self.v, self.ring, self.scratch, self.aux)
 
     def sample(self, b: int) -> SampleState:
         """The SampleState record of sample b (views)."""
-        return SampleState(self.u[b], self.v[b], self.ring[b], self.scratch[b])
+        return SampleState(self.u[b], self.v[b], self.ring[b], self.scratch[b], self.aux[b])
 
 
 def check_kernel_arg(name: str, arr: NDArray[Any], dtype: Any, ndim: int,
@@ -88,12 +90,16 @@ def _thread_count(n: int) -> Iterator[None]:
 def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[np.int64],
               inp_src: NDArray[np.int64], probe_idx: NDArray[np.int64],
               probe_var: NDArray[np.int8], rec_col: NDArray[np.int64],
-              threads: int | None = None
+              threads: int | None = None, inp_val: NDArray[np.int32] | None = None,
+              graded_rec: bool = False
               ) -> tuple[NDArray[np.int32], NDArray[np.uint8], NDArray[np.int64]]:
-    """Run ``steps`` steps of every sample; returns (probes, spikes, counters).
+    """Run ``steps`` steps of every sample; returns (probes, spikes, counters); with
+    graded_rec, the payloads of the recorded spikes too (a fourth array, int32 like spikes).
 
-    inp_ptr: (B, steps + 1) offsets into inp_src per step; inp_src: input source ids.
-    probe_idx/probe_var: neuron and variable (0 = u, 1 = v) of each probe column.
+    inp_ptr: (B, steps + 1) offsets into inp_src per step; inp_src: input source ids;
+    inp_val: the payload of each (graded inputs; None: every input spike is binary).
+    probe_idx/probe_var: neuron and state slot (0 = u, 1 = v, 2, 3 auxiliary) of each
+    probe column.
     rec_col: per neuron, its column in the spike record, or -1.
     threads: how many threads to use (default: Numba's setting). Samples of a batch run
     on separate threads; a single sample of a large network (THREADED_MIN_NEURONS) splits
@@ -105,6 +111,12 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     check_kernel_arg("probe_idx", probe_idx, np.int64, 1)
     check_kernel_arg("probe_var", probe_var, np.int8, 1)
     check_kernel_arg("rec_col", rec_col, np.int64, 1)
+    if inp_val is None:
+        inp_val = np.zeros(0, np.int32)
+    check_kernel_arg("inp_val", inp_val, np.int32, 1)
+    if inp_val.size and inp_val.shape != inp_src.shape:
+        raise EmulatorInputError("inp_val must have one entry per input spike",
+                                 where="emulator.kernels", field="inp_val")
     if inp_ptr.shape != (B, steps + 1):
         raise EmulatorInputError(f"inp_ptr has shape {inp_ptr.shape}, expected {(B, steps + 1)}",
                                  where="emulator.kernels", field="inp_ptr")
@@ -121,22 +133,26 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     probes = np.zeros((B, steps, probe_idx.size), np.int32)
     spikes = np.zeros((B, steps, n_rec), np.uint8)
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
+    values = np.zeros((B, steps, n_rec if graded_rec else 0), np.int32)
     net = kernel_network(tables, segments_to_list(tables, rec_col))
     T, t0 = np.int64(steps), np.int64(state.t)
     if steps > 0:
         if P > 1 and B > 1:
             with _thread_count(P):
-                run_batch_par(T, t0, *net, Inputs(inp_ptr, inp_src), state.record(),
-                              Record(probe_idx, probe_var, rec_col, probes, spikes, counters))
+                run_batch_par(T, t0, *net, Inputs(inp_ptr, inp_src, inp_val), state.record(),
+                              Record(probe_idx, probe_var, rec_col, probes, spikes, counters,
+                                     values))
         elif P > 1 and tables.n_neurons >= THREADED_MIN_NEURONS:
             with _thread_count(P):
-                run_threaded(T, t0, net, Inputs(inp_ptr[0], inp_src), state.sample(0),
+                run_threaded(T, t0, net, Inputs(inp_ptr[0], inp_src, inp_val), state.sample(0),
                              Record(probe_idx, probe_var, rec_col, probes[0], spikes[0],
-                                    counters[0]),
+                                    counters[0], values[0]),
                              Threading(np.int64(P), np.int64(THREADED_MIN_EVENTS),
                                        np.int64(THREADED_MIN_SOURCES)))
         else:  # one sample, or one thread: no parallel region to wake up
-            run_serial(T, t0, net, Inputs(inp_ptr, inp_src), state.record(),
-                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters))
+            run_serial(T, t0, net, Inputs(inp_ptr, inp_src, inp_val), state.record(),
+                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters, values))
     state.t += steps
+    if graded_rec:
+        return probes, spikes, counters, values  # type: ignore[return-value]
     return probes, spikes, counters

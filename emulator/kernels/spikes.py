@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 from emulator.kernels.intrinsics import nonzero_mask64, trailing_zeros
 from neurochip.core.errors import EmulatorInputError
 
-__all__ = ["spike_lists"]
+__all__ = ["payload_lists", "spike_lists"]
 
 
 @njit(cache=True)
@@ -55,3 +55,18 @@ def spike_lists(X: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int
     ptr[:, :T] = flat[:-1].reshape(B, T)
     ptr[:, T] = flat[T::T] if T else 0
     return ptr, out[:k]
+
+
+def payload_lists(X: NDArray[np.int32]) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                                NDArray[np.int32]]:
+    """(inp_ptr, inp_src, inp_val) for ``run_batch`` from graded host inputs (B, T, n)
+    int32: a spike wherever the payload is not 0, and its payload."""
+    if X.dtype != np.int32 or X.ndim != 3:
+        raise EmulatorInputError(f"host payloads must be int32 (B, T, n), got {X.dtype} "
+                                 f"{X.shape}", where="emulator.kernels", field="inputs")
+    B, T, n = X.shape
+    ptr, src = spike_lists(X != 0)
+    counts = np.diff(ptr, axis=1).reshape(-1)
+    rows = np.repeat(np.arange(B * T, dtype=np.int64), counts)
+    val = np.ascontiguousarray(X.reshape(B * T, n)[rows, src], dtype=np.int32)
+    return ptr, src, val

@@ -22,11 +22,13 @@ import numpy as np
 from numba import njit, prange
 
 from emulator.kernels.neurons import (
+    LIF,
     _update_range,
     collect,
     count_list,
     formats,
     population,
+    update_model,
     update_neurons,
 )
 from emulator.kernels.records import Inputs, Network, Record, SampleState, Work
@@ -43,18 +45,33 @@ from emulator.tables import C_ACTIVE, C_SPIKES_OUT
 
 
 @njit(cache=True, inline="always")
-def observe(t, st, rec, fired, nf):
-    """Probes read u/v after the reset (as Lava's monitors do); record the spikes."""
+def observe(t, st, rec, fired, nf, pay):
+    """Probes read the state after the reset (as Lava's monitors do): slot 0 u, 1 v, 2 and 3
+    the auxiliary slots; record the spikes, and the payloads of graded ones (pay: per
+    neuron)."""
     probe_idx, probe_var, probe_out = rec.probe_idx, rec.probe_var, rec.probes
+    N = st.u.shape[0]
     for p in range(probe_idx.shape[0]):
         g = probe_idx[p]
-        probe_out[t, p] = st.u[g] if probe_var[p] == 0 else st.v[g]
+        var = probe_var[p]
+        if var == 0:
+            probe_out[t, p] = st.u[g]
+        elif var == 1:
+            probe_out[t, p] = st.v[g]
+        else:
+            probe_out[t, p] = st.aux[(var - 2) * N + g]
     spk_out, rec_col = rec.spikes, rec.rec_col
     if spk_out.shape[1] > 0:  # some population is recorded
         for q in range(nf):
             col = rec_col[fired[q]]
             if col >= 0:
                 spk_out[t, col] = 1
+        val_out = rec.values
+        if val_out.shape[1] > 0:  # some recorded population is graded
+            for q in range(nf):
+                col = rec_col[fired[q]]
+                if col >= 0:
+                    val_out[t, col] = pay[fired[q]]
 
 
 @njit(cache=True, inline="always")
@@ -66,7 +83,7 @@ def work(net, N):
     ncls = src.cls_rep.shape[0]
     return Work(np.empty(N, np.int64), np.zeros(N, np.uint8), np.empty(S, np.int64),
                 np.empty(S, np.int64), np.zeros(P, np.int64), np.zeros(ncls, np.int64),
-                np.empty(ncls, np.int64), np.zeros(N, np.int16))
+                np.empty(ncls, np.int64), np.zeros(N, np.int16), np.zeros(S, np.int32))
 
 
 @njit(cache=True, inline="always")
@@ -78,10 +95,12 @@ def inference_step(t, t0, net, inp, st, rec, wk):
     cnt = rec.counters[t]
     cur = (t0 + t) % D
     roff = cur * N
-    update_neurons(st.u, st.v, st.ring[roff: roff + N], net.neurons, wk.flag)
+    npay = wk.pay[net.sources.n_inputs:]
+    update_neurons(st.u, st.v, st.ring[roff: roff + N], net.neurons, wk.flag, st.aux, npay,
+                   t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
-    observe(t, st, rec, wk.fired, nf)
-    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs)
+    observe(t, st, rec, wk.fired, nf, npay)
+    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay)
     if ns > 0:
         route(ns, net.sources, net.routes, wk, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
@@ -101,10 +120,10 @@ def run_sample(T, t0, net, inp, st, rec):
 @njit(cache=True, inline="always")
 def run_one(b, T, t0, net, inp, st, rec):
     """run_sample of sample b of batched Inputs, SampleState and Record."""
-    run_sample(T, t0, net, Inputs(inp.ptr[b], inp.src),
-               SampleState(st.u[b], st.v[b], st.ring[b], st.scratch[b]),
+    run_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val),
+               SampleState(st.u[b], st.v[b], st.ring[b], st.scratch[b], st.aux[b]),
                Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[b], rec.spikes[b],
-                      rec.counters[b]))
+                      rec.counters[b], rec.values[b]))
 
 
 @njit(cache=True)
@@ -130,17 +149,21 @@ def run_batch_par(T, t0, nrn, src, cn, syn, rt, D, inp, st, rec):
 
 
 @njit(cache=True, parallel=True)
-def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg):
+def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg, pay, t):
     """Neuron updates and spike collection with the segments spread over the threads;
     each segment lists its spikes in its own range of fired_seg; seg_out (3, n_seg):
-    active, spiking and listed neurons per segment."""
+    active, spiking and listed neurons per segment (pay, t: see neurons.update_model)."""
     u, v = st.u, st.v
     seg_g0 = nrn.seg_g0
     for q in prange(nrn.seg_slot.shape[0]):
         g0 = seg_g0[q]
         g1 = seg_g0[q + 1]
-        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
-                      population(nrn, nrn.seg_pop[q]), formats(nrn))
+        pq = nrn.seg_pop[q]
+        if nrn.pop_model[pq] == LIF:
+            _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
+                          population(nrn, pq), formats(nrn))
+        else:
+            update_model(pq, g0, g1, u, v, a_in, nrn.bias, flag, st.aux, pay, nrn, t)
         act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] != 0, fired_seg[g0:g1])
         seg_out[0, q] = act
         seg_out[1, q] = spk
@@ -171,7 +194,8 @@ def run_threaded(T, t0, net, inp, st, rec, par):
         cnt = counters[t]
         cur = (t0 + t) % D
         roff = cur * N
-        _neurons_par(st, st.ring[roff: roff + N], nrn, wk.flag, seg_out, fired_seg)
+        npay = wk.pay[src.n_inputs:]
+        _neurons_par(st, st.ring[roff: roff + N], nrn, wk.flag, seg_out, fired_seg, npay, t0 + t)
         nf = np.int64(0)
         for q in range(nseg):
             k = nrn.seg_slot[q]
@@ -181,8 +205,8 @@ def run_threaded(T, t0, net, inp, st, rec, par):
             for i in range(seg_out[2, q]):
                 fired[nf] = fired_seg[g0 + i]
                 nf += 1
-        observe(t, st, rec, fired, nf)
-        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs)
+        observe(t, st, rec, fired, nf, npay)
+        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs, wk.pay)
         if ns > 0:
             ncls, nd = group(ns, src, wk)
             if nd >= par.min_sources:

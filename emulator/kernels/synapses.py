@@ -1,7 +1,9 @@
 """Synapse kernels: the spiking rows of each connection added into the delay ring.
 
 A connection with a negative weight exponent sums into its scratch bins first and floors
-the *sum* at the end of the step (Lava's Dense). Every weight is decoded by the rule of
+the *sum* at the end of the step (Lava's Dense). A connection whose presynaptic spikes
+are graded adds weight x payload (:func:`_graded_rows`, in Lava's int32 datapath); the
+binary connections never pass through it. Every weight is decoded by the rule of
 ``emulator.kernels.weights`` (raw byte, then scale); the loops are specialised per decode
 mode so that LLVM vectorises each one with a constant mode.
 """
@@ -247,6 +249,48 @@ def _sparse_rows(rows, c, conns, syn, dst0, D, N, buf, to_scratch):
                 buf[((dst0 + d) % D) * N + post0 + i] += w
 
 
+@njit(cache=True)
+def _graded_rows(rows, c, conns, syn, pay, dst0, D, N, buf, to_scratch):
+    """Graded spikes through connection c (dense or sparse, with or without per-synapse
+    delays): each synapse adds its decoded weight times the payload of its presynaptic
+    source (pay, per source), wrapping in 32 bits as Lava's int32 dot product does."""
+    kind = conns.kind[c]
+    hasd = conns.hasd[c] != 0
+    delay = np.int64(conns.delay[c])
+    wmode = conns.wmode[c]
+    lsh = conns.lsh[c]
+    post0 = conns.post0[c]
+    npost = conns.npost[c]
+    boff = conns.scoff[c]
+    for q in range(rows.shape[0]):
+        j = rows[q]
+        x = np.int64(pay[j])
+        if kind == DENSE:
+            base = conns.woff[c] + j * npost
+            dbase = conns.doff[c] + j * npost
+            for i in range(npost):
+                w = np.int64(np.int32(decode_weight(syn.dw[base + i], wmode, lsh) * x))
+                d = np.int64(syn.dd[dbase + i]) if hasd else delay
+                if to_scratch:
+                    bn = d if hasd else np.int64(0)
+                    buf[boff + bn * npost + i] += w
+                else:
+                    buf[((dst0 + d) % D) * N + post0 + i] += w
+        else:
+            p = conns.soff[c] + j
+            base = np.int64(syn.sbase[p])
+            wide = kind == SPARSE_WIDE
+            for k in range(syn.sptr[p], syn.sptr[p + 1]):
+                tgt = np.int64(syn.swide[k]) if wide else base + np.int64(syn.soff[k])
+                w = np.int64(np.int32(decode_weight(syn.sw[k], wmode, lsh) * x))
+                d = np.int64(syn.sd[k]) if hasd else delay
+                if to_scratch:
+                    bn = d if hasd else np.int64(0)
+                    buf[boff + bn * npost + tgt] += w
+                else:
+                    buf[((dst0 + d) % D) * N + post0 + tgt] += w
+
+
 @njit(cache=True, inline="always")
 def _flush_scratch(c, conns, scratch, ring, dst0, D, N):
     """Floor connection c's summed input by its negative weight exponent (Lava's Dense)
@@ -279,7 +323,7 @@ def _target(c, conns, ring, scratch, dst0, D, N):
 
 @njit(cache=True, inline="always")
 def _is_fast(c, conns):
-    return conns.kind[c] <= SPARSE and conns.hasd[c] == 0
+    return conns.kind[c] <= SPARSE and conns.hasd[c] == 0 and conns.graded[c] == 0
 
 
 @njit(cache=True, inline="always")
@@ -307,7 +351,11 @@ def synapses(c0, c1, net, st, dst0, work):
         kind = conns.kind[c]
         neg = conns.wexp[c] < 0
         hasd = conns.hasd[c] != 0
-        if kind == DENSE and not hasd:
+        if conns.graded[c] != 0:
+            r0 = pop_src0[conns.prepop[c]]
+            _graded_rows(rows, c, conns, syn, work.pay[r0:], dst0, D, N,
+                         scratch if neg else ring, neg)
+        elif kind == DENSE and not hasd:
             seg = _target(c, conns, ring, scratch, dst0, D, N)
             _dense_rows(rows, syn.dws, syn.dw, conns.woff[c], conns.npost[c], conns.wmode[c],
                         conns.lsh[c], seg, work.acc16)

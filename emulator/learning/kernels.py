@@ -723,6 +723,7 @@ def _learn_stream(plan, net, inp, st, rec, lrn):
             st.v[:] = 0
             st.ring[:] = 0
             st.scratch[:] = 0
+            st.aux[:] = 0
             regs.x[:] = 0
             regs.n[:] = 0
             regs.rt[:] = 0
@@ -731,9 +732,9 @@ def _learn_stream(plan, net, inp, st, rec, lrn):
         else:
             t0 = plan.t_start + k * T
         rec_k = Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[k], rec.spikes[k],
-                       rec.counters[k])
+                       rec.counters[k], rec.values[k])
         lrn_b = Learn(lrn.lt, regs, Teach(teach.targets[b], teach.chan_mode, teach.reward[b]))
-        _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src), st, rec_k, lrn_b)
+        _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val), st, rec_k, lrn_b)
 
 
 class LearnKernelState:
@@ -825,7 +826,9 @@ def learn_stream(tables: Tables, lt: LearnTables, state: KernelState, lstate: Le
     if steps > 0 and K > 0:
         plan = Plan(order, bool(reset), np.int64(state.t), np.int64(steps))
         lrn = Learn(lt.record(), lstate.record(), Teach(targets, chan_mode, reward))
-        _learn_stream(plan, kernel_network(tables), Inputs(inp_ptr, inp_src), state.sample(0),
-                      Record(probe_idx, probe_var, rec_col, probes, spikes, counters), lrn)
+        _learn_stream(plan, kernel_network(tables), Inputs(inp_ptr, inp_src, np.zeros(0, np.int32)),
+                      state.sample(0),
+                      Record(probe_idx, probe_var, rec_col, probes, spikes, counters,
+                             np.zeros((K, steps, 0), np.int32)), lrn)
         state.t = steps if reset else state.t + K * steps
     return probes, spikes, counters

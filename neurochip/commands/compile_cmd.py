@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
                     "the file's neurochip.* metadata, else the exporter's conventions (see "
                     "docs/compiler.md). Without --calibration the scales come from a "
                     "worst-case bound of every population's state.")
-    p.add_argument("model", metavar="MODEL", help="model file (.nir or .onnx)")
+    p.add_argument("model", metavar="MODEL", help="model file (.nir, .onnx or lava-dl netx .net)")
     p.add_argument("--hw", default="loihi_like", metavar="NAME",
                    help="hardware description: a name in hw_configs/ or a YAML path "
                         "(default loihi_like)")
@@ -55,6 +55,9 @@ def register(sub: Any) -> None:
                    help="traffic: place chunks to minimise weighted NoC hops (never more than "
                         "next-fit); greedy: next-fit in declaration order (default traffic)")
     p.add_argument("--name", default=None, help="network name recorded in the image")
+    p.add_argument("--reset-interval", type=int, default=None, metavar="STEPS",
+                   help="netx files: reset every LIF layer every STEPS steps, as lava-dl "
+                        "netx's reset_interval (layer i at phase i + 1)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     p.set_defaults(func=_compile)
@@ -105,13 +108,25 @@ def _compile(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.exists():
         raise ConfigError("file does not exist", where=f"model {model}")
-    if model.suffix.lower() not in (".nir", ".onnx"):
-        raise ConfigError(f"unknown model type {model.suffix!r}; give a .nir or .onnx file",
-                          where=f"model {model}")
+    if model.suffix.lower() not in (".nir", ".onnx", ".net"):
+        raise ConfigError(f"unknown model type {model.suffix!r}; give a .nir, .onnx or "
+                          "lava-dl netx .net file", where=f"model {model}")
+    if model.suffix.lower() == ".net":
+        given = [k for k in ("dt", "decay", "reset", "weight_bits", "calibration", "dump_ir")
+                 if getattr(args, k, None)]
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} does not apply to a netx file "
+                              "(it is already fixed point)", where=f"model {model}",
+                              field=given[0])
     out = Path(args.output) if args.output else model.with_suffix(".nchip")
     if not out.parent.exists():
         raise ConfigError("folder does not exist", where=f"output {out}")
     options: dict[str, Any] = {"placement": args.placement}
+    if args.reset_interval is not None:
+        if model.suffix.lower() != ".net":
+            raise ConfigError("--reset-interval applies to netx (.net) files",
+                              where=f"model {model}", field="--reset-interval")
+        options["reset_interval"] = args.reset_interval
     for key in ("dt", "decay", "reset", "weight_bits", "name"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)

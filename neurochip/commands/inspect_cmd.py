@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from neurochip.core.image import ChipImage
 
-__all__ = ["describe", "register", "render", "table"]
+__all__ = ["describe", "netx_layers", "register", "render", "table"]
 
 
 def register(sub: Any) -> None:
@@ -102,6 +102,7 @@ def describe(image: ChipImage) -> dict[str, Any]:
                              "zeroed": v.get("zeroed")} for k, v in projs.items()],
         })
     return {
+        "netx_layers": netx_layers(image),
         "traffic": traffic(image),
         "hw": hw.name, "cores_used": len(image.cores), "cores_total": hw.n_cores,
         "neurons": image.n_neurons, "inputs": image.n_inputs, "synapses": image.n_synapses,
@@ -112,6 +113,31 @@ def describe(image: ChipImage) -> dict[str, Any]:
         "learning": image.learning is not None,
         "digest": image.digest, "signed": image.signed,
     }
+
+
+def netx_layers(image: ChipImage) -> list[dict[str, Any]]:
+    """The layer table of an image compiled from a lava-dl netx file (empty otherwise):
+    per netx layer group its type, shape (x, y, c), kernel, stride, padding, neuron type,
+    the cores its population uses and the synapse memory of its incoming synapses."""
+    meta = (image.metadata.get("netx") or {}).get("layers") or []
+    hw = image.hw
+    pops = {p.name: p for p in image.populations}
+    mem: dict[str, int] = {}
+    for c in image.connections:
+        bits = (c.num_weight_bits + (hw.formats.delay_bits if c.has_delays else 0)
+                + (hw.index_bits if c.storage == "sparse" else 0))
+        mem[c.post] = mem.get(c.post, 0) + c.n_synapses * bits
+    rows = []
+    for r in meta:
+        name = r.get("population")
+        p = pops.get(name) if name else None
+        rows.append({"group": r.get("group"), "type": r.get("type"), "population": name,
+                     "shape": r.get("shape"), "kernel": r.get("kernel"),
+                     "stride": r.get("stride"), "padding": r.get("padding"),
+                     "neuron": r.get("neuron"),
+                     "cores": len(set(p.cores)) if p is not None else 0,
+                     "synapse_bits": mem.get(name, 0) if name else 0})
+    return rows
 
 
 def traffic(image: ChipImage) -> dict[str, Any]:
@@ -156,6 +182,17 @@ def render(d: dict[str, Any]) -> str:
           f"{c['input_axons']}/{c['input_axons_max']}",
           f"{c['output_axons']}/{c['output_axons_max']}", ", ".join(c["populations"])]
          for c in d["cores"]]))
+    if d.get("netx_layers"):
+        def xy(v: Any) -> str:
+            return "-" if not v else "x".join(str(int(a)) for a in v)
+
+        out.append("\nnetx layers")
+        out.append(table(
+            ["group", "type", "population", "shape (x,y,c)", "kernel", "stride", "padding",
+             "neuron", "cores", "synapse memory"],
+            [[r["group"], r["type"], r["population"] or "-", xy(r["shape"]), xy(r["kernel"]),
+              xy(r["stride"]), xy(r["padding"]), r["neuron"] or "-", r["cores"],
+              f"{r['synapse_bits'] / 8192:.2f} KiB"] for r in d["netx_layers"]]))
     tr = d.get("traffic")
     if tr:
         out.append("\ntraffic per step at 1 spike per neuron per step (estimated; scale by "

@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -54,6 +55,10 @@ MAX_OP_CYCLES = 1 << 32
 MAX_PJ = 1e12
 #: size of a hardware description file
 MAX_SPEC_BYTES = 1 << 20
+#: fields added after images and recordings were first written: left out of the
+#: serialised spec (and so of its hash) while they hold their default, so that the
+#: digests of existing chips do not change
+_OMIT_AT_DEFAULT = (("core", "neuron_state_bits", 0), ("formats", "graded_payload_bits", 0))
 
 
 class _Strict(BaseModel):
@@ -107,6 +112,10 @@ class CoreLimits(_Strict):
     synapse_memory_bits: int = Field(gt=0, le=1 << 40)
     max_input_axons: int = Field(gt=0, le=1 << 24)
     max_output_axons: int = Field(gt=0, le=1 << 24)
+    #: bits of core memory one neuron's state takes out of ``synapse_memory_bits``: a chip
+    #: whose memory is one budget per core shared between synapses and neuron state (Loihi 2)
+    #: sets it; 0 (the default) means neuron state has memory of its own.
+    neuron_state_bits: int = Field(default=0, ge=0, le=1 << 16)
 
 
 class NumberFormats(_Strict):
@@ -125,6 +134,17 @@ class NumberFormats(_Strict):
     bias_exp_bits: int = Field(default=3, ge=0, le=5)  # unsigned
     delay_bits: int = Field(default=6, ge=0, le=8)
     max_delay: int = Field(default=62, ge=0)
+    #: bits of a graded spike's payload (signed); 0: the chip sends binary spikes only
+    graded_payload_bits: int = Field(default=0, ge=0, le=32)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # A chip without graded spikes is written as before the field existed, so its
+        # spec hash (recorded in every chip image) is unchanged.
+        out = handler(self)
+        if isinstance(out, dict) and self.graded_payload_bits == 0:
+            out.pop("graded_payload_bits", None)
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> NumberFormats:
@@ -290,11 +310,15 @@ class HardwareSpec(_Strict):
 
     @cached_property
     def spec_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json")
+        for section, name, default in _OMIT_AT_DEFAULT:
+            if d[section].get(name) == default:
+                del d[section][name]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> HardwareSpec:

@@ -13,6 +13,13 @@ Synapse memory layout (per connection, pre-major, i.e. one fan-out list per pre 
   (the target's index within the post population);
 * ``delay`` (one byte per synapse) exists only when delays differ between synapses.
 
+Neurons: ``neurons/bias_mant``, ``neurons/bias_exp``, ``neurons/core`` (one entry per
+neuron), and ``neurons/<register>`` (int32, one entry per neuron, 0 outside the populations
+that have it) for each per-neuron register of a non-LIF model present. A population's
+``model`` (default "lif"), its per-population ``registers`` and its ``payload_bits``
+(graded spikes) are written only when they differ from a plain LIF / binary population,
+so images of LIF networks are unchanged and images without them load as LIF.
+
 A weight byte decodes by the connection's ``decode`` rule (see
 :func:`neurochip.core.fixedpoint.encode_weight_bytes`).
 """
@@ -64,10 +71,29 @@ class PopulationInfo:
     reset: str = "zero"
     spiking: bool = True
     slices: list[list[int]] = field(default_factory=list)  # [core, start, count]
+    model: str = "lif"  # neurochip.core.neuron_models.MODELS
+    registers: dict[str, int] = field(default_factory=dict)  # per-population model registers
+    payload_bits: int = 0  # graded spikes: payload width; 0 binary
 
     @property
     def cores(self) -> list[int]:
         return [s[0] for s in self.slices]
+
+    @property
+    def graded(self) -> bool:
+        return self.payload_bits > 0
+
+
+#: PopulationInfo fields written to the manifest only when they differ from these
+_POP_DEFAULTS: dict[str, Any] = {"model": "lif", "registers": {}, "payload_bits": 0}
+
+
+def _pop_entry(p: PopulationInfo) -> dict[str, Any]:
+    d = asdict(p)
+    for k, default in _POP_DEFAULTS.items():
+        if d.get(k) == default:
+            del d[k]
+    return d
 
 
 @dataclass
@@ -216,7 +242,7 @@ class ChipImage:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "hw": {"name": self.hw.name, "hash": self.hw.spec_hash, "spec": self.hw.to_dict()},
-            "populations": [asdict(p) for p in self.populations],
+            "populations": [_pop_entry(p) for p in self.populations],
             "connections": [asdict(c) for c in self.connections],
             "cores": [asdict(c) for c in self.cores],
             "learning": self.learning,

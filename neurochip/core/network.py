@@ -11,6 +11,11 @@ Neuron model per step (current first; v uses the new u; see ``emulator.reference
     u <- wrap_once(wrap32(trunc0(u * (2**12 - 1 - du) / 2**12) + a * 2**6))
     v <- sat(trunc0(v * (2**12 - dv) / 2**12) + u + bias_mant * 2**bias_exp)
     spike if v > vth * 2**6, then v <- 0 (reset="zero") or v <- v - vth * 2**6 ("subtract")
+
+Other neuron models (``add_neurons(..., model=...)``: LIFReset, TernaryLIF, Sigma, Delta,
+SigmaDelta) and their registers are listed in :mod:`neurochip.core.neuron_models`. A
+population of a graded model, or an input with ``payload_bits > 0``, sends integer
+payloads; its targets add weight x payload (Lava's Dense/Sparse with num_message_bits).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.errors import NetworkError, ParameterRangeError
 
 if TYPE_CHECKING:
@@ -31,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Network", "Population", "check_connection",
            "check_connection_registers", "check_delays", "check_lif_registers",
-           "check_population", "weights_altered"]
+           "check_payload_bits", "check_population", "weights_altered"]
 
 ResetMode = Literal["zero", "subtract"]
 #: neurons (or input channels) of one population: 2**16 cores of 1024 neurons
@@ -41,7 +47,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 
 @dataclass(frozen=True, eq=False)
 class Population:
-    """A group of neurons of one kind. ``kind`` is "input" (spike source) or "lif"."""
+    """A group of neurons of one kind. ``kind`` is "input" (spike source) or "lif" (neurons
+    of the model named by ``model``; see :mod:`neurochip.core.neuron_models`).
+
+    registers: the model's registers beyond du, dv, vth, bias_mant, bias_exp (ints, or
+    int64 arrays of shape (size,) for per-neuron ones); payload_bits: width of the
+    payloads its spikes carry (0: binary spikes).
+    """
 
     name: str
     size: int
@@ -53,13 +65,26 @@ class Population:
     bias_exp: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     reset: ResetMode = "zero"
     spiking: bool = True
+    model: str = "lif"
+    registers: dict[str, Any] = field(default_factory=dict)
+    payload_bits: int = 0
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def graded(self) -> bool:
+        """Whether its spikes carry payloads."""
+        return self.payload_bits > 0
+
     def __repr__(self) -> str:
         if self.kind == "input":
-            return f"Population({self.name!r}, input, n={self.size})"
+            pay = f", payload_bits={self.payload_bits}" if self.payload_bits else ""
+            return f"Population({self.name!r}, input, n={self.size}{pay})"
+        if self.model != "lif":
+            regs = ", ".join(f"{k}={v if np.ndim(v) == 0 else '[...]'}"
+                             for k, v in self.registers.items())
+            return f"Population({self.name!r}, {self.model}, n={self.size}, {regs})"
         return (
             f"Population({self.name!r}, lif, n={self.size}, du={self.du}, dv={self.dv}, "
             f"vth={self.vth}, reset={self.reset!r}, spiking={self.spiking})"
@@ -244,10 +269,65 @@ class Network:
                                where=where, field="size", value=n, limit=MAX_POPULATION_SIZE)
         return n
 
-    def add_input(self, name: str, size: int) -> Population:
-        """A spike source of ``size`` channels, fed by the host at run time."""
+    def add_input(self, name: str, size: int, payload_bits: int = 0) -> Population:
+        """A spike source of ``size`` channels, fed by the host at run time.
+
+        payload_bits: 0 for binary spikes; else each spike carries a signed integer payload
+        of that many bits (at most the chip's ``graded_payload_bits``)."""
         where = f"population '{name}'"
-        pop = Population(self._new_name(name), self._check_size(size, where), "input")
+        self._new_name(name)
+        n = self._check_size(size, where)
+        pb = _check_int(payload_bits, where, "payload_bits")
+        check_payload_bits(where, self.hw.formats, pb)
+        pop = Population(name, n, "input", payload_bits=pb)
+        self._pops[name] = pop
+        return pop
+
+    def add_neurons(self, name: str, size: int, model: str = "lif", **registers: Any
+                    ) -> Population:
+        """Neurons of any model of :data:`neurochip.core.neuron_models.MODELS`.
+
+        registers: the model's registers by name. LIF-family models (``lif``,
+        ``lif_reset``, ``ternary_lif``) take du, dv, bias_mant, bias_exp (and vth, except
+        ``ternary_lif``, which has vth_hi and vth_lo) as :meth:`add_lif` does, plus their own
+        (``lif_reset``: reset_interval, reset_offset); ``sigma`` has none; ``delta`` takes
+        vth, cum_error, spike_exp, state_exp; ``sigma_delta`` also bias (per neuron) and
+        act_mode (0/"unit" or 1/"relu"). Every register is checked against its format.
+        """
+        where = f"population '{name}'"
+        mdl = nm.get_model(model, where)
+        if mdl.name in ("lif", "lif_per_neuron"):
+            return self.add_lif(name, size, **registers)
+        self._new_name(name)
+        n = self._check_size(size, where)
+        core: dict[str, Any] = {}
+        if mdl.lif_core:
+            names = ("du", "dv", "vth", "bias_mant", "bias_exp") if mdl.uses_vth else \
+                ("du", "dv", "bias_mant", "bias_exp")
+            for k in names:
+                if k in registers:
+                    core[k] = registers.pop(k)
+            for k in ("du", "dv") + (("vth",) if mdl.uses_vth else ()):
+                if k not in core:
+                    raise NetworkError(f"model {mdl.name!r} needs register {k!r}",
+                                       where=where, field=k)
+        regs = nm.normalize_registers(mdl, registers, n, where)
+        return self._add_model(name, n, mdl, regs, core)
+
+    def _add_model(self, name: str, n: int, mdl: nm.NeuronModel, regs: dict[str, Any],
+                   core: dict[str, Any], reset: ResetMode = "zero", spiking: bool = True
+                   ) -> Population:
+        where = f"population '{name}'"
+        pop = Population(
+            name, n, "lif",
+            du=_check_int(core.get("du", 0), where, "du"),
+            dv=_check_int(core.get("dv", 0), where, "dv"),
+            vth=_check_int(core.get("vth", 0), where, "vth"),
+            bias_mant=_int_array(core.get("bias_mant", 0), n, where, "bias_mant"),
+            bias_exp=_int_array(core.get("bias_exp", 0), n, where, "bias_exp"),
+            reset=reset, spiking=spiking, model=mdl.name, registers=regs,
+            payload_bits=nm.model_payload_bits(mdl, self.hw.formats))
+        check_population(pop, self.hw.formats)
         self._pops[name] = pop
         return pop
 
@@ -256,8 +336,8 @@ class Network:
         name: str,
         size: int,
         *,
-        du: int,
-        dv: int,
+        du: int | ArrayLike,
+        dv: int | ArrayLike,
         vth: int,
         bias_mant: ArrayLike = 0,
         bias_exp: ArrayLike = 0,
@@ -266,7 +346,9 @@ class Network:
     ) -> Population:
         """Current-based LIF neurons with register-level parameters.
 
-        du, dv: 12-bit decays (du = -1: no current decay; dv = 4096: no voltage memory).
+        du, dv: 12-bit decays (du = -1: no current decay; dv = 4096: no voltage memory);
+        scalars, or arrays of shape (size,) for one decay per neuron (a "lif_per_neuron"
+        population unless every neuron has the same value).
         vth: 17-bit threshold mantissa (threshold = vth * 2**6).
         bias_mant, bias_exp: 13-bit signed mantissa and 3-bit exponent, scalar or per neuron.
         reset: "zero" (Lava LIF) or "subtract" (v -= threshold; our core's extra mode).
@@ -278,6 +360,16 @@ class Network:
         if reset not in ("zero", "subtract"):
             raise NetworkError(f"must be 'zero' or 'subtract', got {reset!r}", where=where,
                                field="reset")
+        if np.ndim(du) or np.ndim(dv):
+            du_a = _int_array(du, n, where, "du")
+            dv_a = _int_array(dv, n, where, "dv")
+            if not (np.all(du_a == du_a[0]) and np.all(dv_a == dv_a[0])):
+                mdl = nm.MODELS["lif_per_neuron"]
+                regs = nm.normalize_registers(mdl, {"du": du_a, "dv": dv_a}, n, where)
+                return self._add_model(name, n, mdl, regs, {
+                    "vth": vth, "bias_mant": bias_mant, "bias_exp": bias_exp},
+                    reset, spiking)
+            du, dv = int(du_a[0]), int(dv_a[0])
         pop = Population(
             name, n, "lif",
             du=_check_int(du, where, "du"), dv=_check_int(dv, where, "dv"),
@@ -360,6 +452,8 @@ class Network:
         for p in self._pops.values():
             if p.kind == "lif":
                 check_population(p, fmt)
+            else:
+                check_payload_bits(f"population '{p.name}'", fmt, p.payload_bits)
         for c in self._conns.values():
             check_connection(c, fmt)
 
@@ -434,9 +528,25 @@ def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str, ma
 
 
 def check_population(pop: Population, fmt: NumberFormats) -> None:
-    """Range rules of a LIF population's registers."""
-    check_lif_registers(f"population '{pop.name}'", fmt, pop.du, pop.dv, pop.vth,
-                        pop.bias_mant, pop.bias_exp)
+    """Range rules of a neuron population's registers (the LIF core's, then the model's)."""
+    where = f"population '{pop.name}'"
+    check_lif_registers(where, fmt, pop.du, pop.dv, pop.vth, pop.bias_mant, pop.bias_exp)
+    if pop.model != "lif":
+        nm.check_model_registers(nm.get_model(pop.model, where), pop.registers, pop.size,
+                                 fmt, where)
+
+
+def check_payload_bits(where: str, fmt: NumberFormats, payload_bits: int) -> None:
+    """A graded input's payload width: 0 (binary) or 2 .. the chip's graded_payload_bits."""
+    if payload_bits == 0:
+        return
+    if fmt.graded_payload_bits == 0:
+        raise ParameterRangeError(
+            f"{payload_bits}-bit payloads; this chip sends binary spikes only "
+            "(graded_payload_bits = 0)", where=where, field="payload_bits",
+            value=payload_bits, limit=0)
+    _check_range(payload_bits, 2, fmt.graded_payload_bits, where, "payload_bits",
+                 " (signed payload width; 0 = binary)")
 
 
 def check_lif_registers(where: str, fmt: NumberFormats, du: int, dv: int, vth: int,

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.errors import ImageError, NetworkError
 from neurochip.core.hw import MAX_CORES
 from neurochip.core.image import ChipImage, ConnectionInfo, PopulationInfo
@@ -38,6 +39,7 @@ from neurochip.core.network import (
     check_connection_registers,
     check_delays,
     check_lif_registers,
+    check_payload_bits,
 )
 
 __all__ = ["MAX_CORES", "verify_image"]
@@ -177,12 +179,33 @@ class _Verifier:
             self.typed(p, "slices", m, list)
             self.typed(p, "spiking", m, bool)
             self.typed(p, "reset", m, str)
+            self.typed(p, "model", m, str)
+            self.typed(p, "registers", m, dict)
+            pb = self.int_field(p, "payload_bits", m, 0, 32)
             if p.kind == "input":
                 n_in += size
                 if p.slices:
                     raise self.fail(f"{m}.slices", "an input population has no slices")
+                if p.model != "lif" or p.registers:
+                    raise self.fail(f"{m}.model", "an input population has no model")
+                self.rule(m, check_payload_bits, f"population '{name}'", self.fmt, pb)
                 continue
             n_lif += size
+            if p.model not in nm.MODELS:
+                raise self.fail(f"{m}.model", f"unknown neuron model {p.model!r}",
+                                value=p.model)
+            mdl = nm.MODELS[p.model]
+            want = nm.model_payload_bits(mdl, self.fmt)
+            if pb != want:
+                raise self.fail(f"{m}.payload_bits", f"is {pb}; model {p.model!r} on this "
+                                f"chip sends {want}-bit payloads", value=pb, limit=want)
+            scalar = {f.name for f in mdl.fields if not f.per_neuron}
+            if set(p.registers) != scalar:
+                raise self.fail(f"{m}.registers", f"holds {sorted(p.registers)}; model "
+                                f"{p.model!r} has {sorted(scalar)}")
+            if p.model not in ("lif", "lif_per_neuron") and (p.reset != "zero"
+                                                               or not p.spiking):
+                raise self.fail(f"{m}.reset", f"model {p.model!r} resets to zero and spikes")
             if p.reset not in ("zero", "subtract"):
                 raise self.fail(f"{m}.reset", f"must be 'zero' or 'subtract', got {p.reset!r}")
             for f in ("du", "dv", "vth"):
@@ -215,6 +238,7 @@ class _Verifier:
     def arrays_known(self) -> None:
         allowed = {"neurons/bias_mant", "neurons/bias_exp", "neurons/core", "route/ptr",
                    "route/core", "route/nsyn", "route/conn"}
+        allowed.update(f"neurons/{k}" for k in self.per_neuron_fields())
         for ci, c in enumerate(self.im.connections):
             if not isinstance(c, ConnectionInfo):
                 raise self.fail(f"connections[{ci}]", "is not a connection entry")
@@ -232,6 +256,16 @@ class _Verifier:
                     raise self.fail(name, "learning arrays must be numeric numpy arrays")
                 continue
             raise self.fail(name, "is not an array this image's manifest accounts for")
+
+    def per_neuron_fields(self) -> list[str]:
+        """The per-neuron model registers of the image's populations (each an array)."""
+        out: list[str] = []
+        for p in self.im.populations:
+            if p.kind == "lif":
+                for f in nm.MODELS[p.model].fields:
+                    if f.per_neuron and f.name not in out:
+                        out.append(f.name)
+        return out
 
     def cores(self) -> None:
         lim = self.hw.core
@@ -280,10 +314,20 @@ class _Verifier:
             raise self.fail("cores", f"core {k} holds {int(counts[k])} neurons; its entry "
                             f"says {int(have[k])}", index=k, value=int(have[k]),
                             limit=int(counts[k]))
+        extra = {k: self.array(f"neurons/{k}", np.int32, (N,))
+                 for k in self.per_neuron_fields()}
         for p in lif:
             sl = slice(p.offset, p.offset + p.size)
             self.rule(f"neurons[{p.name}]", check_lif_registers, f"population '{p.name}'",
                       self.fmt, int(p.du), int(p.dv), int(p.vth), bm[sl], be[sl])
+            if p.model != "lif":
+                mdl = nm.MODELS[p.model]
+                regs: dict[str, Any] = dict(p.registers)
+                for f in mdl.fields:
+                    if f.per_neuron:
+                        regs[f.name] = extra[f.name][sl].astype(np.int64)
+                self.rule(f"neurons[{p.name}]", nm.check_model_registers, mdl, regs, p.size,
+                          self.fmt, f"population '{p.name}'")
 
     def connection(self, ci: int, c: ConnectionInfo) -> None:
         m = f"connections[{ci}]"

@@ -1,0 +1,202 @@
+"""The neuron models and graded spikes against Lava 0.10's own fixed-point process models.
+
+One network holds every model (SigmaDelta, Delta, Sigma, LIFReset, TernaryLIF, LIF) fed
+by graded host inputs through Dense and Sparse connections with ``num_message_bits`` (and
+a binary and a 2-bit graded connection). Its registers and weights are drawn at random
+from a seed; it runs once in Lava (``Loihi2SimCfg(select_tag="fixed_pt")``) and on both
+emulator backends, and every payload and every state variable must agree at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+import neurochip
+from neurochip.core.hw import HardwareSpec, load_hw
+
+pytestmark = pytest.mark.lava
+
+T = 30
+SEED = 11
+
+
+def graded_hw(bits: int = 24) -> HardwareSpec:
+    d = load_hw("loihi_like").to_dict()
+    d["name"] = f"loihi_like_graded{bits}"
+    d["formats"]["graded_payload_bits"] = bits
+    return HardwareSpec.from_dict(d)
+
+
+def _w(rng: np.random.Generator, shape: tuple[int, int], lo: int = -60, hi: int = 60
+       ) -> NDArray[np.int64]:
+    """Even weights (mixed 8-bit weights Lava keeps unchanged)."""
+    return rng.integers(lo, hi, shape) * 2
+
+
+def draw(seed: int) -> dict[str, Any]:
+    """Random registers, weights and graded inputs of the test network."""
+    rng = np.random.default_rng(seed)
+    P: dict[str, Any] = {"seed": seed}
+    P["x"] = (rng.integers(-300, 300, (T, 6)) * (rng.random((T, 6)) < 0.6)).astype(np.int64)
+    P["sd"] = dict(vth=int(rng.integers(1, 40)), bias=rng.integers(-50, 50, 5),
+                   act_mode=1, cum_error=1, spike_exp=int(rng.integers(0, 3)),
+                   state_exp=int(rng.integers(0, 3)))
+    P["sd2"] = dict(vth=int(rng.integers(0, 20)), bias=rng.integers(-20, 20, 3),
+                    act_mode=0, cum_error=0, spike_exp=0, state_exp=int(rng.integers(0, 3)))
+    P["dl"] = dict(vth=int(rng.integers(1, 30)), cum_error=0,
+                   spike_exp=int(rng.integers(0, 2)), state_exp=int(rng.integers(0, 3)))
+    P["lr"] = dict(du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                   vth=int(rng.integers(50, 400)), bias_mant=rng.integers(-100, 100, 3),
+                   bias_exp=rng.integers(0, 4, 3), reset_interval=int(rng.integers(3, 9)))
+    P["lr"]["reset_offset"] = int(rng.integers(0, P["lr"]["reset_interval"]))
+    P["tl"] = dict(du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                   vth_hi=int(rng.integers(20, 200)), vth_lo=-int(rng.integers(20, 200)),
+                   bias_mant=rng.integers(-50, 50, 3), bias_exp=rng.integers(0, 3, 3))
+    P["l"] = dict(du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                  vth=int(rng.integers(10, 100)))
+    P["W_in_sd"], P["e_in_sd"] = _w(rng, (5, 6)), -2
+    P["W_in_dl"], P["e_in_dl"] = _w(rng, (4, 6)), 0
+    W = _w(rng, (4, 5))
+    W[rng.random(W.shape) < 0.5] = 0
+    P["W_sd_sg"], P["e_sd_sg"] = W, 1
+    P["W_sd_lr"], P["e_sd_lr"] = _w(rng, (3, 5), -20, 20), -3
+    P["W_lr_tl"], P["e_lr_tl"] = _w(rng, (3, 3), -100, 120), 0
+    P["W_tl_l"], P["e_tl_l"] = _w(rng, (2, 3), -100, 120), 0
+    W = _w(rng, (3, 4), -30, 30)
+    W[rng.random(W.shape) < 0.4] = 0
+    P["W_dl_sd2"], P["e_dl_sd2"] = W, -1
+    return P
+
+
+def network(P: dict[str, Any]) -> neurochip.Network:
+    net = neurochip.Network(graded_hw(), name="models")
+    net.add_input("in", 6, payload_bits=16)
+    net.add_neurons("sd", 5, "sigma_delta", **P["sd"])
+    net.add_neurons("dl", 4, "delta", **P["dl"])
+    net.add_neurons("sg", 4, "sigma")
+    net.add_neurons("lr", 3, "lif_reset", **P["lr"])
+    net.add_neurons("tl", 3, "ternary_lif", **P["tl"])
+    net.add_neurons("l", 2, "lif", **P["l"])
+    net.add_neurons("sd2", 3, "sigma_delta", **P["sd2"])
+    net.connect("in", "sd", P["W_in_sd"], P["e_in_sd"], storage="dense")
+    net.connect("in", "dl", P["W_in_dl"], P["e_in_dl"], storage="dense")
+    net.connect("sd", "sg", P["W_sd_sg"], P["e_sd_sg"], storage="sparse")
+    net.connect("sd", "lr", P["W_sd_lr"], P["e_sd_lr"], storage="dense")
+    net.connect("lr", "tl", P["W_lr_tl"], P["e_lr_tl"], storage="dense")
+    net.connect("tl", "l", P["W_tl_l"], P["e_tl_l"], storage="dense")
+    net.connect("dl", "sd2", P["W_dl_sd2"], P["e_dl_sd2"], storage="sparse")
+    return net
+
+
+#: (population, Lava variable, emulator probe) of every state variable compared
+STATE = [("sd", "sigma", "sd.sigma"), ("sd", "act", "sd.act"), ("sd", "residue", "sd.residue"),
+         ("sd", "error", "sd.error"), ("dl", "act", "dl.act"), ("dl", "residue", "dl.residue"),
+         ("sg", "sigma", "sg.sigma"), ("lr", "u", "lr.u"), ("lr", "v", "lr.v"),
+         ("tl", "u", "tl.u"), ("tl", "v", "tl.v"), ("l", "u", "l.u"), ("l", "v", "l.v"),
+         ("sd2", "sigma", "sd2.sigma"), ("sd2", "act", "sd2.act"),
+         ("sd2", "residue", "sd2.residue")]
+POPS = ["sd", "dl", "sg", "lr", "tl", "l", "sd2"]
+
+
+def run_in_lava(P: dict[str, Any]) -> dict[str, NDArray[np.int64]]:
+    """Run the network in Lava; {population: payloads (T, n)} and {probe: (T, n)}."""
+    from compiler.lava.compat import import_lava
+    from compiler.lava.runner import run_and_read
+
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF, LIFReset, TernaryLIF
+    from lava.proc.monitor.process import Monitor
+    from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import csr_matrix
+
+    def sdn(name: str, n: int) -> Any:
+        r = P[name]
+        return SigmaDelta(shape=(n,), vth=r["vth"], bias=np.asarray(r["bias"]),
+                          act_mode=ActivationMode(r["act_mode"]), cum_error=bool(r["cum_error"]),
+                          spike_exp=r["spike_exp"], state_exp=r["state_exp"], name=name)
+
+    procs = {
+        "sd": sdn("sd", 5),
+        "dl": Delta(shape=(4,), vth=P["dl"]["vth"], cum_error=bool(P["dl"]["cum_error"]),
+                    spike_exp=P["dl"]["spike_exp"], state_exp=P["dl"]["state_exp"]),
+        "sg": Sigma(shape=(4,)),
+        "lr": LIFReset(shape=(3,), name="lr", **{k: np.asarray(v) if np.ndim(v) else v
+                                                 for k, v in P["lr"].items()}),
+        "tl": TernaryLIF(shape=(3,), name="tl", **{k: np.asarray(v) if np.ndim(v) else v
+                                                   for k, v in P["tl"].items()}),
+        "l": LIF(shape=(2,), name="l", **P["l"]),
+        "sd2": sdn("sd2", 3),
+    }
+    src = RingBuffer(data=P["x"].T.astype(np.int32))
+
+    def link(pre: Any, post: Any, key: str, bits: int, sparse: bool = False) -> None:
+        W, e = P[f"W_{key}"], P[f"e_{key}"]
+        conn = (Sparse(weights=csr_matrix(W), weight_exp=e, num_message_bits=bits)
+                if sparse else Dense(weights=W, weight_exp=e, num_message_bits=bits))
+        pre.s_out.connect(conn.s_in)
+        conn.a_out.connect(post.a_in)
+
+    link(src, procs["sd"], "in_sd", 16)
+    link(src, procs["dl"], "in_dl", 16)
+    link(procs["sd"], procs["sg"], "sd_sg", 24, sparse=True)
+    link(procs["sd"], procs["lr"], "sd_lr", 24)
+    link(procs["lr"], procs["tl"], "lr_tl", 0)
+    link(procs["tl"], procs["l"], "tl_l", 2)
+    link(procs["dl"], procs["sd2"], "dl_sd2", 24, sparse=True)
+    targets: list[tuple[str, Any, Any]] = []
+    for name in POPS:
+        targets.append((f"{name}.s_out", procs[name].s_out, Monitor()))
+    for pop, var, key in STATE:
+        targets.append((key, getattr(procs[pop], var), Monitor()))
+    for _, target, mon in targets:
+        mon.probe(target, T)
+    out: dict[str, NDArray[np.int32]] = {k: np.zeros((T, t.shape[0]), np.int32)
+                                         for k, t, _ in targets}
+    run_and_read(procs["sd"], Loihi2SimCfg(select_tag="fixed_pt"), RunSteps(num_steps=T),
+                 targets, {}, out, 600.0)
+    return {k: v.astype(np.int64) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Any]:
+    P = draw(SEED)
+    img = neurochip.compile(network(P), graded_hw())
+    probes = [key for _, _, key in STATE]
+    em = {be: neurochip.Emulator(img, backend=be).run({"in": P["x"]}, probes=probes)
+          for be in ("numba", "reference")}
+    return {"lava": run_in_lava(P), "em": em}
+
+
+@pytest.mark.parametrize("pop", POPS)
+def test_payloads_equal_lava(runs: dict[str, Any], pop: str) -> None:
+    lava = runs["lava"][f"{pop}.s_out"]
+    for be, r in runs["em"].items():
+        got = r.spikes[pop]
+        np.testing.assert_array_equal(got.astype(np.int64), lava, err_msg=f"{pop} ({be})")
+    assert np.count_nonzero(lava) > 0, f"{pop} never spikes: the check would be empty"
+
+
+def test_graded_populations_return_payloads(runs: dict[str, Any]) -> None:
+    r = runs["em"]["numba"]
+    for pop in ("sd", "dl", "sg", "tl", "sd2"):
+        assert r.spikes[pop].dtype == np.int32
+    assert r.spikes["lr"].dtype == np.bool_ and r.spikes["l"].dtype == np.bool_
+    assert set(np.unique(r.spikes["tl"])) <= {-1, 0, 1}
+    assert (r.spikes["tl"] < 0).any() or (r.spikes["tl"] > 0).any()
+
+
+@pytest.mark.parametrize("key", [k for _, _, k in STATE])
+def test_state_equals_lava(runs: dict[str, Any], key: str) -> None:
+    lava = runs["lava"][key]
+    for be, r in runs["em"].items():
+        np.testing.assert_array_equal(r.probes[key].astype(np.int64), lava,
+                                      err_msg=f"{key} ({be})")
