@@ -35,6 +35,7 @@ from neurochip.core.errors import HardwareSpecError
 
 __all__ = [
     "CoreLimits",
+    "CostOptions",
     "EnergyModel",
     "HardwareSpec",
     "LearningSpec",
@@ -253,6 +254,51 @@ class LearningSpec(_Strict):
     feedback_bits: int = Field(default=8, ge=2, le=16)  # signed fixed random feedback weights
 
 
+class CostOptions(_Strict):
+    """Optional refinements of the cost model (``emulator.timing``); absent = the plain
+    serial model. Each one is off by default so that a spec without this section is costed
+    exactly as before.
+
+    * ``core: pipelined`` — a core's step time is its slowest stage, not the sum of its
+      stages: the receive stage (axon events + synaptic operations) overlaps the neuron
+      stage (neuron updates, fired spikes, messages sent, learning).
+    * ``noc_contention`` — each core's router port carries the messages it sends and
+      receives; the busiest port's messages x ``link_message_ns`` bound the step's network
+      time from below (the step's network time is the larger of that and the longest path).
+    * ``barrier_table_ns`` — barrier time by tiles in use, a step function (the entry of
+      the largest tile count <= tiles in use), instead of the linear min..max rule.
+    * ``spike_fire_ns`` / ``spike_fire_pj`` — a cost per spike fired by a neuron (on top of
+      its update), apart from the per-message ``spike_out`` cost.
+    """
+
+    core: Literal["serial", "pipelined"] = "serial"
+    noc_contention: bool = False
+    link_message_ns: float = Field(default=0.0, ge=0)
+    barrier_table_ns: dict[int, float] | None = None
+    spike_fire_ns: float = Field(default=0.0, ge=0)
+    spike_fire_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    source: str = ""
+
+    @field_validator("barrier_table_ns")
+    @classmethod
+    def _table(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("barrier_table_ns needs at least one entry")
+            for tiles, ns in v.items():
+                if tiles < 1 or not 0 <= ns <= MAX_PJ:
+                    raise ValueError(f"barrier_table_ns entry {tiles}: {ns} needs tiles >= 1 "
+                                     f"and 0 <= ns <= {MAX_PJ:g}")
+        return v
+
+    def barrier_ns(self, tiles: int) -> float:
+        """Table barrier: the entry of the largest tile count <= tiles (else the first)."""
+        assert self.barrier_table_ns is not None
+        keys = sorted(self.barrier_table_ns)
+        below = [k for k in keys if k <= tiles]
+        return float(self.barrier_table_ns[below[-1] if below else keys[0]])
+
+
 class HardwareSpec(_Strict):
     name: str
     description: str = ""
@@ -262,6 +308,22 @@ class HardwareSpec(_Strict):
     timing: TimingModel
     energy: EnergyModel
     learning: LearningSpec = LearningSpec()
+    cost_model: CostOptions | None = None
+
+    @model_validator(mode="after")
+    def _cost_cycles(self) -> HardwareSpec:
+        cm = self.cost_model
+        if cm is not None:
+            times = {"link_message_ns": cm.link_message_ns, "spike_fire_ns": cm.spike_fire_ns}
+            for tiles, ns in (cm.barrier_table_ns or {}).items():
+                times[f"barrier_table_ns.{tiles}"] = ns
+            for f, ns in times.items():
+                c = ns / self.timing.cycle_ns
+                if c > MAX_OP_CYCLES or abs(c - round(c)) > 1e-6:
+                    raise ValueError(f"cost_model.{f} = {ns} is not a whole number of "
+                                     f"cycles of {self.timing.cycle_ns} ns (at most "
+                                     f"{MAX_OP_CYCLES})")
+        return self
 
     # Derived quantities -----------------------------------------------------------
     @property
@@ -290,11 +352,15 @@ class HardwareSpec(_Strict):
 
     @cached_property
     def spec_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a spec without cost options dumps (and hashes) exactly as before they existed
+        out = self.model_dump(mode="json")
+        if out.get("cost_model") is None:
+            out.pop("cost_model", None)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> HardwareSpec:
