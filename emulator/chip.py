@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator.breakdown import breakdown as cost_breakdown
 from emulator.kernels import run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
@@ -147,12 +148,14 @@ class Emulator:
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
             probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
             learn: bool = False, targets: Mapping[str, Any] | None = None,
-            reward: Any = None) -> RunResult:
+            reward: Any = None, breakdown: bool = False) -> RunResult:
         """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
 
         inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
         probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
         State carries over to the next call until :meth:`reset`.
+        breakdown=True fills ``result.breakdown`` (per layer and per core: synaptic ops,
+        neuron updates, spikes, messages, hops, energy, time share; needs spikes="all").
 
         learn=True runs the on-chip learning engine of the image's learning configuration
         (one sample stream, batch 1): targets {population: (T, n) target spikes (bool) or
@@ -189,7 +192,11 @@ class Emulator:
             raw_p = np.stack([o[0] for o in outs])
             raw_s = np.stack([o[1] for o in outs])
             raw_c = np.stack([o[2] for o in outs])
-        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched)
+        result = rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
+                           batched)
+        if breakdown:
+            result.breakdown = cost_breakdown(self.image, result, X, rs.cost)
+        return result
 
     # ------------------------------------------------------------------ learning
     @property
