@@ -91,12 +91,18 @@ def breakdown(image: ChipImage, result: RunResult, inputs: NDArray[np.bool_],
                 src_slot[n_in + a: n_in + a + n] = slot[core]
     L = len(names)
     syn = np.zeros((L, K), np.int64)  # synaptic operations received, per layer and core
-    for i, c in enumerate(image.connections):
+    for i, conn in enumerate(image.connections):
+        pre, post = image.population(conn.pre), image.population(conn.post)
+        s0 = pre.offset if pre.kind == "input" else n_in + pre.offset
+        row = syn[names.index(post.name)]
+        if conn.storage == "dense":  # every (pre, post) pair is a synapse
+            per_post = np.bincount(nrn_slot[post.offset: post.offset + post.size],
+                                   minlength=K)
+            row += per_post * int(spk[s0: s0 + pre.size].sum())
+            continue
         pre_idx, post_idx = image.synapse_coords(i)
-        pre, post = image.population(c.pre), image.population(c.post)
-        gsrc = pre.offset + pre_idx if pre.kind == "input" else n_in + pre.offset + pre_idx
-        dslot = nrn_slot[post.offset + post_idx]
-        np.add.at(syn[names.index(post.name)], dslot, spk[gsrc])
+        row += np.bincount(nrn_slot[post.offset + post_idx], weights=spk[s0 + pre_idx],
+                           minlength=K).astype(np.int64)
     # one message per spike and output axon (the image's axon table: route entries)
     rptr = image.arrays["route/ptr"].astype(np.int64)
     lut = np.full(hw.n_cores, -1, np.int64)
@@ -117,10 +123,10 @@ def breakdown(image: ChipImage, result: RunResult, inputs: NDArray[np.bool_],
     lay = np.zeros((L, N_COUNTERS), np.float64)
     lay[:, C_SYNOPS] = syn.sum(axis=1)
     lay_src = src_layer[ps]
-    np.add.at(lay[:, C_MSGS], lay_src[~host], m[~host])
+    lay[:, C_MSGS] = np.bincount(lay_src[~host], weights=m[~host], minlength=L)
     for col, d in ((C_HOPS_EW, dx), (C_HOPS_NS, dy), (C_LINKS, dl)):
-        np.add.at(lay[:, col], lay_src, m * d)
-    np.add.at(lay[:, C_SPIKES_OUT], src_layer[n_in:], spk_lif)
+        lay[:, col] = np.bincount(lay_src, weights=m * d, minlength=L)
+    lay[:, C_SPIKES_OUT] = np.bincount(src_layer[n_in:], weights=spk_lif, minlength=L)
     expect = {C_SYNOPS: syn.sum(), C_MSGS: m[~host].sum(), C_HOPS_EW: (m * dx).sum(),
               C_HOPS_NS: (m * dy).sum(), C_LINKS: (m * dl).sum(), C_SPIKES_OUT: spk_lif.sum()}
     for col, v in expect.items():
@@ -153,6 +159,11 @@ def breakdown(image: ChipImage, result: RunResult, inputs: NDArray[np.bool_],
     lay_cycles = lay[:, cols] @ (wc[0, cols] + wc[1, cols]) + n_updates * idle_c
     core_cycles = result.cycles.reshape(-1, K).sum(axis=0).astype(np.float64)
     busy = max(float(core_cycles.sum()), 1.0)
+    parts = {"energy_synapses_pj": [C_SPIKES_IN, C_SYNOPS],
+             "energy_network_pj": [C_MSGS, C_HOPS_EW, C_HOPS_NS, C_LINKS]}
+    e_parts = {k: lay[:, cs] @ we[cs] for k, cs in parts.items()}
+    e_parts["energy_static_pj"] = static * nshare.sum(axis=1)
+    e_parts["energy_neurons_pj"] = lay_energy - sum(e_parts.values())
     layers = {}
     for i, name in enumerate(names):
         layers[name] = {
@@ -164,11 +175,12 @@ def breakdown(image: ChipImage, result: RunResult, inputs: NDArray[np.bool_],
             "hops": (lay[i, C_HOPS_EW] + lay[i, C_HOPS_NS]) / B,
             "energy_pj": float(lay_energy[i]) / B, "cycles": float(lay_cycles[i]) / B,
             "time_share": float(lay_cycles[i]) / max(float(lay_cycles.sum()), 1.0)}
+        layers[name] |= {k: float(v[i]) / B for k, v in e_parts.items()}
     cyc = result.cycles.reshape(-1, K)
     slowest = np.bincount(np.argmax(cyc, axis=1), minlength=K) if cyc.size else np.zeros(K)
     ports = np.maximum(raw[..., C_MSGS], raw[..., C_SPIKES_IN]).reshape(-1, K)
     energy = result.energy.reshape(-1, K).sum(axis=0)
-    core_rows = {}
+    core_rows: dict[int, dict[str, float]] = {}
     for k, c in enumerate(cores):
         core_rows[c] = {
             "syn_ops": per_core[k, C_SYNOPS] / B,
@@ -186,4 +198,6 @@ def breakdown(image: ChipImage, result: RunResult, inputs: NDArray[np.bool_],
     else:
         busiest = (cores[0] if cores else 0, 0, 0)
     slow = cores[int(np.argmax(slowest))] if K else 0
-    return Breakdown(layers, core_rows, busiest, slow, EXACT)
+    return Breakdown(layers, core_rows, busiest, slow, EXACT,
+                     cyc.reshape(B, steps, K).mean(axis=0).astype(np.float64),
+                     ports.reshape(B, steps, K).mean(axis=0).astype(np.float64))

@@ -96,7 +96,7 @@ class CostModel:
 
 def _whole(ns: float, cycle_ns: float) -> int:
     # the spec validator has checked that every time is a whole number of cycles
-    return int(round(ns / cycle_ns))
+    return round(ns / cycle_ns)
 
 
 def account(counters: NDArray[np.int64], neurons: NDArray[np.int64], cm: CostModel

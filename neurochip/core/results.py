@@ -30,7 +30,10 @@ class Breakdown:
     batched). ``layers`` and ``cores`` each sum to the run's totals (syn_ops, spikes,
     messages, hops, energy); ``time_share`` is a row's share of all cores' busy cycles.
     Per core also ``slowest_steps`` (steps in which it was the slowest core) and
-    ``port_max`` (most messages its router port carried in one step). ``busiest_port`` is
+    ``port_max`` (most messages its router port carried in one step). Layer rows also split
+    their energy into ``energy_synapses_pj`` (axon events, synaptic operations),
+    ``energy_neurons_pj`` (updates, fired spikes, learning), ``energy_network_pj``
+    (messages, hops, links) and ``energy_static_pj``. ``busiest_port`` is
     (core, step, messages) of the most loaded router port. ``exact`` names the layer
     fields that are counted exactly; the others are shared out between layers that share
     a core (in proportion to the synaptic operations each received, then to neurons).
@@ -41,6 +44,8 @@ class Breakdown:
     busiest_port: tuple[int, int, int]
     slowest_core: int
     exact: tuple[str, ...]
+    step_cycles: NDArray[np.float64] | None = None  # (T, cores) busy cycles, sample mean
+    step_ports: NDArray[np.float64] | None = None  # (T, cores) router-port messages
 
     def table(self) -> str:
         """The two tables as text."""
