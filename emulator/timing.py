@@ -28,7 +28,11 @@ Options (the spec's ``cost_model`` section, all off by default):
   link_message) where a core's port carries the messages it sends and the axon events it
   receives that step;
 * ``barrier_table_ns``: barrier(tiles) from a table (step function) instead of linear;
-* ``spike_fire_ns`` / ``spike_fire_pj``: a cost per spike fired, charged to the neuron stage.
+* ``spike_fire_ns`` / ``spike_fire_pj``: a cost per spike fired, charged to the neuron stage;
+* ``runtime: {model: max_affine, terms: [...]}``: latency[t] = max over terms of
+  (intercept + counts . ns per count), a core term on its slowest core, a chip term on the
+  chip's sums (the multi-dimensional roofline of Timcheck, Pierro & Shrestha 2026 for Loihi
+  2); static energy follows that latency.
 
 All per-operation costs come from the hardware spec (cycles are integers of
 ``timing.cycle_ns``). Every allocated neuron is updated every step (active when it had
@@ -56,9 +60,10 @@ from emulator.tables import (
     C_SPIKES_OUT,
     C_SYNOPS,
     C_TRACE,
+    COUNTER_NAMES,
     N_COUNTERS,
 )
-from neurochip.core.hw import HardwareSpec
+from neurochip.core.hw import RUNTIME_COUNTS, HardwareSpec
 
 __all__ = ["CostModel", "account", "account_stages", "weights"]
 
@@ -72,6 +77,9 @@ class CostModel:
     barrier: int
     pipelined: bool = False
     link_cycles: int = 0  # per message through a router port; 0: no contention term
+    # max-affine runtime: ns per count (len(RUNTIME_COUNTS), terms), intercepts (terms,),
+    # chip-scope flags (terms,); None: slowest core + network + barrier
+    runtime: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None = None
 
     @classmethod
     def build(cls, hw: HardwareSpec, cores: list[int]) -> CostModel:
@@ -90,8 +98,39 @@ class CostModel:
         barrier = (t.barrier_cycles(tiles) if opt.barrier_table_ns is None
                    else _whole(opt.barrier_ns(tiles), t.cycle_ns))
         link = _whole(opt.link_message_ns, t.cycle_ns) if opt.noc_contention else 0
+        runtime = None
+        if opt.runtime is not None:
+            terms = opt.runtime.terms
+            coef = np.array([[tm.ns_per.get(n, 0.0) for tm in terms] for n in RUNTIME_COUNTS],
+                            np.float64)
+            runtime = (coef, np.array([tm.intercept_ns for tm in terms], np.float64),
+                       np.array([tm.scope == "chip" for tm in terms], bool))
         return cls(t.cycle_ns, cyc, pj, e.static_mw_per_core, barrier,
-                   opt.core == "pipelined", link)
+                   opt.core == "pipelined", link, runtime)
+
+
+def max_affine_cycles(flat: NDArray[np.int64], neurons: NDArray[np.int64], cm: CostModel
+                      ) -> NDArray[np.int64]:
+    """Step latency of the max-affine runtime model, in whole cycles (rounded up), for
+    counters (M, K, N_COUNTERS): the largest over terms of intercept + counts . ns, a core
+    term taken on the slowest core, a chip term on the chip's sums."""
+    assert cm.runtime is not None
+    coef, icpt, chip = cm.runtime
+    M, K = flat.shape[0], flat.shape[1]
+    X = np.empty((M, K, len(RUNTIME_COUNTS)), np.float64)
+    for j, name in enumerate(RUNTIME_COUNTS):
+        if name == "neurons":
+            X[:, :, j] = np.asarray(neurons, np.float64)[None, :K]
+        elif name == "port_messages":
+            X[:, :, j] = np.maximum(flat[:, :, C_MSGS], flat[:, :, C_SPIKES_IN])
+        else:
+            X[:, :, j] = flat[:, :, COUNTER_NAMES.index(name)]
+    per_core = X @ coef  # (M, K, terms)
+    ns = np.where(chip[None, :], per_core.sum(axis=1),
+                  per_core.max(axis=1, initial=0.0)) + icpt[None, :]
+    cyc = np.ceil(ns.max(axis=1) / cm.cycle_ns - 1e-9)
+    out: NDArray[np.int64] = np.maximum(cyc, 0).astype(np.int64)
+    return out
 
 
 def _whole(ns: float, cycle_ns: float) -> int:
@@ -147,5 +186,9 @@ def account_stages(counters: NDArray[np.int64], neurons: NDArray[np.int64], cm: 
             np.int64(cm.pipelined), np.int64(cm.link_cycles), np.int64(C_MSGS))
     account_steps(flat, np.ascontiguousarray(neurons, dtype=np.int64), wc, we, idle,
                   float(cm.static_mw * cm.cycle_ns), (cycles, latency, energy, stages))
+    if cm.runtime is not None:
+        new = max_affine_cycles(flat, neurons, cm)
+        energy += (cm.static_mw * cm.cycle_ns * (new - latency))[:, None]
+        latency = new
     return (cycles.reshape(*lead, k), latency.reshape(lead), energy.reshape(*lead, k),
             stages.reshape(*lead, k, 2))

@@ -34,6 +34,8 @@ from pydantic import (
 from neurochip.core.errors import HardwareSpecError
 
 __all__ = [
+    "RUNTIME_COUNTS",
+    "AffineTerm",
     "CoreLimits",
     "CostOptions",
     "EnergyModel",
@@ -41,6 +43,7 @@ __all__ = [
     "LearningSpec",
     "MeshSpec",
     "NumberFormats",
+    "RuntimeModel",
     "TimingModel",
     "available_hw",
     "load_hw",
@@ -254,6 +257,44 @@ class LearningSpec(_Strict):
     feedback_bits: int = Field(default=8, ge=2, le=16)  # signed fixed random feedback weights
 
 
+#: what an affine runtime term may count: the run's counters, the neurons of a core, and
+#: the messages through a core's router port (the larger of those it sends and receives)
+RUNTIME_COUNTS = ("syn_ops", "spikes_in", "neurons_active", "spikes_out", "messages",
+                  "hops_ew", "hops_ns", "chip_links", "learn_updates", "trace_updates",
+                  "error_messages", "neurons", "port_messages")
+
+
+class AffineTerm(_Strict):
+    """One affine piece of a max-affine runtime model: intercept + sum of count x ns.
+    ``scope: core`` evaluates it on each core's counts (the step takes the largest core);
+    ``scope: chip`` on the counts summed over the chip."""
+
+    name: str
+    scope: Literal["core", "chip"] = "core"
+    intercept_ns: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    ns_per: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("ns_per")
+    @classmethod
+    def _counts(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, ns in v.items():
+            if k not in RUNTIME_COUNTS:
+                raise ValueError(f"unknown count {k!r}; one of {', '.join(RUNTIME_COUNTS)}")
+            if not 0 <= ns <= MAX_PJ:
+                raise ValueError(f"{k}: {ns} ns must be in [0, {MAX_PJ:g}]")
+        return v
+
+
+class RuntimeModel(_Strict):
+    """A max-affine ("roofline") step runtime: the step takes the largest of its affine
+    terms (Timcheck, Pierro & Shrestha 2026, arXiv 2601.10035, for Loihi 2). It replaces
+    the step latency of the per-core model; core busy times and energy per event stay."""
+
+    model: Literal["max_affine"] = "max_affine"
+    terms: list[AffineTerm] = Field(min_length=1, max_length=64)
+    source: str = ""
+
+
 class CostOptions(_Strict):
     """Optional refinements of the cost model (``emulator.timing``); absent = the plain
     serial model. Each one is off by default so that a spec without this section is costed
@@ -269,6 +310,8 @@ class CostOptions(_Strict):
       the largest tile count <= tiles in use), instead of the linear min..max rule.
     * ``spike_fire_ns`` / ``spike_fire_pj`` — a cost per spike fired by a neuron (on top of
       its update), apart from the per-message ``spike_out`` cost.
+    * ``runtime`` — a max-affine step runtime (:class:`RuntimeModel`) instead of slowest
+      core + network + barrier.
     """
 
     core: Literal["serial", "pipelined"] = "serial"
@@ -277,6 +320,7 @@ class CostOptions(_Strict):
     barrier_table_ns: dict[int, float] | None = None
     spike_fire_ns: float = Field(default=0.0, ge=0)
     spike_fire_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    runtime: RuntimeModel | None = None
     source: str = ""
 
     @field_validator("barrier_table_ns")

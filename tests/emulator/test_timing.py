@@ -141,3 +141,23 @@ def test_options_off_cost_as_before() -> None:
     np.testing.assert_array_equal(a.cycles, b.cycles)
     np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
     np.testing.assert_allclose(a.energy, b.energy)
+
+
+def test_max_affine_runtime_takes_the_largest_term() -> None:
+    """A max-affine runtime (compute term per core, NoC term over the chip) by hand."""
+    runtime = {"terms": [
+        {"name": "compute", "scope": "core", "intercept_ns": 100.0,
+         "ns_per": {"syn_ops": 1.0, "neurons": 0.5}},
+        {"name": "noc", "scope": "chip", "ns_per": {"messages": 200.0, "hops_ew": 5.0}}],
+        "source": "test"}
+    hw = _with_options("tiny4", runtime=runtime)
+    r = neurochip.Emulator(three_core_net_on(hw)).run({"in": np.eye(3, 1, dtype=bool)})
+    # step 0: core 0 has 64 synops and 64 neurons: 100 + 64 + 32 = 196 ns; no core sends
+    # step 1: A0's one message with one east-west hop: 200 + 5 = 205 ns > 196 (core 2)
+    # step 2: no synaptic work: 100 + 32 = 132 ns
+    assert r.latency_cycles.tolist() == [1960, 2050, 1320]
+    # core busy times are the per-core model's; static energy follows the new latency
+    base = neurochip.Emulator(three_core_net()).run({"in": np.eye(3, 1, dtype=bool)})
+    np.testing.assert_array_equal(r.cycles, base.cycles)
+    extra = 0.8125 * (r.latency_ns - base.latency_ns)  # mW x ns = pJ, on each core
+    np.testing.assert_allclose(r.energy - base.energy, np.repeat(extra[:, None], 3, axis=1))

@@ -140,3 +140,14 @@ def test_bad_cost_options_are_named(options: dict, field: str) -> None:
     with pytest.raises(HardwareSpecError) as e:
         HardwareSpec.from_dict(d)
     assert e.value.field == field
+
+
+def test_runtime_terms_name_known_counts() -> None:
+    d = load_hw("loihi_like").to_dict()
+    d["cost_model"] = {"runtime": {"terms": [{"name": "x", "ns_per": {"synops": 1.0}}]}}
+    with pytest.raises(HardwareSpecError, match="unknown count 'synops'") as e:
+        HardwareSpec.from_dict(d)
+    assert e.value.field == "cost_model.runtime.terms.0.ns_per"
+    d["cost_model"] = {"runtime": {"terms": []}}
+    with pytest.raises(HardwareSpecError):
+        HardwareSpec.from_dict(d)
