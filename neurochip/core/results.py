@@ -28,7 +28,9 @@ class Breakdown:
 
     Each row maps :data:`BREAKDOWN_FIELDS` to totals over the run (per sample when
     batched). ``layers`` and ``cores`` each sum to the run's totals (syn_ops, spikes,
-    messages, hops, energy); ``time_share`` is a row's share of all cores' busy cycles.
+    messages, hops, energy). ``cycles``: a core's busy cycles (as the cost model
+    counts them, pipelined or serial); a layer's work cycles (its events x cycles per event,
+    stages added). ``time_share``: a row's share of the sum of those over its table.
     Per core also ``slowest_steps`` (steps in which it was the slowest core) and
     ``port_max`` (most messages its router port carried in one step). Layer rows also split
     their energy into ``energy_synapses_pj`` (axon events, synaptic operations),
