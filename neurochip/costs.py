@@ -83,8 +83,9 @@ def plot_breakdown(bd: Breakdown, path: str | Path, cycle_ns: float, title: str 
         ax1.plot([t], [cores.index(c)], marker="x", color="white", ms=12, mew=3, ls="",
                  label=f"busiest router port (core {c}, step {t}: {m} messages)")
         ax1.legend(fontsize=8, loc="upper right")
-    ax1.set_yticks(range(len(cores)))
-    ax1.set_yticklabels([str(c) for c in cores])
+    if len(cores) <= 32:  # beyond that the labels would overlap
+        ax1.set_yticks(range(len(cores)))
+        ax1.set_yticklabels([str(c) for c in cores])
     ax1.set_xlabel("step")
     ax1.set_ylabel("core")
     ax1.set_title("time per core")
