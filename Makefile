@@ -47,6 +47,7 @@ bench: setup
 	$(PY) tools/bench_mapping.py
 	$(PY) tools/bench_sweep.py
 	$(PY) tools/bench_verify.py
+	$(PY) tools/bench_costs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

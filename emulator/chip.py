@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator.breakdown import breakdown as cost_breakdown
 from emulator.kernels import payload_lists, run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
@@ -149,12 +150,15 @@ class Emulator:
     def run(self, inputs: Mapping[str, Any] | None = None, steps: int | None = None, *,
             probes: Iterable[str] = (), spikes: str | Iterable[str] | None = "all",
             learn: bool = False, targets: Mapping[str, Any] | None = None,
-            reward: Any = None, bias: Mapping[str, Any] | None = None) -> RunResult:
+            reward: Any = None, bias: Mapping[str, Any] | None = None,
+            breakdown: bool = False) -> RunResult:
         """Run ``steps`` steps (default: the inputs' length) and return spikes and probes.
 
         inputs: {input population: spikes (T, n) or (B, T, n)}; B samples run independently.
         probes: ["pop.u", "pop.v", ...]; spikes: "all" LIF populations, a list, or None.
         State carries over to the next call until :meth:`reset`.
+        breakdown=True fills ``result.breakdown`` (per layer and per core: synaptic ops,
+        neuron updates, spikes, messages, hops, energy, time share; needs spikes="all").
 
         bias: {population: mantissas (n,) or (B, n)} replaces those populations' bias
         mantissas for this run (the exponent is the image's); how lava-dl feeds images into
@@ -233,8 +237,11 @@ class Emulator:
             raw_c = np.stack([o[2] for o in outs])
             if graded:
                 raw_v = np.stack([o[3] for o in outs])
-        return rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps, batched,
-                         raw_v)
+        result = rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
+                           batched, raw_v)
+        if breakdown:
+            result.breakdown = cost_breakdown(self.image, result, X, rs.cost)
+        return result
 
     def _run_biased(self, kstate: Any, brows: NDArray[np.int32], steps: int,
                     inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],

@@ -60,6 +60,13 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int_arg(1, 4096), default=None, metavar="N",
                    help="threads for the numba backend (default: all; results never depend "
                         "on it)")
+    p.add_argument("--report", action="store_true",
+                   help="print where the work, energy and time went: per layer and per "
+                        "core (synaptic ops, neuron updates, spikes, messages, hops, energy, "
+                        "time share; the slowest core and the busiest router port)")
+    p.add_argument("--report-png", metavar="FILE.png", default=None,
+                   help="also plot that breakdown: stacked energy per layer and a per-core "
+                        "time heat map (implies --report)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(func=_run)
 
@@ -154,14 +161,17 @@ class BatchedRun:
     steps: int
     seconds: float = 0.0
     totals: dict[str, float] = field(default_factory=dict)  # per-sample means
+    breakdown: Any = None  # neurochip.core.results.Breakdown when asked for
 
 
 def run_batched(image: ChipImage, inputs: Mapping[str, Any], steps: int, *,
                 probes: Sequence[str] = (), spikes: str | Sequence[str] | None = "all",
                 batch_size: int = 256, backend: str = "numba", progress: bool = True,
-                desc: str = "emulator", threads: int | None = None) -> BatchedRun:
+                desc: str = "emulator", threads: int | None = None,
+                breakdown: bool = False) -> BatchedRun:
     """Run every sample of ``inputs`` ((B, T, n) arrays; (T, n) is one sample) on the
-    emulator, ``batch_size`` samples per call, with a progress bar over samples."""
+    emulator, ``batch_size`` samples per call, with a progress bar over samples; with
+    ``breakdown`` the per-layer and per-core breakdown of all samples."""
     import time
 
     import numpy as np
@@ -182,7 +192,7 @@ def run_batched(image: ChipImage, inputs: Mapping[str, Any], steps: int, *,
         for s in range(0, n, batch_size):
             em.reset()
             r = em.run({k: a[s: s + batch_size] for k, a in arrays.items()}, steps=steps,
-                       probes=list(probes), spikes=spikes)
+                       probes=list(probes), spikes=spikes, breakdown=breakdown)
             parts.append(r)
             bar.update(min(batch_size, n - s))
     seconds = time.perf_counter() - t0
@@ -201,6 +211,10 @@ def run_batched(image: ChipImage, inputs: Mapping[str, Any], steps: int, *,
         for k, v in r.totals().items():
             tot[k] = tot.get(k, 0.0) + v * b
     run.totals = {k: v / n for k, v in tot.items()}
+    if breakdown:
+        from neurochip.costs import merge
+
+        run.breakdown = merge([(r.breakdown, r.energy.shape[0]) for r in parts])
     return run
 
 
@@ -231,6 +245,12 @@ def _run(args: argparse.Namespace) -> int:
                           where="run", field="--steps")
     batched = any(a.ndim == 3 for a in inputs.values())
     spikes = _spike_selection(args.spikes, image)
+    report = bool(args.report or args.report_png)
+    if report and spikes != "all":
+        raise ConfigError("a report needs the spikes of every population (--spikes all)",
+                          where="run", field="--report")
+    if args.report_png and not Path(args.report_png).parent.exists():
+        raise ConfigError("folder does not exist", where=f"--report-png {args.report_png}")
     out_path = Path(args.output)
     if not out_path.parent.exists():
         raise ConfigError("folder does not exist", where=f"output {out_path}")
@@ -239,7 +259,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{o['population']}.v" for o in outs.values() if o.get("signal") == "v"]))
     res = run_batched(image, inputs, steps, probes=probes, spikes=spikes,
                       batch_size=args.batch_size, backend=args.backend,
-                      progress=not args.quiet, threads=args.threads)
+                      progress=not args.quiet, threads=args.threads, breakdown=report)
     sq = (lambda a: a) if batched else (lambda a: a[0])
     arrays: dict[str, Any] = {}
     readouts = {q.name for q in image.lif_populations if not q.spiking}
@@ -277,4 +297,12 @@ def _run(args: argparse.Namespace) -> int:
         if missing:
             print(f"  outputs not recorded (add --probe POP.v or the spikes): {missing}")
         print(f"wrote {out_path}")
+    if report:
+        print(res.breakdown.table())
+        if args.report_png:
+            from neurochip.costs import plot_breakdown
+
+            png = plot_breakdown(res.breakdown, args.report_png, image.hw.timing.cycle_ns,
+                                 title=f"{Path(args.image).name} on {image.hw.name}")
+            print(f"wrote {png}")
     return 0

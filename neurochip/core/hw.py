@@ -35,12 +35,16 @@ from pydantic import (
 from neurochip.core.errors import HardwareSpecError
 
 __all__ = [
+    "RUNTIME_COUNTS",
+    "AffineTerm",
     "CoreLimits",
+    "CostOptions",
     "EnergyModel",
     "HardwareSpec",
     "LearningSpec",
     "MeshSpec",
     "NumberFormats",
+    "RuntimeModel",
     "TimingModel",
     "available_hw",
     "load_hw",
@@ -273,6 +277,92 @@ class LearningSpec(_Strict):
     feedback_bits: int = Field(default=8, ge=2, le=16)  # signed fixed random feedback weights
 
 
+#: what an affine runtime term may count: the run's counters, the neurons of a core, and
+#: the messages through a core's router port (the larger of those it sends and receives)
+RUNTIME_COUNTS = ("syn_ops", "spikes_in", "neurons_active", "spikes_out", "messages",
+                  "hops_ew", "hops_ns", "chip_links", "learn_updates", "trace_updates",
+                  "error_messages", "neurons", "port_messages")
+
+
+class AffineTerm(_Strict):
+    """One affine piece of a max-affine runtime model: intercept + sum of count x ns.
+    ``scope: core`` evaluates it on each core's counts (the step takes the largest core);
+    ``scope: chip`` on the counts summed over the chip."""
+
+    name: str
+    scope: Literal["core", "chip"] = "core"
+    intercept_ns: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    ns_per: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("ns_per")
+    @classmethod
+    def _counts(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, ns in v.items():
+            if k not in RUNTIME_COUNTS:
+                raise ValueError(f"unknown count {k!r}; one of {', '.join(RUNTIME_COUNTS)}")
+            if not 0 <= ns <= MAX_PJ:
+                raise ValueError(f"{k}: {ns} ns must be in [0, {MAX_PJ:g}]")
+        return v
+
+
+class RuntimeModel(_Strict):
+    """A max-affine ("roofline") step runtime: the step takes the largest of its affine
+    terms (Timcheck, Pierro & Shrestha 2026, arXiv 2601.10035, for Loihi 2). It replaces
+    the step latency of the per-core model; core busy times and energy per event stay."""
+
+    model: Literal["max_affine"] = "max_affine"
+    terms: list[AffineTerm] = Field(min_length=1, max_length=64)
+    source: str = ""
+
+
+class CostOptions(_Strict):
+    """Optional refinements of the cost model (``emulator.timing``); absent = the plain
+    serial model. Each one is off by default so that a spec without this section is costed
+    exactly as before.
+
+    * ``core: pipelined`` — a core's step time is its slowest stage, not the sum of its
+      stages: the receive stage (axon events + synaptic operations) overlaps the neuron
+      stage (neuron updates, fired spikes, messages sent, learning).
+    * ``noc_contention`` — each core's router port carries the messages it sends and
+      receives; the busiest port's messages x ``link_message_ns`` bound the step's network
+      time from below (the step's network time is the larger of that and the longest path).
+    * ``barrier_table_ns`` — barrier time by tiles in use, a step function (the entry of
+      the largest tile count <= tiles in use), instead of the linear min..max rule.
+    * ``spike_fire_ns`` / ``spike_fire_pj`` — a cost per spike fired by a neuron (on top of
+      its update), apart from the per-message ``spike_out`` cost.
+    * ``runtime`` — a max-affine step runtime (:class:`RuntimeModel`) instead of slowest
+      core + network + barrier.
+    """
+
+    core: Literal["serial", "pipelined"] = "serial"
+    noc_contention: bool = False
+    link_message_ns: float = Field(default=0.0, ge=0)
+    barrier_table_ns: dict[int, float] | None = None
+    spike_fire_ns: float = Field(default=0.0, ge=0)
+    spike_fire_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
+    runtime: RuntimeModel | None = None
+    source: str = ""
+
+    @field_validator("barrier_table_ns")
+    @classmethod
+    def _table(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("barrier_table_ns needs at least one entry")
+            for tiles, ns in v.items():
+                if tiles < 1 or not 0 <= ns <= MAX_PJ:
+                    raise ValueError(f"barrier_table_ns entry {tiles}: {ns} needs tiles >= 1 "
+                                     f"and 0 <= ns <= {MAX_PJ:g}")
+        return v
+
+    def barrier_ns(self, tiles: int) -> float:
+        """Table barrier: the entry of the largest tile count <= tiles (else the first)."""
+        assert self.barrier_table_ns is not None
+        keys = sorted(self.barrier_table_ns)
+        below = [k for k in keys if k <= tiles]
+        return float(self.barrier_table_ns[below[-1] if below else keys[0]])
+
+
 class HardwareSpec(_Strict):
     name: str
     description: str = ""
@@ -282,6 +372,22 @@ class HardwareSpec(_Strict):
     timing: TimingModel
     energy: EnergyModel
     learning: LearningSpec = LearningSpec()
+    cost_model: CostOptions | None = None
+
+    @model_validator(mode="after")
+    def _cost_cycles(self) -> HardwareSpec:
+        cm = self.cost_model
+        if cm is not None:
+            times = {"link_message_ns": cm.link_message_ns, "spike_fire_ns": cm.spike_fire_ns}
+            for tiles, ns in (cm.barrier_table_ns or {}).items():
+                times[f"barrier_table_ns.{tiles}"] = ns
+            for f, ns in times.items():
+                c = ns / self.timing.cycle_ns
+                if c > MAX_OP_CYCLES or abs(c - round(c)) > 1e-6:
+                    raise ValueError(f"cost_model.{f} = {ns} is not a whole number of "
+                                     f"cycles of {self.timing.cycle_ns} ns (at most "
+                                     f"{MAX_OP_CYCLES})")
+        return self
 
     # Derived quantities -----------------------------------------------------------
     @property
@@ -318,6 +424,9 @@ class HardwareSpec(_Strict):
         for section, name, default in _OMIT_AT_DEFAULT:
             if d[section].get(name) == default:
                 del d[section][name]
+        # a spec without cost options dumps (and hashes) exactly as before they existed
+        if d.get("cost_model") is None:
+            d.pop("cost_model", None)
         return d
 
     @classmethod

@@ -14,7 +14,66 @@ from numpy.typing import NDArray
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 
-__all__ = ["RunResult", "recorded_populations"]
+__all__ = ["BREAKDOWN_FIELDS", "Breakdown", "RunResult", "recorded_populations"]
+
+
+#: what a breakdown row holds (per layer and per core), summed over the run's steps
+BREAKDOWN_FIELDS = ("syn_ops", "neuron_updates", "spikes", "messages", "hops", "energy_pj",
+                    "cycles", "time_share")
+
+
+@dataclass
+class Breakdown:
+    """Where a run's work, energy and time went: per layer (population) and per core.
+
+    Each row maps :data:`BREAKDOWN_FIELDS` to totals over the run (per sample when
+    batched). ``layers`` and ``cores`` each sum to the run's totals (syn_ops, spikes,
+    messages, hops, energy). ``cycles``: a core's busy cycles (as the cost model
+    counts them, pipelined or serial); a layer's work cycles (its events x cycles per event,
+    stages added). ``time_share``: a row's share of the sum of those over its table.
+    Per core also ``slowest_steps`` (steps in which it was the slowest core) and
+    ``port_max`` (most messages its router port carried in one step). Layer rows also split
+    their energy into ``energy_synapses_pj`` (axon events, synaptic operations),
+    ``energy_neurons_pj`` (updates, fired spikes, learning), ``energy_network_pj``
+    (messages, hops, links) and ``energy_static_pj``. ``busiest_port`` is
+    (core, step, messages) of the most loaded router port. ``exact`` names the layer
+    fields that are counted exactly; the others are shared out between layers that share
+    a core (in proportion to the synaptic operations each received, then to neurons).
+    """
+
+    layers: dict[str, dict[str, float]]
+    cores: dict[int, dict[str, float]]
+    busiest_port: tuple[int, int, int]
+    slowest_core: int
+    exact: tuple[str, ...]
+    step_cycles: NDArray[np.float64] | None = None  # (T, cores) busy cycles, sample mean
+    step_ports: NDArray[np.float64] | None = None  # (T, cores) router-port messages
+
+    def table(self) -> str:
+        """The two tables as text."""
+        cols = ("syn_ops", "neuron_updates", "spikes", "messages", "hops", "energy_pj",
+                "time_share")
+        head = f"{'':>14}" + "".join(f"{c:>15}" for c in cols)
+        out = ["per layer", head]
+        for name, row in self.layers.items():
+            out.append(f"{name:>14}" + "".join(_fmt(c, row[c]) for c in cols))
+        out += ["per core", head + f"{'slowest_steps':>15}"]
+        for core, row in self.cores.items():
+            mark = " *" if core == self.slowest_core else ""
+            out.append(f"{'core ' + str(core) + mark:>14}" + "".join(_fmt(c, row[c]) for c in cols)
+                       + f"{row['slowest_steps']:>15.0f}")
+        c, t, m = self.busiest_port
+        out.append(f"slowest core (most steps): {self.slowest_core}; busiest router port: "
+                   f"core {c}, {m} messages in step {t}")
+        return "\n".join(out)
+
+
+def _fmt(col: str, v: float) -> str:
+    if col == "time_share":
+        return f"{100 * v:>14.1f}%"
+    if col == "energy_pj":
+        return f"{v:>15.1f}"
+    return f"{v:>15.0f}"
 
 
 @dataclass
@@ -38,6 +97,7 @@ class RunResult:
     steps: int
     batched: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    breakdown: Breakdown | None = None  # per layer and per core (Emulator.run(breakdown=True))
 
     @property
     def latency_ns(self) -> NDArray[np.float64]:

@@ -71,3 +71,93 @@ def test_batched_accounting_is_per_sample() -> None:
     assert r.cycles.shape == (2, 3, 3) and r.energy.shape == (2, 3, 3)
     assert r.counters["syn_ops"][0].sum() == 128 and r.counters["syn_ops"][1].sum() == 0
     assert r.latency_cycles.shape == (2, 3)
+
+
+def _with_options(base: str, **options: object) -> neurochip.HardwareSpec:
+    d = neurochip.load_hw(base).to_dict()
+    d["cost_model"] = options
+    return neurochip.HardwareSpec.from_dict(d)
+
+
+def three_core_net_on(hw: neurochip.HardwareSpec) -> neurochip.ChipImage:
+    net = neurochip.Network()
+    net.add_input("in", 1)
+    for name in "ABC":
+        net.add_lif(name, 64, du=4095, dv=4096, vth=100)
+    w = np.zeros((64, 1), int)
+    w[0, 0] = 200
+    net.connect("in", "A", w, storage="dense")
+    net.connect("A", "C", np.full((64, 64), 2))
+    return neurochip.compile(net, hw, placement="greedy")
+
+
+def test_pipelined_core_takes_the_slowest_stage() -> None:
+    """Hand count of three_core_net with a pipelined core, a per-spike fire cost and a
+    barrier table: per core max(receive, neuron stage) instead of their sum."""
+    hw = _with_options("tiny4", core="pipelined", spike_fire_ns=30.0, spike_fire_pj=69.3,
+                       barrier_table_ns={1: 50.0, 2: 70.0})
+    r = neurochip.Emulator(three_core_net_on(hw)).run({"in": np.eye(3, 1, dtype=bool)})
+    # step 0: core 0 receives 1 axon event + 64 synops (21 + 64 * 35 = 2261) while its 64
+    # idle neurons take 64 * 53 = 3392: the neuron stage is the slower one
+    assert r.cycles[0].tolist() == [3392, 3392, 3392]
+    # step 1: A0 fires (84 + 63 * 53 + 300 fire + 21 message = 3744); core 2 receives
+    # 2261 but its idle neurons take 3392
+    assert r.cycles[1].tolist() == [84 + 63 * 53 + 300 + 21, 3392, 3392]
+    assert r.cycles[2].tolist() == [3392, 3392, 64 * 84]
+    barrier = 700  # two tiles in use: the table's entry for 2 tiles
+    assert r.latency_cycles.tolist() == [3392 + 21 + barrier, 3744 + 62 + barrier,
+                                         64 * 84 + barrier]
+    # energy does not depend on the core's timing; the fired spike costs its fire energy
+    e1 = 81 + 63 * 52 + 69.3 + 1.7 + 3.0 + 0.8125 * r.latency_ns[1]
+    assert r.energy[1, 0] == pytest.approx(e1)
+
+
+def test_port_contention_bounds_the_network_time() -> None:
+    """With contention, the network term is max(longest path, busiest port x link)."""
+    hw = _with_options("tiny4", noc_contention=True, link_message_ns=10.0)
+    img = three_core_net_on(hw)
+    x = np.zeros((3, 1), bool)
+    x[0] = True
+    r = neurochip.Emulator(img).run({"in": x})
+    barrier = 1130 + (4650 - 1130) * 1 // 31
+    # step 0: one host message into core 0: its port carries 1 message (100 cycles > 21)
+    # step 1: core 0 sends one message, core 2 receives it: 100 > 21 + 41
+    # step 2: no messages: the network term is 0
+    assert r.latency_cycles.tolist() == [5653 + 100 + barrier, 5653 + 100 + barrier,
+                                         64 * 84 + barrier]
+    short = _with_options("tiny4", noc_contention=True, link_message_ns=1.0)
+    r2 = neurochip.Emulator(three_core_net_on(short)).run({"in": x})
+    # 10 cycles per message: the longest path is the larger term, as without contention
+    assert r2.latency_cycles.tolist() == [5653 + 21 + barrier, 5653 + 62 + barrier,
+                                          64 * 84 + barrier]
+
+
+def test_options_off_cost_as_before() -> None:
+    """An empty cost_model section (every option at its default) costs exactly as none."""
+    img = three_core_net()
+    x = np.eye(3, 1, dtype=bool)
+    a = neurochip.Emulator(img).run({"in": x})
+    b = neurochip.Emulator(three_core_net_on(_with_options("tiny4"))).run({"in": x})
+    np.testing.assert_array_equal(a.cycles, b.cycles)
+    np.testing.assert_array_equal(a.latency_cycles, b.latency_cycles)
+    np.testing.assert_allclose(a.energy, b.energy)
+
+
+def test_max_affine_runtime_takes_the_largest_term() -> None:
+    """A max-affine runtime (compute term per core, NoC term over the chip) by hand."""
+    runtime = {"terms": [
+        {"name": "compute", "scope": "core", "intercept_ns": 100.0,
+         "ns_per": {"syn_ops": 1.0, "neurons": 0.5}},
+        {"name": "noc", "scope": "chip", "ns_per": {"messages": 200.0, "hops_ew": 5.0}}],
+        "source": "test"}
+    hw = _with_options("tiny4", runtime=runtime)
+    r = neurochip.Emulator(three_core_net_on(hw)).run({"in": np.eye(3, 1, dtype=bool)})
+    # step 0: core 0 has 64 synops and 64 neurons: 100 + 64 + 32 = 196 ns; no core sends
+    # step 1: A0's one message with one east-west hop: 200 + 5 = 205 ns > 196 (core 2)
+    # step 2: no synaptic work: 100 + 32 = 132 ns
+    assert r.latency_cycles.tolist() == [1960, 2050, 1320]
+    # core busy times are the per-core model's; static energy follows the new latency
+    base = neurochip.Emulator(three_core_net()).run({"in": np.eye(3, 1, dtype=bool)})
+    np.testing.assert_array_equal(r.cycles, base.cycles)
+    extra = 0.8125 * (r.latency_ns - base.latency_ns)  # mW x ns = pJ, on each core
+    np.testing.assert_allclose(r.energy - base.energy, np.repeat(extra[:, None], 3, axis=1))

@@ -107,3 +107,47 @@ def test_spec_round_trips_through_dict() -> None:
     hw = load_hw("tiny4")
     again = HardwareSpec.from_dict(hw.to_dict())
     assert again == hw and again.spec_hash == hw.spec_hash
+
+
+def test_loihi_sanafe_has_sanafe_figures_and_options() -> None:
+    hw = load_hw("loihi_sanafe")
+    cm = hw.cost_model
+    assert cm is not None and cm.core == "pipelined" and cm.noc_contention
+    assert "SANA-FE" in cm.source
+    assert hw.timing.cycles("synop") == 38 and hw.energy.spike_out_pj == 111.0
+    assert hw.energy.static_mw_per_core == 0.0
+    # the barrier table is a step function over tiles in use
+    assert [cm.barrier_ns(n) for n in (1, 2, 3, 4, 28, 29, 32)] == [
+        600, 1000, 1000, 1400, 1400, 1800, 1800]
+
+
+def test_specs_without_cost_options_dump_as_before() -> None:
+    hw = load_hw("loihi_like")
+    assert hw.cost_model is None and "cost_model" not in hw.to_dict()
+    assert HardwareSpec.from_dict(hw.to_dict()).spec_hash == hw.spec_hash
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"core": "superscalar"}, "cost_model.core"),
+    ({"barrier_table_ns": {}}, "cost_model.barrier_table_ns"),
+    ({"barrier_table_ns": {0: 5.0}}, "cost_model.barrier_table_ns"),
+    ({"link_message_ns": 0.05}, "<root>"),
+    ({"spike_fire_ns": -1.0}, "cost_model.spike_fire_ns"),
+])
+def test_bad_cost_options_are_named(options: dict, field: str) -> None:
+    d = load_hw("loihi_like").to_dict()
+    d["cost_model"] = options
+    with pytest.raises(HardwareSpecError) as e:
+        HardwareSpec.from_dict(d)
+    assert e.value.field == field
+
+
+def test_runtime_terms_name_known_counts() -> None:
+    d = load_hw("loihi_like").to_dict()
+    d["cost_model"] = {"runtime": {"terms": [{"name": "x", "ns_per": {"synops": 1.0}}]}}
+    with pytest.raises(HardwareSpecError, match="unknown count 'synops'") as e:
+        HardwareSpec.from_dict(d)
+    assert e.value.field == "cost_model.runtime.terms.0.ns_per"
+    d["cost_model"] = {"runtime": {"terms": []}}
+    with pytest.raises(HardwareSpecError):
+        HardwareSpec.from_dict(d)

@@ -166,3 +166,23 @@ def test_usage_errors_exit_2(cli: Any, ff_image: Path) -> None:
     assert rc == 2 and "--input" in err
     rc, _, err = cli("run", ff_image, "-i", "x.npz", "-o", "o.npz", "--backend", "gpu")
     assert rc == 2 and "invalid choice" in err
+
+
+def test_report_prints_the_breakdown_and_plots_it(cli: Any, rec_image: Path, write_npz: Any,
+                                                  tmp_path: Path) -> None:
+    x = _x((5, 25, 8), seed=2)
+    out, png = tmp_path / "o.npz", tmp_path / "b.png"
+    rc, stdout, err = cli("run", rec_image, "-i", write_npz("x.npz", arr_0=x), "-o", out,
+                          "--batch-size", "2", "--report-png", png, "-q")
+    assert rc == 0, err
+    assert "per layer" in stdout and "per core" in stdout and "busiest router port" in stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the merged breakdown of three batches equals the breakdown of one batched run
+    ref = neurochip.Emulator(ChipImage.load(rec_image)).run({"in": x}, steps=29,
+                                                           breakdown=True)
+    assert ref.breakdown is not None
+    for name, row in ref.breakdown.layers.items():
+        assert f"{row['syn_ops']:.0f}" in stdout.split(name, 1)[1].split("\n", 1)[0]
+    rc, _, err = cli("run", rec_image, "-i", write_npz("x.npz", arr_0=x), "-o", out,
+                     "--report", "--spikes", "none")
+    assert rc == 2 and "--report" in err
