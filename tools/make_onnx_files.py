@@ -263,12 +263,11 @@ class CNN(nn.Module):
 
 
 def ann_files() -> dict[str, Any]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    # run with the repository on PYTHONPATH (the torch environment also needs pyyaml,
+    # pydantic and numba for neurochip's imports)
+    from neurochip.tasks.digits import digits_split
 
-    d = load_digits()  # the split of neurochip.tasks.digits.digits_split
-    Xtr, Xte, ytr, yte = train_test_split(d.data / 16.0, d.target, test_size=0.25,
-                                          stratify=d.target, random_state=0)
+    Xtr, Xte, ytr, yte = digits_split()
     made = {}
     for name, cls, shape in (("ann_mlp", MLP, (64,)), ("ann_cnn", CNN, (1, 8, 8))):
         torch.manual_seed(0)
