@@ -415,12 +415,14 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                                  "weight_bits": weight_bits,
                                  "calibration": calibration is not None,
                                  "calibration_percentile": calibration_percentile,
-                                 "calibration_margin": calibration_margin,
-                                 "ann_calibration": ann_calibration is not None,
-                                 "ann_percentile": ann_percentile}},
+                                 "calibration_margin": calibration_margin}},
         "quantization": state.report,
         "outputs": outputs,
     }
+    if ann_calibration is not None:  # recorded only for ANN conversions: other images
+        # keep the manifest they always had
+        meta["compiler"]["options"].update(ann_calibration=True, ann_percentile=ann_percentile,
+                                           ann_steps=ann_steps)
     for key in ("import", "file_metadata"):
         if key in g0.metadata:
             meta[key] = g0.metadata[key]
