@@ -34,14 +34,31 @@ add exact zeros); :attr:`LavaNetwork.links` holds them.
 from __future__ import annotations
 
 from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, check_exportable
-from compiler.lava.network import LavaNetwork, LavaResult, export_lava, run_lava
+from compiler.lava.learning import NOT_EXPRESSIBLE, plan_learning
+from compiler.lava.network import (
+    LEARNING_MODES,
+    LavaNetwork,
+    LavaResult,
+    export_lava,
+    learned_image,
+    run_lava,
+)
+from compiler.lava.plan import LAVA_READOUT_VTH, LavaExportWarning, export_plan, placement_hints
 
 __all__ = [
     "LAVA_FORMATS",
     "LAVA_MAX_DELAY",
+    "LAVA_READOUT_VTH",
+    "LEARNING_MODES",
+    "NOT_EXPRESSIBLE",
+    "LavaExportWarning",
     "LavaNetwork",
     "LavaResult",
     "check_exportable",
     "export_lava",
+    "export_plan",
+    "learned_image",
+    "placement_hints",
+    "plan_learning",
     "run_lava",
 ]
