@@ -35,13 +35,18 @@ from neurochip.tasks.digits import digits_task
 from neurochip.tasks.learning import class_targets, predict
 
 
-def digits_learning_image(lr: int = 16, epoch: int = 1, seed: int = 0) -> neurochip.ChipImage:
-    """64 -> 10 LIF, random mixed 8-bit weights, three-factor rule on in->out."""
+def digits_learning_image(lr: int = 16, epoch: int = 1, seed: int = 0,
+                          sign_mode: str = "mixed") -> neurochip.ChipImage:
+    """64 -> 10 LIF, random 8-bit weights, three-factor rule on in->out. ``sign_mode``
+    "excitatory" gives weights of step 1, as Lava's learning engine keeps them (mixed 8-bit
+    weights step by 2 on the chip)."""
     rng = np.random.default_rng(seed)
     net = neurochip.Network("loihi_like", name="digits-64-10")
     net.add_input("in", 64)
     net.add_lif("out", 10, du=4095, dv=1024, vth=60)
-    net.connect("in", "out", rng.integers(-10, 11, (10, 64)) * 2, sign_mode="mixed")
+    w = (rng.integers(-10, 11, (10, 64)) * 2 if sign_mode == "mixed"
+         else rng.integers(0, 21, (10, 64)))
+    net.connect("in", "out", w, sign_mode=sign_mode)
     image = neurochip.compile(net, "loihi_like")
     cfg = LearningConfig(
         (SynapseLearning("in->out", "three_factor", {"lr": lr}),),
@@ -50,11 +55,11 @@ def digits_learning_image(lr: int = 16, epoch: int = 1, seed: int = 0) -> neuroc
     return add_learning(image, cfg)
 
 
-def compare(samples: int, test: int, lr: int = 16, timeout_s: float = 1200.0
-            ) -> dict[str, Any]:
+def compare(samples: int, test: int, lr: int = 16, sign_mode: str = "mixed",
+            timeout_s: float = 1200.0) -> dict[str, Any]:
     """Learn ``samples`` training digits in both engines; accuracy on ``test`` test digits."""
     task = digits_task()
-    image = digits_learning_image(lr)
+    image = digits_learning_image(lr, sign_mode=sign_mode)
     x = task.x_train[:samples].reshape(-1, 64)  # one stream, sample after sample
     y = class_targets(task.y_train[:samples], 10, task.steps).reshape(-1, 10)
     T = x.shape[0]
@@ -77,6 +82,7 @@ def compare(samples: int, test: int, lr: int = 16, timeout_s: float = 1200.0
     acc = {k: float((predict(im, xt) == yt).mean())
            for k, im in (("initial", image), ("ours", ours), ("lava", lava))}
     return {"samples": samples, "steps": T, "test": int(yt.size), "lr": lr,
+            "sign_mode": sign_mode,
             "accuracy": acc, "weight_change_correlation":
                 float(np.corrcoef(d_ours.ravel(), d_lava.ravel())[0, 1]),
             "weight_change_l1": {"ours": int(np.abs(d_ours).sum()),
@@ -89,9 +95,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=400)
     ap.add_argument("--test", type=int, default=450)
     ap.add_argument("--lr", type=int, default=16)
+    ap.add_argument("--sign-mode", default="mixed", choices=["mixed", "excitatory"])
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    out = compare(a.samples, a.test, a.lr)
+    out = compare(a.samples, a.test, a.lr, a.sign_mode)
     acc = out["accuracy"]
     print(f"{out['samples']} training digits ({out['steps']} steps), {out['test']} test digits")
     print(f"{'':24}{'ours':>10}{'lava':>10}")

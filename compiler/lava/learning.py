@@ -163,6 +163,7 @@ class LearningPlan:
         return out
 
     def error(self) -> LavaExportError:
+        self.problems = list(dict.fromkeys(self.problems))
         where, fld, why = self.problems[0]
         more = (f" ({len(self.problems) - 1} more: "
                 + "; ".join(f"{w}: {r}" for w, _, r in self.problems[1:]) + ")"
@@ -270,7 +271,7 @@ def _plan_population(plan: LearningPlan, image: ChipImage, cl: CompiledLearning,
     k = list(base)
     pending: list[tuple[CompiledSynapse, str, DTerm, str, list[str], int, int, int | None]] = []
     for s, target, t in terms:
-        c = image.connections[s.index]
+        conn = image.connections[s.index]
         where = f"connection '{s.name}'"
         vs = list(zip(t.vars, t.offsets))
         has_x0 = any(code == int(Var.X0) for code, _ in vs)
@@ -322,7 +323,7 @@ def _plan_population(plan: LearningPlan, image: ChipImage, cl: CompiledLearning,
             continue
         if slot is not None:
             k[slot] = max(k[slot], _EXP_RANGE[0] - exp0)
-        if c.has_delays or c.delay != 0:
+        if conn.has_delays or conn.delay != 0:
             plan.problems.append((where, "delay", "a plastic connection with delays; Lava's "
                                   "learning connections have none"))
             continue

@@ -326,8 +326,8 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
     ours = [p for p in plan if not p.stock]
     if ours:
         groups: dict[tuple[str, str], list[str]] = {}
-        for p in ours:
-            groups.setdefault((p.lava_process, p.reason), []).append(f"'{p.name}'")
+        for pp in ours:
+            groups.setdefault((pp.lava_process, pp.reason), []).append(f"'{pp.name}'")
         names = "; ".join(f"{', '.join(n)} ({cls}: {why})" for (cls, why), n in groups.items())
         if stock_only:
             raise LavaExportError(
