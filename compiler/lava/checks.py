@@ -63,12 +63,14 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
             f"is {hw.formats.weight_bits}; Lava's weights have {LAVA_WEIGHT_BITS} bits",
             where=f"hardware spec '{hw.name}'", field="formats.weight_bits",
             value=hw.formats.weight_bits, limit=LAVA_WEIGHT_BITS)
-    if image.learning and not allow_learning:
-        raise LavaExportError(
-            "the image uses on-chip learning; Lava's learning engine is bit-approximate and "
-            "follows other rules, so it cannot reproduce ours exactly (export_lava(image, "
-            "learning='drop') exports the weights alone, learning='lava' the rules as Lava "
-            "learning processes)", where="chip image", field="learning")
+    if image.learning:
+        if not allow_learning:
+            raise LavaExportError(
+                "the image uses on-chip learning; Lava's learning engine is bit-approximate "
+                "and follows other rules, so it cannot reproduce ours exactly "
+                "(export_lava(image, learning='drop') exports the weights alone, "
+                "learning='lava' the rules as Lava learning processes)", where="chip image",
+                field="learning")
     bm_all = image.arrays["neurons/bias_mant"].astype(np.int64)
     be_all = image.arrays["neurons/bias_exp"].astype(np.int64)
     v_lim = (1 << (LAVA_FORMATS["v_bits"] - 1)) - 1

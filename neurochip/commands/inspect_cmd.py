@@ -115,12 +115,6 @@ def describe(image: ChipImage) -> dict[str, Any]:
     }
 
 
-def lava_export(image: ChipImage) -> dict[str, Any]:
-    """The Lava export of the image: each process's Lava class and our cores for it."""
-    from compiler.lava.plan import export_summary
-
-    return export_summary(image)
-
 
 def traffic(image: ChipImage) -> dict[str, Any]:
     """NoC traffic per step of the placement at one spike per neuron per step: messages,
@@ -270,3 +264,10 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         print(render(d))
     return 0
+
+
+def lava_export(image: ChipImage) -> dict[str, Any]:
+    """The Lava export of the image: each process's Lava class and our cores for it."""
+    from compiler.lava.plan import export_summary
+
+    return export_summary(image)
