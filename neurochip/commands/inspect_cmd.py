@@ -115,7 +115,6 @@ def describe(image: ChipImage) -> dict[str, Any]:
     }
 
 
-
 def traffic(image: ChipImage) -> dict[str, Any]:
     """NoC traffic per step of the placement at one spike per neuron per step: messages,
     tile hops, chip-link crossings, the busiest link and the slowest core (estimates of
