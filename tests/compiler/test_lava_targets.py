@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 import neurochip
@@ -242,6 +243,25 @@ def test_stdp_exports_as_lavas_two_factor_rule_and_learns_the_same() -> None:
     assert np.abs(d_ours).sum() > 500
     assert corr(d_lava, d_ours) >= 0.9
     assert 0.8 <= np.abs(d_lava).sum() / np.abs(d_ours).sum() <= 1.25
+
+
+def test_a_sparse_plastic_connection_exports_as_learning_sparse() -> None:
+    rng = np.random.default_rng(0)
+    net = neurochip.Network("loihi_like")
+    net.add_input("in", 16)
+    net.add_input("drive", 8)
+    net.add_lif("hid", 8, du=4095, dv=1024, vth=40)
+    net.connect("drive", "hid", np.eye(8, dtype=np.int64) * 254, weight_exp=2,
+                sign_mode="excitatory")
+    W = rng.integers(1, 60, (8, 16)) * 2 * (rng.random((8, 16)) < 0.4)
+    net.connect("in", "hid", sp.csr_matrix(W), weight_exp=-8, storage="sparse")
+    rule = SynapseLearning("in->hid", "stdp", {"lr_plus": 2, "lr_minus": 2})
+    image = add_learning(neurochip.compile(net, "loihi_like"), LearningConfig((rule,)))
+    d_lava, d_ours, lnet = learn_both(image, 200)
+    assert lava_class(lnet["in->hid"]) == "lava.proc.sparse.process.LearningSparse"
+    absent = W == 0
+    assert not d_lava[absent].any() and not d_ours[absent].any()  # no synapse grows
+    assert corr(d_lava[~absent], d_ours[~absent]) >= 0.85
 
 
 def test_three_factor_rule_exports_with_our_learning_neuron_and_learns_the_same() -> None:
