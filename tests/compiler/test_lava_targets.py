@@ -253,7 +253,7 @@ def test_a_sparse_plastic_connection_exports_as_learning_sparse() -> None:
     net.add_lif("hid", 8, du=4095, dv=1024, vth=40)
     net.connect("drive", "hid", np.eye(8, dtype=np.int64) * 254, weight_exp=2,
                 sign_mode="excitatory")
-    W = rng.integers(1, 60, (8, 16)) * 2 * (rng.random((8, 16)) < 0.4)
+    W = rng.integers(-40, 60, (8, 16)) * 2 * (rng.random((8, 16)) < 0.4)
     net.connect("in", "hid", sp.csr_matrix(W), weight_exp=-8, storage="sparse")
     rule = SynapseLearning("in->hid", "stdp", {"lr_plus": 2, "lr_minus": 2})
     image = add_learning(neurochip.compile(net, "loihi_like"), LearningConfig((rule,)))
