@@ -77,10 +77,12 @@ def float_chip_agreement(graph: Graph, image: ChipImage, calibration: Mapping[st
     return out
 
 
-def export_lava(image: ChipImage | str | Path) -> Any:
-    """Lava processes for an image (see :mod:`compiler.lava`)."""
+def export_lava(image: ChipImage | str | Path, inputs: Any = None, steps: int | None = None,
+                **options: Any) -> Any:
+    """Lava processes for an image (see :func:`compiler.lava.export_lava`: ``stock_only``,
+    ``learning``, ``targets``, ``reward``, ``seed``)."""
     from compiler.lava import export_lava as _export
 
     if not isinstance(image, ChipImage):
         image = ChipImage.load(image)
-    return _export(image)
+    return _export(image, inputs, steps, **options)

@@ -13,12 +13,21 @@ What maps to what (emulator step t is Lava time step t + 1)::
     input population                          io.source.RingBuffer, data (n, T); column t
                                               is sent at step t + 1
     LIF population, reset "zero", spiking     lif.LIF (Lava's own PyLifModelBitAcc)
-    LIF population, reset "subtract", or a    ChipLIF: the LIF process plus our fixed-point
-      non-spiking readout                     model (Lava's LIF arithmetic, our reset/readout)
+    non-spiking readout                       lif.LIF with vth 2^17 (never reached)
+    LIF population, reset "subtract"          ChipLIF: the LIF process plus our fixed-point
+                                              model (Lava's LIF arithmetic, our reset),
+                                              announced by a LavaExportWarning
     dense connection, delay 0                 dense.Dense
     dense connection with delays              dense.DelayDense
     sparse connection, delay 0                sparse.Sparse
     sparse connection with delays             sparse.DelaySparse
+    plastic connection (learning exported)    LearningDense / LearningSparse with a
+                                              Loihi2F- or Loihi3FLearningRule
+    learning population, third factor         ChipLearningLIF (our learning neuron)
+
+:mod:`~compiler.lava.plan` decides (and ``neurochip inspect`` prints) which process each
+part becomes and carries our core placement into every process's ``proc_params``;
+:mod:`~compiler.lava.learning` writes our learning rules as Lava's.
 
 Every synapse process gets its weights (post, pre), ``weight_exp``, ``num_weight_bits``
 and ``sign_mode`` explicitly, so Lava neither re-detects the sign mode nor alters a
@@ -34,14 +43,31 @@ add exact zeros); :attr:`LavaNetwork.links` holds them.
 from __future__ import annotations
 
 from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, check_exportable
-from compiler.lava.network import LavaNetwork, LavaResult, export_lava, run_lava
+from compiler.lava.learning import NOT_EXPRESSIBLE, plan_learning
+from compiler.lava.network import (
+    LEARNING_MODES,
+    LavaNetwork,
+    LavaResult,
+    export_lava,
+    learned_image,
+    run_lava,
+)
+from compiler.lava.plan import LAVA_READOUT_VTH, LavaExportWarning, export_plan, placement_hints
 
 __all__ = [
     "LAVA_FORMATS",
     "LAVA_MAX_DELAY",
+    "LAVA_READOUT_VTH",
+    "LEARNING_MODES",
+    "NOT_EXPRESSIBLE",
+    "LavaExportWarning",
     "LavaNetwork",
     "LavaResult",
     "check_exportable",
     "export_lava",
+    "export_plan",
+    "learned_image",
+    "placement_hints",
+    "plan_learning",
     "run_lava",
 ]

@@ -40,14 +40,15 @@ def lava_weight_bits(c: ConnectionInfo, weight_bits: int) -> int:
     return c.num_weight_bits + LAVA_WEIGHT_BITS - weight_bits
 
 
-def check_exportable(image: ChipImage) -> None:
+def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
     """Raise :class:`LavaExportError` unless Lava 0.10 reproduces ``image`` exactly.
 
     Checks the chip's number formats against the widths Lava hard-codes, that registers
     Lava holds once per population are single integers, the bias range, the reset mode,
     every connection's sign mode, weights (Lava must keep each one unchanged) and delays
     (at most 63), and that nothing needs on-chip learning (Lava's learning engine is
-    bit-approximate and different from ours).
+    bit-approximate and different from ours). ``allow_learning``: check inference only (the
+    caller exports the learning configuration as Lava learning, or leaves it out).
     """
     hw = image.hw
     for name, want in LAVA_FORMATS.items():
@@ -69,10 +70,13 @@ def check_exportable(image: ChipImage) -> None:
                 "the export writes LIF populations with binary spikes only",
                 where=f"population '{p.name}'", field="model", value=p.model)
     if image.learning:
-        raise LavaExportError(
-            "the image uses on-chip learning; Lava's learning engine is bit-approximate and "
-            "follows other rules, so it cannot reproduce ours", where="chip image",
-            field="learning")
+        if not allow_learning:
+            raise LavaExportError(
+                "the image uses on-chip learning; Lava's learning engine is bit-approximate "
+                "and follows other rules, so it cannot reproduce ours exactly "
+                "(export_lava(image, learning='drop') exports the weights alone, "
+                "learning='lava' the rules as Lava learning processes)", where="chip image",
+                field="learning")
     bm_all = image.arrays["neurons/bias_mant"].astype(np.int64)
     be_all = image.arrays["neurons/bias_exp"].astype(np.int64)
     v_lim = (1 << (LAVA_FORMATS["v_bits"] - 1)) - 1
@@ -106,7 +110,7 @@ def check_exportable(image: ChipImage) -> None:
     sizes = {p.name: p.size for p in image.populations}
     for ci, c in enumerate(image.connections):
         where = f"connection '{c.name}'"
-        if c.plastic:
+        if c.plastic and not (allow_learning and image.learning):
             raise LavaExportError(
                 "is plastic; Lava's learning engine cannot reproduce ours", where=where,
                 field="plastic")

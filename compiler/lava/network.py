@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,14 +14,25 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from compiler.lava.checks import LAVA_WEIGHT_BITS, check_exportable
-from compiler.lava.processes import components, lava_classes, neuron_process, synapse_process
+from compiler.lava.learning import LearningPlan, plan_learning
+from compiler.lava.plan import LavaExportWarning, ProcessPlan, export_plan, placement_hints
+from compiler.lava.processes import (
+    components,
+    lava_classes,
+    learning_neuron_process,
+    learning_synapse_process,
+    neuron_process,
+    synapse_process,
+)
 from compiler.lava.runner import run_and_read
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import EmulatorInputError, LavaExportError
 from neurochip.core.image import ChipImage
 from neurochip.core.results import recorded_populations
+from neurochip.core.safeio import atomic_write
 
-__all__ = ["LavaNetwork", "LavaResult", "export_lava", "run_lava"]
+__all__ = ["LEARNING_MODES", "LavaNetwork", "LavaResult", "export_lava", "learned_image",
+           "run_lava"]
 
 
 def _source_data(image: ChipImage, inputs: Mapping[str, Any] | None, steps: int | None
@@ -99,6 +112,8 @@ class LavaResult:
     probes: dict[str, NDArray[np.int32]]
     steps: int
     wall_s: float = 0.0
+    #: learned weights (post, pre) of every learning connection, read after the run
+    weights: dict[str, NDArray[np.int64]] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,7 +139,27 @@ class LavaNetwork:
     links: list[Any] = field(default_factory=list)
     models: dict[Any, Any] = field(default_factory=dict)
     active_inputs: bool = False
+    #: what each process is and where our compiler placed it (see export_plan)
+    plan: list[ProcessPlan] = field(default_factory=list)
+    #: the exported learning (None: inference only)
+    learning: LearningPlan | None = None
+    #: connection -> LearningDense / LearningSparse
+    learning_connections: dict[str, Any] = field(default_factory=dict)
+    #: learning population -> RingBuffer of its targets or reward
+    third_sources: dict[str, Any] = field(default_factory=dict)
     _ran: bool = field(default=False, repr=False)
+
+    @property
+    def placement(self) -> dict[str, Any]:
+        """Our core assignment per process (also in each process's
+        ``proc_params["neurochip_placement"]``): name -> Lava process, cores, slices."""
+        return placement_hints(self.plan)
+
+    def write_placement(self, path: Any) -> Any:
+        """Write :attr:`placement` as a JSON side file; returns the path."""
+        with atomic_write(path, "w") as fh:
+            json.dump(self.placement, fh, indent=1, sort_keys=True)
+        return path
 
     def __getitem__(self, name: str) -> Any:
         for group in (self.sources, self.neurons, self.synapses):
@@ -189,34 +224,167 @@ class LavaNetwork:
             mon.probe(target, steps)
         root = next(iter(self.neurons.values()))
         t0 = time.perf_counter()
+        reads = [(name, proc.weights) for name, proc in self.learning_connections.items()]
+        out_vars: dict[str, Any] = {}
         run_and_read(root, self.run_config(), L.RunSteps(num_steps=steps), targets,
-                     out_spikes, out_probes, timeout_s)
-        return LavaResult(out_spikes, out_probes, steps, time.perf_counter() - t0)
+                     out_spikes, out_probes, timeout_s, reads, out_vars)
+        weights = {k: np.asarray(v.toarray() if sp.issparse(v) else v).astype(np.int64)
+                   for k, v in out_vars.items()}
+        return LavaResult(out_spikes, out_probes, steps, time.perf_counter() - t0, weights)
+
+
+LEARNING_MODES = ("auto", "lava", "drop")
+
+
+def _check_learning_mode(learning: str) -> None:
+    if learning not in LEARNING_MODES:
+        raise LavaExportError(f"is {learning!r}; expected one of {LEARNING_MODES}",
+                              where="export_lava", field="learning", value=learning)
+
+
+def _learning_plan(image: ChipImage, learning: str) -> LearningPlan | None:
+    """The learning to export (None: inference only), warning when "auto" drops it."""
+    if not image.learning or learning == "drop":
+        return None
+    plan = plan_learning(image)
+    if plan.expressible:
+        return plan
+    if learning == "lava":
+        raise plan.error()
+    err = plan.error()
+    warnings.warn(
+        f"the image's learning configuration is exported without its rules ({err}); the "
+        "export runs the image's current weights. Pass learning='drop' to export inference "
+        "on purpose, or learning='lava' to make this an error.", LavaExportWarning,
+        stacklevel=3)
+    return None
+
+
+def _third_data(image: ChipImage, name: str, kind: str, cols: int,
+                targets: Mapping[str, Any] | None, reward: Any) -> tuple[NDArray[Any], bool]:
+    """RingBuffer data (n, cols) for a learning neuron's third-factor input, and whether
+    the targets are values (not spikes)."""
+    n = image.population(name).size
+    data = np.zeros((n, cols), np.int32)
+    values = False
+    if kind == "error" and targets is not None and name in targets:
+        arr = np.asarray(targets[name])
+        if arr.ndim != 2 or arr.shape[1] != n or arr.shape[0] > cols:
+            raise EmulatorInputError(
+                f"targets for {name!r} have shape {arr.shape}; expected (T <= {cols}, {n})",
+                where="export_lava", field="targets")
+        if arr.dtype.kind not in "biu":
+            raise EmulatorInputError(f"targets for {name!r} must be spikes (bool) or integer "
+                                     "values", where="export_lava", field="targets")
+        values = arr.dtype != np.bool_
+        data[:, : arr.shape[0]] = arr.T.astype(np.int32)
+    elif kind == "reward" and reward is not None:
+        rw = np.asarray(reward)
+        if rw.ndim != 1 or rw.shape[0] > cols or rw.dtype.kind not in "iu":
+            raise EmulatorInputError(f"reward has shape {rw.shape} and dtype {rw.dtype}; "
+                                     f"expected (T <= {cols},) integers", where="export_lava",
+                                     field="reward")
+        data[:, : rw.shape[0]] = rw.astype(np.int32)[None, :]
+    return data, values
 
 
 def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
-                steps: int | None = None) -> LavaNetwork:
+                steps: int | None = None, *, stock_only: bool = False,
+                learning: str = "auto", targets: Mapping[str, Any] | None = None,
+                reward: Any = None, seed: int = 0) -> LavaNetwork:
     """Lava processes for ``image``, wired as the image's populations and connections.
 
     inputs: {input population: spikes (T, n)} for the sources (missing ones are silent);
     steps: the length of the source buffers (default: the inputs' length). Without inputs
     every source is silent and the network may run for any number of steps.
+
+    Every population and connection becomes one of Lava's own processes where Lava has
+    one (see :func:`~compiler.lava.plan.export_plan`). A population that resets by
+    subtraction becomes our ``ChipLIF`` (Lava's LIF resets to zero), announced by a
+    :class:`LavaExportWarning` naming it; ``stock_only=True`` refuses it instead with a
+    :class:`LavaExportError`.
+
+    learning: what to do with the image's learning configuration (a learned image always
+    exports its learned weights). "auto" (default): export it as Lava learning processes
+    (``LearningDense`` with a ``Loihi2FLearningRule`` / ``Loihi3FLearningRule``, and our
+    learning neurons for third factors) when Lava can express every rule, else export the
+    weights alone with a warning that names what cannot be expressed; "lava": the same but
+    an error instead of the warning; "drop": leave the learning configuration out (the
+    export is then bit-exact). targets {population: (T, n) spikes or values} and reward
+    (T,) feed the third factors of an exported learning configuration.
+
     Raises :class:`LavaExportError` for anything Lava cannot reproduce exactly (see
     :func:`check_exportable`) and :class:`~neurochip.core.errors.EmulatorInputError` for bad
     inputs.
     """
-    check_exportable(image)
+    _check_learning_mode(learning)
+    check_exportable(image, allow_learning=bool(image.learning))
+    lplan = _learning_plan(image, learning)
+    kinds = lplan.learning_kinds() if lplan else {}
+    plastic = set(lplan.rules) if lplan else set()
+    plan = export_plan(image, kinds, plastic)
+    ours = [p for p in plan if not p.stock]
+    if ours:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for pp in ours:
+            groups.setdefault((pp.lava_process, pp.reason), []).append(f"'{pp.name}'")
+        names = "; ".join(f"{', '.join(n)} ({cls}: {why})" for (cls, why), n in groups.items())
+        if stock_only:
+            raise LavaExportError(
+                f"{len(ours)} population(s) have no Lava equivalent: {names}", where=(
+                    f"{'population' if ours[0].role == 'neurons' else 'connection'} "
+                    f"'{ours[0].name}'"), field="stock_only")
+        warnings.warn(f"exported as processes of ours with CPU-only Python models (not "
+                      f"runnable on Loihi through Lava): {names}", LavaExportWarning,
+                      stacklevel=2)
+    by_name = {p.name: p for p in plan}
     data, n_steps, active = _source_data(image, inputs, steps)
+    cols = max(n_steps, 1)
     L = lava_classes()
     sources = {p.name: L.RingBuffer(data=data[p.name]) for p in image.input_populations}
-    neurons = {p.name: neuron_process(L, image, p) for p in image.lif_populations}
-    models = {proc: L.ChipLifModel for proc in neurons.values() if isinstance(proc, L.ChipLIF)}
+    for name, src in sources.items():
+        src.proc_params["neurochip_placement"] = by_name[name].hint()
+    neurons: dict[str, Any] = {}
+    third_sources: dict[str, Any] = {}
+    models: dict[Any, Any] = {}
+    for k, p in enumerate(image.lif_populations):
+        spec = lplan.neurons.get(p.name) if lplan else None
+        if spec is not None:
+            tdata, values = _third_data(image, p.name, spec.kind, cols, targets, reward)
+            proc = learning_neuron_process(L, image, p, by_name[p.name], spec, seed + 7919 * k,
+                                           values)
+            models[proc] = L.ChipLearningLifModel
+            if spec.kind != "none":
+                src = L.RingBuffer(data=tdata)
+                src.s_out.connect(proc.a_third_factor_in)
+                third_sources[p.name] = src
+                active = active or bool(tdata.any())
+        else:
+            proc = neuron_process(L, image, p, by_name[p.name])
+            if isinstance(proc, L.ChipLIF):
+                models[proc] = L.ChipLifModel
+        neurons[p.name] = proc
     synapses: dict[str, Any] = {}
+    learning_conns: dict[str, Any] = {}
     for ci, c in enumerate(image.connections):
-        proc = synapse_process(L, image, ci)
         pre = sources[c.pre] if c.pre in sources else neurons[c.pre]
+        post = neurons[c.post]
+        rule = lplan.rules.get(c.name) if lplan else None
+        if rule is not None:
+            proc = learning_synapse_process(L, image, ci, by_name[c.name], rule,
+                                            seed + 104729 * (ci + 1))
+            if rule.three_factor:
+                post.s_out_bap.connect(proc.s_in_bap)
+                post.s_out_y1.connect(proc.s_in_y1)
+                post.s_out_y2.connect(proc.s_in_y2)
+                post.s_out_y3.connect(proc.s_in_y3)
+            else:
+                post.s_out.connect(proc.s_in_bap)
+            learning_conns[c.name] = proc
+        else:
+            proc = synapse_process(L, image, ci, by_name[c.name])
         pre.s_out.connect(proc.s_in)
-        proc.a_out.connect(neurons[c.post].a_in)
+        proc.a_out.connect(post.a_in)
         synapses[c.name] = proc
     # Lava runs only what is connected to the process it is asked to run: join every part
     # that holds LIF neurons to the first one by an empty Sparse (it adds exact zeros).
@@ -225,15 +393,16 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
     parts = [part for part in parts if part]
     size = {p.name: p.size for p in image.lif_populations}
     for k, part in enumerate(parts[1:], start=1):
-        src, dst = parts[0][0], part[0]
-        link = L.Sparse(weights=sp.csr_matrix((size[dst], size[src]), dtype=np.int64),
+        src_name, dst = parts[0][0], part[0]
+        link = L.Sparse(weights=sp.csr_matrix((size[dst], size[src_name]), dtype=np.int64),
                         weight_exp=0, num_weight_bits=LAVA_WEIGHT_BITS,
                         sign_mode=L.SignMode[fx.SIGN_EXCITATORY], name=f"<link {k}>")
-        neurons[src].s_out.connect(link.s_in)
+        neurons[src_name].s_out.connect(link.s_in)
         link.a_out.connect(neurons[dst].a_in)
         links.append(link)
     return LavaNetwork(image, max(n_steps, 1), sources, neurons, synapses, links, models,
-                       active)
+                       active, plan=plan, learning=lplan, learning_connections=learning_conns,
+                       third_sources=third_sources)
 
 
 def run_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
@@ -247,3 +416,27 @@ def run_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
     """
     net = export_lava(image, inputs, steps)
     return net.run(steps, probes=probes, spikes=spikes, timeout_s=timeout_s)
+
+
+def learned_image(image: ChipImage, weights: Mapping[str, Any]) -> ChipImage:
+    """A copy of ``image`` holding ``weights`` (e.g. ``LavaResult.weights`` after learning in
+    Lava), each brought onto the connection's weight grid as Lava's Dense does at its next
+    run (clipped to the sign mode's range, low bits dropped); the learning configuration is
+    kept. Zero where a sparse connection has no synapse."""
+    arrays = dict(image.arrays)
+    for name, W in weights.items():
+        ci = image.connection_index(name)
+        c = image.connections[ci]
+        nwb = c.num_weight_bits
+        Wk = fx.effective_weights(np.asarray(W, np.int64), c.sign_mode, nwb,
+                                  image.hw.formats.weight_bits)
+        pre_idx, post_idx = image.synapse_coords(ci)
+        b, decode, shift = fx.encode_weight_bytes(Wk[post_idx, pre_idx], c.sign_mode)
+        if (decode, shift) != (c.decode, c.wshift):
+            raise LavaExportError("the learned weights need another weight encoding",
+                                  where=f"connection '{name}'", field="weights")
+        arrays[f"conn/{ci}/w"] = np.ascontiguousarray(b)
+    meta = dict(image.metadata)
+    meta["learned_in_lava"] = sorted(weights)
+    return ChipImage(image.hw, list(image.populations), list(image.connections),
+                     list(image.cores), arrays, image.learning, meta)

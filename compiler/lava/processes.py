@@ -15,10 +15,14 @@ from numpy.typing import NDArray
 
 from compiler.lava.checks import lava_weight_bits
 from compiler.lava.compat import import_lava
+from compiler.lava.learning import NeuronSpec, RuleSpec
+from compiler.lava.plan import LAVA_READOUT_VTH, ProcessPlan
 from neurochip.core import fixedpoint as fx
+from neurochip.core.errors import LavaExportError
 from neurochip.core.image import ChipImage, PopulationInfo
 
-__all__ = ["components", "lava_classes", "neuron_process", "synapse_process"]
+__all__ = ["components", "lava_classes", "learning_neuron_process", "learning_synapse_process",
+           "neuron_process", "synapse_process"]
 
 
 @functools.cache
@@ -26,18 +30,20 @@ def lava_classes() -> SimpleNamespace:
     """Lava's processes, run config and our ChipLIF process and model, imported once."""
     import_lava()
     from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.learning.learning_rule import Loihi2FLearningRule, Loihi3FLearningRule
+    from lava.magma.core.model.py.neuron import LearningNeuronModelFixed
     from lava.magma.core.model.py.ports import PyOutPort
     from lava.magma.core.model.py.type import LavaPyType
     from lava.magma.core.resources import CPU
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-    from lava.proc.dense.process import DelayDense, Dense
+    from lava.proc.dense.process import DelayDense, Dense, LearningDense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.models import AbstractPyLifModelFixed
-    from lava.proc.lif.process import LIF
+    from lava.proc.lif.process import LIF, LearningLIF
     from lava.proc.monitor.process import Monitor
-    from lava.proc.sparse.process import DelaySparse, Sparse
+    from lava.proc.sparse.process import DelaySparse, LearningSparse, Sparse
     from lava.utils.weightutils import SignMode
 
     class ChipLIF(LIF):  # type: ignore[misc, valid-type]
@@ -95,26 +101,162 @@ def lava_classes() -> SimpleNamespace:
             else:
                 self.v[spike_vector] = 0
 
+    class ChipLearningLIF(LearningLIF):  # type: ignore[misc, valid-type]
+        """Lava's learning LIF process, carrying our learning engine's post side.
+
+        ``learn`` (a process parameter) says what the neuron computes each step after its
+        spike phase: the post traces y1, y2, the surrogate sg (a lookup table of the voltage
+        before the reset), the third factor m from what arrives on ``a_third_factor_in``
+        (``error``: target spikes or values; ``reward``: the reward) and the post-side
+        products of the rules, sent on ``s_out_y1..3``; ``s_out_bap`` carries the spikes.
+        """
+
+        def __init__(self, *, shape: tuple[int, ...], du: int, dv: int, vth: int,
+                     bias_mant: NDArray[np.int64], bias_exp: NDArray[np.int64], reset: str,
+                     spiking: bool, learn: dict[str, Any], seed: int,
+                     learning_rule: Any = None, name: str | None = None) -> None:
+            super().__init__(shape=shape, du=du, dv=dv, vth=vth, bias_mant=bias_mant,
+                             bias_exp=bias_exp, name=name, learning_rule=learning_rule,
+                             reset=reset, spiking=spiking, learn=learn, seed=seed)
+
+    @implements(proc=ChipLearningLIF, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("fixed_pt")
+    class PyChipLearningLifModel(LearningNeuronModelFixed,  # type: ignore[misc, valid-type]
+                                 AbstractPyLifModelFixed):
+        """Fixed-point model of :class:`ChipLearningLIF`: Lava's LIF arithmetic, our reset
+        and readout, then our learning engine's post side (stochastic rounding from a
+        seeded generator: Lava's learning is bit-approximate, and so is this)."""
+
+        s_out: Any = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+        vth: Any = LavaPyType(int, np.int32, precision=17)
+
+        def __init__(self, proc_params: Any) -> None:
+            super().__init__(proc_params)
+            self.subtract = proc_params["reset"] == "subtract"
+            self.spiking = bool(proc_params["spiking"])
+            self.effective_vth = 0
+            lp = dict(proc_params["learn"])
+            self.lp = lp
+            self.rng = np.random.default_rng(int(proc_params["seed"]))
+            n = int(np.prod(proc_params["shape"]))
+            self.t1 = np.zeros(n, np.int64)
+            self.t2 = np.zeros(n, np.int64)
+            self.yt = np.zeros(n, np.int64)
+            self.sg = np.zeros(n, np.int64)
+            self.m = np.zeros(n, np.int64)
+            self.lut = None if lp["lut"] is None else np.asarray(lp["lut"], np.int64)
+
+        def scale_threshold(self) -> None:
+            self.effective_vth = np.left_shift(self.vth, self.vth_shift)
+            self.isthrscaled = True
+
+        def spiking_activation(self) -> NDArray[np.bool_]:
+            if not self.spiking:
+                return np.zeros(self.v.shape, dtype=bool)
+            return self.v > self.effective_vth
+
+        def reset_voltage(self, spike_vector: NDArray[np.bool_]) -> None:
+            if self.subtract:
+                self.v[spike_vector] -= self.effective_vth
+            else:
+                self.v[spike_vector] = 0
+
+        def _sround(self, x: NDArray[np.int64], k: int) -> NDArray[np.int64]:
+            if k <= 0:
+                return x << -k
+            return (x + self.rng.integers(0, 1 << k, x.shape)) >> k
+
+        def _trace(self, x: NDArray[np.int64], spike: NDArray[np.int64],
+                   tp: tuple[int, int]) -> NDArray[np.int64]:
+            impulse, decay = tp
+            return np.minimum(self._sround(x * (4096 - decay), 12) + impulse * spike,
+                              self.lp["trace_max"])
+
+        def run_spk(self) -> None:
+            a_in = self.a_in.recv()
+            third = (self.a_third_factor_in.recv().astype(np.int64)
+                     if self.lp["kind"] != "none" else None)
+            self.scale_bias()
+            if not self.isthrscaled:
+                self.scale_threshold()
+            self.subthr_dynamics(activation_in=a_in)
+            v_pre = self.v.astype(np.int64)
+            spikes = self.spiking_activation()
+            self.reset_voltage(spikes)
+            self.s_out.send(spikes)
+            lp = self.lp
+            y0 = spikes.astype(np.int64)
+            self.t1 = self._trace(self.t1, y0, lp["y1"])
+            self.t2 = self._trace(self.t2, y0, lp["y2"])
+            if self.lut is not None:
+                size = self.lut.size
+                k = np.clip(((v_pre - lp["theta"]) >> lp["lut_shift"]) + size // 2, 0,
+                            size - 1)
+                self.sg = self.lut[k]
+            tf_max = lp["tf_max"]
+            if lp["kind"] == "error" and third is not None:
+                if lp.get("target_values"):
+                    self.yt = np.clip(third, 0, lp["trace_max"])
+                else:
+                    self.yt = self._trace(self.yt, (third != 0).astype(np.int64), lp["y1"])
+                d, s = self.yt - self.t1, int(lp["tf_shift"])
+                r = d << -s if s <= 0 else (d + (1 << (s - 1))) >> s
+                self.m = np.clip(r, -tf_max, tf_max)
+            elif lp["kind"] == "reward" and third is not None:
+                self.m = np.clip(third, -tf_max, tf_max)
+            values = {"y1": self.t1, "y2": self.t2, "sg": self.sg, "m": self.m,
+                      "v": self.v.astype(np.int64), "u": self.u.astype(np.int64)}
+            out = [np.zeros(self.v.shape, np.int64) for _ in range(3)]
+            for i, (factors, k) in enumerate(lp["slots"]):
+                prod = np.ones(self.v.shape, np.int64)
+                for name, off in factors:
+                    prod = prod * (values[name] + off)
+                out[i] = np.clip(self._sround(prod, int(k)), -128, 127)
+            self.y1, self.y2, self.y3 = (o.astype(np.int32) for o in out)
+            self.s_out_bap.send(spikes)
+            self.s_out_y1.send(self.y1)
+            self.s_out_y2.send(self.y2)
+            self.s_out_y3.send(self.y3)
+
     sign_modes = {fx.SIGN_MIXED: SignMode.MIXED, fx.SIGN_EXCITATORY: SignMode.EXCITATORY,
                   fx.SIGN_INHIBITORY: SignMode.INHIBITORY}
     return SimpleNamespace(
         LIF=LIF, ChipLIF=ChipLIF, ChipLifModel=PyChipLifModelFixed, Dense=Dense,
         DelayDense=DelayDense, Sparse=Sparse, DelaySparse=DelaySparse, RingBuffer=RingBuffer,
         Monitor=Monitor, Loihi2SimCfg=Loihi2SimCfg, RunSteps=RunSteps, SignMode=sign_modes,
+        ChipLearningLIF=ChipLearningLIF, ChipLearningLifModel=PyChipLearningLifModel,
+        LearningDense=LearningDense, LearningSparse=LearningSparse,
+        Loihi2FLearningRule=Loihi2FLearningRule, Loihi3FLearningRule=Loihi3FLearningRule,
     )
 
 
-def neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo) -> Any:
+def neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
+                   plan: ProcessPlan) -> Any:
+    """The population's process as ``plan`` says: Lava's ``LIF`` (reset to zero, and every
+    readout, with a threshold it never reaches) or our ``ChipLIF`` (reset by subtraction)."""
     bm = image.arrays["neurons/bias_mant"][p.offset: p.offset + p.size].astype(np.int64)
     be = image.arrays["neurons/bias_exp"][p.offset: p.offset + p.size].astype(np.int64)
     regs = {"shape": (p.size,), "du": int(p.du), "dv": int(p.dv), "vth": int(p.vth),
             "bias_mant": bm, "bias_exp": be, "name": p.name}
-    if p.spiking and p.reset == "zero":
-        return L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
-    return L.ChipLIF(reset=p.reset, spiking=bool(p.spiking), **regs)
+    if plan.lava_process == "LIF":
+        if not p.spiking:
+            # A readout never fires: v saturates at 2^23 - 1 and never exceeds vth * 2^6.
+            regs["vth"] = LAVA_READOUT_VTH
+        proc = L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
+    else:
+        proc = L.ChipLIF(reset=p.reset, spiking=bool(p.spiking), **regs)
+    proc.proc_params["neurochip_placement"] = plan.hint()
+    return proc
 
 
-def synapse_process(L: SimpleNamespace, image: ChipImage, ci: int) -> Any:
+def synapse_process(L: SimpleNamespace, image: ChipImage, ci: int, plan: ProcessPlan) -> Any:
+    proc = _synapse_process(L, image, ci)
+    proc.proc_params["neurochip_placement"] = plan.hint()
+    return proc
+
+
+def _synapse_process(L: SimpleNamespace, image: ChipImage, ci: int) -> Any:
     c = image.connections[ci]
     params = {
         "weight_exp": int(c.weight_exp),
@@ -155,3 +297,49 @@ def components(image: ChipImage) -> list[list[str]]:
     for p in image.populations:
         groups.setdefault(root(p.name), []).append(p.name)
     return list(groups.values())
+
+
+def _regs(image: ChipImage, p: PopulationInfo) -> dict[str, Any]:
+    bm = image.arrays["neurons/bias_mant"][p.offset: p.offset + p.size].astype(np.int64)
+    be = image.arrays["neurons/bias_exp"][p.offset: p.offset + p.size].astype(np.int64)
+    return {"shape": (p.size,), "du": int(p.du), "dv": int(p.dv), "vth": int(p.vth),
+            "bias_mant": bm, "bias_exp": be, "name": p.name}
+
+
+def learning_neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
+                            plan: ProcessPlan, spec: NeuronSpec, seed: int,
+                            target_values: bool) -> Any:
+    """Our learning neuron for a population that carries a third factor (see
+    :class:`~compiler.lava.learning.NeuronSpec`)."""
+    learn = {**spec.params(), "target_values": bool(target_values)}
+    proc = L.ChipLearningLIF(reset=p.reset, spiking=bool(p.spiking), learn=learn, seed=seed,
+                             **_regs(image, p))
+    proc.proc_params["neurochip_placement"] = plan.hint()
+    return proc
+
+
+def learning_synapse_process(L: SimpleNamespace, image: ChipImage, ci: int,
+                             plan: ProcessPlan, rule: RuleSpec, seed: int) -> Any:
+    """Lava's ``LearningDense`` (``LearningSparse`` for sparse storage) with the rule."""
+    c = image.connections[ci]
+    cls = L.Loihi3FLearningRule if rule.three_factor else L.Loihi2FLearningRule
+    try:
+        lr = cls(rng_seed=seed, **rule.rule_args())
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise LavaExportError(f"Lava rejects the rule {rule.dw or rule.dt!r}: {exc}",
+                              where=f"connection '{c.name}'", field="rule") from None
+    params = {
+        "weight_exp": int(c.weight_exp),
+        "num_weight_bits": lava_weight_bits(c, image.hw.formats.weight_bits),
+        "sign_mode": L.SignMode[c.sign_mode],
+        "name": c.name,
+        "learning_rule": lr,
+    }
+    if c.storage == "dense":
+        proc = L.LearningDense(weights=image.weights(c.name), **params)
+    else:
+        proc = L.LearningSparse(weights=image.weights_sparse(c.name), **params)
+    proc.proc_params["neurochip_placement"] = plan.hint()
+    proc.proc_params["neurochip_rule"] = {"ours": rule.text, "dw": rule.dw, "dt": rule.dt,
+                                          "tag_scale": rule.tag_scale}
+    return proc

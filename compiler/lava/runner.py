@@ -128,8 +128,11 @@ def _abandon(root: Any) -> None:
 
 def run_and_read(root: Any, run_cfg: Any, condition: Any, targets: list[tuple[str, Any, Any]],
                  out_spikes: dict[str, NDArray[np.bool_]],
-                 out_probes: dict[str, NDArray[np.int32]], timeout_s: float | None) -> None:
-    """Compile, run, read the monitors, stop. Lava is stopped (or torn down) on every path."""
+                 out_probes: dict[str, NDArray[np.int32]], timeout_s: float | None,
+                 reads: list[tuple[str, Any]] | None = None,
+                 out_vars: dict[str, Any] | None = None) -> None:
+    """Compile, run, read the monitors (and the Vars in ``reads`` into ``out_vars``), stop.
+    Lava is stopped (or torn down) on every path."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     done = False
     try:
@@ -146,6 +149,10 @@ def run_and_read(root: Any, run_cfg: Any, condition: Any, targets: list[tuple[st
                 if not np.array_equal(vals, arr) or np.abs(vals).max(initial=0) >= 2 ** 31:
                     raise _Failure(f"reading Lava monitors: {key!r} holds non-int32 values")
                 out_probes[key][:] = vals.astype(np.int32)
+        for key, var in reads or []:
+            value = _guarded(root, var.get, "reading Lava variables", deadline)
+            if out_vars is not None:
+                out_vars[key] = value
         done = True
     except _Failure as f:
         raise LavaExportError(str(f), where="lava runtime") from f.cause

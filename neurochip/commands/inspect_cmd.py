@@ -112,6 +112,7 @@ def describe(image: ChipImage) -> dict[str, Any]:
         "import": image.metadata.get("import"), "quantization": layers,
         "learning": image.learning is not None,
         "digest": image.digest, "signed": image.signed,
+        "lava": lava_export(image),
     }
 
 
@@ -250,7 +251,42 @@ def render(d: dict[str, Any]) -> str:
         out.append("")
         out.append(table(["projection", "pre -> post", "bits", "exp", "signs",
                           "rel. weight error", "max abs error", "zeroed"], prow))
+    lv = d.get("lava")
+    if lv:
+        out.append("")
+        out.extend(render_lava(lv))
     return "\n".join(out)
+
+
+def _slices_text(slices: list[dict[str, int]]) -> str:
+    shown = slices[:4]
+    text = ", ".join(f"core {s['core']}[{s['start']}:{s['start'] + s['count']}]" for s in shown)
+    return text + (f", ... ({len(slices)} slices)" if len(slices) > len(shown) else "")
+
+
+def render_lava(lv: dict[str, Any]) -> list[str]:
+    """The Lava export section: process, Lava class, Lava's own or ours, placement hint."""
+    if not lv.get("exportable"):
+        return [f"Lava export: not exportable ({lv.get('reason')})"]
+    out = ["Lava export (export_lava; placement hints: our cores for each process's neurons, "
+           "in proc_params['neurochip_placement'])"]
+    rows = []
+    for p in lv["processes"]:
+        where = "host" if p["role"] == "source" else _slices_text(p["slices"])
+        rows.append([p["name"], p["lava_process"], "Lava" if p["stock"] else "ours", where])
+    out.append(table(["process", "Lava process", "model", "placement"], rows))
+    for p in lv["processes"]:
+        if not p["stock"]:
+            out.append(f"  note: '{p['name']}' is {p['lava_process']}: {p['reason']}")
+    lrn = lv.get("learning")
+    if lrn and not lrn.get("exported"):
+        out.append(f"  note: learning not exported: {lrn.get('reason')}")
+    elif lrn:
+        for name, r in lrn["rules"].items():
+            out.append(f"  learning '{name}': "
+                       f"{'Loihi3FLearningRule' if r['three_factor'] else 'Loihi2FLearningRule'}"
+                       f" dw = {r['dw']}" + (f"; dt = {r['dt']}" if r["dt"] else ""))
+    return out
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -264,3 +300,10 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         print(render(d))
     return 0
+
+
+def lava_export(image: ChipImage) -> dict[str, Any]:
+    """The Lava export of the image: each process's Lava class and our cores for it."""
+    from compiler.lava.plan import export_summary
+
+    return export_summary(image)

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 import neurochip
 from compiler.lava import (
     LAVA_MAX_DELAY,
+    LAVA_READOUT_VTH,
     LavaNetwork,
     check_exportable,
     export_lava,
@@ -282,9 +283,11 @@ def test_export_maps_every_part_to_the_matching_lava_process(tmp_path: Any) -> N
         assert np.array_equal(data[:, :20].T, x[name]) and not data[:, 20:].any()
     for p in image.lif_populations:
         proc = lnet[p.name]
-        if p.spiking and p.reset == "zero":
-            assert lava_class(proc) == "lava.proc.lif.process.LIF"  # Lava's own model
+        if not (p.spiking and p.reset == "subtract"):
+            # reset to zero, and every readout: Lava's own LIF and its own model
+            assert lava_class(proc) == "lava.proc.lif.process.LIF"
             assert proc not in lnet.models
+            assert proc.vth.init == (p.vth if p.spiking else LAVA_READOUT_VTH)
         else:
             assert type(proc).__name__ == "ChipLIF"
             bases = [f"{k.__module__}.{k.__name__}" for k in type(proc).__mro__]
@@ -292,9 +295,14 @@ def test_export_maps_every_part_to_the_matching_lava_process(tmp_path: Any) -> N
             assert proc.proc_params["reset"] == p.reset
             assert proc.proc_params["spiking"] == p.spiking
             assert proc in lnet.models
-        assert proc.du.init == p.du and proc.dv.init == p.dv and proc.vth.init == p.vth
+            assert proc.vth.init == p.vth
+        assert proc.du.init == p.du and proc.dv.init == p.dv
         bm = image.arrays["neurons/bias_mant"][p.offset: p.offset + p.size]
         assert np.array_equal(proc.bias_mant.init, bm)
+        # the placement hint: our cores for this process's neurons
+        hint = proc.proc_params["neurochip_placement"]
+        assert hint["cores"] == sorted(set(p.cores))
+        assert sum(s["count"] for s in hint["slices"]) == p.size
     expected = {("dense", False): "dense.process.Dense",
                 ("dense", True): "dense.process.DelayDense",
                 ("sparse", False): "sparse.process.Sparse",
