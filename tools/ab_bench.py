@@ -45,6 +45,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def _count(tree: Path, code: str, timeout: float, cache: Path, outdir: Path) -> 
 
 
 def run_count(base: str, steps: int, learn_limit: int, timeout: float,
-              keep: bool = False) -> dict[str, Any]:
+              keep: bool = False, keep_new_cache: bool = False) -> dict[str, Any]:
     """Instruction counts of both trees' steady-state parts (see ``--clock instructions``)."""
     commit = _git("rev-parse", base)
     head = _git("rev-parse", "HEAD")
@@ -179,13 +180,16 @@ def run_count(base: str, steps: int, learn_limit: int, timeout: float,
         _git("worktree", "add", "--detach", str(old_tree), commit)
     trees = {"old": old_tree, "new": ROOT}
     caches = {"old": tmp / "numba_cache_old", "new": tmp / "numba_cache_new"}
-    subprocess.run(["rm", "-rf", str(caches["new"])])
+    if not keep_new_cache:
+        subprocess.run(["rm", "-rf", str(caches["new"])])
     code = _COUNT.format(lib=str(_build_marks(tmp)), steps=steps, limit=learn_limit)
     counts: dict[str, dict[str, Any]] = {}
-    try:
-        for name, tree in trees.items():
-            print(f"counting {name} ({tree}) ...", flush=True)
-            counts[name] = _count(tree, code, timeout, caches[name], tmp / f"cg_{name}")
+    try:  # both trees at once: the counts do not depend on what else runs
+        with ThreadPoolExecutor(2) as pool:
+            futs = {name: pool.submit(_count, tree, code, timeout, caches[name],
+                                      tmp / f"cg_{name}") for name, tree in trees.items()}
+            print(f"counting old ({old_tree}) and new ({ROOT}) ...", flush=True)
+            counts = {name: f.result() for name, f in futs.items()}
     finally:
         if not keep:
             subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT,
@@ -321,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                          "count instructions with callgrind")
     ap.add_argument("--keep", action="store_true",
                     help="keep the old checkout (and its compiled kernels) for the next run")
+    ap.add_argument("--keep-new-cache", action="store_true",
+                    help="with --keep: reuse the new tree's Numba cache too (only when no "
+                         "kernel changed since it was filled)")
     ap.add_argument("--out", default="bench_results/ab_bench.json")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.learn_limit < 1 or args.learn_repeats < 1:
@@ -329,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base = args.base or _git("merge-base", "HEAD", "main")
     if args.clock == "instructions":
-        res = run_count(base, args.steps, args.learn_limit, args.timeout, args.keep)
+        res = run_count(base, args.steps, args.learn_limit, args.timeout, args.keep,
+                        args.keep and args.keep_new_cache)
         _print_count(res)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

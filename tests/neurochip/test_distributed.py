@@ -92,15 +92,16 @@ def test_two_workers_give_the_serial_results_in_any_order(
     assert all(r["run"]["worker"] != reference[0]["run"]["worker"] for r in got)
 
 
-def _worker_env() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "NUMBA_NUM_THREADS",
-                                           "OMP_NUM_THREADS")}
-
-
 def test_embedded_workers_keep_glibc_malloc_defaults(two_workers: Runner) -> None:
     # Dask's default MALLOC_TRIM_THRESHOLD_ fixes glibc's mmap threshold: every batch's
     # arrays would be mapped and page-faulted afresh (+35 % CPU per job)
-    envs = two_workers.client.run(_worker_env)
+    def worker_env() -> dict[str, str | None]:  # local: sent by value, not by module name
+        import os
+
+        return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "NUMBA_NUM_THREADS",
+                                               "OMP_NUM_THREADS")}
+
+    envs = two_workers.client.run(worker_env)
     assert len(envs) == 2
     for env in envs.values():
         assert env["MALLOC_TRIM_THRESHOLD_"] == os.environ.get("MALLOC_TRIM_THRESHOLD_")
