@@ -68,7 +68,12 @@ _CACHE_SIZE = 16
 #: Dask settings of the embedded cluster: no statistical profiler on the workers (it slows
 #: the jobs by ~10 %) and slower housekeeping ticks; an idle 2-worker cluster then takes
 #: ~1 % of a core instead of ~5 %, which matters when the workers have the cores to share.
+#: Nor Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` for the worker processes: setting it
+#: also freezes glibc's mmap threshold at 128 KiB, so every batch's arrays are mapped afresh
+#: and page-faulted in (measured on the 48-job benchmark sweep: ~300 k minor faults and
+#: +35 % CPU time).
 QUIET_CLUSTER = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
@@ -86,7 +91,8 @@ class Job:
     float state on ``calibration_samples`` calibration inputs), then run ``data`` ("digits":
     the bundled digits test split; or an .npz with ``inputs`` and ``labels``) encoded with
     ``encoding`` (None: the model record's) and ``seed``, its first ``samples`` samples
-    (None: all). learn: start from ``model`` (an .nchip, or "random": the random digits
+    (None: all), placing chunks on cores by ``placement`` ("traffic" or "greedy"; None:
+    the compiler's default). learn: start from ``model`` (an .nchip, or "random": the random digits
     network of seed ``seed``), learn with ``rule`` for ``epochs`` passes over the first
     ``limit`` digits training samples with learning-rate shifts ``lr_hidden``/``lr_out``,
     then evaluate on the test split. empty: does nothing (measures the per-job overhead).
@@ -108,11 +114,13 @@ class Job:
     lr_hidden: int | None = None
     lr_out: int | None = None
     limit: int | None = None
+    placement: str | None = None
 
     def params(self) -> dict[str, Any]:
-        """The parameters recorded with the job's results (learn-only ones when set)."""
+        """The parameters recorded with the job's results (learn-only ones and
+        ``placement`` when set, so that older results files keep their keys)."""
         out = asdict(self)
-        for k in ("rule", "epochs", "lr_hidden", "lr_out", "limit"):
+        for k in ("rule", "epochs", "lr_hidden", "lr_out", "limit", "placement"):
             if out[k] is None:
                 del out[k]
         return out
@@ -208,13 +216,14 @@ class CompileSpec:
     calibration: str
     calibration_margin: float = 2.0
     input_name: str | None = None
+    placement: str | None = None  # None: the compiler's default
 
     @property
     def key(self) -> str:
         h = hashlib.sha256(self.model_bytes)
         h.update(json.dumps([self.model_name, self.hw.spec_hash, self.weight_bits,
                              self.calibration, self.calibration_margin,
-                             self.input_name]).encode())
+                             self.input_name, self.placement]).encode())
         return h.hexdigest()[:20]
 
 
@@ -242,6 +251,8 @@ def _compile(spec: CompileSpec, calibration: NDArray[Any] | None) -> ChipImage:
     opts: dict[str, Any] = {"name": Path(spec.model_name).stem}
     if spec.weight_bits is not None:
         opts["weight_bits"] = spec.weight_bits
+    if spec.placement is not None:
+        opts["placement"] = spec.placement
     cal = calibration_options(spec.calibration)
     with tempfile.TemporaryDirectory(prefix="neurochip-") as d:
         path = Path(d) / Path(spec.model_name).name
@@ -646,7 +657,8 @@ def _prepare(jobs: Sequence[Job]) -> _Prepared:
             prep.job_data[key] = dkey
             calib_key = _calibration_for(job, rec, c, prep.datas, dkey)
             spec = CompileSpec(job.model, model_bytes, c.hw(job.hw), job.weight_bits,
-                               job.calibration, input_name=prep.readouts[key].input_name)
+                               job.calibration, input_name=prep.readouts[key].input_name,
+                               placement=job.placement)
             ck = spec.key + (calib_key or "")
             prep.compiles.setdefault(ck, (spec, calib_key))
             prep.job_compile[key] = ck

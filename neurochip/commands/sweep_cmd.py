@@ -4,7 +4,8 @@ The sweep file names models, chips and a data set, and a grid (and/or a list) of
 parameters; the cross product is the job list, run by :class:`neurochip.distributed.Runner`
 (serially with ``--workers 0``, on an embedded local cluster by default, or on
 ``--cluster ADDRESS``). Each finished job appends one JSON line to RESULTS (flushed and
-synced, so an interrupted sweep leaves a valid file), ``--resume`` skips the jobs already
+synced, so an interrupted sweep leaves a valid file; a ``.parquet`` RESULTS is a Parquet
+file rewritten atomically after each job), ``--resume`` skips the jobs already
 there, and at the end a table is printed and a PNG of accuracy vs energy per inference with
 the Pareto front is written next to RESULTS.
 
@@ -42,9 +43,10 @@ FRAME_KEYS = ("model", "hw", "data", "grid", "jobs", "kind")
 #: Parameters a sweep may set (top level, in the grid or in a list entry).
 PARAM_KEYS = ("weight_bits", "calibration", "seed", "encoding", "samples",
               "calibration_samples", "batch_size", "rule", "epochs", "lr_hidden", "lr_out",
-              "limit")
+              "limit", "placement")
 ENCODINGS = ("regular", "bernoulli", "latency")
-EVAL_ONLY = ("weight_bits", "calibration", "encoding", "calibration_samples")
+EVAL_ONLY = ("weight_bits", "calibration", "encoding", "calibration_samples", "placement")
+PLACEMENTS = ("traffic", "greedy")
 LEARN_ONLY = ("rule", "epochs", "lr_hidden", "lr_out", "limit")
 
 
@@ -61,7 +63,8 @@ def register(sub: Any) -> None:
                     "docs/distributed.md.")
     p.add_argument("sweep", metavar="SWEEP.yaml", help="the sweep file")
     p.add_argument("-o", "--output", required=True, metavar="RESULTS.jsonl",
-                   help="results file (JSON lines, one object per job)")
+                   help="results file: JSON lines, one object per job; a .parquet (or .pq) "
+                        "path: a Parquet file, one row per job")
     add_runner_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="keep RESULTS and run only the jobs it does not hold yet")
@@ -120,6 +123,11 @@ def _check_param(name: str, value: Any, where: str) -> Any:
     if name == "encoding":
         if value is not None and value not in ENCODINGS:
             raise ConfigError(f"unknown encoding {value!r}; use one of {list(ENCODINGS)}",
+                              where=where, field=name, value=value)
+        return value
+    if name == "placement":
+        if value not in PLACEMENTS:
+            raise ConfigError(f"unknown placement {value!r}; use one of {list(PLACEMENTS)}",
                               where=where, field=name, value=value)
         return value
     if name == "rule":
@@ -241,12 +249,15 @@ def load_sweep(path: str | Path) -> list[Job]:
 
 # ------------------------------------------------------------------------------ results
 def read_results(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
-    """The records of a results file. A last line cut short (the process was killed while
+    """The records of a results file (JSON lines; Parquet for a ``.parquet`` / ``.pq``
+    path). A last line cut short (the process was killed while
     writing it) is dropped, and with ``repair`` removed from the file; any other bad line
     is a ``ConfigError`` naming its line number."""
     p = Path(path)
     if not p.exists():
         return []
+    if is_parquet(p):
+        return _read_parquet(p) if p.stat().st_size else []
     raw = p.read_bytes()
     where = f"results file {p}"
     out: list[dict[str, Any]] = []
@@ -275,6 +286,101 @@ def read_results(path: str | Path, *, repair: bool = False) -> list[dict[str, An
         with p.open("r+b") as f:
             f.truncate(raw.rfind(b"\n") + 1)
     return out
+
+
+#: A results path with one of these suffixes is a Parquet file, any other JSON lines.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Metrics columns of a Parquet results file (float64; ``n_samples`` int64).
+METRICS = ("accuracy", "energy_uj", "latency_us", "spikes", "syn_ops", "learn_energy_uj")
+#: Job parameters a record holds only when set (``Job.params``).
+OPTIONAL_PARAMS = ("rule", "epochs", "lr_hidden", "lr_out", "limit", "placement")
+
+
+def is_parquet(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def _parquet_schema() -> Any:
+    """One fixed schema for every record: the key, each job parameter, the metrics, the
+    error (JSON text), the run info (a struct) and any other field (JSON text)."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from neurochip.distributed import Job
+
+    cols = [pa.field("key", pa.string(), nullable=False)]
+    for f in dataclasses.fields(Job):
+        kind = pa.string() if "str" in str(f.type) else pa.int64()
+        cols.append(pa.field(f.name, kind))
+    cols += [pa.field(k, pa.float64()) for k in METRICS]
+    cols += [pa.field("n_samples", pa.int64()), pa.field("error", pa.string()),
+             pa.field("run", pa.struct([("seconds", pa.float64()), ("finished", pa.float64()),
+                                        ("worker", pa.string())])),
+             pa.field("extra", pa.string())]
+    return pa.schema(cols)
+
+
+def _to_row(rec: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    row = {k: rec.get(k) for k in names if k not in ("error", "extra")}
+    row["error"] = json.dumps(rec["error"]) if rec.get("error") is not None else None
+    rest = {k: v for k, v in rec.items() if k not in names}
+    row["extra"] = json.dumps(rest) if rest else None
+    return row
+
+
+def _from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    for k, v in row.items():
+        if k == "extra":
+            continue
+        if v is None and (k in OPTIONAL_PARAMS or k in METRICS or k in
+                          ("n_samples", "error", "run")):
+            continue
+        rec[k] = json.loads(v) if k == "error" else v
+    if row.get("extra"):
+        rec.update(json.loads(row["extra"]))
+    return rec
+
+
+def _read_parquet(p: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise ConfigError(f"is not a Parquet results file ({exc})",
+                          where=f"results file {p}") from None
+    if "key" not in table.column_names:
+        raise ConfigError("has no 'key' column: not a sweep's results",
+                          where=f"results file {p}")
+    return [_from_row(r) for r in table.to_pylist()]
+
+
+class ParquetResultsWriter:
+    """Keeps the records in a Parquet file, rewritten (atomically: a temporary file that
+    replaces it) after each record, so that the file is always whole and readable."""
+
+    def __init__(self, path: Path, previous: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.path = path
+        self.schema = _parquet_schema()
+        self._names = list(self.schema.names)
+        self._rows = [_to_row(r, self._names) for r in previous]
+
+    def write(self, rec: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from neurochip.core.safeio import atomic_path
+
+        self._rows.append(_to_row(rec, self._names))
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        with atomic_path(self.path) as tmp:
+            pq.write_table(table, tmp)
+
+    def close(self) -> None:
+        pass
 
 
 class ResultsWriter:
@@ -392,7 +498,8 @@ def run_sweep(jobs: Sequence[Job], output: Path, runner: Any, *, resume: bool = 
     previous = read_results(output, repair=True) if resume else []
     have = {r["key"] for r in previous}
     todo = [j for j in jobs if j.key not in have]
-    writer = ResultsWriter(output)
+    writer: ResultsWriter | ParquetResultsWriter = (
+        ParquetResultsWriter(output, previous) if is_parquet(output) else ResultsWriter(output))
     new: list[dict[str, Any]] = []
     try:
         with tqdm(total=len(todo), desc="sweep", unit="job", file=sys.stderr,

@@ -331,3 +331,66 @@ def test_a_real_sigint_leaves_a_valid_file(tmp_path: Path) -> None:
     raw = out.read_text()
     assert raw.endswith("\n") and 2 <= len(raw.splitlines()) < 32
     assert all("accuracy" in json.loads(line) for line in raw.splitlines())
+
+
+def test_parquet_results_resume_and_read_back(cli: Any, sweep_file: Path, tmp_path: Path,
+                                              reference: list[dict[str, Any]]) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "res.parquet"
+    from neurochip.commands.sweep_cmd import ParquetResultsWriter
+
+    w = ParquetResultsWriter(out)  # a sweep stopped after three jobs
+    for r in reference[:3]:
+        w.write(r)
+    assert len(pq.read_table(out)) == 3
+    rc, stdout, err = cli("sweep", sweep_file, "-o", out, "--workers", "0", "--resume",
+                          "--no-plot")
+    assert rc == 0, err
+    assert "5 run now, 3 already there" in stdout
+    table = pq.read_table(out)
+    assert table.num_rows == 8 and len(set(table.column("key").to_pylist())) == 8
+    assert table.schema.field("accuracy").type == "double"
+    assert table.schema.field("weight_bits").type == "int64"
+    assert same_results(read_results(out), reference)  # the records round-trip exactly
+    rc, _, err = cli("sweep", sweep_file, "-o", out, "--workers", "0", "-q")
+    assert rc == 2 and "--resume" in err
+
+
+def test_a_failed_job_round_trips_through_parquet(tmp_path: Path) -> None:
+    from neurochip.commands.sweep_cmd import ParquetResultsWriter
+
+    rec = {"key": "k1", "kind": "eval", "model": "m.nir", "hw": "loihi_like", "data": "digits",
+           "weight_bits": None, "calibration": "none", "seed": 0, "encoding": None,
+           "samples": None, "calibration_samples": 200, "batch_size": 256,
+           "error": {"type": "QuantizationError", "message": "too wide", "where": "node a",
+                     "field": "weight_bits"}, "run": {"seconds": 0.5, "finished": 1.0,
+                                                      "worker": "w"}, "note": [1, 2]}
+    out = tmp_path / "r.pq"
+    ParquetResultsWriter(out).write(rec)
+    assert read_results(out) == [rec]
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    from neurochip.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a Parquet results file"):
+        read_results(tmp_path / "bad.parquet")
+
+
+def test_placement_is_a_sweep_key(tmp_path: Path) -> None:
+    from neurochip.distributed import Runner
+
+    p = tmp_path / "s.yaml"
+    p.write_text(f"model: {BUNDLED_MODEL}\nhw: loihi_like\ndata: digits\nsamples: 20\n"
+                 "grid:\n  placement: [traffic, greedy]\n")
+    jobs = load_sweep(p)
+    assert [j.placement for j in jobs] == ["traffic", "greedy"]
+    assert "placement" not in load_sweep(tmp_path / "s.yaml")[0].__class__().params()
+    with Runner(workers=0, warm=False) as r:
+        recs = r.run(jobs)
+    assert [rec["placement"] for rec in recs] == ["traffic", "greedy"]
+    assert all("error" not in rec for rec in recs)
+    p.write_text(f"model: {BUNDLED_MODEL}\ngrid:\n  placement: [best]\n")
+    from neurochip.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown placement 'best'"):
+        load_sweep(p)
