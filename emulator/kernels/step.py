@@ -96,8 +96,7 @@ def inference_step(t, t0, net, inp, st, rec, wk):
     cur = (t0 + t) % D
     roff = cur * N
     npay = wk.pay[net.sources.n_inputs:]
-    update_neurons(st.u, st.v, st.ring[roff: roff + N], net.neurons, wk.flag, st.aux, npay,
-                   t0 + t)
+    update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
     observe(t, st, rec, wk.fired, nf, npay)
     ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay)
@@ -163,7 +162,7 @@ def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg, pay, t):
             _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
                           population(nrn, pq), formats(nrn))
         else:
-            update_model(pq, g0, g1, u, v, a_in, nrn.bias, flag, st.aux, pay, nrn, t)
+            update_model(pq, g0, g1, st, a_in, nrn, flag, pay, t)
         act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] != 0, fired_seg[g0:g1])
         seg_out[0, q] = act
         seg_out[1, q] = spk
