@@ -40,7 +40,7 @@ from emulator.kernels.routing import (
     route,
     step_sources,
 )
-from emulator.kernels.synapses import synapses, synapses_par
+from emulator.kernels.synapses import graded_synapses, synapses, synapses_par
 from emulator.tables import C_ACTIVE, C_SPIKES_OUT
 
 
@@ -104,6 +104,8 @@ def inference_step(t, t0, net, inp, st, rec, wk):
         route(ns, net.sources, net.routes, wk, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
         synapses(0, net.conns.kind.shape[0], net, st, cur + 1, wk)
+        if net.conns.n_graded > 0:
+            graded_synapses(net, st, cur + 1, wk)
         wk.spk_cnt[:] = 0
     return nf
 
@@ -214,4 +216,6 @@ def run_threaded(T, t0, net, inp, st, rec, par):
                 charge_list(wk.srcs, 0, nd, src.slot, rt, cnt)
             charge_classes(ncls, src, rt, wk, cnt)
             synapses_par(net, net.syn, st, cur + 1, wk, acc_p, par.min_events)
+            if net.conns.n_graded > 0:
+                graded_synapses(net, st, cur + 1, wk)
             wk.spk_cnt[:] = 0
