@@ -162,8 +162,11 @@ def _w32(x):
 
 
 @njit(cache=True, inline="always")
-def _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt):
-    """_update_range64 of neurons g0..g1-1 with each neuron's own du and dv."""
+def _update_per_neuron(p, g0, g1, st, a_in, flag, nrn):
+    """_update_range64 of neurons g0..g1-1 (of population p) with each neuron's own du
+    and dv."""
+    u, v, bias = st.u, st.v, nrn.bias
+    fmt = formats(nrn)
     dshift = fmt.decay_shift
     in_shift = fmt.input_shift
     theta = np.int64(nrn.pop_theta[p])
@@ -198,16 +201,18 @@ def _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt):
 
 
 @njit(cache=True)
-def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
-    """One step of neurons g0..g1-1 of population p, whose model is not LIF (nrn: Neurons;
-    aux: the two auxiliary state slots, 2 N words; pay: per neuron, the payload of its
-    spike this step; t: the step, 0 first). Equals neurochip.core.neuron_models.model_step."""
+def update_model(p, g0, g1, st, a_in, nrn, flag, pay, t):
+    """One step of neurons g0..g1-1 of population p, whose model is not LIF (st: the
+    SampleState, whose aux holds the two auxiliary state slots, 2 N words; nrn: Neurons;
+    pay: per neuron, the payload of its spike this step; t: the step, 0 first). Equals
+    neurochip.core.neuron_models.model_step."""
+    u, v, aux, bias = st.u, st.v, st.aux, nrn.bias
     m = nrn.pop_model[p]
     par = nrn.pop_par[p]
     fmt = formats(nrn)
     N = u.shape[0]
     if m == LIF_PER_NEURON:
-        _update_per_neuron(g0, g1, u, v, a_in, bias, flag, nrn, p, fmt)
+        _update_per_neuron(p, g0, g1, st, a_in, flag, nrn)
         return
     if m == LIF_RESET or m == TERNARY_LIF:
         if m == LIF_RESET and (t + 1) % par[0] == par[1]:
@@ -269,11 +274,20 @@ def update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t):
 
 
 @njit(cache=True, inline="always")
-def update_neurons(u, v, a_in, nrn, flag, aux, pay, t):
-    """One step of every neuron (nrn: Neurons), population by population; a_in: the ring
-    slot of this step (cleared as it is read); aux, pay, t: see :func:`update_model`."""
+def update_neurons(st, a_in, nrn, flag, pay, t):
+    """One step of every neuron (st: SampleState; nrn: Neurons), population by
+    population; a_in: the ring slot of this step (cleared as it is read); pay, t: see
+    :func:`update_model`."""
+    u, v = st.u, st.v
     pop_g0, bias, pop_model = nrn.pop_g0, nrn.bias, nrn.pop_model
     fmt = formats(nrn)
+    if nrn.n_models == 0:  # every population is LIF: the loop without the model test
+        for p in range(nrn.pop_du.shape[0]):
+            g0 = pop_g0[p]
+            g1 = pop_g0[p + 1]
+            _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
+                          population(nrn, p), fmt)
+        return
     for p in range(nrn.pop_du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
@@ -281,7 +295,7 @@ def update_neurons(u, v, a_in, nrn, flag, aux, pay, t):
             _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
                           population(nrn, p), fmt)
         else:
-            update_model(p, g0, g1, u, v, a_in, bias, flag, aux, pay, nrn, t)
+            update_model(p, g0, g1, st, a_in, nrn, flag, pay, t)
 
 
 @njit(cache=True, inline="always")

@@ -78,6 +78,7 @@ class Neurons(NamedTuple):
     pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS) a model's registers (tables.model_params)
     ndu: NDArray[np.int32]  # (N,) per-neuron du of lif_per_neuron populations, or ()
     ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
+    n_models: np.int64  # populations whose model is not LIF (0: the LIF-only loop runs)
 
 
 class Sources(NamedTuple):
@@ -110,6 +111,7 @@ class Connections(NamedTuple):
     prepop: NDArray[np.int32]  # presynaptic population
     rowlen: I64  # mean synapses per presynaptic row (work per spike)
     graded: NDArray[np.int8]  # 1: the presynaptic spikes carry payloads (weight x payload)
+    n_graded: np.int64  # connections with graded presynaptic spikes
 
 
 class Synapses(NamedTuple):
@@ -230,12 +232,14 @@ def network_record(tb: Tables, narrow: bool, seg_list: NDArray[np.uint8] | None 
     neurons = Neurons(tb.pop_g0, tb.pop_du, tb.pop_dv, tb.pop_theta, tb.pop_mode, tb.bias,
                       tb.nslot, tb.seg_g0, tb.seg_slot, np.ascontiguousarray(seg_list, np.uint8),
                       tb.seg_pop, i64(dshift), i64(u_bits), i64(v_bits), i64(in_shift),
-                      i64(narrow), tb.pop_model, tb.pop_par, tb.ndu, tb.ndv)
+                      i64(narrow), tb.pop_model, tb.pop_par, tb.ndu, tb.ndv,
+                      i64(int(np.count_nonzero(tb.pop_model))))
     sources = Sources(tb.src_pop, tb.pop_src0, tb.src_slot, i64(tb.n_inputs), tb.cls_of_src,
                       tb.cls_rep)
     conns = Connections(tb.c_kind, tb.c_post0, tb.c_npost, tb.c_lsh, tb.c_wmode, tb.c_wexp,
                         tb.c_delay, tb.c_hasd, tb.c_woff, tb.c_doff, tb.c_soff, tb.c_scoff,
-                        tb.c_nbins, tb.c_prepop, tb.c_rowlen, tb.c_graded)
+                        tb.c_nbins, tb.c_prepop, tb.c_rowlen, tb.c_graded,
+                        i64(int(tb.c_graded.sum())))
     syn = Synapses(tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.send, tb.soff,
                    tb.swide, tb.sw, tb.sd)
     c_out, c_ew, c_ns, c_link = PathCosts(*tb.route_costs)

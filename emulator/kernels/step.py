@@ -40,7 +40,7 @@ from emulator.kernels.routing import (
     route,
     step_sources,
 )
-from emulator.kernels.synapses import synapses, synapses_par
+from emulator.kernels.synapses import graded_synapses, synapses, synapses_par
 from emulator.tables import C_ACTIVE, C_SPIKES_OUT
 
 
@@ -96,8 +96,7 @@ def inference_step(t, t0, net, inp, st, rec, wk):
     cur = (t0 + t) % D
     roff = cur * N
     npay = wk.pay[net.sources.n_inputs:]
-    update_neurons(st.u, st.v, st.ring[roff: roff + N], net.neurons, wk.flag, st.aux, npay,
-                   t0 + t)
+    update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
     observe(t, st, rec, wk.fired, nf, npay)
     ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay)
@@ -105,6 +104,8 @@ def inference_step(t, t0, net, inp, st, rec, wk):
         route(ns, net.sources, net.routes, wk, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
         synapses(0, net.conns.kind.shape[0], net, st, cur + 1, wk)
+        if net.conns.n_graded > 0:
+            graded_synapses(net, st, cur + 1, wk)
         wk.spk_cnt[:] = 0
     return nf
 
@@ -163,7 +164,7 @@ def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg, pay, t):
             _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1],
                           population(nrn, pq), formats(nrn))
         else:
-            update_model(pq, g0, g1, u, v, a_in, nrn.bias, flag, st.aux, pay, nrn, t)
+            update_model(pq, g0, g1, st, a_in, nrn, flag, pay, t)
         act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] != 0, fired_seg[g0:g1])
         seg_out[0, q] = act
         seg_out[1, q] = spk
@@ -215,4 +216,6 @@ def run_threaded(T, t0, net, inp, st, rec, par):
                 charge_list(wk.srcs, 0, nd, src.slot, rt, cnt)
             charge_classes(ncls, src, rt, wk, cnt)
             synapses_par(net, net.syn, st, cur + 1, wk, acc_p, par.min_events)
+            if net.conns.n_graded > 0:
+                graded_synapses(net, st, cur + 1, wk)
             wk.spk_cnt[:] = 0

@@ -250,10 +250,13 @@ def _sparse_rows(rows, c, conns, syn, dst0, D, N, buf, to_scratch):
 
 
 @njit(cache=True)
-def _graded_rows(rows, c, conns, syn, pay, dst0, D, N, buf, to_scratch):
+def _graded_rows(rows, c, net, pay, dst0, N, buf, to_scratch):
     """Graded spikes through connection c (dense or sparse, with or without per-synapse
     delays): each synapse adds its decoded weight times the payload of its presynaptic
-    source (pay, per source), wrapping in 32 bits as Lava's int32 dot product does."""
+    source (pay, per row), wrapping in 32 bits as Lava's int32 dot product does; into the
+    ring (N neurons per slot) or, with to_scratch, the connection's scratch bins."""
+    conns, syn = net.conns, net.syn
+    D = net.ring_slots
     kind = conns.kind[c]
     hasd = conns.hasd[c] != 0
     delay = np.int64(conns.delay[c])
@@ -352,10 +355,8 @@ def synapses(c0, c1, net, st, dst0, work):
         neg = conns.wexp[c] < 0
         hasd = conns.hasd[c] != 0
         if conns.graded[c] != 0:
-            r0 = pop_src0[conns.prepop[c]]
-            _graded_rows(rows, c, conns, syn, work.pay[r0:], dst0, D, N,
-                         scratch if neg else ring, neg)
-        elif kind == DENSE and not hasd:
+            continue  # graded_synapses adds them
+        if kind == DENSE and not hasd:
             seg = _target(c, conns, ring, scratch, dst0, D, N)
             _dense_rows(rows, syn.dws, syn.dw, conns.woff[c], conns.npost[c], conns.wmode[c],
                         conns.lsh[c], seg, work.acc16)
@@ -368,6 +369,28 @@ def synapses(c0, c1, net, st, dst0, work):
             _sparse_rows(rows, c, conns, syn, dst0, D, N, scratch if neg else ring, neg)
         if neg:
             _flush_scratch(c, conns, scratch, ring, dst0, D, N)
+
+
+@njit(cache=True)
+def graded_synapses(net, st, dst0, work):
+    """The graded connections of the step (those :func:`synapses` leaves out): each adds
+    weight x payload of its spiking presynaptic sources (:func:`_graded_rows`). Called
+    once per step, and only for networks that have graded connections."""
+    conns = net.conns
+    ring, scratch = st.ring, st.scratch
+    N = st.u.shape[0]
+    pop_src0 = net.sources.pop_src0
+    for c in range(conns.kind.shape[0]):
+        if conns.graded[c] == 0:
+            continue
+        rows = spiking_rows(c, conns, work, pop_src0)
+        if rows.shape[0] == 0:
+            continue
+        neg = conns.wexp[c] < 0
+        r0 = pop_src0[conns.prepop[c]]
+        _graded_rows(rows, c, net, work.pay[r0:], dst0, N, scratch if neg else ring, neg)
+        if neg:
+            _flush_scratch(c, conns, scratch, ring, dst0, net.ring_slots, N)
 
 
 @njit(cache=True, parallel=True)
