@@ -749,3 +749,96 @@ def test_files_nir_itself_rejects_are_read_leniently(tmp_path: Path) -> None:
     with pytest.warns(NIRImportWarning, match="type checks"):
         ir = read_nir(p)
     assert ir.nodes["blk"].shape == (3,) and ir.metadata["import"]["profile"] == "sinabs"
+
+
+# --------------------------------------------------------------------------------------
+# Layouts and conventions of real exporter versions
+# --------------------------------------------------------------------------------------
+
+
+def _rec_dotted(with_ports: bool):
+    """A recurrent layer written flat as dotted nodes, edges naming the group 'lif1'."""
+    n = 3
+    nodes = {"in": nir.Input(np.array([2])), "fc1": nir.Linear(np.ones((n, 2))),
+             "lif1.lif": cubalif(n), "lif1.w_rec": nir.Linear(0.5 * np.eye(n)),
+             "fc2": nir.Linear(np.ones((2, n))), "lif2": cubalif(2),
+             "out": nir.Output(np.array([2]))}
+    edges = [("in", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "out"), ("lif1.lif", "lif1.w_rec"), ("lif1.w_rec", "lif1.lif")]
+    if with_ports:
+        nodes["lif1.input"] = nir.Input(np.array([n]))
+        nodes["lif1.output"] = nir.Output(np.array([n]))
+        edges += [("lif1.input", "lif1.lif"), ("lif1.lif", "lif1.output")]
+    return g_(nodes, edges)
+
+
+@pytest.mark.parametrize("with_ports", [False, True])
+def test_dotted_subgraph_layout_with_edges_naming_the_group(with_ports: bool) -> None:
+    ir = from_nir(_rec_dotted(with_ports))
+    assert list(ir.inputs) == ["in"] and ir.outputs == {"out": "lif2"}
+    pre_post = {(e.pre, e.post) for e in ir.edges}
+    hidden = next(k for k in ir.populations if k.startswith("lif1"))
+    assert pre_post == {("in", hidden), (hidden, hidden), (hidden, "lif2")}
+
+
+def test_dotted_group_of_several_neurons_is_ambiguous() -> None:
+    g = _rec_dotted(False)
+    g.nodes["lif1.other"] = cubalif(3)
+    g.edges.append(("lif1.lif", "lif1.other"))
+    err = expect_error(g, "ambiguous")
+    assert err.field == "edges" and "lif1" in str(err)
+
+
+def test_older_snntorch_w_in_1_gives_the_input_in_full_to_the_current() -> None:
+    old = cubalif(2, 0.5, 0.9, w_in=1.0)  # r = tau_mem/dt, but w_in = 1
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", old),
+              ("fc2", nir.Linear(np.eye(2))), ("lif2", cubalif(2, 0.75, 0.8, w_in=1.0)))
+    with pytest.warns(NIRImportWarning, match="older export"):
+        ir = from_nir(g)
+    imp = ir.metadata["import"]
+    assert imp["profile"] == "snntorch" and imp["dt"] == pytest.approx(DT)
+    np.testing.assert_allclose(ir.edge("fc").synapses.values, np.eye(2))  # gain 1
+    assert ir.nodes["lif2"].alpha == pytest.approx(0.75)
+
+
+def test_swapped_time_constants_are_detected_and_warned() -> None:
+    good = cubalif(2, 0.5, 0.9)
+    bad = cubalif(2, 0.5, 0.9)
+    bad.tau_syn, bad.tau_mem = bad.tau_mem.copy(), bad.tau_syn.copy()
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", bad))
+    with pytest.warns(NIRImportWarning, match="tau_syn and tau_mem read swapped"):
+        ir = from_nir(g)
+    ref = from_nir(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", good)))
+    assert ir.nodes["lif"].alpha == pytest.approx(ref.nodes["lif"].alpha)
+    assert ir.nodes["lif"].beta == pytest.approx(ref.nodes["lif"].beta)
+
+
+def test_decay_factors_written_as_time_constants_are_read_as_decays() -> None:
+    # In steps (dt = 1), tau = 0.8 < dt can only be a retention factor.
+    node = nir.LIF(tau=arr(0.8, 2), r=arr(1, 2), v_leak=np.zeros(2), v_threshold=arr(1, 2),
+                   v_reset=np.zeros(2))
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", node))
+    with pytest.warns(NIRImportWarning, match="read as a decay factor"):
+        ir = from_nir(g, dt=1.0)
+    assert ir.nodes["lif"].beta == pytest.approx(0.8)
+
+
+def test_per_neuron_time_constants_name_taus_and_decays() -> None:
+    node = cubalif(2)
+    node.tau_mem = np.array([DT / 0.1, DT / 0.2])
+    node.r = node.tau_mem / DT
+    err = expect_error(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", node)), "differs",
+                       reset="subtract")
+    assert err.field == "tau_mem"
+    assert "decays 0.8 .. 0.9" in str(err) and "0.001 .. 0.0005" not in str(err)
+
+
+def test_reset_is_asked_for_with_the_node_named() -> None:
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", cubalif(2)))
+    with pytest.raises(ModelImportError, match="reset='zero' or reset='subtract'") as e:
+        nir_from_nir(g)
+    assert e.value.field == "reset" and "node 'lif' (CubaLIF)" in str(e.value)
+    # A memoryless Threshold node does not depend on the mode: nothing to ask.
+    th = nir.Threshold(threshold=arr(0.5, 2))
+    ir = nir_from_nir(chain(2, ("fc", nir.Linear(np.eye(2))), ("th", th)), dt=DT)
+    assert "irrelevant" in ir.metadata["import"]["option_sources"]["reset"]
