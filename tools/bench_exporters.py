@@ -138,7 +138,7 @@ def nir_paper() -> dict[str, Any]:
     rng = np.random.default_rng(0)
     B, T = 64, 256
     x = rng.random((B, T, 12)) < 0.1
-    for which, (name, reset) in FILES.items():
+    for name, reset in FILES.values():
         _, want = snntorch_model(here / name, reset, x)
         g = _quiet(read_nir, here / name, reset=reset)
         fl = simulate(g, {"input": x}, steps=T + 2).spikes["lif2"][:, 2: T + 2]
