@@ -52,11 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "golden" / "snntorch_digits"
 sys.path.insert(0, str(ROOT))
 
-MODELS = {"ff_zero_bias": (False, "zero", True), "ff_subtract": (False, "subtract", False),
-          "rec_zero": (True, "zero", False), "rec_subtract_bias": (True, "subtract", True)}
+MODELS = {"rec_zero": (True, "zero", False), "ff_zero_bias": (False, "zero", True),
+          "rec_subtract_bias": (True, "subtract", True), "ff_subtract": (False, "subtract", False)}
 T, N_IN, N_HID, N_OUT = 20, 64, 48, 10
 ALPHA, BETA, THETA = 0.75, 0.875, 1.0
-EPOCHS = 25
+EPOCHS = 15
+BATCH, LR = 256, 5e-3
 
 
 def _to_numpy(graph: Any) -> Any:
@@ -151,14 +152,14 @@ def train_one(name: str, recurrent: bool, reset: str, bias: bool) -> dict[str, A
         return _predict(c), c
 
     net = Net(delay=False)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
     Xtr = torch.tensor(train.x, dtype=torch.float32)
     ytr = torch.tensor(train.y)
     gen = torch.Generator().manual_seed(0)
     for epoch in range(EPOCHS):
         perm = torch.randperm(len(ytr), generator=gen)
-        for s in range(0, len(perm), 64):
-            idx = perm[s: s + 64]
+        for s in range(0, len(perm), BATCH):
+            idx = perm[s: s + BATCH]
             loss = torch.nn.functional.cross_entropy(net.counts(Xtr[idx]), ytr[idx])
             opt.zero_grad()
             loss.backward()
