@@ -200,6 +200,7 @@ def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
     if reset is not None and reset not in ("zero", "subtract"):
         raise err("NIR import", f"reset must be 'zero' or 'subtract', got {reset!r}", "reset")
     has_meta = any(k.startswith("neurochip.") for k in meta)
+    prof: tuple[str, float | None, Decay, Reset | None, str, str]
     if has_meta:
         prof = ("neurochip", dt, "euler", "subtract", "literal", "neurochip metadata")
     else:
