@@ -33,7 +33,7 @@ from compiler.passes.lower import lower
 from compiler.passes.mapping import Mapping as MappingState
 from compiler.passes.mapping import partition, place, route
 from compiler.passes.normalize import normalize
-from compiler.passes.quantize import quantization_report, quantize_graph
+from compiler.passes.quantize import quantization_report, quantize_graph, weight_groups_for
 from compiler.passes.rules import check_rules
 from neurochip.core.errors import ConfigError, ModelImportError
 from neurochip.core.hw import HardwareSpec, load_hw
@@ -233,7 +233,8 @@ def quantize_pass(state: FrontState) -> FrontState:
     """Chip registers for every population and projection, and the quantization report."""
     g = _graph(state, "quantize")
     q = quantize_graph(g, state.spec, weight_bits=state.options.weight_bits,
-                       state_max=state.state_max)
+                       state_max=state.state_max,
+                       weight_groups=weight_groups_for(state.imported))
     bounds = {k: (v, "calibration") for k, v in (state.state_max or {}).items()}
     report = quantization_report(state.float_graph or g, q, state.spec, bounds)
     return replace(state, graph=q, report=report, result=q)

@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "neurochip" / "data" / "digits.nir"]
     res["models"] = {}
     for p in models:
-        opts = {"dt": 1e-3} if "norse" in p.name else {}
+        opts: dict[str, Any] = {"dt": 1e-3} if "norse" in p.name else {}
+        if "snntorch" in p.name:
+            opts["reset"] = "subtract"  # what they were trained with; the file does not say
         res["models"][p.stem] = hops_pair(p, "loihi_like", **opts)
     res["conv3"] = conv3()
     res["conv10M"] = conv10m()

@@ -3,6 +3,18 @@
 Each population is mapped by :func:`compiler.registers.map_population` (one scale lambda
 per population, one weight exponent per incoming projection; docs/conventions.md
 section 2). Convolutions keep their shared kernel: the kernel's values are quantized once.
+
+**Synapse groups** (``weight_groups=True``; the compile pipeline turns them on for NIR files
+written by other frameworks, whose float weights were not trained on the chip's grid,
+see :func:`weight_groups_for`). A dense or sparse projection whose weights would lose more than
+``GROUP_ZEROED`` of their non-zero entries to 0 on one grid is split into synapse groups
+(projections ``<name>:exc``, ``:exc-fine``, ``:inh``, ``:inh-fine``), when that cuts its
+weight error to at most ``GROUP_GAIN`` of the single grid's: each group has one sign (the
+excitatory / inhibitory grids keep a full 8-bit magnitude, where a mixed-sign grid keeps 7)
+and its own weight exponent, so the small weights of a fine group (below 1/``GROUP_RATIO``
+of their sign's largest) keep their precision instead of rounding to zero. The quantized
+graph's ``metadata["weight_groups"]`` maps each split projection to its groups; the report
+keeps one entry per float projection (``sign_mode`` ``"groups"``, the groups listed).
 :func:`quantization_report` compares the float and the quantized graph, and
 :func:`dequantize_graph` gives the float graph the chip realises (for the float simulator).
 """
@@ -17,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from compiler.ir import Conv, Dense, Graph, IRError, Neurons, Projection, Synapses
+from compiler.ir import Conv, Dense, Graph, IRError, Neurons, Projection, Sparse, Synapses
 from compiler.registers import (
     ProjectionStats,
     check_weight_bits,
@@ -26,11 +38,14 @@ from compiler.registers import (
     effective_decays,
     effective_threshold,
     map_population,
+    quantize_weights,
+    weight_exponent,
 )
 from neurochip.core.errors import QuantizationError
 from neurochip.core.hw import HardwareSpec
 
-__all__ = ["dequantize_graph", "projection_stats", "quantization_report", "quantize_graph"]
+__all__ = ["dequantize_graph", "projection_stats", "quantization_report", "quantize_graph",
+           "weight_groups_for"]
 
 
 def projection_stats(syn: Synapses) -> ProjectionStats:
@@ -46,7 +61,8 @@ def projection_stats(syn: Synapses) -> ProjectionStats:
 
 
 def quantize_graph(graph: Graph, hw: HardwareSpec, *, weight_bits: int | None = None,
-                   state_max: Mapping[str, float] | None = None) -> Graph:
+                   state_max: Mapping[str, float] | None = None,
+                   weight_groups: bool = False) -> Graph:
     """Every population gets registers, every projection integer weights (pure).
 
     state_max: per population, the largest |I| / |U| expected (calibration); populations
@@ -59,6 +75,8 @@ def quantize_graph(graph: Graph, hw: HardwareSpec, *, weight_bits: int | None = 
     wb = check_weight_bits(weight_bits, hw.formats, "quantize")
     nodes: dict[str, Any] = dict(graph.nodes)
     new_edges: dict[str, Projection] = {}
+    groups: dict[str, list[str]] = {}  # float projection -> its synapse groups
+    taken = {e.name for e in graph.edges}
     for name, pop in graph.populations.items():
         where = f"population '{name}'"
         inc = graph.incoming(name)
@@ -70,18 +88,130 @@ def quantize_graph(graph: Graph, hw: HardwareSpec, *, weight_bits: int | None = 
                                         "per population (run the normalize pass first)",
                                         where=where, field="threshold")
             th = float(pop.threshold[0])
-        stats = [projection_stats(e.synapses) for e in inc]
         sm = None if state_max is None else state_max.get(name)
-        regs, _ = map_population(alpha=pop.alpha, beta=pop.beta, threshold=th, bias=pop.bias,
-                                 values=[np.asarray(e.synapses.values, np.float64) for e in inc],
-                                 stats=stats, hw=hw, weight_bits=wb, spiking=pop.spiking,
-                                 state_max=sm, where=where)
+
+        def mapped(projs: list[Projection], pop: Neurons = pop, th: float = th,
+                   sm: float | None = sm, where: str = where) -> Any:
+            return map_population(
+                alpha=pop.alpha, beta=pop.beta, threshold=th, bias=pop.bias,
+                values=[np.asarray(e.synapses.values, np.float64) for e in projs],
+                stats=[projection_stats(e.synapses) for e in projs], hw=hw, weight_bits=wb,
+                spiking=pop.spiking, state_max=sm, where=where)[0]
+
+        regs = mapped(inc)
+        if weight_groups:
+            # Groups are cut for a scale; the mapping of the groups may choose another
+            # (their largest weights differ): cut again until the scale is stable.
+            for _ in range(4):
+                split: list[Projection] = []
+                cut: dict[str, list[str]] = {}
+                for e in inc:
+                    parts = _weight_groups(e, regs.scale, hw, wb, set(taken))
+                    split.extend(parts)
+                    if len(parts) > 1:
+                        cut[e.name] = [x.name for x in parts]
+                if not cut:
+                    break
+                regs2 = mapped(split)
+                if regs2.scale == regs.scale or _ == 3:
+                    groups.update(cut)
+                    taken.update(x.name for x in split)
+                    inc, regs = split, regs2
+                    break
+                regs = regs2
         nodes[name] = pop.with_(registers=regs.neuron_registers())
         for e, q, wexp, mode in zip(inc, regs.weights, regs.weight_exp, regs.sign_mode):
             new_edges[e.name] = replace(e, synapses=e.synapses.with_values(q),
                                         weight_exp=wexp, sign_mode=mode, num_weight_bits=wb)
-    edges = tuple(new_edges.get(e.name, e) for e in graph.edges)
-    return Graph(nodes, edges, graph.outputs, graph.metadata)
+    edges_out: list[Projection] = []
+    for e in graph.edges:
+        for gname in groups.get(e.name, [e.name]):
+            edges_out.append(new_edges.get(gname, e))
+    md = dict(graph.metadata)
+    if groups:
+        md["weight_groups"] = {k: list(v) for k, v in groups.items()}
+    return Graph(nodes, tuple(edges_out), graph.outputs, md)
+
+
+def weight_groups_for(graph: Graph | None) -> bool:
+    """Whether the pipeline quantizes ``graph`` with synapse groups: a NIR file of another
+    exporter (its float weights know nothing of the chip's grid). Files neurochip wrote
+    (chip-aware training quantizes on the single grid) and IR graphs keep one group per
+    projection, so their images stay as they were trained."""
+    imp = (graph.metadata.get("import") if graph is not None else None) or {}
+    return imp.get("format") == "nir" and imp.get("profile") not in (None, "neurochip")
+
+
+#: a projection is split into weight groups when more than this fraction of its non-zero
+#: weights would round to 0 ...
+GROUP_ZEROED = 0.02
+#: ... and the groups cut its weight error (Frobenius) by at least this factor
+GROUP_GAIN = 0.75
+#: the fine group of a sign holds the weights below max|W| / GROUP_RATIO of that sign
+GROUP_RATIO = 8.0
+
+
+def _weight_groups(e: Projection, scale: float, hw: HardwareSpec, wb: int,
+                   taken: set[str]) -> list[Projection]:
+    """``e`` as one to four projections (synapse groups) of one sign and magnitude range
+    each, when that keeps markedly more of its weights: every group has its own weight
+    exponent and sign mode (excitatory / inhibitory groups use the full magnitude grid, a
+    group of small weights a finer exponent). Convolutions keep their shared kernel."""
+    if isinstance(e.synapses, Conv):
+        return [e]
+    m = e.synapses.to_csr()
+    v = np.asarray(m.data, np.float64)
+    nz = v != 0
+    if not np.any(nz):
+        return [e]
+    st = projection_stats(e.synapses)
+    wexp = weight_exponent(st.max_pos, st.max_neg, scale, st.sign_mode, wb, hw)
+    deq0 = dequantize_weights(quantize_weights(v, scale, wexp, st.sign_mode, wb, hw), scale,
+                              wexp, hw)
+    zeroed0 = float(np.mean(deq0[nz] == 0))
+    if zeroed0 <= GROUP_ZEROED:
+        return [e]
+    err0 = float(np.linalg.norm(deq0 - v))
+    f = hw.formats
+    groups: list[tuple[str, NDArray[np.bool_], NDArray[np.float64]]] = []
+    for tag, sel in (("exc", v > 0), ("inh", v < 0)):
+        if not np.any(sel):
+            continue
+        big = float(np.abs(v[sel]).max())
+        fine = sel & (np.abs(v) < big / GROUP_RATIO)
+        groups.append((tag, sel & ~fine, v))
+        if np.any(fine):
+            groups.append((f"{tag}-fine", fine, v))
+    approx = np.zeros_like(v)
+
+    def realise(sel: NDArray[np.bool_], target: NDArray[np.float64]) -> bool:
+        part = target[sel]
+        mp, mn = float(max(part.max(), 0.0)), float(max(-part.min(), 0.0))
+        gmode = "mixed" if mp > 0 and mn > 0 else ("excitatory" if mn == 0 else "inhibitory")
+        ge = weight_exponent(mp, mn, scale, gmode, wb, hw)
+        if ge > f.weight_exp_max:
+            return False
+        gq = quantize_weights(part, scale, ge, gmode, wb, hw)
+        if not np.any(gq):
+            return False
+        approx[sel] += dequantize_weights(gq, scale, ge, hw)
+        return True
+
+    for _, sel, target in groups:
+        if not realise(sel, target):
+            return [e]
+    if float(np.linalg.norm(approx - v)) > GROUP_GAIN * err0:
+        return [e]
+    out = []
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    for tag, sel, target in groups:
+        name = f"{e.name}:{tag}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        part = sp.csr_matrix((target[sel], (rows[sel], m.indices[sel])), shape=m.shape)
+        out.append(replace(e, name=name, synapses=Sparse(part)))
+    return out
 
 
 def _deq_synapses(e: Projection, scale: float, hw: HardwareSpec) -> Synapses:
@@ -126,6 +256,7 @@ def quantization_report(fgraph: Graph, qgraph: Graph, hw: HardwareSpec,
     """
     f = hw.formats
     out: dict[str, Any] = {}
+    owner = {g: k for k, gs in (qgraph.metadata.get("weight_groups") or {}).items() for g in gs}
     for name, q in qgraph.populations.items():
         p = fgraph.populations[name]
         r = q.registers
@@ -146,7 +277,11 @@ def quantization_report(fgraph: Graph, qgraph: Graph, hw: HardwareSpec,
         if state_bounds and name in state_bounds:
             entry["state_bound"], entry["state_bound_source"] = state_bounds[name]
         projs: dict[str, Any] = {}
+        grouped: dict[str, list[Projection]] = {}
         for e in qgraph.incoming(name):
+            if e.name in owner:
+                grouped.setdefault(owner[e.name], []).append(e)
+                continue
             fe = fgraph.edge(e.name)
             assert e.weight_exp is not None
             W = np.asarray(fe.synapses.values, np.float64).reshape(-1)
@@ -164,9 +299,48 @@ def quantization_report(fgraph: Graph, qgraph: Graph, hw: HardwareSpec,
                                                  e.weight_exp, hw)[0]),
                 "zeroed": float(np.mean((Wq == 0)[W != 0])) if np.any(W != 0) else 0.0,
             }
+        for fname, parts in grouped.items():
+            projs[fname] = _group_entry(fgraph.edge(fname), parts, r.scale, hw)
         entry["projections"] = projs
         out[name] = entry
     return out
+
+
+def _step(e: Projection, scale: float, hw: HardwareSpec) -> float:
+    f = hw.formats
+    assert e.weight_exp is not None
+    step_int = 1 << max(0, (f.weight_bits - int(e.num_weight_bits or f.weight_bits))
+                        + (1 if e.sign_mode == "mixed" else 0))
+    return float(dequantize_weights(np.asarray([step_int]), scale, e.weight_exp, hw)[0])
+
+
+def _group_entry(fe: Projection, parts: list[Projection], scale: float, hw: HardwareSpec
+                 ) -> dict[str, Any]:
+    """The report entry of a float projection quantized as several synapse groups."""
+    m = fe.synapses.to_csr()
+    W = np.asarray(m.data, np.float64)
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    total = sp.csr_matrix(m.shape, dtype=np.float64)
+    for e in parts:
+        assert e.weight_exp is not None
+        qm = e.synapses.to_csr()
+        total = total + sp.csr_matrix((dequantize_weights(qm.data, scale, e.weight_exp, hw),
+                                       qm.indices, qm.indptr), shape=qm.shape)
+    Wq = np.asarray(total.tocsr()[rows, m.indices], np.float64).reshape(-1)
+    first = parts[0]
+    return {
+        "pre": fe.pre, "kind": type(fe.synapses).__name__.lower(),
+        "synapses": int(sum(_nnz(e.synapses) for e in parts)),
+        "weight_exp": first.weight_exp, "sign_mode": "groups",
+        "num_weight_bits": first.num_weight_bits,
+        "rel_weight_error": _rel(Wq - W, W),
+        "max_abs_error": float(np.abs(Wq - W).max()) if W.size else 0.0,
+        "step": min(_step(e, scale, hw) for e in parts),
+        "zeroed": float(np.mean((Wq == 0)[W != 0])) if np.any(W != 0) else 0.0,
+        "groups": {e.name: {"weight_exp": e.weight_exp, "sign_mode": e.sign_mode,
+                            "synapses": int(_nnz(e.synapses)),
+                            "step": _step(e, scale, hw)} for e in parts},
+    }
 
 
 def _nnz(syn: Synapses) -> int:

@@ -63,9 +63,12 @@ def flatten(g: Any, prefix: str, flat: Flat, depth: int) -> tuple[list[str], lis
             outs.append(full)
     edges = _fix_input_to_wrec(prefix[:-1] or "<top>", g, flat) if depth > 0 else [
         (as_str(a), as_str(b)) for a, b in g.edges]
+    _dotted_ports(edges, prefix, flat)
     seen: set[tuple[str, str]] = set()
     for a, b in edges:
         fa, fb = prefix + a, prefix + b
+        fa = _dotted_group(fa, "source", flat, sub_in)
+        fb = _dotted_group(fb, "target", flat, sub_in)
         for end, role in ((fa, "source"), (fb, "target")):
             if end not in flat.nodes and end not in sub_in:
                 raise err(f"edge ('{fa}', '{fb}')", f"its {role} '{end}' is not a node of the "
@@ -87,3 +90,39 @@ def flatten(g: Any, prefix: str, flat: Flat, depth: int) -> tuple[list[str], lis
         seen.add((fa, fb))
         flat.edges.append((fa, fb))
     return ins, outs
+
+
+def _dotted_ports(edges: list[tuple[str, str]], prefix: str, flat: Flat) -> None:
+    """The dotted layout of a subgraph (nodes ``lif1.input``, ``lif1.lif``, ``lif1.output``
+    written flat): an Input fed by an edge, or an Output that feeds one, is the group's
+    port, not a graph input or output."""
+    fed = {prefix + b for _, b in edges}
+    feeding = {prefix + a for a, _ in edges}
+    for name, node in list(flat.nodes.items()):
+        if "." not in name[len(prefix):] or isinstance(node, str):
+            continue
+        t = type(node).__name__
+        group = name.rsplit(".", 1)[0]
+        if (t == "Input" and (name in fed or group in fed)) or \
+                (t == "Output" and (name in feeding or group in feeding)):
+            flat.nodes[name] = PORT
+
+
+def _dotted_group(end: str, role: str, flat: Flat, sub_in: dict[str, list[str]]) -> str:
+    """An edge naming ``lif1`` where the graph holds ``lif1.*`` nodes (the dotted layout)
+    means the group's port (``lif1.input`` / ``lif1.output``), else its one neuron node."""
+    if end in flat.nodes or end in sub_in:
+        return end
+    members = [k for k in flat.nodes if k.startswith(end + ".")]
+    if not members:
+        return end
+    port = f"{end}.{'input' if role == 'target' else 'output'}"
+    if port in flat.nodes:
+        return port
+    neurons = [k for k in members if type(flat.nodes[k]).__name__ in NEURON_TYPES]
+    if len(neurons) != 1:
+        raise err(f"edge naming '{end}'", f"'{end}' is a dotted group of {len(neurons)} "
+                  f"neuron nodes and no '{port}' node: its {role} is ambiguous", "edges")
+    if neurons[0] not in flat.pop_name:
+        flat.pop_name[neurons[0]] = end
+    return neurons[0]

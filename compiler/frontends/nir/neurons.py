@@ -29,17 +29,21 @@ class Pop:
     reset: Reset
 
 
-def _uniform(x: NDArray[np.float64], where: str, fld: str) -> float:
-    x = np.asarray(x, np.float64).reshape(-1)
-    if not x.size:
+def _uniform_decay(d: NDArray[np.float64], tau: NDArray[np.float64], where: str,
+                   fld: str) -> float:
+    """The one decay of a population (the chip has one du / dv per population)."""
+    if not d.size:
         raise err(where, f"{fld} is empty", fld)
-    if np.ptp(x) > 1e-9 * max(1.0, float(np.abs(x).max())):
-        raise err(where, f"{fld} differs between neurons ({float(x.min()):.6g} .. "
-                  f"{float(x.max()):.6g}); the chip has one decay per population", fld)
-    return float(x[0])
+    if np.ptp(d) > 1e-9 * max(1.0, float(np.abs(d).max())):
+        raise err(where, f"{fld} differs between neurons ({float(tau.min()):.6g} .. "
+                  f"{float(tau.max()):.6g}, decays {float(d.min()):.6g} .. "
+                  f"{float(d.max()):.6g}); one decay per population is supported: split the "
+                  "layer into populations of equal time constants", fld)
+    return float(d[0])
 
 
-def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str) -> float:
+def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str,
+           notes: list[str]) -> float:
     tau = np.asarray(tau, np.float64).reshape(-1)
     if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
         raise err(where, f"{fld} must be finite and > 0", fld)
@@ -47,17 +51,26 @@ def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str)
         raise err(where, f"{fld} needs a time step; pass dt=...", "dt")
     x = disc.dt / tau
     if disc.decay == "exp":
-        return _uniform(np.exp(-x), where, fld)
+        return _uniform_decay(np.exp(-x), tau, where, fld)
     if np.any(x > 1 + 1e-9):
+        if np.all(tau < 1.0) and disc.dt >= 1.0:
+            # tau < dt = 1 step: as a time constant the Euler decay would be negative;
+            # the only reading the numbers allow is a decay factor written as tau.
+            notes.append(f"{where}: {fld} = {float(tau.min()):.4g} .. {float(tau.max()):.4g} "
+                         f"is below dt = {disc.dt:g}; read as a decay factor (retention per "
+                         "step), the only meaning these numbers can have. Check the exporter")
+            return _uniform_decay(tau, tau, where, fld)
         raise err(where, f"dt = {disc.dt} exceeds {fld} = {float(tau.min()):.6g}: the Euler "
                   "decay 1 - dt/tau would be negative", fld)
-    return max(0.0, _uniform(1.0 - x, where, fld))
+    return max(0.0, _uniform_decay(1.0 - x, tau, where, fld))
 
 
-def neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation) -> Pop:
+def neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation,
+           notes: list[str] | None = None) -> Pop:
     t = tname(node)
     w = node_where(name, node)
     n = math.prod(shape)
+    nts: list[str] = [] if notes is None else notes
 
     def arr(key: str, default: float | None = None) -> NDArray[np.float64]:
         v = getattr(node, key, None)
@@ -76,15 +89,15 @@ def neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation) -
     spiking = t in SPIKING_TYPES
     unit = disc.gain == "unit"
     if t in ("CubaLIF", "CubaLI"):
-        alpha = _decay(arr("tau_syn"), disc, w, "tau_syn")
-        beta = _decay(arr("tau_mem"), disc, w, "tau_mem")
+        alpha = _decay(arr("tau_syn"), disc, w, "tau_syn", nts)
+        beta = _decay(arr("tau_mem"), disc, w, "tau_mem", nts)
         # Euler: input gain w_in*dt/tau_syn = w_in*(1 - alpha); Norse adds w_in*x in full.
         syn_gain = arr("w_in", 1.0) * (1.0 if disc.gain == "norse" else 1 - alpha)
         gain = np.ones(n) if unit else syn_gain * arr("r") * (1 - beta)
         bias = (1 - beta) * arr("v_leak", 0.0)
     elif t in ("LIF", "LI"):
         alpha = 0.0
-        beta = _decay(arr("tau"), disc, w, "tau")
+        beta = _decay(arr("tau"), disc, w, "tau", nts)
         gain = np.ones(n) if unit else arr("r") * (1 - beta)
         bias = (1 - beta) * arr("v_leak", 0.0)
     elif t in ("IF", "I"):

@@ -4,6 +4,7 @@ decay and reset from the caller, the file's ``neurochip.*`` metadata or the prof
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -51,15 +52,27 @@ def _dynamics(flat: Flat) -> list[tuple[str, str, dict[str, NDArray[np.float64]]
     return out
 
 
-def _profile(flat: Flat, dt: float | None) -> tuple[str, float | None, Decay, Reset, str, str]:
-    """(profile, dt, decay, reset, gain, why) from the exporter's conventions."""
+#: why a profile cannot tell the reset (None: the exporter has one reset, or a default
+#: that its NIR export always means)
+_RESET_UNKNOWN = {
+    "snntorch": "snnTorch (and lava-dl) write reset_mechanism='zero' and 'subtract' models "
+                "identically",
+    "spyx": "Spyx writes zero- and subtract-reset models identically",
+    "generic": "the file records no reset and no exporter convention determines it",
+}
+
+
+def _profile(flat: Flat, dt: float | None
+             ) -> tuple[str, float | None, Decay, Reset | None, str, str]:
+    """(profile, dt, decay, reset, gain, why) from the exporter's conventions; reset None
+    when the convention does not determine it (the caller must say)."""
     dyn = _dynamics(flat)
     leaky = [d for _, _, d in dyn if "tau_mem" in d]
     rs = [d["r"] for _, _, d in dyn]
     w_ins = [d["w_in"] for d in leaky if "w_in" in d]
     taus = [d["tau_mem"] for d in leaky] + [d["tau_syn"] for d in leaky if "tau_syn" in d]
     if not dyn:
-        return "generic", dt, "euler", "subtract", "literal", "no dynamics to infer from"
+        return "generic", dt, "euler", None, "literal", "no dynamics to infer from"
     all_r1 = all(_close(r, 1.0, 1e-9) for r in rs)
     all_w1 = all(_close(w, 1.0, 1e-9) for w in w_ins)
 
@@ -74,12 +87,12 @@ def _profile(flat: Flat, dt: float | None) -> tuple[str, float | None, Decay, Re
         cands += [d["tau_syn"] / d["w_in"] for d in leaky if "tau_syn" in d]
         c = _same(cands)
         if not all_r1 and ok(c):
-            return "snntorch", c, "euler", "subtract", "literal", "r = tau_mem/dt"
+            return "snntorch", c, "euler", None, "literal", "r = tau_mem/dt"
         # Spyx (NNX): r = beta = 1 - dt/tau; it ignores r and w_in (unit gains).
         spyx = [d["tau_mem"] * (1 - d["r"]) for d in leaky]
         c = _same(spyx)
         if not all_r1 and ok(c) and all_w1:
-            return "spyx", c, "euler", "subtract", "unit", "r = 1 - dt/tau"
+            return "spyx", c, "euler", None, "unit", "r = 1 - dt/tau"
         # Rockpool: r = tau exp(-dt/tau) / dt  =>  dt = tau W0(1/r).
         from scipy.special import lambertw
 
@@ -88,6 +101,29 @@ def _profile(flat: Flat, dt: float | None) -> tuple[str, float | None, Decay, Re
         c = _same(rock, 1e-3) if len(rock) == len(leaky) else None
         if not all_r1 and ok(c) and all_w1:
             return "rockpool", c, "exp", "subtract", "literal", "r = tau exp(-dt/tau)/dt"
+        cubas = [(k, d) for k, t, d in dyn if "tau_syn" in d]
+        # Older snnTorch exports: r = tau_mem/dt but w_in = 1; snnTorch adds the weighted
+        # input to its synaptic current in full (gain 1), whatever w_in says.
+        c = _same([d["tau_mem"] / d["r"] for d in leaky])
+        if cubas and not all_r1 and all_w1 and ok(c):
+            flat.notes.append("source profile 'snntorch' (older export: r = tau_mem/dt, "
+                              "w_in = 1): the input enters each CubaLIF's current with gain "
+                              "1, as snnTorch's Synaptic adds it")
+            return "snntorch", c, "euler", None, "norse", "r = tau_mem/dt, w_in = 1"
+        # tau_syn and tau_mem swapped: r = tau_syn/dt and w_in = tau_mem/dt.
+        sw = [d["tau_syn"] / d["r"] for _, d in cubas] + \
+             [d["tau_mem"] / d["w_in"] for _, d in cubas]
+        c = _same(sw)
+        if cubas and len(cubas) == len(leaky) and not all_r1 and ok(c):
+            for k, _ in cubas:
+                node = copy.copy(flat.nodes[k])
+                node.tau_syn, node.tau_mem = node.tau_mem, node.tau_syn
+                flat.nodes[k] = node
+                flat.notes.append(f"node '{k}' (CubaLIF): tau_syn and tau_mem read swapped: "
+                                  "its r = tau_syn/dt and w_in = tau_mem/dt fit the snnTorch "
+                                  "convention (r = tau_mem/dt) only that way. Check the "
+                                  "exporter")
+            return "snntorch", c, "euler", None, "literal", "r = tau_mem/dt (taus swapped)"
     if all_r1 and all_w1:
         if all(np.all(t > 1.0) for t in taus):
             if dt is None or math.isclose(dt, 1.0):
@@ -96,13 +132,42 @@ def _profile(flat: Flat, dt: float | None) -> tuple[str, float | None, Decay, Re
         if taus and dt is not None:
             return "norse", dt, "euler", "zero", "norse", "r = 1, w_in = 1"
         if taus:
-            raise err("NIR graph", "cannot infer dt: r = 1 and w_in = 1 with time constants "
-                      "in seconds (a Norse-style export, which does not record dt). Pass "
-                      "dt=... (Norse's default is 1e-3 s)", "dt")
+            raise err(_tau_node(flat), "cannot infer dt: r = 1 and w_in = 1 with time "
+                      f"constants in seconds ({_tau_range(taus)}): a Norse-style export, "
+                      "which does not record the step it was trained or run with. Look for "
+                      "dt in the script that trained or ran the model (Norse: the dt of "
+                      "LIFParameters / the cell, or the dt passed to its NIR export) and "
+                      "pass dt=...", "dt")
     if dt is not None:
-        return "generic", dt, "euler", "subtract", "literal", "dt given by the caller"
-    raise err("NIR graph", "cannot infer dt from the parameters (no known exporter "
-              "convention matches); pass dt=...", "dt")
+        return "generic", dt, "euler", None, "literal", "dt given by the caller"
+    raise err(_tau_node(flat), "cannot infer dt from the parameters: no known exporter "
+              "convention (snnTorch r = tau_mem/dt, Spyx r = 1 - dt/tau, Rockpool "
+              "r = tau exp(-dt/tau)/dt, Sinabs time constants in steps) matches "
+              f"the file's numbers ({_tau_range(taus)}). Look for dt in the script that "
+              "trained or ran the model and pass dt=...", "dt")
+
+
+def _tau_node(flat: Flat) -> str:
+    for name, node in flat.nodes.items():
+        if tname(node) in ("CubaLIF", "CubaLI", "LIF", "LI", "IF", "I"):
+            return f"node '{name}' ({tname(node)})"
+    return "NIR graph"
+
+
+def _tau_range(taus: list[NDArray[np.float64]]) -> str:
+    if not taus:
+        return "no time constants"
+    v = np.concatenate([np.asarray(t, np.float64).reshape(-1) for t in taus])
+    return f"time constants {float(v.min()):.4g} .. {float(v.max()):.4g}"
+
+
+def _reset_node(flat: Flat) -> str | None:
+    """The first node whose behaviour depends on the reset mode (a spiking node that
+    integrates; a Threshold node is memoryless)."""
+    for name, node in flat.nodes.items():
+        if tname(node) in ("CubaLIF", "LIF", "IF"):
+            return f"node '{name}' ({tname(node)})"
+    return None
 
 
 def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
@@ -135,6 +200,7 @@ def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
     if reset is not None and reset not in ("zero", "subtract"):
         raise err("NIR import", f"reset must be 'zero' or 'subtract', got {reset!r}", "reset")
     has_meta = any(k.startswith("neurochip.") for k in meta)
+    prof: tuple[str, float | None, Decay, Reset | None, str, str]
     if has_meta:
         prof = ("neurochip", dt, "euler", "subtract", "literal", "neurochip metadata")
     else:
@@ -148,6 +214,14 @@ def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
     sources["decay"] = "caller" if decay else ("metadata" if m_decay else f"profile {name}")
     final_reset: Any = reset or m_reset or p_reset
     sources["reset"] = "caller" if reset else ("metadata" if m_reset else f"profile {name}")
+    if final_reset is None:
+        node = _reset_node(flat)
+        if node is not None:
+            raise err(node, f"the reset is not in the file: {_RESET_UNKNOWN[name]}. Pass "
+                      "reset='zero' or reset='subtract', the mode the model was trained with "
+                      "(snnTorch: reset_mechanism; its default is 'subtract')", "reset")
+        final_reset = "subtract"  # no neuron resets: the mode has no effect
+        sources["reset"] = "irrelevant (no neuron of the file resets)"
     if sources.get("dt") == "caller" and m_dt is not None and not math.isclose(dt or 0, m_dt):
         notes.append(f"dt={dt!r} from the caller overrides the file's neurochip.dt={m_dt!r}")
     for opt, given, m in (("decay", decay, m_decay), ("reset", reset, m_reset)):
@@ -158,6 +232,14 @@ def discretisation(flat: Flat, meta: Mapping[str, Any], dt: float | None,
         notes.append("source profile 'norse': a CubaLIF's input enters its current with gain "
                      "w_in (Norse's LIFCell adds the weighted spike to the current in full), "
                      "the membrane with gain r*dt/tau_mem")
+    elif name == "sinabs" and any(tname(v) == "IF" for v in flat.nodes.values()):
+        ifs = [k for k, v in flat.nodes.items() if tname(v) == "IF"]
+        notes.append(f"source profile 'sinabs': Sinabs runs IF nodes ({', '.join(ifs[:4])}"
+                     f"{'...' if len(ifs) > 4 else ''}) as IAF neurons that emit several "
+                     "spikes per step (one per threshold the membrane holds) and floor the "
+                     "membrane at -v_threshold; the chip emits at most one spike per step and "
+                     "has no floor. Expect disagreement wherever a neuron's input exceeds its "
+                     "threshold within one step or its membrane falls below -v_threshold")
     elif name in ("spyx", "rockpool"):
         notes.append(f"source profile '{name}': gains follow "
                      + ("unit gains (the exporter ignores r and w_in)" if gain == "unit" else

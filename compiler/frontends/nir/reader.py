@@ -30,7 +30,7 @@ from compiler.frontends.nir.neurons import Pop, neuron
 from compiler.frontends.nir.ops import LinearOps
 from compiler.frontends.nir.profiles import discretisation
 from compiler.frontends.nir.shapes import Shapes
-from compiler.ir import Graph, Input, IRError, Neurons, Projection
+from compiler.ir import Dense, Graph, Input, IRError, Neurons, Projection
 from compiler.passes.normalize import scale_rows
 from neurochip.core.errors import ModelImportError, NeurochipError
 from neurochip.core.safeio import check_alloc
@@ -191,7 +191,7 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
     neuron_names = [k for k, v in flat.nodes.items() if tname(v) in NEURON_TYPES]
     pops: dict[str, Pop] = {}
     for k in neuron_names:
-        pops[k] = neuron(k, flat.nodes[k], shapes.of(k), disc)
+        pops[k] = neuron(k, flat.nodes[k], shapes.of(k), disc, notes)
     # Every linear node must be driven and used.
     for k, v in flat.nodes.items():
         t = tname(v)
@@ -250,20 +250,15 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
     nodes: dict[str, Input | Neurons] = {}
     for k in top_inputs:
         nodes[k] = Input(shapes.of(k))
+    syn_bias: dict[str, NDArray[np.float64]] = {}  # population -> bias into its current
     for k, pp in pops.items():
         bias = pp.bias.copy()
         if k in in_bias:
             ib = in_bias[k] * pp.gain
-            if pp.alpha >= 1.0:
-                raise err(node_where(k, flat.nodes[k]), "a constant input bias into a "
-                          "synapse that never decays (alpha = 1) grows without bound",
-                          "bias")
-            if pp.alpha > 0:
-                notes.append(f"'{pop_name[k]}': the bias of its input layer passes the synaptic "
-                             f"filter (alpha = {pp.alpha:.4g}); the chip adds its steady-state "
-                             "value to the membrane, so the first steps differ")
-                ib = ib / (1.0 - pp.alpha)
-            bias = bias + ib
+            if pp.alpha > 0:  # it passes the synaptic filter: carried by a bias axon
+                syn_bias[k] = ib
+            else:
+                bias = bias + ib
         try:
             nodes[pop_name[k]] = Neurons(pp.shape, alpha=pp.alpha, beta=pp.beta,
                                          threshold=pp.threshold, bias=bias, reset=pp.reset,
@@ -293,6 +288,13 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
             nth += 1
         used.add(pname)
         edges.append(Projection(pname, src, dst, syn, delay=d, delay_pre=dpre, delay_post=dpost))
+    bias_src = _bias_axons(syn_bias, pops, pop_name, projections, top_inputs, nodes, edges,
+                           used, flat)
+    if bias_src:
+        notes.append(f"the biases of the linear layers before {sorted(syn_bias)} enter the "
+                     f"synaptic current (they pass the synaptic filter): an always-on neuron "
+                     f"'{bias_src}' (one spike every step) carries them exactly, delayed to "
+                     "reach each population when its first input does")
     for n_ in notes:
         warnings.warn(n_, NIRImportWarning, stacklevel=3)
     md: dict[str, Any] = {
@@ -301,11 +303,57 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
             "profile": disc.profile, "dt": disc.dt, "decay": disc.decay, "reset": disc.reset,
             "option_sources": dict(disc.sources), "notes": list(notes),
             "nodes": {pop_name[k]: {"nir_node": k, "type": pops[k].kind} for k in pops},
+            "bias_source": bias_src,
         },
         "file_metadata": {k: v for k, v in meta.items()
                           if isinstance(v, (str, int, float, bool))},
     }
     return Graph(nodes, tuple(edges), out_map, md)
+
+
+#: threshold and bias of an always-on population: U = 1 > 0.5 at every step
+_ON_BIAS, _ON_THRESHOLD = 1.0, 0.5
+
+
+def _bias_axons(syn_bias: dict[str, NDArray[np.float64]], pops: dict[str, Pop],
+                pop_name: dict[str, str], projections: list[tuple[str, list[str], str]],
+                top_inputs: list[str], nodes: dict[str, Input | Neurons],
+                edges: list[Projection], used: set[str], flat: Flat) -> str | None:
+    """A linear layer's bias that enters a synaptic current (alpha > 0) is a constant input
+    of the current, exactly what one always-spiking presynaptic neuron gives: a population
+    of one neuron (no decay, bias above its threshold, reset to zero) spiking at every step,
+    projecting ``gain * b``. Each projection is delayed by the population's depth below the
+    inputs minus one, so the bias starts with the first input (as in the framework, where
+    the bias is added from step 0 of that layer)."""
+    if not syn_bias:
+        return None
+    name = "bias_source"
+    nth = 2
+    while name in nodes or name in used:
+        name = f"bias_source_{nth}"
+        nth += 1
+    nodes[name] = Neurons((1,), alpha=0.0, beta=0.0, threshold=_ON_THRESHOLD, bias=_ON_BIAS,
+                          reset="zero", spiking=True)
+    used.add(name)
+    # Depth: the fewest projections from an input (breadth first over the paths).
+    depth: dict[str, int] = {k: 0 for k in top_inputs}
+    frontier = list(top_inputs)
+    while frontier:
+        nxt = []
+        for s, _, end in projections:
+            if s in frontier and end not in depth:
+                depth[end] = depth[s] + 1
+                nxt.append(end)
+        frontier = nxt
+    for k, b in syn_bias.items():
+        dst = pop_name[k]
+        pname = f"{name}:{dst}"
+        while pname in used:
+            pname += "'"
+        used.add(pname)
+        d = max(0, depth.get(k, 1) - 1)
+        edges.append(Projection(pname, name, dst, Dense(b.reshape(-1, 1).copy()), delay=d))
+    return name
 
 
 def _paths(start: str, succ: dict[str, list[str]], flat: Flat

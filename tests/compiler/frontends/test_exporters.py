@@ -64,7 +64,7 @@ def test_manifest_records_the_exporter_versions() -> None:
 @pytest.fixture(scope="module")
 def snn_ff() -> tuple[dict[str, Any], neurochip.ChipImage, Any]:
     d = _npz("snntorch_ff")
-    image = _compile(str(HERE / "snntorch_ff.nir"))
+    image = _compile(str(HERE / "snntorch_ff.nir"), reset="subtract")  # trained with it
     x = d["x"]
     T = x.shape[1]
     pops = [p.name for p in image.lif_populations]
@@ -115,7 +115,7 @@ def test_snntorch_ff_spike_trains_match_shifted_one_step_per_layer(snn_ff: Any) 
 
 def test_snntorch_ff_float_reference_matches_too(snn_ff: Any) -> None:
     d, _, _ = snn_ff
-    g = read_nir(HERE / "snntorch_ff.nir")
+    g = read_nir(HERE / "snntorch_ff.nir", reset="subtract")
     T = d["x"].shape[1]
     fr = simulate(g, {"input": d["x"]}, steps=T + 2)
     np.testing.assert_array_equal(fr.spikes["lif1"][:, 1: T + 1], d["lif1_immediate"])
@@ -146,7 +146,7 @@ def test_snntorch_recurrent_keeps_its_accuracy() -> None:
     x = np.unpackbits(d["x_packed"], axis=-1, count=int(d["n_in"])).astype(bool)
     T = int(d["steps"])
     assert x.shape == (len(d["labels"]), T, int(d["n_in"]))
-    image = _compile(str(HERE / "snntorch_rec.nir"))
+    image = _compile(str(HERE / "snntorch_rec.nir"), reset="subtract")
     assert image.metadata["import"]["profile"] == "snntorch"
     rec = [c for c in image.connections if c.pre == c.post]
     assert len(rec) == 1, "the RSynaptic loop becomes one recurrent projection"
@@ -205,3 +205,10 @@ def test_norse_with_its_own_synaptic_gain_reproduces_norse() -> None:
     run = neurochip.Emulator(image).run({"input": x}, steps=T + 2)
     assert np.mean(run.spikes[hidden][:, 1: T + 1] == d["hidden"]) >= 0.98
     assert np.mean(run.spikes[out][:, 2: T + 2] == d["out"]) >= 0.98
+
+
+def test_snntorch_file_without_reset_asks_for_it() -> None:
+    """snnTorch writes zero- and subtract-reset models identically: no silent choice."""
+    with pytest.raises(ModelImportError, match="reset='zero' or reset='subtract'") as e:
+        _compile(str(HERE / "snntorch_rec.nir"))
+    assert e.value.field == "reset" and "node '" in str(e.value)

@@ -11,13 +11,27 @@ import pytest
 
 import neurochip
 from compiler.float_sim import simulate
-from compiler.frontends.nir import NIRImportWarning, from_nir, read_nir, to_nir, write_nir
+from compiler.frontends.nir import NIRImportWarning, to_nir, write_nir
+from compiler.frontends.nir import from_nir as nir_from_nir
+from compiler.frontends.nir import read_nir as nir_read_nir
 from compiler.ir import Conv, Dense, Graph, Input, Neurons, Projection, Sparse, layered_graph
 from compiler.pipeline import compile_model
 from neurochip.core.errors import ModelImportError
 
 DT = 1e-4
 HW = neurochip.load_hw("loihi_like")
+
+
+def from_nir(graph, **kw):
+    """The importer with ``reset='subtract'`` unless given: these graphs follow snnTorch's
+    convention, whose files do not record the reset (tests of that call the importer
+    directly)."""
+    kw.setdefault("reset", "subtract")
+    return nir_from_nir(graph, **kw)
+
+
+def read_nir(path, **kw):
+    return nir_read_nir(path, **kw)
 
 
 def g_(nodes, edges, metadata=None):
@@ -64,6 +78,8 @@ def chain(n_in, *layers, meta=None):
 def roundtrip(tmp_path: Path, graph, **kw) -> Graph:
     p = tmp_path / "m.nir"
     nir.write(str(p), graph)
+    if not any(str(k).startswith("neurochip.") for k in graph.metadata):
+        kw.setdefault("reset", "subtract")
     return read_nir(p, **kw)
 
 
@@ -87,18 +103,35 @@ def test_affine_cubalif_snntorch_profile(tmp_path: Path) -> None:
     assert ir.outputs == {"out": "lif"}
 
 
-def test_affine_bias_into_filtered_synapse_is_noted() -> None:
+def test_affine_bias_into_filtered_synapse_is_carried_exactly_by_an_always_on_neuron() -> None:
     W = np.eye(2)
-    g = chain(2, ("fc", nir.Affine(W, np.array([0.1, -0.2]))), ("lif", cubalif(2, 0.5, 0.9)))
-    with pytest.warns(NIRImportWarning, match="steady-state"):
+    b1, b2 = np.array([0.1, -0.2]), np.array([0.05, 0.3])
+    g = chain(2, ("fc", nir.Affine(W, b1)), ("lif", cubalif(2, 0.5, 0.9, th=100.0)),
+              ("fc2", nir.Affine(W, b2)), ("lif2", cubalif(2, 0.75, 0.9, th=100.0)))
+    with pytest.warns(NIRImportWarning, match="always-on neuron 'bias_source'"):
         ir = from_nir(g)
-    # I converges to b / (1 - alpha); the membrane receives that as a bias.
-    np.testing.assert_allclose(ir.nodes["lif"].bias, [0.2, -0.4])
-    g0 = chain(2, ("fc", nir.Affine(W, np.array([0.1, -0.2]))), ("lif", lif(2, 0.9)))
+    np.testing.assert_array_equal(ir.nodes["lif"].bias, 0.0)  # not on the membrane
+    src = ir.metadata["import"]["bias_source"]
+    assert src == "bias_source" and ir.nodes[src].size == 1
+    e1, e2 = ir.edge("bias_source:lif"), ir.edge("bias_source:lif2")
+    np.testing.assert_allclose(e1.synapses.values[:, 0], b1)  # snnTorch gain 1
+    assert (e1.delay, e2.delay) == (0, 1)  # the bias starts with each layer's first input
+    # No input spikes: I[n] = alpha I[n-1] + b from the layer's first step (1 for the first
+    # layer, 2 for the second), as the framework adds b to its current from its step 0.
+    T = 12
+    fr = simulate(ir, {"in": np.zeros((T, 2), bool)}, steps=T)
+    for name, b, a, first in (("lif", b1, 0.5, 1), ("lif2", b2, 0.75, 2)):
+        n = np.arange(T) - first + 1
+        want = np.where(n[:, None] > 0, b * (1 - a ** np.maximum(n, 0)[:, None]) / (1 - a), 0)
+        np.testing.assert_allclose(fr.i[name], want, atol=1e-12)
+    assert fr.spikes[src].all()  # one spike at every step
+    # alpha = 0: the bias is a membrane bias, exactly.
+    g0 = chain(2, ("fc", nir.Affine(W, b1)), ("lif", lif(2, 0.9)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ir0 = from_nir(g0)
-    np.testing.assert_allclose(ir0.nodes["lif"].bias, [0.1, -0.2])  # exact for alpha = 0
+    np.testing.assert_allclose(ir0.nodes["lif"].bias, b1)
+    assert ir0.metadata["import"]["bias_source"] is None
 
 
 def test_lif_gain_and_leak() -> None:
@@ -422,6 +455,7 @@ def test_reset_never_inferred_from_v_reset() -> None:
     g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", cubalif(2)))
     assert from_nir(g).nodes["lif"].reset == "subtract"
     assert from_nir(g, reset="zero").nodes["lif"].reset == "zero"
+    assert from_nir(g, reset="zero").metadata["import"]["option_sources"]["reset"] == "caller"
     bad = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", cubalif(2, v_reset=0.3)))
     with pytest.raises(ModelImportError, match="v_reset"):
         from_nir(bad)
@@ -472,7 +506,7 @@ def test_profiles_sinabs_rockpool_spyx_norse() -> None:
     with pytest.raises(ModelImportError, match="dt"):
         from_nir(gn)
     with pytest.warns(NIRImportWarning, match="norse"):
-        irn = from_nir(gn, dt=1e-3)
+        irn = nir_from_nir(gn, dt=1e-3)
     assert irn.metadata["import"]["profile"] == "norse" and irn.nodes["lif"].reset == "zero"
 
 
@@ -715,3 +749,96 @@ def test_files_nir_itself_rejects_are_read_leniently(tmp_path: Path) -> None:
     with pytest.warns(NIRImportWarning, match="type checks"):
         ir = read_nir(p)
     assert ir.nodes["blk"].shape == (3,) and ir.metadata["import"]["profile"] == "sinabs"
+
+
+# --------------------------------------------------------------------------------------
+# Layouts and conventions of real exporter versions
+# --------------------------------------------------------------------------------------
+
+
+def _rec_dotted(with_ports: bool):
+    """A recurrent layer written flat as dotted nodes, edges naming the group 'lif1'."""
+    n = 3
+    nodes = {"in": nir.Input(np.array([2])), "fc1": nir.Linear(np.ones((n, 2))),
+             "lif1.lif": cubalif(n), "lif1.w_rec": nir.Linear(0.5 * np.eye(n)),
+             "fc2": nir.Linear(np.ones((2, n))), "lif2": cubalif(2),
+             "out": nir.Output(np.array([2]))}
+    edges = [("in", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "out"), ("lif1.lif", "lif1.w_rec"), ("lif1.w_rec", "lif1.lif")]
+    if with_ports:
+        nodes["lif1.input"] = nir.Input(np.array([n]))
+        nodes["lif1.output"] = nir.Output(np.array([n]))
+        edges += [("lif1.input", "lif1.lif"), ("lif1.lif", "lif1.output")]
+    return g_(nodes, edges)
+
+
+@pytest.mark.parametrize("with_ports", [False, True])
+def test_dotted_subgraph_layout_with_edges_naming_the_group(with_ports: bool) -> None:
+    ir = from_nir(_rec_dotted(with_ports))
+    assert list(ir.inputs) == ["in"] and ir.outputs == {"out": "lif2"}
+    pre_post = {(e.pre, e.post) for e in ir.edges}
+    hidden = next(k for k in ir.populations if k.startswith("lif1"))
+    assert pre_post == {("in", hidden), (hidden, hidden), (hidden, "lif2")}
+
+
+def test_dotted_group_of_several_neurons_is_ambiguous() -> None:
+    g = _rec_dotted(False)
+    g.nodes["lif1.other"] = cubalif(3)
+    g.edges.append(("lif1.lif", "lif1.other"))
+    err = expect_error(g, "ambiguous")
+    assert err.field == "edges" and "lif1" in str(err)
+
+
+def test_older_snntorch_w_in_1_gives_the_input_in_full_to_the_current() -> None:
+    old = cubalif(2, 0.5, 0.9, w_in=1.0)  # r = tau_mem/dt, but w_in = 1
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", old),
+              ("fc2", nir.Linear(np.eye(2))), ("lif2", cubalif(2, 0.75, 0.8, w_in=1.0)))
+    with pytest.warns(NIRImportWarning, match="older export"):
+        ir = from_nir(g)
+    imp = ir.metadata["import"]
+    assert imp["profile"] == "snntorch" and imp["dt"] == pytest.approx(DT)
+    np.testing.assert_allclose(ir.edge("fc").synapses.values, np.eye(2))  # gain 1
+    assert ir.nodes["lif2"].alpha == pytest.approx(0.75)
+
+
+def test_swapped_time_constants_are_detected_and_warned() -> None:
+    good = cubalif(2, 0.5, 0.9)
+    bad = cubalif(2, 0.5, 0.9)
+    bad.tau_syn, bad.tau_mem = bad.tau_mem.copy(), bad.tau_syn.copy()
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", bad))
+    with pytest.warns(NIRImportWarning, match="tau_syn and tau_mem read swapped"):
+        ir = from_nir(g)
+    ref = from_nir(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", good)))
+    assert ir.nodes["lif"].alpha == pytest.approx(ref.nodes["lif"].alpha)
+    assert ir.nodes["lif"].beta == pytest.approx(ref.nodes["lif"].beta)
+
+
+def test_decay_factors_written_as_time_constants_are_read_as_decays() -> None:
+    # In steps (dt = 1), tau = 0.8 < dt can only be a retention factor.
+    node = nir.LIF(tau=arr(0.8, 2), r=arr(1, 2), v_leak=np.zeros(2), v_threshold=arr(1, 2),
+                   v_reset=np.zeros(2))
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", node))
+    with pytest.warns(NIRImportWarning, match="read as a decay factor"):
+        ir = from_nir(g, dt=1.0)
+    assert ir.nodes["lif"].beta == pytest.approx(0.8)
+
+
+def test_per_neuron_time_constants_name_taus_and_decays() -> None:
+    node = cubalif(2)
+    node.tau_mem = np.array([DT / 0.1, DT / 0.2])
+    node.r = node.tau_mem / DT
+    err = expect_error(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", node)), "differs",
+                       reset="subtract")
+    assert err.field == "tau_mem"
+    assert "decays 0.8 .. 0.9" in str(err) and "0.001 .. 0.0005" not in str(err)
+
+
+def test_reset_is_asked_for_with_the_node_named() -> None:
+    g = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", cubalif(2)))
+    with pytest.raises(ModelImportError, match="reset='zero' or reset='subtract'") as e:
+        nir_from_nir(g)
+    assert e.value.field == "reset" and "node 'lif' (CubaLIF)" in str(e.value)
+    # A memoryless Threshold node does not depend on the mode: nothing to ask.
+    th = nir.Threshold(threshold=arr(0.5, 2))
+    ir = nir_from_nir(chain(2, ("fc", nir.Linear(np.eye(2))), ("th", th)), dt=DT)
+    assert "irrelevant" in ir.metadata["import"]["option_sources"]["reset"]

@@ -99,7 +99,7 @@ def test_import_rejects_what_it_cannot_train(tmp_path) -> None:
     p = tmp_path / "branch.nir"
     nir.write(str(p), nir.NIRGraph(nodes=nodes, edges=edges))
     with pytest.raises(ModelImportError, match="layered"):
-        import_nir(p, dt=1e-3)
+        import_nir(p, dt=1e-3, reset="subtract")
 
 
 def test_export_errors(tmp_path) -> None:
@@ -142,5 +142,5 @@ def test_import_rejects_delays(tmp_path) -> None:
     p = tmp_path / "delay.nir"
     nir.write(str(p), nir.NIRGraph(nodes=nodes, edges=edges))
     with pytest.raises(ModelImportError) as e:
-        import_nir(p, dt=1e-3)
+        import_nir(p, dt=1e-3, reset="subtract")
     assert e.value.field == "delay"
