@@ -61,22 +61,17 @@ def lava_classes() -> SimpleNamespace:
             super().__init__(shape=shape, du=du, dv=dv, vth=vth, bias_mant=bias_mant,
                              bias_exp=bias_exp, name=name, reset=reset, spiking=spiking)
 
-    @implements(proc=ChipLIF, protocol=LoihiProtocol)
-    @requires(CPU)
-    @tag("fixed_pt")
-    class PyChipLifModelFixed(AbstractPyLifModelFixed):  # type: ignore[misc, valid-type]
-        """Fixed-point model of :class:`ChipLIF`, bit-exact with our core.
+    class _ChipThresholdReset:
+        """Our core's threshold test and reset on Lava's LIF arithmetic, shared by the
+        inference and the learning models: a readout (``spiking=False``) never fires; a
+        spike resets v to 0 or subtracts the threshold (``reset="subtract"``)."""
 
-        The sub-threshold update (current decay with the hidden +1 offset, 24-bit single
-        wrap of u, saturation of v, bias) is Lava's own ``AbstractPyLifModelFixed``; only
-        the threshold test and the reset differ from ``PyLifModelBitAcc``.
-        """
-
-        s_out: Any = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-        vth: Any = LavaPyType(int, np.int32, precision=17)
+        v: Any
+        vth: Any
+        vth_shift: Any
 
         def __init__(self, proc_params: Any) -> None:
-            super().__init__(proc_params)
+            super().__init__(proc_params)  # type: ignore[call-arg]
             self.subtract = proc_params["reset"] == "subtract"
             self.spiking = bool(proc_params["spiking"])
             self.effective_vth = 0
@@ -101,6 +96,21 @@ def lava_classes() -> SimpleNamespace:
             else:
                 self.v[spike_vector] = 0
 
+    @implements(proc=ChipLIF, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("fixed_pt")
+    class PyChipLifModelFixed(_ChipThresholdReset,  # type: ignore[misc, valid-type]
+                              AbstractPyLifModelFixed):
+        """Fixed-point model of :class:`ChipLIF`, bit-exact with our core.
+
+        The sub-threshold update (current decay with the hidden +1 offset, 24-bit single
+        wrap of u, saturation of v, bias) is Lava's own ``AbstractPyLifModelFixed``; only
+        the threshold test and the reset differ from ``PyLifModelBitAcc``.
+        """
+
+        s_out: Any = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+        vth: Any = LavaPyType(int, np.int32, precision=17)
+
     class ChipLearningLIF(LearningLIF):  # type: ignore[misc, valid-type]
         """Lava's learning LIF process, carrying our learning engine's post side.
 
@@ -122,8 +132,8 @@ def lava_classes() -> SimpleNamespace:
     @implements(proc=ChipLearningLIF, protocol=LoihiProtocol)
     @requires(CPU)
     @tag("fixed_pt")
-    class PyChipLearningLifModel(LearningNeuronModelFixed,  # type: ignore[misc, valid-type]
-                                 AbstractPyLifModelFixed):
+    class PyChipLearningLifModel(_ChipThresholdReset,  # type: ignore[misc, valid-type]
+                                 LearningNeuronModelFixed, AbstractPyLifModelFixed):
         """Fixed-point model of :class:`ChipLearningLIF`: Lava's LIF arithmetic, our reset
         and readout, then our learning engine's post side (stochastic rounding from a
         seeded generator: Lava's learning is bit-approximate, and so is this)."""
@@ -133,9 +143,6 @@ def lava_classes() -> SimpleNamespace:
 
         def __init__(self, proc_params: Any) -> None:
             super().__init__(proc_params)
-            self.subtract = proc_params["reset"] == "subtract"
-            self.spiking = bool(proc_params["spiking"])
-            self.effective_vth = 0
             lp = dict(proc_params["learn"])
             self.lp = lp
             self.rng = np.random.default_rng(int(proc_params["seed"]))
@@ -146,21 +153,6 @@ def lava_classes() -> SimpleNamespace:
             self.sg = np.zeros(n, np.int64)
             self.m = np.zeros(n, np.int64)
             self.lut = None if lp["lut"] is None else np.asarray(lp["lut"], np.int64)
-
-        def scale_threshold(self) -> None:
-            self.effective_vth = np.left_shift(self.vth, self.vth_shift)
-            self.isthrscaled = True
-
-        def spiking_activation(self) -> NDArray[np.bool_]:
-            if not self.spiking:
-                return np.zeros(self.v.shape, dtype=bool)
-            return self.v > self.effective_vth
-
-        def reset_voltage(self, spike_vector: NDArray[np.bool_]) -> None:
-            if self.subtract:
-                self.v[spike_vector] -= self.effective_vth
-            else:
-                self.v[spike_vector] = 0
 
         def _sround(self, x: NDArray[np.int64], k: int) -> NDArray[np.int64]:
             if k <= 0:
