@@ -255,7 +255,7 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
         bias = pp.bias.copy()
         if k in in_bias:
             ib = in_bias[k] * pp.gain
-            if pp.alpha > 0:  # it passes the synaptic filter: carried by a bias axon
+            if np.any(np.asarray(pp.alpha) > 0):  # passes the synaptic filter: a bias axon
                 syn_bias[k] = ib
             else:
                 bias = bias + ib
