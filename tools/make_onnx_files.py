@@ -177,6 +177,15 @@ def _recurrent(cls: Any, sizes: tuple[int, int], seed: int, scale: float, **kw: 
     return cells
 
 
+def _per_neuron_leaky(sizes: tuple[int, int], seed: int) -> list[Any]:
+    """snnTorch Leaky cells with one (trainable) beta per neuron."""
+    import snntorch as snn
+
+    g = torch.Generator().manual_seed(seed)
+    return [snn.Leaky(beta=0.6 + 0.35 * torch.rand(n, generator=g), learn_beta=True)
+            for n in sizes]
+
+
 def snn_files(only: set[str] | None = None) -> dict[str, Any]:
     import norse.torch as norse
     import sinabs.activation as sa
@@ -238,6 +247,9 @@ def snn_files(only: set[str] | None = None) -> dict[str, Any]:
          lambda: _recurrent(snn.RSynaptic, (16, 5), 9, 0.5, alpha=0.6, beta=0.85,
                             reset_delay=False), 3, (0.4, 0.5), False,
          {"step": _snntorch_rsynaptic}),
+        ("snntorch_leaky_perneuron", "Leaky(beta=one per neuron, learn_beta), subtract reset",
+         lambda: _per_neuron_leaky((16, 5), 11), 1, (0.6, 0.7), False,
+         {"step": _snntorch_leaky}),
     ]
     made = {}
     for k, (name, what, cells, nstate, scale, bias, opt) in enumerate(variants):

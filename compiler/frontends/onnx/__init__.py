@@ -61,6 +61,7 @@ from compiler.frontends.onnx.cells import (
     identify,
 )
 from compiler.ir import Conv, Dense, Graph, Input, IRError, Neurons, Projection, Sparse, pool
+from compiler.ir.fields import Decay
 from neurochip.core.errors import ModelImportError
 
 __all__ = ["DOMAIN", "LIMITS", "NEURON_OPS", "SUPPORTED_OPS", "ONNXImportWarning", "from_onnx",
@@ -319,7 +320,8 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
                          notes, carried)
         state_outs.update(cm.state_outputs)
         state_outs.update(r.feedback_outputs)
-        cells_md[name] = {"at": r.label, "alpha": cm.alpha, "beta": cm.beta,
+        cells_md[name] = {"at": r.label, "alpha": _decay_md(cm.alpha),
+                          "beta": _decay_md(cm.beta),
                           "threshold": float(np.mean(cm.threshold)), "reset": cm.reset,
                           "reset_delay": cm.delayed, "gain": float(np.mean(cm.gain)),
                           "spike_value": cm.amplitude, "agreement": cm.agreement}
@@ -465,6 +467,11 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
         raise _imp(source, str(exc)) from None
 
 
+def _decay_md(x: Any) -> Any:
+    """A cell's retention in the import metadata: a float, or a list (one per neuron)."""
+    return [float(v) for v in np.asarray(x)] if np.ndim(x) else x
+
+
 def _batchnorm(node: Any, label: str, where: str, values: dict[str, _Expr],
                consts: dict[str, NDArray[Any]]) -> _Expr:
     """Inference BatchNormalization folded: a per-channel scale and bias."""
@@ -501,7 +508,7 @@ def _cell_population(name: str, where: str, r: CellRegion, cm: CellModel, x: _Ex
     # the caller once the depths are known). A membrane bias behind a filter stays a bias.
     current = cm.current_bias + (0.0 if xs.bias is None else xs.bias)
     membrane = np.asarray(cm.bias, np.float64)
-    if cm.alpha == 0.0:
+    if np.all(np.asarray(cm.alpha) == 0.0):
         current, membrane = current + membrane, np.zeros_like(membrane)
     elif np.any(membrane):
         notes.append(f"'{name}': its constant membrane input (behind a synaptic filter) is a "
@@ -511,7 +518,7 @@ def _cell_population(name: str, where: str, r: CellRegion, cm: CellModel, x: _Ex
     notes.extend(cm.notes)
     _population(name, where, _Expr(xs.shape, list(xs.terms)), cm.alpha, cm.beta,
                 cm.threshold, membrane, cm.reset, True, nodes, edges, used, notes)
-    if cm.delayed and cm.reset == "subtract" and cm.beta < 1.0:
+    if cm.delayed and cm.reset == "subtract" and np.any(np.asarray(cm.beta) < 1.0):
         rname = f"{name}.reset_delay"
         used.add(rname)
         w = -(1.0 - cm.beta) * cm.threshold
@@ -728,7 +735,7 @@ def _neuron(node: Any, label: str, where: str, values: dict[str, _Expr],
     values[node.output[0]] = out
 
 
-def _population(name: str, where: str, x: _Expr, alpha: float, beta: float,
+def _population(name: str, where: str, x: _Expr, alpha: Decay, beta: Decay,
                 th: NDArray[np.float64] | None, bias: NDArray[np.float64], reset: str,
                 spiking: bool, nodes: dict[str, Input | Neurons], edges: list[Projection],
                 used: set[str], notes: list[str]) -> None:
@@ -741,14 +748,14 @@ def _population(name: str, where: str, x: _Expr, alpha: float, beta: float,
                    "size")
     bias = np.asarray(bias, np.float64)
     if x.bias is not None:
-        if alpha >= 1.0:
+        if np.any(np.asarray(alpha) >= 1.0):
             raise _imp(where, "a constant input into a synapse that never decays (alpha = 1) "
                        "grows without bound", "alpha")
         ib = x.bias
-        if alpha > 0:
+        if np.any(np.asarray(alpha) > 0):
             notes.append(f"'{name}': the bias of its input passes the synaptic filter (alpha = "
-                         f"{alpha:.4g}); the chip adds its steady-state value to the membrane, "
-                         "so the first steps differ")
+                         f"{float(np.max(alpha)):.4g}); the chip adds its steady-state value to "
+                         "the membrane, so the first steps differ")
             ib = ib / (1.0 - alpha)
         bias = bias + ib
     try:

@@ -47,6 +47,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
+from compiler.ir.fields import Decay
 from neurochip.core.errors import ModelImportError
 
 __all__ = ["COMPARE_OPS", "WEIGHT_OPS", "CellModel", "CellRegion", "feedback_inputs",
@@ -79,8 +80,8 @@ class CellRegion:
 class CellModel:
     """The chip neuron a cell computes (per-neuron arrays of length n)."""
 
-    alpha: float
-    beta: float
+    alpha: Decay  # a float, or one retention per neuron
+    beta: Decay
     gain: NDArray[np.float64]
     bias: NDArray[np.float64]          # constant membrane input
     current_bias: NDArray[np.float64]  # constant input into the synaptic current (alpha > 0)
@@ -351,10 +352,16 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
                        f"{v.max():.4g}); the chip has one per population", what)
         return float(np.round(v[0], 6))
 
-    beta = uniform(A[m, m], "beta")
+    def decay(v: NDArray[np.float64]) -> Decay:
+        """One retention for the population, or one per neuron (lif_per_neuron)."""
+        if np.allclose(v, v[0], rtol=1e-4, atol=1e-6):
+            return float(np.round(v[0], 6))
+        return np.round(v, 6)
+
+    beta = decay(A[m, m])
     if k == 2:
         ci = order[0]
-        alpha = uniform(A[ci, ci], "alpha")
+        alpha = decay(A[ci, ci])
         a_vi, g_i, g_v = A[m, ci], gx[ci], gx[m]
         if not np.allclose(a_vi * g_i, alpha * g_v, rtol=1e-3, atol=1e-9):
             raise _imp(where, "its input reaches the membrane both directly and through the "
@@ -364,8 +371,9 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
         cur_bias = np.where(np.abs(cur_bias) < 1e-9, 0.0, cur_bias)
     else:
         alpha, gain, cur_bias = 0.0, gx[m], np.zeros(n)
-    if not (0.0 <= alpha <= 1.0 and 0.0 <= beta <= 1.0):
-        raise _imp(where, f"retentions alpha = {alpha:.4g}, beta = {beta:.4g} are outside "
+    if not (np.all(0.0 <= np.asarray(alpha)) and np.all(np.asarray(alpha) <= 1.0)
+            and np.all(0.0 <= np.asarray(beta)) and np.all(np.asarray(beta) <= 1.0)):
+        raise _imp(where, f"retentions alpha = {_fmt(alpha)}, beta = {_fmt(beta)} are outside "
                    "[0, 1]", "beta")
     if np.any(gain <= 0):
         raise _imp(where, "its input does not raise the membrane (gain <= 0)", "input")
@@ -419,7 +427,7 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
         st = [zeros] * k
         # a membrane above threshold, chosen so that the subtractive reset's result
         # (beta f - 1) theta stays clear of the zero reset's 0 (beta = 0.8, f = 1.25 meet)
-        f_ = 1.25 if abs(beta * 1.25 - 1.0) > 0.1 else 1.75
+        f_ = np.where(np.abs(np.asarray(beta) * 1.25 - 1.0) > 0.1, 1.25, 1.75)
         st[m] = (f_ * theta)[None]
         r2 = probe(zeros, st)
         after = r2[st_out[m]][0]
@@ -453,14 +461,22 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     if model.agreement < _MIN_AGREEMENT:
         if model.agreement >= _WARN_AGREEMENT:
             notes.append(f"cell at '{region.label}' is approximated by a LIF neuron (alpha "
-                         f"{alpha:.4g}, beta {beta:.4g}, reset {reset}): on random input "
+                         f"{_fmt(alpha)}, beta {_fmt(beta)}, reset {reset}): on random input "
                          f"{100 * model.agreement:.1f} % of its spikes agree (it differs when "
                          "the membrane is driven far above threshold)")
         else:
             raise _imp(where, "is not a LIF neuron the chip runs: on random input only "
                        f"{100 * model.agreement:.1f} % of its spikes agree with the neuron read "
-                       f"from it (alpha {alpha:.4g}, beta {beta:.4g}, reset {reset})", "op_type")
+                       f"from it (alpha {_fmt(alpha)}, beta {_fmt(beta)}, reset {reset})",
+                       "op_type")
     return model
+
+
+def _fmt(x: Decay) -> str:
+    """A retention for a message: the value, or its range over the neurons."""
+    if np.ndim(x):
+        return f"{float(np.min(x)):.4g} .. {float(np.max(x)):.4g} (per neuron)"
+    return f"{float(x):.4g}"
 
 
 def _verify(probe: _Probe, cm: CellModel, st_out: list[str], order: list[int], n: int,
@@ -469,7 +485,8 @@ def _verify(probe: _Probe, cm: CellModel, st_out: list[str], order: list[int], n
     rng = np.random.default_rng(1)
     P = 16
     scale = float(np.max(cm.threshold / cm.gain))
-    x = rng.uniform(-0.3, 0.9, (_VERIFY_STEPS, P, n)) * scale * (1.0 - cm.beta * 0.8)
+    x = rng.uniform(-0.3, 0.9, (_VERIFY_STEPS, P, n)) * scale * (1.0 - np.asarray(cm.beta)
+                                                                 * 0.8)
     x[:, P // 2:] = rng.uniform(-0.5, 2.5, (_VERIFY_STEPS, P - P // 2, n)) * scale  # strong
     states = [np.zeros((P, n))] * k
     I_ = np.zeros((P, n))

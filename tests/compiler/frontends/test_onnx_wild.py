@@ -31,7 +31,8 @@ LAYERS = 2  # Linear -> cell -> Linear -> cell: the chip adds one step per layer
 # file: (spike agreement of the float model with the framework, at least; warned?)
 EXACT = {"snntorch_leaky": 1.0, "snntorch_leaky_zero": 1.0, "norse_lifcell": 1.0,
          "norse_lifcell_tau": 1.0, "norse_lifboxcell": 1.0, "sinabs_iaf": 1.0,
-         "sinabs_lif": 1.0, "sinabs_lif_zero": 1.0, "snntorch_rleaky": 1.0}
+         "sinabs_lif": 1.0, "sinabs_lif_zero": 1.0, "snntorch_rleaky": 1.0,
+         "snntorch_leaky_perneuron": 1.0}
 APPROX = {"snntorch_leaky_nodelay": (0.88, "approximated"),
           "snntorch_synaptic": (0.94, "approximated"),
           "sinabs_iaf_multispike": (0.93, "several spikes"),
@@ -120,6 +121,21 @@ def test_recurrent_cells_read_their_feedback_as_a_self_projection() -> None:
                                    W[f"{cell}.recurrent.bias"], rtol=1e-6)
         assert src.delay == k and np.all(g.populations[cell].bias == 0)
     assert set(g.outputs) == {"spikes"}
+
+
+def test_per_neuron_betas_become_per_neuron_decays() -> None:
+    path = FILES / "snntorch_leaky_perneuron.onnx"
+    W = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = read_onnx(path)
+        img = neurochip.compile(path, "loihi_like")
+    for cell in ("cells.0", "cells.1"):
+        p = g.populations[cell]
+        assert p.per_neuron_decays and p.alpha == 0.0
+        np.testing.assert_allclose(p.beta, W[f"{cell}.beta"], atol=1e-6)
+    assert {p.name: p.model for p in img.populations if p.kind != "input"} == {
+        "cells.0": "lif_per_neuron", "cells.1": "lif_per_neuron"}
 
 
 def test_constant_inputs_start_with_the_first_input() -> None:
