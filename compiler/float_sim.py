@@ -130,7 +130,9 @@ def _lif(p: Neurons) -> tuple[lif.LifParams, NDArray[np.float64], NDArray[np.flo
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(p.bias, np.float64), (n,)))
     theta = np.zeros(n) if p.threshold is None else np.ascontiguousarray(
         np.broadcast_to(np.asarray(p.threshold, np.float64), (n,)))
-    prm = lif.LifParams(float(p.alpha), float(p.beta), bool(p.spiking), p.reset == "subtract")
+    a = float(np.max(p.alpha)) if p.per_neuron_decays else float(p.alpha)
+    b = float(np.max(p.beta)) if p.per_neuron_decays else float(p.beta)
+    prm = lif.LifParams(a, b, bool(p.spiking), p.reset == "subtract")
     return prm, bias, theta
 
 
@@ -155,7 +157,13 @@ def _run(graph: Graph, inputs: Mapping[str, Any] | None, steps: int | None,
         for k, p in pops.items():
             a = arriving.get(k)
             prm, bias, theta = neurons[k]
-            st = lif.step(prm, bias, theta, I[k], U[k], np.zeros((B, p.size)) if a is None else a)
+            drive = np.zeros((B, p.size)) if a is None else a
+            if p.per_neuron_decays:
+                st = lif.step_per_neuron(prm, np.broadcast_to(p.alpha, (p.size,)),
+                                         np.broadcast_to(p.beta, (p.size,)), bias, theta,
+                                         I[k], U[k], drive)
+            else:
+                st = lif.step(prm, bias, theta, I[k], U[k], drive)
             if observe is not None:
                 observe(k, st.i, st.p)
             if p.spiking:

@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from compiler.ir import NeuronRegisters
+from compiler.ir.fields import Decay
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import QuantizationError
 from neurochip.core.hw import HardwareSpec, NumberFormats
@@ -194,22 +195,39 @@ def _err(where: str, fld: str, msg: str, value: Any = None, limit: Any = None) -
     return QuantizationError(msg, where=where, field=fld, value=value, limit=limit)
 
 
-def decay_registers(alpha: float, beta: float, hw: HardwareSpec | NumberFormats, *,
-                    where: str = "population") -> tuple[int, int]:
-    """(du, dv) nearest to alpha = (4095 - du)/4096 and beta = (4096 - dv)/4096."""
+def decay_registers(alpha: Decay, beta: Decay, hw: HardwareSpec | NumberFormats, *,
+                    where: str = "population") -> tuple[Any, Any]:
+    """(du, dv) nearest to alpha = (4095 - du)/4096 and beta = (4096 - dv)/4096.
+
+    Floats give ints; per-neuron arrays give (n,) int64 arrays (a float beside an array is
+    broadcast to it only when the other is an array).
+    """
     f = _fmt(hw)
     unity = 1 << f.decay_bits
     for name, x in (("alpha", alpha), ("beta", beta)):
-        if not (math.isfinite(x) and 0.0 <= x <= 1.0):
+        a = np.asarray(x, np.float64)
+        if not (np.all(np.isfinite(a)) and np.all(a >= 0.0) and np.all(a <= 1.0)):
             raise _err(where, name, f"must be in [0, 1], got {x!r}", x, (0.0, 1.0))
-    du = int(np.clip(round((unity - 1) - unity * alpha), -1, unity - 1))
-    dv = int(np.clip(round(unity * (1.0 - beta)), 0, unity))
+    if np.ndim(alpha) or np.ndim(beta):
+        a = np.asarray(alpha, np.float64)
+        b = np.asarray(beta, np.float64)
+        # np.rint rounds half to even, as Python's round() does for the scalar case
+        du_a = np.clip(np.rint((unity - 1) - unity * a), -1, unity - 1).astype(np.int64)
+        dv_a = np.clip(np.rint(unity * (1.0 - b)), 0, unity).astype(np.int64)
+        n = max(du_a.size, dv_a.size)
+        return (np.broadcast_to(du_a, (n,)).copy() if du_a.ndim else np.full(n, du_a),
+                np.broadcast_to(dv_a, (n,)).copy() if dv_a.ndim else np.full(n, dv_a))
+    du = int(np.clip(round((unity - 1) - unity * float(alpha)), -1, unity - 1))
+    dv = int(np.clip(round(unity * (1.0 - float(beta))), 0, unity))
     return du, dv
 
 
-def effective_decays(du: int, dv: int, hw: HardwareSpec | NumberFormats) -> tuple[float, float]:
-    """(alpha, beta) that the registers (du, dv) realise."""
+def effective_decays(du: Any, dv: Any, hw: HardwareSpec | NumberFormats) -> tuple[Any, Any]:
+    """(alpha, beta) that the registers (du, dv) realise (arrays for per-neuron registers)."""
     unity = 1 << _fmt(hw).decay_bits
+    if np.ndim(du) or np.ndim(dv):
+        return ((unity - 1 - np.asarray(du, np.float64)) / unity,
+                (unity - np.asarray(dv, np.float64)) / unity)
     return (unity - 1 - du) / unity, (unity - dv) / unity
 
 
@@ -298,14 +316,16 @@ def effective_threshold(vth: int, scale: float, hw: HardwareSpec | NumberFormats
     return vth * float(1 << _fmt(hw).vth_shift) / scale
 
 
-def _geometric(x: float, n: int = HORIZON_STEPS) -> float:
-    """1 + x + ... + x**(n-1): the gain of a leaky accumulator over n steps."""
+def _geometric(x: Decay, n: int = HORIZON_STEPS) -> float:
+    """1 + x + ... + x**(n-1): the gain of a leaky accumulator over n steps (of the
+    slowest-decaying neuron for per-neuron retentions: the bound holds for every neuron)."""
+    x = float(np.max(x))
     if x >= 1.0:
         return float(n)
     return (1.0 - x ** n) / (1.0 - x)
 
 
-def state_bound(*, alpha: float, beta: float, threshold: float, bias: ArrayLike,
+def state_bound(*, alpha: Decay, beta: Decay, threshold: float, bias: ArrayLike,
                 projections: Sequence[ProjectionStats], spiking: bool) -> float:
     """Conservative bound on |I| and |U| (float units) used when no ``state_max`` is given.
 
@@ -472,12 +492,15 @@ def check_weight_bits(weight_bits: int | None, f: NumberFormats, where: str) -> 
     return int(weight_bits)
 
 
-def _check_common(alpha: float, beta: float, threshold: float, reset: str, spiking: bool,
+def _check_common(alpha: Decay, beta: Decay, threshold: float, reset: str, spiking: bool,
                   state_max: float | None, where: str) -> None:
     for name, x in (("alpha", alpha), ("beta", beta)):
-        if not (isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(x)
-                and 0.0 <= float(x) <= 1.0):
-            raise _err(where, name, f"must be a number in [0, 1], got {x!r}", x, (0.0, 1.0))
+        ok = isinstance(x, (int, float, np.floating, np.integer)) or (
+            isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "fiu")
+        if not (ok and np.all(np.isfinite(x)) and np.all(np.asarray(x) >= 0.0)
+                and np.all(np.asarray(x) <= 1.0)):
+            raise _err(where, name, f"must be a number in [0, 1] (or one per neuron), got "
+                       f"{x!r}", x, (0.0, 1.0))
     if spiking and not (math.isfinite(threshold) and threshold >= 0):
         raise _err(where, "threshold", f"must be finite and >= 0 for a spiking population "
                    f"(the chip's threshold is unsigned), got {threshold!r}", threshold, 0)
@@ -538,7 +561,7 @@ def quantize_population(*, alpha: float, beta: float, threshold: float, bias: Ar
     return regs
 
 
-def map_population(*, alpha: float, beta: float, threshold: float, bias: NDArray[np.float64],
+def map_population(*, alpha: Decay, beta: Decay, threshold: float, bias: NDArray[np.float64],
                    values: Sequence[NDArray[Any]], stats: Sequence[ProjectionStats],
                    hw: HardwareSpec | NumberFormats, weight_bits: int, spiking: bool,
                    state_max: float | None, where: str) -> tuple[PopulationRegisters, ScaleChoice]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import tempfile
 import time
@@ -479,18 +480,61 @@ def warm_up() -> int:
 
 
 # ------------------------------------------------------------------------------ client side
+@dataclass(frozen=True)
+class DigitsData:
+    """A bundled digits data set, made where it is used (on a worker) instead of in the
+    client: the spike encoding is deterministic, so every worker makes the same arrays and
+    the client's preparation stays short (it would otherwise run before any job starts).
+
+    part "test": ``{inputs, labels}`` of the test split (first ``samples``); "train":
+    ``{x}`` of the training split (first ``samples``, a calibration set); "learn": the
+    on-chip learning task's four arrays.
+    """
+
+    part: str
+    steps: int
+    encoding: str
+    seed: int = 0
+    samples: int | None = None
+
+
+def make_data(recipe: DigitsData) -> dict[str, Any]:
+    """The arrays of a data recipe (the same on every machine)."""
+    from neurochip.tasks.digits import digits_spikes, digits_task
+
+    if recipe.part == "learn":
+        t = digits_task(recipe.steps, float(recipe.encoding))
+        return {"x_train": t.x_train, "y_train": t.y_train, "x_test": t.x_test,
+                "y_test": t.y_test}
+    if recipe.part == "train":
+        return {"x": digits_spikes(recipe.steps, recipe.encoding)[0].x[: recipe.samples]}
+    test = digits_spikes(recipe.steps, recipe.encoding, seed=recipe.seed)[1]
+    return {"inputs": test.x[: recipe.samples], "labels": test.y[: recipe.samples]}
+
+
 @dataclass
 class _Prepared:
     """Client-side preparation of the jobs: compile specs, data sets, readouts."""
 
     compiles: dict[str, tuple[CompileSpec, str | None]] = field(default_factory=dict)
-    datas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: data sets: arrays read by the client (.npz files), or recipes made where used
+    datas: dict[str, dict[str, Any] | DigitsData] = field(default_factory=dict)
     job_compile: dict[str, str] = field(default_factory=dict)
     job_data: dict[str, str] = field(default_factory=dict)
     job_calib: dict[str, str | None] = field(default_factory=dict)
     readouts: dict[str, Readout] = field(default_factory=dict)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     starts: dict[str, bytes | None] = field(default_factory=dict)
+    made: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def data(self, key: str) -> dict[str, Any]:
+        """A data set's arrays (a recipe is made once, in this process)."""
+        v = self.datas[key]
+        if isinstance(v, DigitsData):
+            if key not in self.made:
+                self.made[key] = make_data(v)
+            return self.made[key]
+        return v
 
 
 def _read_record(model: Path) -> dict[str, Any] | None:
@@ -568,17 +612,15 @@ def _steps_encoding(job: Job, rec: dict[str, Any] | None) -> tuple[int, str]:
 
 
 def _data_for(job: Job, rec: dict[str, Any] | None, c: _Client,
-              datas: dict[str, dict[str, Any]]) -> str:
+              datas: dict[str, dict[str, Any] | DigitsData]) -> str:
     """The key in ``datas`` of a job's data set ({inputs, labels}), added when new."""
     from compiler.training.data import encode
-    from neurochip.tasks.digits import digits_spikes
 
     steps, encoding = _steps_encoding(job, rec)
     if job.data == "digits":
         dkey = f"digits:{steps}:{encoding}:{job.seed}:{job.samples}"
         if dkey not in datas:
-            test = digits_spikes(steps, encoding, seed=job.seed)[1]
-            datas[dkey] = {"inputs": test.x[: job.samples], "labels": test.y[: job.samples]}
+            datas[dkey] = DigitsData("test", steps, encoding, job.seed, job.samples)
         return dkey
     arr = c.npz(job.data)
     x = arr["inputs"]
@@ -590,14 +632,13 @@ def _data_for(job: Job, rec: dict[str, Any] | None, c: _Client,
 
 
 def _calibration_for(job: Job, rec: dict[str, Any] | None, c: _Client,
-                     datas: dict[str, dict[str, Any]], dkey: str) -> str | None:
+                     datas: dict[str, dict[str, Any] | DigitsData], dkey: str) -> str | None:
     """The key in ``datas`` of a job's calibration inputs ({x}), None without calibration.
 
     digits: the first ``calibration_samples`` of the training split in the model's own
     encoding; an .npz: its ``calibration`` array, else its first inputs.
     """
     from compiler.training.data import encode
-    from neurochip.tasks.digits import digits_spikes
 
     if not calibration_options(job.calibration):
         return None
@@ -607,7 +648,8 @@ def _calibration_for(job: Job, rec: dict[str, Any] | None, c: _Client,
     ckey = f"{src}:{job.calibration_samples}"
     if ckey not in datas:
         if job.data == "digits":
-            cx = digits_spikes(steps, rec_enc)[0].x
+            datas[ckey] = DigitsData("train", steps, rec_enc, 0, job.calibration_samples)
+            return ckey
         else:
             arr = c.npz(job.data)
             cx = arr["calibration"] if "calibration" in arr else arr["inputs"]
@@ -628,7 +670,6 @@ def readout_of(rec: dict[str, Any] | None) -> Readout:
 
 def _prepare(jobs: Sequence[Job]) -> _Prepared:
     """Read every file once; group the jobs by compilation and by data set."""
-    from neurochip.tasks.digits import digits_task
     from neurochip.tasks.learning_demos import DIGITS_SETTINGS
 
     c = _Client()
@@ -645,9 +686,8 @@ def _prepare(jobs: Sequence[Job]) -> _Prepared:
                 prep.starts[key] = start
                 dkey = "learn-digits"
                 if dkey not in prep.datas:
-                    t = digits_task(DIGITS_SETTINGS["steps"], DIGITS_SETTINGS["rate"])
-                    prep.datas[dkey] = {"x_train": t.x_train, "y_train": t.y_train,
-                                        "x_test": t.x_test, "y_test": t.y_test}
+                    prep.datas[dkey] = DigitsData("learn", int(DIGITS_SETTINGS["steps"]),
+                                                  repr(float(DIGITS_SETTINGS["rate"])))
                 prep.job_data[key] = dkey
                 continue
             model_bytes = c.file(job.model, "model")
@@ -835,12 +875,12 @@ class Runner:
         if job.kind == "empty":
             return eval_task(job, b"", {}, Readout(None, None, None))
         if job.kind == "learn":
-            return learn_task(job, prep.starts[key], prep.datas[prep.job_data[key]])
+            return learn_task(job, prep.starts[key], prep.data(prep.job_data[key]))
         ck = prep.job_compile[key]
         if ck not in images:
             spec, calib = prep.compiles[ck]
-            images[ck] = compile_task(spec, prep.datas[calib]["x"] if calib else None)
-        return eval_task(job, images[ck], prep.datas[prep.job_data[key]], prep.readouts[key])
+            images[ck] = compile_task(spec, prep.data(calib)["x"] if calib else None)
+        return eval_task(job, images[ck], prep.data(prep.job_data[key]), prep.readouts[key])
 
     def _run_dask(self, jobs: Sequence[Job], prep: _Prepared,
                   finish: Callable[[dict[str, Any]], None]) -> None:
@@ -856,9 +896,25 @@ class Runner:
             # One future per data set, copied to every worker: scattered data has no
             # lineage, so a copy must survive the loss of a worker (scattered anew if not).
             k = f"{name}/{part}"
-            if k not in datas or datas[k].status != "finished":
-                value = prep.datas[name] if part is None else prep.datas[name][part]
-                datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
+            if k in datas and datas[k].status not in ("cancelled", "lost", "error"):
+                return datas[k]
+            recipe = prep.datas[name]
+            if isinstance(recipe, DigitsData):
+                # made on a worker (the client's preparation stays short); a task has
+                # lineage, so a copy lost with a worker is made again
+                whole = f"{name}/None"
+                if whole not in datas or datas[whole].status in ("cancelled", "lost",
+                                                                 "error"):
+                    datas[whole] = client.submit(make_data, recipe, key=f"data-"
+                                                 f"{uuid.uuid4().hex[:8]}-{tok}", retries=r,
+                                                 pure=False)
+                if part is not None:
+                    datas[k] = client.submit(operator.getitem, datas[whole], part,
+                                             key=f"data-{uuid.uuid4().hex[:8]}-{tok}",
+                                             retries=r, pure=False)
+                return datas[k]
+            value = recipe if part is None else recipe[part]
+            datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
             return datas[k]
 
         def submit_compile(job: Job) -> str:

@@ -95,6 +95,16 @@ def _snntorch_leaky(cell: Any, cur: torch.Tensor, s: tuple[torch.Tensor, ...]) -
     return spk, (mem,)
 
 
+def _snntorch_rleaky(cell: Any, cur: torch.Tensor, s: tuple[torch.Tensor, ...]) -> Any:
+    spk, mem = cell(cur, s[0], s[1])
+    return spk, (spk, mem)  # the spikes are state too: the next step's recurrent input
+
+
+def _snntorch_rsynaptic(cell: Any, cur: torch.Tensor, s: tuple[torch.Tensor, ...]) -> Any:
+    spk, syn, mem = cell(cur, s[0], s[1], s[2])
+    return spk, (spk, syn, mem)
+
+
 def _snntorch_synaptic(cell: Any, cur: torch.Tensor, s: tuple[torch.Tensor, ...]) -> Any:
     spk, syn, mem = cell(cur, s[0], s[1])
     return spk, (syn, mem)
@@ -157,7 +167,26 @@ def _run_onnx(path: Path, x: np.ndarray, sizes: tuple[int, int], nstate: int) ->
     return np.stack(out, axis=1)
 
 
-def snn_files() -> dict[str, Any]:
+def _recurrent(cls: Any, sizes: tuple[int, int], seed: int, scale: float, **kw: Any) -> list[Any]:
+    """Two snnTorch recurrent cells (all-to-all recurrent Linear), seeded weights."""
+    torch.manual_seed(seed)
+    cells = [cls(linear_features=n, **kw) for n in sizes]
+    with torch.no_grad():
+        for c in cells:
+            c.recurrent.weight.mul_(scale)
+    return cells
+
+
+def _per_neuron_leaky(sizes: tuple[int, int], seed: int) -> list[Any]:
+    """snnTorch Leaky cells with one (trainable) beta per neuron."""
+    import snntorch as snn
+
+    g = torch.Generator().manual_seed(seed)
+    return [snn.Leaky(beta=0.6 + 0.35 * torch.rand(n, generator=g), learn_beta=True)
+            for n in sizes]
+
+
+def snn_files(only: set[str] | None = None) -> dict[str, Any]:
     import norse.torch as norse
     import sinabs.activation as sa
     import sinabs.layers as sl
@@ -207,10 +236,27 @@ def snn_files() -> dict[str, Any]:
          lambda: [sl.LIF(tau_mem=8.0, spike_fn=sa.SingleSpike, reset_fn=sa.MembraneReset()),
                   sl.LIF(tau_mem=8.0, spike_fn=sa.SingleSpike, reset_fn=sa.MembraneReset())],
          1, (4.0, 5.0), True, {"step": _sinabs, "sinabs": True}),
+        ("snntorch_rleaky", "RLeaky(beta=0.9, all-to-all recurrent), subtract reset",
+         lambda: _recurrent(snn.RLeaky, (16, 5), 7, 0.8, beta=0.9), 2, (0.6, 0.7), False,
+         {"step": _snntorch_rleaky}),
+        ("snntorch_rleaky_zero", "RLeaky(beta=0.8, reset 'zero', threshold=0.5), biases",
+         lambda: _recurrent(snn.RLeaky, (16, 5), 8, 0.6, beta=0.8, threshold=0.5,
+                            reset_mechanism="zero"), 2, (0.4, 0.5), True,
+         {"step": _snntorch_rleaky}),
+        ("snntorch_rsynaptic", "RSynaptic(alpha=0.6, beta=0.85, reset_delay=False)",
+         lambda: _recurrent(snn.RSynaptic, (16, 5), 9, 0.5, alpha=0.6, beta=0.85,
+                            reset_delay=False), 3, (0.4, 0.5), False,
+         {"step": _snntorch_rsynaptic}),
+        ("snntorch_leaky_perneuron", "Leaky(beta=one per neuron, learn_beta), subtract reset",
+         lambda: _per_neuron_leaky((16, 5), 11), 1, (0.6, 0.7), False,
+         {"step": _snntorch_leaky}),
     ]
     made = {}
     for k, (name, what, cells, nstate, scale, bias, opt) in enumerate(variants):
         n_in, n_hid, n_out = 10, 16, 5
+        if only is not None and name not in only:
+            _spikes(rng, n_in, 0.3)  # keep the input of the later variants unchanged
+            continue
         net = TwoLayer(n_in, n_hid, n_out, cells(), opt["step"], nstate, 100 + k, scale, bias)
         net.eval()
         x = _spikes(rng, n_in, 0.3)
@@ -301,11 +347,23 @@ def ann_files() -> dict[str, Any]:
 
 
 def main() -> None:
+    import argparse
+
     import norse
     import sinabs
     import snntorch
 
+    ap = argparse.ArgumentParser(description="write the ONNX reference files")
+    ap.add_argument("--only", nargs="*", help="write only these SNN files (the others and "
+                    "the ANN files stay as they are; MANIFEST.json is updated)")
+    args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        manifest = json.loads((OUT / "MANIFEST.json").read_text())
+        manifest["snn"].update(snn_files(set(args.only)))
+        (OUT / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        print("updated", OUT)
+        return
     manifest = {"tool": "tools/make_onnx_files.py", "steps": T, "batch": B,
                 "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
                              "snntorch": snntorch.__version__,

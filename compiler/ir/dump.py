@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 __all__ = ["format_graph"]
 
 
-def _arr_summary(a: NDArray[Any] | None) -> str:
-    if a is None:
+def _arr_summary(x: NDArray[Any] | float | None) -> str:
+    if x is None:
         return "-"
+    a = np.asarray(x)
     if a.size == 0:
         return "[]"
     if np.all(a == a.reshape(-1)[0]):
@@ -36,12 +37,13 @@ def format_graph(graph: Graph) -> str:
             lines.append(f"  input   {name} shape={node.shape}")
             continue
         kind = "lif" if node.spiking else "readout"
-        s = (f"  {kind:<8}{name} shape={node.shape} alpha={node.alpha:.6g} "
-             f"beta={node.beta:.6g} threshold={_arr_summary(node.threshold)} "
+        s = (f"  {kind:<8}{name} shape={node.shape} alpha={_arr_summary(node.alpha)} "
+             f"beta={_arr_summary(node.beta)} threshold={_arr_summary(node.threshold)} "
              f"bias={_arr_summary(node.bias)} reset={node.reset}")
         r = node.registers
         if r is not None:
-            s += (f" | scale={r.scale:.6g} du={r.du} dv={r.dv} vth={r.vth} "
+            s += (f" | scale={r.scale:.6g} du={_arr_summary(r.du)} dv={_arr_summary(r.dv)} "
+                  f"vth={r.vth} "
                   f"bias_mant={_arr_summary(r.bias_mant)} bias_exp={_arr_summary(r.bias_exp)}")
         lines.append(s)
     rec = {e.name for e in graph.recurrent_edges()}

@@ -13,11 +13,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from neurochip.core.errors import ConfigError
 
-__all__ = ["IRError", "ResetMode", "Shape", "as_shape", "frozen_array", "ir_error",
-           "per_neuron"]
+__all__ = ["Decay", "IRError", "ResetMode", "Shape", "as_decay", "as_shape", "frozen_array",
+           "ir_error", "per_neuron"]
 
 Shape = tuple[int, ...]
 ResetMode = Literal["zero", "subtract"]
+#: a retention factor: one per population (a float) or one per neuron (a frozen (n,) array)
+Decay = float | NDArray[np.float64]
 
 
 class IRError(ConfigError):
@@ -54,4 +56,22 @@ def per_neuron(value: ArrayLike, n: int, where: str, fld: str) -> NDArray[np.flo
                        f"shape {np.asarray(value).shape}")
     if not np.all(np.isfinite(a)):
         raise ir_error(where, fld, "must be finite")
+    return frozen_array(a, np.float64)
+
+
+def as_decay(value: Any, n: int, where: str, fld: str) -> Decay:
+    """A retention factor in [0, 1]: a float when every neuron has the same one, else a
+    frozen (n,) array (the chip has per-neuron decay registers for such populations)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ir_error(where, fld, f"must be a number in [0, 1], got {value!r}") from None
+    if a.size != 1 and a.size != n:
+        raise ir_error(where, fld, f"must be a scalar or hold {n} values (one per neuron), "
+                       f"got shape {a.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(a >= 0.0) and np.all(a <= 1.0)):
+        raise ir_error(where, fld, f"must be a number in [0, 1], got {value!r}")
+    a = a.reshape(-1)
+    if a.size == 1 or bool(np.all(a == a[0])):
+        return float(a[0])
     return frozen_array(a, np.float64)

@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from compiler.ir.fields import ResetMode, Shape, as_shape, frozen_array, ir_error, per_neuron
+from compiler.ir.fields import (
+    Decay,
+    ResetMode,
+    Shape,
+    as_decay,
+    as_shape,
+    frozen_array,
+    ir_error,
+    per_neuron,
+)
 
 __all__ = ["REGISTER_TABLE", "Input", "NeuronRegisters", "Neurons", "Node"]
 
@@ -58,8 +67,8 @@ class NeuronRegisters:
     """
 
     scale: float
-    du: int
-    dv: int
+    du: int | NDArray[np.int64]  # an (n,) array for per-neuron decays
+    dv: int | NDArray[np.int64]
     vth: int
     bias_mant: NDArray[np.int64]
     bias_exp: NDArray[np.int64]
@@ -67,6 +76,10 @@ class NeuronRegisters:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ir_error("registers", "scale", f"must be finite and > 0, got {self.scale!r}")
+        for k in ("du", "dv"):
+            v = getattr(self, k)
+            if np.ndim(v):
+                object.__setattr__(self, k, frozen_array(v, np.int64))
         object.__setattr__(self, "bias_mant", frozen_array(self.bias_mant, np.int64))
         object.__setattr__(self, "bias_exp", frozen_array(self.bias_exp, np.int64))
 
@@ -82,33 +95,31 @@ class Neurons:
         S[n] = U[n] > threshold;  reset "zero": U <- 0,  "subtract": U <- U - threshold
 
     alpha: synaptic current retention in [0, 1] (0: no synaptic memory, 1: no decay).
-    beta: membrane retention in [0, 1] (1: integrate-and-fire). Both are per population
-    (the chip has one du and one dv per population).
+    beta: membrane retention in [0, 1] (1: integrate-and-fire). Each is a float when all
+    neurons share it, else one value per neuron (an (n,) array; the chip then keeps a du
+    and a dv register per neuron, the ``lif_per_neuron`` model).
     threshold: per neuron (or scalar), >= 0; must be None for readouts.
     bias: constant membrane input per neuron (not filtered by the synapse).
     spiking: False makes a non-spiking readout (a leaky integrator whose U is observed).
     """
 
     shape: Shape
-    alpha: float
-    beta: float
+    alpha: Decay
+    beta: Decay
     threshold: NDArray[np.float64] | None
     bias: NDArray[np.float64]
     reset: ResetMode = "subtract"
     spiking: bool = True
     registers: NeuronRegisters | None = None
 
-    def __init__(self, shape: Shape | int, *, alpha: float, beta: float,
+    def __init__(self, shape: Shape | int, *, alpha: Decay, beta: Decay,
                  threshold: ArrayLike | None = None, bias: ArrayLike = 0.0,
                  reset: ResetMode = "subtract", spiking: bool = True,
                  registers: NeuronRegisters | None = None) -> None:
         where = "population"
         shp = as_shape(shape, where)
         n = math.prod(shp)
-        for name, x in (("alpha", alpha), ("beta", beta)):
-            if not (isinstance(x, (int, float, np.integer, np.floating))
-                    and math.isfinite(float(x)) and 0.0 <= float(x) <= 1.0):
-                raise ir_error(where, name, f"must be a number in [0, 1], got {x!r}")
+        a_, b_ = as_decay(alpha, n, where, "alpha"), as_decay(beta, n, where, "beta")
         if reset not in ("zero", "subtract"):
             raise ir_error(where, "reset", f"must be 'zero' or 'subtract', got {reset!r}")
         th: NDArray[np.float64] | None
@@ -125,8 +136,8 @@ class Neurons:
                                "pass threshold=None")
             th = None
         object.__setattr__(self, "shape", shp)
-        object.__setattr__(self, "alpha", float(alpha))
-        object.__setattr__(self, "beta", float(beta))
+        object.__setattr__(self, "alpha", a_)
+        object.__setattr__(self, "beta", b_)
         object.__setattr__(self, "threshold", th)
         object.__setattr__(self, "bias", per_neuron(bias, n, where, "bias"))
         object.__setattr__(self, "reset", reset)
@@ -141,6 +152,11 @@ class Neurons:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def per_neuron_decays(self) -> bool:
+        """True when alpha or beta differs between neurons."""
+        return not (isinstance(self.alpha, float) and isinstance(self.beta, float))
 
     def with_(self, **changes: Any) -> Neurons:
         """A copy with some fields changed (validated again)."""

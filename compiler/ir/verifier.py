@@ -81,7 +81,13 @@ def _verify_hw(graph: Graph, hw: Any) -> None:
         where = f"population '{name}'"
         for fld, val, (lo, hi) in (("du", r.du, f.du_range), ("dv", r.dv, f.dv_range),
                                    ("vth", r.vth, f.vth_range)):
-            if not lo <= val <= hi:
+            if np.ndim(val):  # per-neuron decay registers
+                arr_ = np.asarray(val)
+                if arr_.size and (arr_.min() < lo or arr_.max() > hi):
+                    bad_v = int(arr_[(arr_ < lo) | (arr_ > hi)][0])
+                    raise ir_error(where, fld, f"{bad_v} outside [{lo}, {hi}]", value=bad_v,
+                                   limit=(lo, hi))
+            elif not lo <= val <= hi:
                 raise ir_error(where, fld, f"{val} outside [{lo}, {hi}]", value=val, limit=(lo, hi))
         for fld, arr, (lo, hi) in (("bias_mant", r.bias_mant, f.bias_mant_range),
                                    ("bias_exp", r.bias_exp, f.bias_exp_range)):

@@ -239,6 +239,16 @@ def dequantize_graph(qgraph: Graph, hw: HardwareSpec) -> Graph:
     return Graph(nodes, edges, qgraph.outputs, qgraph.metadata)
 
 
+def _mean(x: Any) -> float:
+    """A decay as a report number (the mean for per-neuron decays)."""
+    return float(np.mean(x)) if np.ndim(x) else float(x)
+
+
+def _reg(x: Any) -> Any:
+    """A decay register as a report value: an int, or "lo..hi" for per-neuron registers."""
+    return f"{int(np.min(x))}..{int(np.max(x))}" if np.ndim(x) else int(x)
+
+
 def _rel(err: NDArray[np.float64], ref: NDArray[np.float64]) -> float:
     n = float(np.linalg.norm(ref))
     return float(np.linalg.norm(err)) / n if n > 0 else 0.0
@@ -264,12 +274,20 @@ def quantization_report(fgraph: Graph, qgraph: Graph, hw: HardwareSpec,
         a, b = effective_decays(r.du, r.dv, hw)
         eb = effective_bias(r.bias_mant, r.bias_exp, r.scale)
         entry: dict[str, Any] = {
-            "scale": r.scale, "du": r.du, "dv": r.dv, "vth": r.vth,
+            "scale": r.scale, "du": _reg(r.du), "dv": _reg(r.dv), "vth": r.vth,
             "bias_exp_max": int(r.bias_exp.max()) if r.bias_exp.size else 0,
-            "alpha": p.alpha, "alpha_chip": a, "beta": p.beta, "beta_chip": b,
+            "alpha": _mean(p.alpha), "alpha_chip": _mean(a), "beta": _mean(p.beta),
+            "beta_chip": _mean(b),
             "bias_max_abs_error": float(np.abs(eb - p.bias).max()) if p.bias.size else 0.0,
             "spiking": p.spiking, "reset": p.reset,
         }
+        if p.per_neuron_decays:
+            # one decay per neuron: the means above, the ranges and largest errors here
+            entry["per_neuron_decays"] = True
+            for k, fl, ch in (("alpha", p.alpha, a), ("beta", p.beta, b)):
+                entry[f"{k}_range"] = [float(np.min(fl)), float(np.max(fl))]
+                entry[f"{k}_max_abs_error"] = float(np.max(np.abs(np.asarray(ch)
+                                                                  - np.asarray(fl))))
         if p.spiking:
             assert p.threshold is not None
             entry["threshold"] = float(p.threshold[0])

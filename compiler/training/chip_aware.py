@@ -129,7 +129,7 @@ def _layer_chip_forward(x: F64, lr: LayerRegisters, hw: HardwareSpec) -> LayerTr
         if V is not None:
             a = a + _synaptic_input(s, V, regs.weight_exp[1])
         u, v, fired, v_pre = fx.lif_step(
-            u, v, a, du=regs.du, dv=regs.dv, bias=bias, theta=theta, reset=spec.reset,
+            u, v, a, du=int(regs.du), dv=int(regs.dv), bias=bias, theta=theta, reset=spec.reset,
             spiking=spec.spiking, decay_bits=f.decay_bits, input_shift=f.input_shift,
             u_bits=f.u_bits, v_bits=f.v_bits)
         I_all[t] = u / lam

@@ -155,6 +155,11 @@ def import_nir(path: str | Path, *, dt: float | None = None, decay: str | None =
         if not name.isidentifier():
             raise ModelImportError("population names must be identifiers to train",
                                    where=f"population '{name}'", field="name")
+        if isinstance(pop.alpha, np.ndarray) or isinstance(pop.beta, np.ndarray):
+            raise ModelImportError("time constants differ between neurons; training keeps "
+                                   "one decay per layer (compile such a file, or train it "
+                                   "with equal time constants)", where=f"population '{name}'",
+                                   field="tau")
         has_bias = bool(np.any(pop.bias != 0))
         threshold = float(pop.threshold[0]) if pop.spiking and pop.threshold is not None else 1.0
         layers.append(LayerSpec(name, pop.size, alpha=pop.alpha, beta=pop.beta,

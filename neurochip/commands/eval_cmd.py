@@ -104,7 +104,7 @@ def _eval(args: argparse.Namespace) -> int:
             e = prep.errors[job.key]["error"]
             raise ConfigError(e["message"], where=e.get("where"), field=e.get("field"))
         spec, ckey = prep.compiles[prep.job_compile[job.key]]
-        blob = compile_task(spec, prep.datas[ckey]["x"] if ckey else None)
+        blob = compile_task(spec, prep.data(ckey)["x"] if ckey else None)
         if isinstance(blob, dict):
             e = blob["error"]
             raise ConfigError(f"{e['type']}: {e['message']}", where=e.get("where"),
@@ -112,7 +112,7 @@ def _eval(args: argparse.Namespace) -> int:
         image = image_from_bytes(blob)
     compile_s = time.perf_counter() - t0
     readout: Readout = prep.readouts[job.key]
-    d = prep.datas[prep.job_data[job.key]]
+    d = prep.data(prep.job_data[job.key])
     runner = runner_from_args(args)
     try:
         t1 = time.perf_counter()

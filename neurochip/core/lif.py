@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["SPIKE_SIGMOID", "SPIKE_STEP", "LifParams", "LifState", "lif_step", "step"]
+__all__ = ["SPIKE_SIGMOID", "SPIKE_STEP", "LifParams", "LifState", "lif_step", "step",
+           "step_per_neuron"]
 
 F64 = NDArray[np.float64]
 
@@ -113,6 +114,21 @@ def step(prm: LifParams, bias: F64, theta: F64, i_prev: F64, u_prev: F64, drive:
     out = LifState(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape))
     lif_step(prm, _vec(bias), _vec(theta), _c(i_prev), _c(u_prev), _c(drive), out)
     return out
+
+
+def step_per_neuron(prm: LifParams, alpha: F64, beta: F64, bias: F64, theta: F64,
+                    i_prev: F64, u_prev: F64, drive: F64) -> LifState:
+    """:func:`step` with one ``alpha`` and ``beta`` per neuron ((n,) arrays; ``prm.alpha``
+    and ``prm.beta`` are not read).
+
+    The decays are applied first (``D + alpha * I[n-1]`` and ``beta * U[n-1]``) and the rest
+    is :func:`lif_step` with alpha = 0 and beta = 1, which adds nothing and multiplies by one
+    exactly: with equal decays the result is bit-identical to :func:`step`.
+    """
+    i_in = _c(drive) + np.asarray(alpha, np.float64) * _c(i_prev)
+    u_in = np.asarray(beta, np.float64) * _c(u_prev)
+    return step(prm._replace(alpha=0.0, beta=1.0), bias, theta, np.zeros_like(i_in), u_in,
+                i_in)
 
 
 def _c(a: F64) -> F64:

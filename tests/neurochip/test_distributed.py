@@ -247,3 +247,27 @@ def test_a_killed_worker_loses_and_duplicates_nothing(serial: Runner,
     assert sorted(seen) == sorted(j.key for j in jobs), "every job reported exactly once"
     assert not [r["error"] for r in got if "error" in r]
     assert same_results(got, expected)
+
+
+def test_bundled_data_is_made_on_the_workers_not_in_the_client() -> None:
+    """The client's preparation keeps only recipes of the digits data (its spike encoding
+    would otherwise run before any job starts); a recipe makes the task's own arrays."""
+    from neurochip.distributed import DigitsData, _prepare, make_data
+    from neurochip.tasks.digits import digits_spikes
+
+    jobs = _jobs()
+    prep = _prepare(jobs)
+    test_keys = {prep.job_data[j.key] for j in jobs if j.kind == "eval" and j.key in
+                 prep.job_data}
+    assert test_keys and all(isinstance(prep.datas[k], DigitsData) for k in test_keys)
+    calib = {k for k in prep.job_calib.values() if k}
+    assert calib and all(isinstance(prep.datas[k], DigitsData) for k in calib)
+    job = next(j for j in jobs if j.seed == 1 and j.kind == "eval")
+    made = prep.data(prep.job_data[job.key])
+    rec = prep.datas[prep.job_data[job.key]]
+    assert isinstance(rec, DigitsData)
+    test = digits_spikes(rec.steps, rec.encoding, seed=1)[1]
+    np.testing.assert_array_equal(made["inputs"], test.x[:40])
+    np.testing.assert_array_equal(made["labels"], test.y[:40])
+    assert prep.data(prep.job_data[job.key]) is made  # made once per process
+    np.testing.assert_array_equal(make_data(rec)["inputs"], made["inputs"])

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from compiler.frontends.linear import check_finite
 from compiler.frontends.nir.base import SPIKING_TYPES, Discretisation, Reset, err, node_where, tname
+from compiler.ir.fields import Decay
 
 __all__ = ["Pop", "neuron"]
 
@@ -20,8 +21,8 @@ class Pop:
     node_name: str
     kind: str
     shape: tuple[int, ...]
-    alpha: float
-    beta: float
+    alpha: Decay  # a float, or one value per neuron
+    beta: Decay
     threshold: NDArray[np.float64] | None
     bias: NDArray[np.float64]
     gain: NDArray[np.float64]  # multiplies every input (weights and linear-node biases)
@@ -30,20 +31,18 @@ class Pop:
 
 
 def _uniform_decay(d: NDArray[np.float64], tau: NDArray[np.float64], where: str,
-                   fld: str) -> float:
-    """The one decay of a population (the chip has one du / dv per population)."""
+                   fld: str) -> Decay:
+    """The population's decay: one float when every neuron has the same, else one value
+    per neuron (the chip then keeps per-neuron du/dv registers)."""
     if not d.size:
         raise err(where, f"{fld} is empty", fld)
     if np.ptp(d) > 1e-9 * max(1.0, float(np.abs(d).max())):
-        raise err(where, f"{fld} differs between neurons ({float(tau.min()):.6g} .. "
-                  f"{float(tau.max()):.6g}, decays {float(d.min()):.6g} .. "
-                  f"{float(d.max()):.6g}); one decay per population is supported: split the "
-                  "layer into populations of equal time constants", fld)
+        return np.ascontiguousarray(d, np.float64)
     return float(d[0])
 
 
 def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str,
-           notes: list[str]) -> float:
+           notes: list[str]) -> Decay:
     tau = np.asarray(tau, np.float64).reshape(-1)
     if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
         raise err(where, f"{fld} must be finite and > 0", fld)
@@ -62,7 +61,8 @@ def _decay(tau: NDArray[np.float64], disc: Discretisation, where: str, fld: str,
             return _uniform_decay(tau, tau, where, fld)
         raise err(where, f"dt = {disc.dt} exceeds {fld} = {float(tau.min()):.6g}: the Euler "
                   "decay 1 - dt/tau would be negative", fld)
-    return max(0.0, _uniform_decay(1.0 - x, tau, where, fld))
+    d = _uniform_decay(1.0 - x, tau, where, fld)
+    return np.maximum(d, 0.0) if isinstance(d, np.ndarray) else max(0.0, d)
 
 
 def neuron(name: str, node: Any, shape: tuple[int, ...], disc: Discretisation,

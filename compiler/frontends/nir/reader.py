@@ -12,6 +12,7 @@ import nir
 import numpy as np
 from numpy.typing import NDArray
 
+from compiler.frontends.bias import add_bias_source, input_depths
 from compiler.frontends.linear import apply_op, compose
 from compiler.frontends.nir.base import (
     LINEAR_TYPES,
@@ -30,7 +31,7 @@ from compiler.frontends.nir.neurons import Pop, neuron
 from compiler.frontends.nir.ops import LinearOps
 from compiler.frontends.nir.profiles import discretisation
 from compiler.frontends.nir.shapes import Shapes
-from compiler.ir import Dense, Graph, Input, IRError, Neurons, Projection
+from compiler.ir import Graph, Input, IRError, Neurons, Projection
 from compiler.passes.normalize import scale_rows
 from neurochip.core.errors import ModelImportError, NeurochipError
 from neurochip.core.safeio import check_alloc
@@ -255,7 +256,7 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
         bias = pp.bias.copy()
         if k in in_bias:
             ib = in_bias[k] * pp.gain
-            if pp.alpha > 0:  # it passes the synaptic filter: carried by a bias axon
+            if np.any(np.asarray(pp.alpha) > 0):  # passes the synaptic filter: a bias axon
                 syn_bias[k] = ib
             else:
                 bias = bias + ib
@@ -311,49 +312,17 @@ def from_nir(graph: Any, *, dt: float | None = None, decay: str | None = None,
     return Graph(nodes, tuple(edges), out_map, md)
 
 
-#: threshold and bias of an always-on population: U = 1 > 0.5 at every step
-_ON_BIAS, _ON_THRESHOLD = 1.0, 0.5
-
-
 def _bias_axons(syn_bias: dict[str, NDArray[np.float64]], pops: dict[str, Pop],
                 pop_name: dict[str, str], projections: list[tuple[str, list[str], str]],
                 top_inputs: list[str], nodes: dict[str, Input | Neurons],
                 edges: list[Projection], used: set[str], flat: Flat) -> str | None:
-    """A linear layer's bias that enters a synaptic current (alpha > 0) is a constant input
-    of the current, exactly what one always-spiking presynaptic neuron gives: a population
-    of one neuron (no decay, bias above its threshold, reset to zero) spiking at every step,
-    projecting ``gain * b``. Each projection is delayed by the population's depth below the
-    inputs minus one, so the bias starts with the first input (as in the framework, where
-    the bias is added from step 0 of that layer)."""
-    if not syn_bias:
-        return None
-    name = "bias_source"
-    nth = 2
-    while name in nodes or name in used:
-        name = f"bias_source_{nth}"
-        nth += 1
-    nodes[name] = Neurons((1,), alpha=0.0, beta=0.0, threshold=_ON_THRESHOLD, bias=_ON_BIAS,
-                          reset="zero", spiking=True)
-    used.add(name)
-    # Depth: the fewest projections from an input (breadth first over the paths).
-    depth: dict[str, int] = {k: 0 for k in top_inputs}
-    frontier = list(top_inputs)
-    while frontier:
-        nxt = []
-        for s, _, end in projections:
-            if s in frontier and end not in depth:
-                depth[end] = depth[s] + 1
-                nxt.append(end)
-        frontier = nxt
-    for k, b in syn_bias.items():
-        dst = pop_name[k]
-        pname = f"{name}:{dst}"
-        while pname in used:
-            pname += "'"
-        used.add(pname)
-        d = max(0, depth.get(k, 1) - 1)
-        edges.append(Projection(pname, name, dst, Dense(b.reshape(-1, 1).copy()), delay=d))
-    return name
+    """A linear layer's bias that enters a synaptic current (alpha > 0) is carried by an
+    always-on source neuron (:mod:`compiler.frontends.bias`), delayed so that it starts
+    with each population's first input, as in the framework."""
+    depth = input_depths(top_inputs, ((s, end) for s, _, end in projections))
+    return add_bias_source({pop_name[k]: b for k, b in syn_bias.items()},
+                           {pop_name[k]: depth[k] for k in syn_bias if k in depth},
+                           nodes, edges, used)
 
 
 def _paths(start: str, succ: dict[str, list[str]], flat: Flat

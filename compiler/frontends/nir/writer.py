@@ -26,31 +26,36 @@ def _f64(x: Any) -> NDArray[np.float64]:
 def _neuron_node(name: str, p: Neurons, dt: float) -> tuple[Any, NDArray[np.float64] | None]:
     """A NIR neuron node realising population p at dt; the bias it could not hold."""
     where = f"population '{name}'"
-    a, b = p.alpha, p.beta
     shape = p.shape
+    # per-neuron decays become per-neuron time constants (scalars fill the shape)
+    a = np.broadcast_to(np.asarray(p.alpha, np.float64), (p.size,)).reshape(shape)
+    b = np.broadcast_to(np.asarray(p.beta, np.float64), (p.size,)).reshape(shape)
     bias = p.bias.reshape(shape)
-    if a >= 1.0:
+    if np.any(a >= 1.0):
         raise ModelImportError("alpha = 1 (a synaptic current that never decays) has no NIR "
                                "form", where=where, field="alpha")
     leftover = None
     th = None if p.threshold is None else p.threshold.reshape(shape)
-    if a > 0 and b >= 1.0:
+    if np.any((a > 0) & (b >= 1.0)):
         raise ModelImportError("a synaptic filter (alpha > 0) on an integrating membrane "
                                "(beta = 1) has no NIR form", where=where, field="beta")
-    if b >= 1.0:  # IF / I: no leak term, the bias must ride on an incoming Affine
+    if np.any(b >= 1.0) and not np.all(b >= 1.0):
+        raise ModelImportError("integrating (beta = 1) and leaky neurons in one population "
+                               "have no single NIR node", where=where, field="beta")
+    if np.all(b >= 1.0):  # IF / I: no leak term, the bias must ride on an incoming Affine
         r = np.full(shape, 1.0 / dt)
         leftover = bias if np.any(bias) else None
         node = nir.IF(r=r, v_threshold=th, v_reset=np.zeros(shape)) if p.spiking else nir.I(r=r)
         return node, leftover
-    tau_mem = np.full(shape, dt / (1.0 - b))
+    tau_mem = dt / (1.0 - b)
     v_leak = bias / (1.0 - b)
-    if a == 0:
+    if np.all(a == 0):
         r = tau_mem / dt
         if p.spiking:
             return nir.LIF(tau=tau_mem, r=r, v_leak=v_leak, v_threshold=th,
                            v_reset=np.zeros(shape)), None
         return nir.LI(tau=tau_mem, r=r, v_leak=v_leak), None
-    tau_syn = np.full(shape, dt / (1.0 - a))
+    tau_syn = dt / (1.0 - a)
     kw = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
               w_in=tau_syn / dt)
     if p.spiking:
@@ -68,7 +73,7 @@ def to_nir(model: Graph | Mapping[str, Any], *, dt: float = 1e-4,
     if not (math.isfinite(dt) and dt > 0):
         raise ModelImportError(f"dt must be > 0, got {dt!r}", where="write_nir", field="dt")
     resets = {p.reset for p in g.populations.values()
-              if p.spiking and not (p.alpha == 0 and p.beta == 0)}
+              if p.spiking and not (np.all(p.alpha == 0) and np.all(p.beta == 0))}
     if len(resets) > 1:
         raise ModelImportError(f"populations use different reset modes {sorted(resets)}; a NIR "
                                "file records one (neurochip.reset)", where="write_nir",

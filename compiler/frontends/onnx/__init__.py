@@ -50,10 +50,18 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
+from compiler.frontends.bias import add_bias_source, input_depths
 from compiler.frontends.linear import LinearOp, apply_op, check_finite, compose
 from compiler.frontends.onnx.ann import DEFAULT_PERCENTILE, activation_scales
-from compiler.frontends.onnx.cells import CellModel, CellRegion, find_cells, identify
+from compiler.frontends.onnx.cells import (
+    CellModel,
+    CellRegion,
+    feedback_inputs,
+    find_cells,
+    identify,
+)
 from compiler.ir import Conv, Dense, Graph, Input, IRError, Neurons, Projection, Sparse, pool
+from compiler.ir.fields import Decay
 from neurochip.core.errors import ModelImportError
 
 __all__ = ["DOMAIN", "LIMITS", "NEURON_OPS", "SUPPORTED_OPS", "ONNXImportWarning", "from_onnx",
@@ -232,6 +240,14 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
     if not convention:
         _fold_constants(g, consts, opsets)
     regions, state_inputs = ([], set()) if convention else find_cells(g, consts)
+    feedback = feedback_inputs(regions, g)
+    cell_names: dict[int, str] = {}
+
+    def cell_name(r: CellRegion) -> str:
+        if id(r) not in cell_names:
+            scope = r.label.lstrip("/").rsplit("/", 1)[0] if "/" in r.label.lstrip("/") else ""
+            cell_names[id(r)] = _clean(scope) if scope else f"cell{len(cell_names) + 1}"
+        return cell_names[id(r)]
     ann = not convention and not regions and any(n.op_type == "Relu" for n in g.node)
     lam: dict[str, float] = {}
     conversion: dict[str, Any] | None = None
@@ -243,6 +259,12 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
                       "encoding": "regular", "thresholds": dict(lam),
                       "decode": "argmax of the readout voltage at the last step"}
     for inp in g.input:
+        if inp.name in feedback:
+            # a recurrent cell's previous spikes: its own population, one step late
+            r = feedback[inp.name]
+            n_fb = math.prod(int(d.dim_value) for d in inp.type.tensor_type.shape.dim[1:])
+            values[inp.name] = _Expr((n_fb,), [(cell_name(r), [], [])])
+            continue
         if inp.name in consts or inp.name in state_inputs:
             continue  # initializers listed as inputs (older exporters); cell states
         dims = [d.dim_value if d.HasField("dim_value") else None
@@ -271,6 +293,7 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
     downstream = {t for k, nd in enumerate(g.node) for t in nd.input if k not in region_of}
     downstream |= {o.name for o in g.output if o.name not in state_inputs}
     cells_md: dict[str, Any] = {}
+    carried: dict[str, NDArray[np.float64]] = {}  # cell -> constant input via the source
 
     def run_cell(r: CellRegion) -> None:
         pending.pop(id(r), None)
@@ -279,15 +302,33 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
         ds = {t for t in r.outputs if t in downstream and t not in
               {o.name for o in g.output}} or None
         cm = identify(g, r, consts, opsets, x.size, ds if ds else set())
-        scope = r.label.lstrip("/").rsplit("/", 1)[0] if "/" in r.label.lstrip("/") else ""
-        name = _clean(scope) if scope else f"cell{len(cells_md) + 1}"
+        name = cell_name(r)
+        for t in r.recurrent:  # the recurrent current joins the input current
+            rec = _value(t, values, where)
+            if rec.shape != x.shape and rec.size != x.size:
+                raise _imp(where, f"its recurrent input has {rec.size} values for {x.size} "
+                           "neurons", "input")
+            if cm.amplitude != 1.0:  # the fed-back spikes carry the spike value
+                rec = _Expr(rec.shape, [
+                    (s_, p_, [LinearOp("scale", scale=np.full(nodes_size, cm.amplitude)),
+                              *o_]) if s_ == name else (s_, p_, o_)
+                    for s_, p_, o_ in rec.terms for nodes_size in [x.size]], rec.bias)
+            x = _Expr(x.shape, [*x.terms, *rec.terms],
+                      rec.bias if x.bias is None else (x.bias if rec.bias is None
+                                                       else x.bias + rec.bias))
         _cell_population(name, where, r, cm, x, values, nodes, edges, used_names, reset,
-                         notes)
+                         notes, carried)
         state_outs.update(cm.state_outputs)
-        cells_md[name] = {"at": r.label, "alpha": cm.alpha, "beta": cm.beta,
+        state_outs.update(r.feedback_outputs)
+        cells_md[name] = {"at": r.label, "alpha": _decay_md(cm.alpha),
+                          "beta": _decay_md(cm.beta),
                           "threshold": float(np.mean(cm.threshold)), "reset": cm.reset,
                           "reset_delay": cm.delayed, "gain": float(np.mean(cm.gain)),
                           "spike_value": cm.amplitude, "agreement": cm.agreement}
+        if r.recurrent:
+            cells_md[name]["recurrent"] = {"input": next(f for f, rr in feedback.items()
+                                                         if rr is r),
+                                           "outputs": list(r.feedback_outputs)}
 
     for idx, node in enumerate(g.node):
         op = node.op_type
@@ -394,6 +435,14 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
             raise _imp(where, "must be the output of a neurochip.LIF/LI node (through "
                        "reshapes only): the chip outputs spikes or readout voltages", "output")
         outputs[out.name] = e.terms[0][0]
+    bias_src = None
+    if carried:
+        depth = input_depths((k for k, v in nodes.items() if isinstance(v, Input)),
+                             ((e.pre, e.post) for e in edges if e.pre != e.post))
+        bias_src = add_bias_source(carried, depth, nodes, edges, used_names)
+        notes.append(f"the constant inputs of {sorted(carried)} start with each cell's first "
+                     f"input: an always-on neuron '{bias_src}' (one spike every step) carries "
+                     "them exactly, delayed by the cell's depth")
     if regions:
         notes.append("SNN cells exported one step at a time: every weight layer adds one step "
                      "of latency on the chip, so a cell's spikes lag the framework's by one "
@@ -406,6 +455,7 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
     if regions:
         md["import"]["profile"] = "exported SNN cells"
         md["import"]["cells"] = cells_md
+        md["import"]["bias_source"] = bias_src
         md["import"].pop("reset")
     if conversion is not None:
         md["import"]["profile"] = "ANN conversion"
@@ -415,6 +465,11 @@ def from_onnx(model: Any, *, reset: str | None = None, source: str = "<ModelProt
         return Graph(nodes, tuple(edges), outputs, md)
     except IRError as exc:
         raise _imp(source, str(exc)) from None
+
+
+def _decay_md(x: Any) -> Any:
+    """A cell's retention in the import metadata: a float, or a list (one per neuron)."""
+    return [float(v) for v in np.asarray(x)] if np.ndim(x) else x
 
 
 def _batchnorm(node: Any, label: str, where: str, values: dict[str, _Expr],
@@ -440,20 +495,30 @@ def _batchnorm(node: Any, label: str, where: str, values: dict[str, _Expr],
 def _cell_population(name: str, where: str, r: CellRegion, cm: CellModel, x: _Expr,
                      values: dict[str, _Expr], nodes: dict[str, Input | Neurons],
                      edges: list[Projection], used: set[str], reset: str | None,
-                     notes: list[str]) -> None:
+                     notes: list[str], carried: dict[str, NDArray[np.float64]]) -> None:
     if reset is not None and reset != cm.reset:
         raise _imp(where, f"resets by {cm.reset!r} (read from the graph); the option "
                    f"reset={reset!r} contradicts the file", "reset")
     xs = x
     if not np.allclose(cm.gain, 1.0, rtol=1e-6):
         xs = _push(x, r.label, LinearOp("scale", scale=cm.gain.copy()), x.shape)
-    if np.any(cm.current_bias):
-        xs = _Expr(xs.shape, list(xs.terms),
-                   cm.current_bias.copy() if xs.bias is None else xs.bias + cm.current_bias)
+    # Constant inputs start with the cell's first input, as in the framework: into the
+    # current (the weight layers' biases, a constant current input) and, without a synaptic
+    # filter, into the membrane too, they ride on the always-on source (exact; added by
+    # the caller once the depths are known). A membrane bias behind a filter stays a bias.
+    current = cm.current_bias + (0.0 if xs.bias is None else xs.bias)
+    membrane = np.asarray(cm.bias, np.float64)
+    if np.all(np.asarray(cm.alpha) == 0.0):
+        current, membrane = current + membrane, np.zeros_like(membrane)
+    elif np.any(membrane):
+        notes.append(f"'{name}': its constant membrane input (behind a synaptic filter) is a "
+                     "bias register, which starts one step per layer before the first input")
+    if np.any(current):
+        carried[name] = np.asarray(current, np.float64)
     notes.extend(cm.notes)
-    _population(name, where, xs, cm.alpha, cm.beta, cm.threshold, cm.bias, cm.reset, True,
-                nodes, edges, used, notes)
-    if cm.delayed and cm.reset == "subtract" and cm.beta < 1.0:
+    _population(name, where, _Expr(xs.shape, list(xs.terms)), cm.alpha, cm.beta,
+                cm.threshold, membrane, cm.reset, True, nodes, edges, used, notes)
+    if cm.delayed and cm.reset == "subtract" and np.any(np.asarray(cm.beta) < 1.0):
         rname = f"{name}.reset_delay"
         used.add(rname)
         w = -(1.0 - cm.beta) * cm.threshold
@@ -670,7 +735,7 @@ def _neuron(node: Any, label: str, where: str, values: dict[str, _Expr],
     values[node.output[0]] = out
 
 
-def _population(name: str, where: str, x: _Expr, alpha: float, beta: float,
+def _population(name: str, where: str, x: _Expr, alpha: Decay, beta: Decay,
                 th: NDArray[np.float64] | None, bias: NDArray[np.float64], reset: str,
                 spiking: bool, nodes: dict[str, Input | Neurons], edges: list[Projection],
                 used: set[str], notes: list[str]) -> None:
@@ -683,14 +748,14 @@ def _population(name: str, where: str, x: _Expr, alpha: float, beta: float,
                    "size")
     bias = np.asarray(bias, np.float64)
     if x.bias is not None:
-        if alpha >= 1.0:
+        if np.any(np.asarray(alpha) >= 1.0):
             raise _imp(where, "a constant input into a synapse that never decays (alpha = 1) "
                        "grows without bound", "alpha")
         ib = x.bias
-        if alpha > 0:
+        if np.any(np.asarray(alpha) > 0):
             notes.append(f"'{name}': the bias of its input passes the synaptic filter (alpha = "
-                         f"{alpha:.4g}); the chip adds its steady-state value to the membrane, "
-                         "so the first steps differ")
+                         f"{float(np.max(alpha)):.4g}); the chip adds its steady-state value to "
+                         "the membrane, so the first steps differ")
             ib = ib / (1.0 - alpha)
         bias = bias + ib
     try:

@@ -47,9 +47,11 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
+from compiler.ir.fields import Decay
 from neurochip.core.errors import ModelImportError
 
-__all__ = ["COMPARE_OPS", "WEIGHT_OPS", "CellModel", "CellRegion", "find_cells", "identify"]
+__all__ = ["COMPARE_OPS", "WEIGHT_OPS", "CellModel", "CellRegion", "feedback_inputs",
+           "find_cells", "identify"]
 
 WEIGHT_OPS = ("Gemm", "MatMul", "Conv", "AveragePool", "MaxPool", "ConvTranspose")
 COMPARE_OPS = ("Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Where", "Sign")
@@ -67,14 +69,19 @@ class CellRegion:
     states: list[str]
     current: str
     outputs: list[str]  # region tensors read outside it (downstream layers, graph outputs)
+    #: currents computed from the cell's own previous spikes (a recurrent weight layer on a
+    #: feedback graph input, snnTorch's RLeaky/RSynaptic): they enter like ``current``
+    recurrent: list[str] = field(default_factory=list)
+    #: graph outputs that return the cell's spikes for the next step's feedback input
+    feedback_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
 class CellModel:
     """The chip neuron a cell computes (per-neuron arrays of length n)."""
 
-    alpha: float
-    beta: float
+    alpha: Decay  # a float, or one retention per neuron
+    beta: Decay
     gain: NDArray[np.float64]
     bias: NDArray[np.float64]          # constant membrane input
     current_bias: NDArray[np.float64]  # constant input into the synaptic current (alpha > 0)
@@ -93,7 +100,16 @@ def _imp(where: str, msg: str, fld: str | None = None) -> ModelImportError:
 
 
 def find_cells(g: Any, consts: dict[str, Any]) -> tuple[list[CellRegion], set[str]]:
-    """The cells of graph ``g`` and its state inputs (empty when it has none)."""
+    """The cells of graph ``g`` and its state inputs (empty when it has none).
+
+    A recurrent cell (snnTorch's ``RLeaky``/``RSynaptic``) also reads its previous spikes
+    through a weight layer: its spikes are a graph input (the *feedback input*) and the same
+    spikes a graph output. torch.onnx lists a step's inputs as ``forward(x, *states)`` and
+    its outputs as ``return (y, *states)``, so graph input p pairs with graph output p. An
+    input after the first whose paired output is the spike tensor of the very cell it feeds
+    (through weight layers) is that cell's feedback input; the current it gives the cell
+    is recurrent (``CellRegion.recurrent``).
+    """
     inputs = [i.name for i in g.input if i.name not in consts]
     consumers: dict[str, list[int]] = {}
     for k, node in enumerate(g.node):
@@ -150,15 +166,58 @@ def find_cells(g: Any, consts: dict[str, Any]) -> tuple[list[CellRegion], set[st
         reads = [t for k in ks for t in g.node[k].input if t and t not in made]
         st = [s for s in inputs if s in states and s in reads]
         ext = list(dict.fromkeys(t for t in reads if t not in consts and t not in states))
+        outs = list(dict.fromkeys(
+            t for k in ks for t in g.node[k].output
+            if t in graph_outputs or any(j not in kset for j in consumers.get(t, []))))
+        rec, fb_outs = _feedback(g, inputs, states, ext, outs, consumers, in_cell)
+        ext = [t for t in ext if t not in rec]
         if len(ext) != 1:
             raise _imp(where, f"reads {len(ext)} input currents {ext}: a cell must read "
                        "exactly one tensor (the output of the weight layer before it) besides "
                        "its states", "input")
-        outs = list(dict.fromkeys(
-            t for k in ks for t in g.node[k].output
-            if t in graph_outputs or any(j not in kset for j in consumers.get(t, []))))
-        regions.append(CellRegion(ks, label, st, ext[0], outs))
+        regions.append(CellRegion(ks, label, st, ext[0], outs, rec, fb_outs))
     return regions, states
+
+
+def feedback_inputs(regions: list[CellRegion], g: Any) -> dict[str, CellRegion]:
+    """Feedback graph input -> the recurrent cell whose previous spikes it carries."""
+    g_in = [i.name for i in g.input]
+    g_out = [o.name for o in g.output]
+    out: dict[str, CellRegion] = {}
+    for r in regions:
+        for o in r.feedback_outputs:
+            out[g_in[g_out.index(o)]] = r
+    return out
+
+
+def _feedback(g: Any, inputs: list[str], states: set[str], ext: list[str], outs: list[str],
+              consumers: dict[str, list[int]], in_cell: set[int]) -> tuple[list[str], list[str]]:
+    """The recurrent currents among a cell's external reads, and its feedback outputs."""
+    g_in = [i.name for i in g.input]
+    g_out = [o.name for o in g.output]
+    data = [t for t in inputs if t not in states]
+    rec: list[str] = []
+    fb: list[str] = []
+    for f in data[1:]:  # the first non-state input is the data input (forward(x, *states))
+        p = g_in.index(f)
+        if p >= len(g_out) or g_out[p] not in outs:
+            continue
+        # the tensors f reaches outside the cells
+        seen, todo = {f}, [f]
+        while todo:
+            t = todo.pop()
+            for k in consumers.get(t, []):
+                if k in in_cell:
+                    continue
+                for o in g.node[k].output:
+                    if o not in seen:
+                        seen.add(o)
+                        todo.append(o)
+        mine = [t for t in ext if t in seen]
+        if mine:
+            rec.extend(t for t in mine if t not in rec)
+            fb.append(g_out[p])
+    return rec, fb
 
 
 class _Probe:
@@ -172,7 +231,7 @@ class _Probe:
         needed = {t for nd in nodes for t in nd.input if t in consts}
         inits = [numpy_helper.from_array(np.asarray(consts[t]), t) for t in sorted(needed)]
         vi = [helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-              for t in [region.current, *region.states]]
+              for t in [region.current, *region.states, *region.recurrent]]
         vo = [helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
               for t in region.outputs]
         sub = helper.make_graph(nodes, "cell", vi, vo, initializer=inits)
@@ -181,10 +240,15 @@ class _Probe:
         self.region = region
         self.n = n
 
-    def __call__(self, x: NDArray[Any], states: list[NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    def __call__(self, x: NDArray[Any], states: list[NDArray[Any]],
+                 rec: NDArray[Any] | None = None) -> dict[str, NDArray[Any]]:
+        """The cell's outputs for current ``x`` and ``states`` (and ``rec`` on every
+        recurrent current, else 0)."""
         feeds = {self.region.current: np.asarray(x, np.float32)}
         for s, v in zip(self.region.states, states):
             feeds[s] = np.asarray(v, np.float32)
+        for t in self.region.recurrent:
+            feeds[t] = np.asarray(np.zeros(np.shape(x)) if rec is None else rec, np.float32)
         res = self.run_.run(None, feeds)
         return {t: np.asarray(v, np.float64).reshape(np.shape(x))
                 for t, v in zip(self.region.outputs, res)}
@@ -214,7 +278,8 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     z0 = [zeros] * k
     base = probe(zeros, z0)
     # the spike tensor: read downstream, else the output that is silent below threshold
-    spk_cands = [t for t in region.outputs if t in downstream]
+    fb = set(region.feedback_outputs)
+    spk_cands = [t for t in region.outputs if t in downstream and t not in fb]
     if len(spk_cands) > 1:
         raise _imp(where, f"sends several tensors {spk_cands} to the next layers; a cell "
                    "sends its spikes only", "output")
@@ -223,6 +288,8 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     for _ in range(6):
         small = probe(rng.uniform(-eps, eps, (1, n)), [rng.uniform(-eps, eps, (1, n))] * k)
         silent = [t for t in region.outputs if not np.any(small[t]) and not np.any(base[t])]
+        # a feedback output may be the spike tensor itself; prefer another silent output
+        silent = [t for t in silent if t not in fb] + [t for t in silent if t in fb]
         if silent:
             break
         eps *= 0.1
@@ -234,7 +301,8 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     spikes = spk_cands[0]
     # states pair up in order: graph inputs with graph outputs (as torch.onnx writes them)
     g_out = [o.name for o in g.output]
-    st_out = sorted((t for t in region.outputs if t != spikes and t not in downstream),
+    st_out = sorted((t for t in region.outputs if t != spikes and t not in downstream
+                     and t not in fb),
                     key=lambda t: g_out.index(t) if t in g_out else len(g_out))
     if len(st_out) != k:
         raise _imp(where, f"has {k} state inputs {region.states} but {len(st_out)} state "
@@ -257,6 +325,14 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     r = probe(np.full((1, n), eps), z0)
     for j, t in enumerate(st_out):
         gx[j] = (r[t][0] - c[j]) / eps
+    if region.recurrent:
+        # the recurrent current must enter exactly as the input current does
+        rr = probe(zeros, z0, np.full((1, n), eps))
+        for j, t in enumerate(st_out):
+            if not np.allclose((rr[t][0] - c[j]) / eps, gx[j], rtol=1e-3, atol=1e-6):
+                raise _imp(where, f"its recurrent input {region.recurrent} enters state "
+                           f"'{t}' with another gain than its input current; the chip sums "
+                           "both into one synaptic input", "input")
     # which state is the membrane: the one the other does not depend on is the current
     order = list(range(k))
     if k == 2:
@@ -276,10 +352,16 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
                        f"{v.max():.4g}); the chip has one per population", what)
         return float(np.round(v[0], 6))
 
-    beta = uniform(A[m, m], "beta")
+    def decay(v: NDArray[np.float64]) -> Decay:
+        """One retention for the population, or one per neuron (lif_per_neuron)."""
+        if np.allclose(v, v[0], rtol=1e-4, atol=1e-6):
+            return float(np.round(v[0], 6))
+        return np.round(v, 6)
+
+    beta = decay(A[m, m])
     if k == 2:
         ci = order[0]
-        alpha = uniform(A[ci, ci], "alpha")
+        alpha = decay(A[ci, ci])
         a_vi, g_i, g_v = A[m, ci], gx[ci], gx[m]
         if not np.allclose(a_vi * g_i, alpha * g_v, rtol=1e-3, atol=1e-9):
             raise _imp(where, "its input reaches the membrane both directly and through the "
@@ -289,8 +371,9 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
         cur_bias = np.where(np.abs(cur_bias) < 1e-9, 0.0, cur_bias)
     else:
         alpha, gain, cur_bias = 0.0, gx[m], np.zeros(n)
-    if not (0.0 <= alpha <= 1.0 and 0.0 <= beta <= 1.0):
-        raise _imp(where, f"retentions alpha = {alpha:.4g}, beta = {beta:.4g} are outside "
+    if not (np.all(0.0 <= np.asarray(alpha)) and np.all(np.asarray(alpha) <= 1.0)
+            and np.all(0.0 <= np.asarray(beta)) and np.all(np.asarray(beta) <= 1.0)):
+        raise _imp(where, f"retentions alpha = {_fmt(alpha)}, beta = {_fmt(beta)} are outside "
                    "[0, 1]", "beta")
     if np.any(gain <= 0):
         raise _imp(where, "its input does not raise the membrane (gain <= 0)", "input")
@@ -323,6 +406,10 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     if np.any(amp_v == 0):
         raise _imp(where, "does not spike above the threshold found", "threshold")
     amplitude = uniform(amp_v, "spike value")
+    for o in region.feedback_outputs:
+        if not np.array_equal(r1[o], r1[spikes]):
+            raise _imp(where, f"graph output '{o}' is paired with a feedback input but is not "
+                       f"the cell's spikes '{spikes}'", "output")
     x2 = (2.5 * theta - bias) / gain
     if np.any(probe(x2[None], z0)[spikes][0] / amplitude > 1.5):
         notes.append(f"cell at '{region.label}' emits several spikes in one step when the "
@@ -338,13 +425,25 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     elif np.allclose(left, 1.25 * theta, rtol=1e-4):
         delayed = True
         st = [zeros] * k
-        st[m] = (1.25 * theta)[None]
+        # a membrane above threshold, chosen so that the subtractive reset's result
+        # (beta f - 1) theta stays clear of the zero reset's 0 (beta = 0.8, f = 1.25 meet)
+        f_ = np.where(np.abs(np.asarray(beta) * 1.25 - 1.0) > 0.1, 1.25, 1.75)
+        st[m] = (f_ * theta)[None]
         r2 = probe(zeros, st)
         after = r2[st_out[m]][0]
-        if np.allclose(after, beta * 1.25 * theta + bias - theta, rtol=1e-3, atol=1e-6):
+        if np.allclose(after, beta * f_ * theta + bias - theta, rtol=1e-3, atol=1e-6):
             reset = "subtract"
         elif np.allclose(after, bias, atol=1e-6 * max(1.0, float(theta.max()))):
             reset = "zero"
+            x3 = (0.3 * theta) / gain
+            after3 = probe(x3[None], st)[st_out[m]][0]
+            if np.allclose(after3, 0.0, atol=1e-6 * max(1.0, float(theta.max()))) and \
+                    not np.allclose(bias + gain * x3, 0.0):
+                notes.append(
+                    f"cell at '{region.label}' zeroes its whole membrane on the step after a "
+                    "spike, that step's input included (snnTorch's RLeaky/RSynaptic zero "
+                    "reset, mem - reset * mem); the chip resets at the spike and keeps the "
+                    "next input, so spikes differ after strong input")
         else:
             raise _imp(where, "does not reset its membrane after a spike (no reset, or a "
                        "reset the chip cannot do)", "reset")
@@ -362,14 +461,22 @@ def _identify(probe: _Probe, region: CellRegion, n: int, downstream: set[str], w
     if model.agreement < _MIN_AGREEMENT:
         if model.agreement >= _WARN_AGREEMENT:
             notes.append(f"cell at '{region.label}' is approximated by a LIF neuron (alpha "
-                         f"{alpha:.4g}, beta {beta:.4g}, reset {reset}): on random input "
+                         f"{_fmt(alpha)}, beta {_fmt(beta)}, reset {reset}): on random input "
                          f"{100 * model.agreement:.1f} % of its spikes agree (it differs when "
                          "the membrane is driven far above threshold)")
         else:
             raise _imp(where, "is not a LIF neuron the chip runs: on random input only "
                        f"{100 * model.agreement:.1f} % of its spikes agree with the neuron read "
-                       f"from it (alpha {alpha:.4g}, beta {beta:.4g}, reset {reset})", "op_type")
+                       f"from it (alpha {_fmt(alpha)}, beta {_fmt(beta)}, reset {reset})",
+                       "op_type")
     return model
+
+
+def _fmt(x: Decay) -> str:
+    """A retention for a message: the value, or its range over the neurons."""
+    if np.ndim(x):
+        return f"{float(np.min(x)):.4g} .. {float(np.max(x)):.4g} (per neuron)"
+    return f"{float(x):.4g}"
 
 
 def _verify(probe: _Probe, cm: CellModel, st_out: list[str], order: list[int], n: int,
@@ -378,7 +485,8 @@ def _verify(probe: _Probe, cm: CellModel, st_out: list[str], order: list[int], n
     rng = np.random.default_rng(1)
     P = 16
     scale = float(np.max(cm.threshold / cm.gain))
-    x = rng.uniform(-0.3, 0.9, (_VERIFY_STEPS, P, n)) * scale * (1.0 - cm.beta * 0.8)
+    x = rng.uniform(-0.3, 0.9, (_VERIFY_STEPS, P, n)) * scale * (1.0 - np.asarray(cm.beta)
+                                                                 * 0.8)
     x[:, P // 2:] = rng.uniform(-0.5, 2.5, (_VERIFY_STEPS, P - P // 2, n)) * scale  # strong
     states = [np.zeros((P, n))] * k
     I_ = np.zeros((P, n))

@@ -580,8 +580,13 @@ def test_structural_errors() -> None:
 def test_parameter_errors() -> None:
     taus = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.array([10.0, 20.0]), v_leak=np.zeros(2),
                    v_threshold=np.ones(2))
-    err = expect_error(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", taus)), "one decay")
-    assert "node 'lif' (LIF)" in str(err)
+    # (per-neuron taus are no error: each neuron keeps its own decay)
+    ir = from_nir(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", taus)))
+    np.testing.assert_allclose(ir.nodes["lif"].beta, [0.9, 0.95])
+    bad = nir.LIF(tau=np.array([1e-3, -2e-3]), r=np.array([10.0, 20.0]), v_leak=np.zeros(2),
+                  v_threshold=np.ones(2))
+    err = expect_error(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", bad)), "> 0", dt=DT)
+    assert "node 'lif' (LIF)" in str(err) and err.field == "tau"
     neg = chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", lif(2, th=-1.0)))
     expect_error(neg, "unsigned")
     inf = nir.CubaLIF(tau_syn=arr(np.inf, 2), tau_mem=arr(1e-3, 2), r=arr(10, 2),
@@ -823,14 +828,81 @@ def test_decay_factors_written_as_time_constants_are_read_as_decays() -> None:
     assert ir.nodes["lif"].beta == pytest.approx(0.8)
 
 
-def test_per_neuron_time_constants_name_taus_and_decays() -> None:
-    node = cubalif(2)
-    node.tau_mem = np.array([DT / 0.1, DT / 0.2])
-    node.r = node.tau_mem / DT
-    err = expect_error(chain(2, ("fc", nir.Linear(np.eye(2))), ("lif", node)), "differs",
-                       reset="subtract")
-    assert err.field == "tau_mem"
-    assert "decays 0.8 .. 0.9" in str(err) and "0.001 .. 0.0005" not in str(err)
+def per_neuron_net(n_in=6, n=40, seed=0):
+    """Linear -> CubaLIF with a different tau_syn and tau_mem per neuron -> Linear -> LI."""
+    rng = np.random.default_rng(seed)
+    alpha = rng.uniform(0.3, 0.95, n)
+    beta = rng.uniform(0.6, 0.97, n)
+    ts, tm = DT / (1 - alpha), DT / (1 - beta)
+    node = nir.CubaLIF(tau_syn=ts, tau_mem=tm, r=tm / DT, v_leak=np.zeros(n),
+                       v_threshold=np.full(n, 1.0), v_reset=np.zeros(n), w_in=ts / DT)
+    W1 = rng.normal(0.4, 0.6, (n, n_in))
+    W2 = rng.normal(0, 0.3, (3, n))
+    g = chain(n_in, ("fc", nir.Linear(W1)), ("lif", node), ("fc2", nir.Linear(W2)),
+              ("ro", li(3, beta=0.9)))
+    return g, alpha, beta
+
+
+def test_per_neuron_time_constants_become_per_neuron_decays(tmp_path: Path) -> None:
+    g, alpha, beta = per_neuron_net()
+    ir = roundtrip(tmp_path, g)
+    p = ir.nodes["lif"]
+    assert p.per_neuron_decays and not ir.nodes["ro"].per_neuron_decays
+    np.testing.assert_allclose(p.alpha, alpha, rtol=1e-12)
+    np.testing.assert_allclose(p.beta, beta, rtol=1e-12)
+    # The float model runs each neuron with its own decays: neuron j of a population with
+    # per-neuron decays equals a one-neuron population with that neuron's scalar decays.
+    x = (np.random.default_rng(1).random((60, 6)) < 0.3).astype(float)
+    ref = simulate(ir, {"in": x})
+    for j in (0, 7, 23):
+        one = Graph({"in": Input((6,)),
+                     "lif": p.with_(shape=(1,), alpha=float(alpha[j]), beta=float(beta[j]),
+                                    threshold=p.threshold[j:j + 1], bias=p.bias[j:j + 1])},
+                    (Projection("fc", "in", "lif",
+                                Dense(np.asarray(ir.edge("fc").synapses.weight)[j:j + 1])),),
+                    {"out": "lif"})
+        r1 = simulate(one, {"in": x})
+        np.testing.assert_array_equal(r1.v["lif"][:, 0], ref.v["lif"][:, j])
+        np.testing.assert_array_equal(r1.spikes["lif"][:, 0], ref.spikes["lif"][:, j])
+
+
+def test_per_neuron_decays_compile_to_per_neuron_registers_and_keep_behaviour() -> None:
+    g, alpha, beta = per_neuron_net(seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = neurochip.compile(g, HW, reset="subtract")
+    pop = next(p for p in image.populations if p.name == "lif")
+    assert pop.model == "lif_per_neuron"
+    du, dv = image.arrays["neurons/du"], image.arrays["neurons/dv"]
+    sl = slice(pop.offset, pop.offset + pop.size)
+    unity = 1 << HW.formats.decay_bits
+    np.testing.assert_array_equal(du[sl], np.rint(unity - 1 - unity * alpha))
+    np.testing.assert_array_equal(dv[sl], np.rint(unity * (1 - beta)))
+    # the chip's spikes follow the float model's
+    rng = np.random.default_rng(3)
+    x = (rng.random((8, 80, 6)) < 0.3)
+    ir = from_nir(g)
+    ref = simulate(ir, {"in": x.astype(float)})
+    em = neurochip.Emulator(image)
+    r = em.run({"in": x}, steps=80, spikes=["lif"])
+    chip, flt = r.spikes["lif"].astype(bool), ref.spikes["lif"]
+    assert flt.sum() > 500
+    assert np.mean(chip == flt) >= 0.97
+    # and the compile report describes the per-neuron registers
+    q = image.metadata["quantization"]["lif"]
+    assert q["per_neuron_decays"] is True
+    assert q["du"] == f"{int(du[sl].min())}..{int(du[sl].max())}"
+    assert q["alpha_range"] == pytest.approx([alpha.min(), alpha.max()])
+    assert q["alpha_max_abs_error"] <= 0.5 / unity + 1e-12
+    assert image.metadata["quantization"]["ro"].get("per_neuron_decays") is None
+
+
+def test_per_neuron_decays_write_back_to_nir(tmp_path: Path) -> None:
+    g, alpha, beta = per_neuron_net(seed=4)
+    ir = from_nir(g)
+    back = from_nir(to_nir(ir, dt=DT))
+    np.testing.assert_allclose(back.nodes["lif"].alpha, alpha, rtol=1e-9)
+    np.testing.assert_allclose(back.nodes["lif"].beta, beta, rtol=1e-9)
 
 
 def test_reset_is_asked_for_with_the_node_named() -> None:
