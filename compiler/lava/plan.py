@@ -71,6 +71,11 @@ def neuron_plan(p: PopulationInfo, learning: str | None = None) -> ProcessPlan:
         return ProcessPlan(p.name, "neurons", "ChipLearningLIF", False,
                            "computes the third factor, the surrogate and the post traces of "
                            "our learning engine (a learning neuron of ours)", sl)
+    if p.model != "lif":
+        from compiler.lava.checks import LAVA_MODELS
+
+        # LIFReset, TernaryLIF, Sigma, Delta, SigmaDelta: Lava's own processes
+        return ProcessPlan(p.name, "neurons", LAVA_MODELS.get(p.model, p.model), True, "", sl)
     if p.spiking and p.reset == "subtract":
         return ProcessPlan(p.name, "neurons", "ChipLIF", False, SUBTRACT_REASON, sl)
     return ProcessPlan(p.name, "neurons", "LIF", True, "", sl)
