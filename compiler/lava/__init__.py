@@ -17,6 +17,10 @@ What maps to what (emulator step t is Lava time step t + 1)::
     LIF population, reset "subtract"          ChipLIF: the LIF process plus our fixed-point
                                               model (Lava's LIF arithmetic, our reset),
                                               announced by a LavaExportWarning
+    lif_reset / ternary_lif population        lif.LIFReset / lif.TernaryLIF (Lava's models)
+    sigma / delta / sigma_delta population    sdn.Sigma / sdn.Delta / sdn.SigmaDelta
+    connection from a graded population       the synapse processes below with
+                                              num_message_bits = its payload width
     dense connection, delay 0                 dense.Dense
     dense connection with delays              dense.DelayDense
     sparse connection, delay 0                sparse.Sparse
