@@ -94,7 +94,7 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
             raise LavaExportError(
                 f"is {p.reset!r}; Lava's {LAVA_MODELS[p.model]} resets to zero", where=where,
                 field="reset", value=p.reset)
-        if p.model not in ("lif", "lif_reset") and not p.spiking:
+        if p.model != "lif" and not p.spiking:
             raise LavaExportError(
                 f"a non-spiking {p.model!r} population has no Lava {LAVA_MODELS[p.model]}",
                 where=where, field="spiking", value=p.spiking)

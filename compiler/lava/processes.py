@@ -276,12 +276,12 @@ def _neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
         del regs["vth"]
         return L.TernaryLIF(vth_hi=int(p.registers["vth_hi"]),
                             vth_lo=int(p.registers["vth_lo"]), **regs)
-    if not p.spiking:
-        # A readout never fires: v saturates at 2^23 - 1 and never exceeds vth * 2^6.
-        regs["vth"] = LAVA_READOUT_VTH
     if p.model == "lif_reset":
         return L.LIFReset(reset_interval=int(p.registers["reset_interval"]),
                           reset_offset=int(p.registers["reset_offset"]), **regs)
+    if not p.spiking:
+        # A readout never fires: v saturates at 2^23 - 1 and never exceeds vth * 2^6.
+        regs["vth"] = LAVA_READOUT_VTH
     if plan.lava_process == "LIF":
         return L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
     regs["vth"] = int(p.vth)  # our model tests spiking itself

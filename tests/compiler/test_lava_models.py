@@ -207,3 +207,15 @@ def test_models_lava_lacks_are_refused_with_the_reason() -> None:
                                               "population"):
         check_exportable(img)
     assert export_summary(img)["exportable"] is False
+
+
+def test_the_models_example_of_the_docs_runs(capsys: Any) -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "lava.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    (code,) = [b for b in blocks if "sigma_delta" in b]
+    exec(compile(code, str(doc), "exec"), {})
+    assert capsys.readouterr().out.split() == ["SigmaDelta", "LIFReset", "24", "int32", "True",
+                                               "True"]
