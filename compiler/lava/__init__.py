@@ -46,7 +46,7 @@ add exact zeros); :attr:`LavaNetwork.links` holds them.
 
 from __future__ import annotations
 
-from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, check_exportable
+from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, LAVA_MODELS, check_exportable
 from compiler.lava.learning import NOT_EXPRESSIBLE, plan_learning
 from compiler.lava.network import (
     LEARNING_MODES,
@@ -61,6 +61,7 @@ from compiler.lava.plan import LAVA_READOUT_VTH, LavaExportWarning, export_plan,
 __all__ = [
     "LAVA_FORMATS",
     "LAVA_MAX_DELAY",
+    "LAVA_MODELS",
     "LAVA_READOUT_VTH",
     "LEARNING_MODES",
     "NOT_EXPRESSIBLE",

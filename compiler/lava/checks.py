@@ -59,7 +59,8 @@ def lif_core(model: str) -> bool:
 def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
     """Raise :class:`LavaExportError` unless Lava 0.10 reproduces ``image`` exactly.
 
-    Checks the chip's number formats against the widths Lava hard-codes, that registers
+    Checks the chip's number formats against the widths Lava hard-codes, that every
+    population's model has a Lava process (:data:`LAVA_MODELS`), that registers
     Lava holds once per population are single integers, the bias range, the reset mode,
     every connection's sign mode, weights (Lava must keep each one unchanged) and delays
     (at most 63), and that nothing needs on-chip learning (Lava's learning engine is
