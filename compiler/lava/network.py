@@ -145,9 +145,11 @@ class LavaResult:
 class LavaNetwork:
     """Lava processes of one chip image, keyed by the image's names, wired and ready to run.
 
-    ``sources``: input population -> ``RingBuffer``; ``neurons``: LIF population -> ``LIF``
-    (or ``ChipLIF``); ``synapses``: connection -> ``Dense`` / ``Sparse`` / ``DelayDense`` /
-    ``DelaySparse``; ``links``: empty ``Sparse`` processes joining unconnected parts.
+    ``sources``: input population -> ``RingBuffer``; ``neurons``: neuron population ->
+    ``LIF``, ``LIFReset``, ``TernaryLIF``, ``Sigma``, ``Delta``, ``SigmaDelta`` (or ours:
+    ``ChipLIF``, ``ChipLearningLIF``); ``synapses``: connection -> ``Dense`` / ``Sparse`` /
+    ``DelayDense`` / ``DelaySparse``; ``links``: empty ``Sparse`` processes joining
+    unconnected parts.
     ``models`` maps each process that is not in Lava's library to its ProcessModel and is
     passed to the run config. ``steps`` is the length of the source buffers (a RingBuffer
     repeats its data, so a run may not be longer unless the inputs are silent).
