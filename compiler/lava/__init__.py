@@ -17,6 +17,10 @@ What maps to what (emulator step t is Lava time step t + 1)::
     LIF population, reset "subtract"          ChipLIF: the LIF process plus our fixed-point
                                               model (Lava's LIF arithmetic, our reset),
                                               announced by a LavaExportWarning
+    lif_reset / ternary_lif population        lif.LIFReset / lif.TernaryLIF (Lava's models)
+    sigma / delta / sigma_delta population    sdn.Sigma / sdn.Delta / sdn.SigmaDelta
+    connection from a graded population       the synapse processes below with
+                                              num_message_bits = its payload width
     dense connection, delay 0                 dense.Dense
     dense connection with delays              dense.DelayDense
     sparse connection, delay 0                sparse.Sparse
@@ -42,7 +46,7 @@ add exact zeros); :attr:`LavaNetwork.links` holds them.
 
 from __future__ import annotations
 
-from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, check_exportable
+from compiler.lava.checks import LAVA_FORMATS, LAVA_MAX_DELAY, LAVA_MODELS, check_exportable
 from compiler.lava.learning import NOT_EXPRESSIBLE, plan_learning
 from compiler.lava.network import (
     LEARNING_MODES,
@@ -57,6 +61,7 @@ from compiler.lava.plan import LAVA_READOUT_VTH, LavaExportWarning, export_plan,
 __all__ = [
     "LAVA_FORMATS",
     "LAVA_MAX_DELAY",
+    "LAVA_MODELS",
     "LAVA_READOUT_VTH",
     "LEARNING_MODES",
     "NOT_EXPRESSIBLE",

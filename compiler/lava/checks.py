@@ -10,8 +10,8 @@ from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import LavaExportError
 from neurochip.core.image import ChipImage, ConnectionInfo
 
-__all__ = ["LAVA_FORMATS", "LAVA_MAX_DELAY", "LAVA_WEIGHT_BITS", "check_exportable",
-           "lava_weight_bits"]
+__all__ = ["LAVA_FORMATS", "LAVA_MAX_DELAY", "LAVA_MODELS", "LAVA_WEIGHT_BITS",
+           "check_exportable", "lava_weight_bits", "lif_core"]
 
 
 # Register widths and shifts that Lava 0.10's fixed-point LIF (AbstractPyLifModelFixed)
@@ -27,6 +27,17 @@ LAVA_FORMATS: dict[str, int] = {
 LAVA_WEIGHT_BITS = 8
 # DelayDense/DelaySparse (bit-accurate models) refuse delays above 63: 6 delay bits.
 LAVA_MAX_DELAY = 63
+#: our neuron model -> the Lava 0.10 process whose fixed-point model it equals bit for bit
+LAVA_MODELS: dict[str, str] = {
+    "lif": "LIF",
+    "lif_reset": "LIFReset",
+    "ternary_lif": "TernaryLIF",
+    "sigma": "Sigma",
+    "delta": "Delta",
+    "sigma_delta": "SigmaDelta",
+}
+#: models whose registers are the LIF core's (du, dv, bias_mant, bias_exp; vth for lif*)
+_LIF_CORE = ("lif", "lif_reset", "ternary_lif")
 # Lava stores bias_mant as int16.
 _INT16 = (-(1 << 15), (1 << 15) - 1)
 
@@ -40,10 +51,16 @@ def lava_weight_bits(c: ConnectionInfo, weight_bits: int) -> int:
     return c.num_weight_bits + LAVA_WEIGHT_BITS - weight_bits
 
 
+def lif_core(model: str) -> bool:
+    """Whether a model uses the LIF core's registers (du, dv, bias_mant, bias_exp)."""
+    return model in _LIF_CORE
+
+
 def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
     """Raise :class:`LavaExportError` unless Lava 0.10 reproduces ``image`` exactly.
 
-    Checks the chip's number formats against the widths Lava hard-codes, that registers
+    Checks the chip's number formats against the widths Lava hard-codes, that every
+    population's model has a Lava process (:data:`LAVA_MODELS`), that registers
     Lava holds once per population are single integers, the bias range, the reset mode,
     every connection's sign mode, weights (Lava must keep each one unchanged) and delays
     (at most 63), and that nothing needs on-chip learning (Lava's learning engine is
@@ -64,11 +81,24 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
             where=f"hardware spec '{hw.name}'", field="formats.weight_bits",
             value=hw.formats.weight_bits, limit=LAVA_WEIGHT_BITS)
     for p in image.populations:
-        if p.model != "lif" or p.payload_bits:
+        where = f"population '{p.name}'"
+        if p.kind == "input":
+            continue  # a RingBuffer sends spikes or payloads alike
+        if p.model not in LAVA_MODELS:
+            why = ("Lava's LIF holds du and dv once per population"
+                   if p.model == "lif_per_neuron" else "Lava 0.10 has no process for it")
             raise LavaExportError(
-                f"is a {p.model} population{' with graded spikes' if p.payload_bits else ''}; "
-                "the export writes LIF populations with binary spikes only",
-                where=f"population '{p.name}'", field="model", value=p.model)
+                f"is a {p.model!r} population; {why} (exported models: "
+                f"{', '.join(sorted(LAVA_MODELS))})", where=where, field="model",
+                value=p.model)
+        if p.model != "lif" and p.reset != "zero":
+            raise LavaExportError(
+                f"is {p.reset!r}; Lava's {LAVA_MODELS[p.model]} resets to zero", where=where,
+                field="reset", value=p.reset)
+        if p.model != "lif" and not p.spiking:
+            raise LavaExportError(
+                f"a non-spiking {p.model!r} population has no Lava {LAVA_MODELS[p.model]}",
+                where=where, field="spiking", value=p.spiking)
     if image.learning:
         if not allow_learning:
             raise LavaExportError(
@@ -82,6 +112,8 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
     v_lim = (1 << (LAVA_FORMATS["v_bits"] - 1)) - 1
     for p in image.lif_populations:
         where = f"population '{p.name}'"
+        if not lif_core(p.model):
+            continue  # sigma-delta registers: checked by the model's own formats
         for reg in ("du", "dv", "vth"):
             val = getattr(p, reg)
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)):

@@ -28,6 +28,7 @@ from compiler.lava.runner import run_and_read
 from neurochip.core import fixedpoint as fx
 from neurochip.core.errors import EmulatorInputError, LavaExportError
 from neurochip.core.image import ChipImage
+from neurochip.core.neuron_models import STATE_SLOTS, payload_range
 from neurochip.core.results import recorded_populations
 from neurochip.core.safeio import atomic_write
 
@@ -35,12 +36,30 @@ __all__ = ["LEARNING_MODES", "LavaNetwork", "LavaResult", "export_lava", "learne
            "run_lava"]
 
 
+def _payloads(name: str, arr: NDArray[Any], bits: int) -> NDArray[np.int32]:
+    """A graded input's payloads as int32, checked against its payload width."""
+    lo, hi = payload_range(bits)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int32)
+    if arr.dtype.kind not in "iu":
+        raise EmulatorInputError(f"input {name!r} is graded: it must hold integer payloads, "
+                                 f"got {arr.dtype}", where="export_lava", field=name)
+    bad = np.flatnonzero((arr < lo) | (arr > hi))
+    if bad.size:
+        k = int(bad[0])
+        raise EmulatorInputError(
+            f"input {name!r}: payload {int(arr.reshape(-1)[k])} is outside its "
+            f"{bits}-bit range [{lo}, {hi}]", where="export_lava", field=name,
+            value=int(arr.reshape(-1)[k]), limit=(lo, hi))
+    return arr.astype(np.int32)
+
+
 def _source_data(image: ChipImage, inputs: Mapping[str, Any] | None, steps: int | None
                  ) -> tuple[dict[str, NDArray[np.int32]], int, bool]:
     """RingBuffer data (n, T) per input population, T, and whether any spike is there."""
     where = "export_lava"
     pops = {p.name: p for p in image.input_populations}
-    arrays: dict[str, NDArray[np.bool_]] = {}
+    arrays: dict[str, NDArray[np.int32]] = {}
     T = 0
     for name, x in dict(inputs or {}).items():
         if name not in pops:
@@ -55,12 +74,14 @@ def _source_data(image: ChipImage, inputs: Mapping[str, Any] | None, steps: int 
         if arr.ndim != 2 or arr.shape[1] != n:
             raise EmulatorInputError(f"input {name!r} has shape {arr.shape}; expected (T, {n})",
                                      where=where, field=name)
-        if arr.dtype != np.bool_:
-            if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
-                raise EmulatorInputError(f"input {name!r} must hold spikes (bool or 0/1)",
-                                         where=where, field=name)
-            arr = arr.astype(bool)
-        arrays[name] = arr
+        if pops[name].graded:
+            arrays[name] = _payloads(name, arr, pops[name].payload_bits)
+        else:
+            if arr.dtype != np.bool_:
+                if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+                    raise EmulatorInputError(f"input {name!r} must hold spikes (bool or 0/1)",
+                                             where=where, field=name)
+            arrays[name] = arr.astype(np.int32)
         T = max(T, arr.shape[0])
     if steps is None:
         steps = T
@@ -83,15 +104,18 @@ def _source_data(image: ChipImage, inputs: Mapping[str, Any] | None, steps: int 
 
 
 def _parse_probes(image: ChipImage, probes: Iterable[str]) -> list[tuple[str, str, str]]:
-    """[(probe name, population, "u" | "v")] for probes "pop.u" / "pop.v"."""
-    lif = {p.name for p in image.lif_populations}
+    """[(probe name, population, variable)] for probes "pop.u", "pop.v" (LIF models) and
+    the state variables of the other models ("pop.sigma", "pop.act", "pop.residue",
+    "pop.error"), which are the Lava processes' Vars of the same names."""
+    models = {p.name: p.model for p in image.lif_populations}
     out = []
     for pr in probes:
         pop, _, var = str(pr).rpartition(".")
-        if pop not in lif or var not in ("u", "v"):
+        if pop not in models or var not in STATE_SLOTS.get(models[pop], {}):
+            have = sorted(f"{n}.{v}" for n, m in models.items() for v in STATE_SLOTS.get(m, {}))
             raise EmulatorInputError(
-                f"bad probe {pr!r}: use '<population>.u' or '<population>.v' with a LIF "
-                f"population of {sorted(lif)}", where="LavaNetwork.run", field="probes")
+                f"bad probe {pr!r}: use '<population>.<state variable>', one of {have}",
+                where="LavaNetwork.run", field="probes")
         out.append((str(pr), pop, var))
     return out
 
@@ -104,11 +128,12 @@ def _recorded(image: ChipImage, spikes: str | Iterable[str] | None) -> list[str]
 class LavaResult:
     """Spikes and probes of a Lava run, in the emulator's format (see ``RunResult``).
 
-    ``spikes[pop]``: (T, n) bool; ``probes["pop.u" | "pop.v"]``: (T, n) int32, read after
-    the reset of each step. Row t is emulator step t (Lava time step t + 1).
+    ``spikes[pop]``: (T, n) bool (int32 payloads for a graded population);
+    ``probes["pop.u" | "pop.v" | "pop.sigma" | ...]``: (T, n) int32, read after the reset
+    of each step. Row t is emulator step t (Lava time step t + 1).
     """
 
-    spikes: dict[str, NDArray[np.bool_]]
+    spikes: dict[str, NDArray[Any]]
     probes: dict[str, NDArray[np.int32]]
     steps: int
     wall_s: float = 0.0
@@ -120,9 +145,11 @@ class LavaResult:
 class LavaNetwork:
     """Lava processes of one chip image, keyed by the image's names, wired and ready to run.
 
-    ``sources``: input population -> ``RingBuffer``; ``neurons``: LIF population -> ``LIF``
-    (or ``ChipLIF``); ``synapses``: connection -> ``Dense`` / ``Sparse`` / ``DelayDense`` /
-    ``DelaySparse``; ``links``: empty ``Sparse`` processes joining unconnected parts.
+    ``sources``: input population -> ``RingBuffer``; ``neurons``: neuron population ->
+    ``LIF``, ``LIFReset``, ``TernaryLIF``, ``Sigma``, ``Delta``, ``SigmaDelta`` (or ours:
+    ``ChipLIF``, ``ChipLearningLIF``); ``synapses``: connection -> ``Dense`` / ``Sparse`` /
+    ``DelayDense`` / ``DelaySparse``; ``links``: empty ``Sparse`` processes joining
+    unconnected parts.
     ``models`` maps each process that is not in Lava's library to its ProcessModel and is
     passed to the run config. ``steps`` is the length of the source buffers (a RingBuffer
     repeats its data, so a run may not be longer unless the inputs are silent).
@@ -210,7 +237,10 @@ class LavaNetwork:
         rec = _recorded(self.image, spikes)
         self._ran = True
         size = {p.name: p.size for p in self.image.lif_populations}
-        out_spikes = {name: np.zeros((steps, size[name]), bool) for name in rec}
+        graded = {p.name for p in self.image.lif_populations if p.graded}
+        # graded populations: their payloads (int32), as the emulator returns them
+        out_spikes = {name: np.zeros((steps, size[name]), np.int32 if name in graded else bool)
+                      for name in rec}
         out_probes = {pr: np.zeros((steps, size[pop]), np.int32) for pr, pop, _ in probe_list}
         if steps == 0 or not self.neurons:
             return LavaResult(out_spikes, out_probes, steps)
@@ -288,10 +318,71 @@ def _third_data(image: ChipImage, name: str, kind: str, cols: int,
     return data, values
 
 
+def _bias_mantissas(image: ChipImage, bias: Mapping[str, Any] | None
+                    ) -> dict[str, NDArray[np.int64]]:
+    """Checked replacement bias mantissas {population: (n,) int64}."""
+    where = "export_lava"
+    lo, hi = image.hw.formats.bias_mant_range
+    lo, hi = max(lo, -(1 << 15)), min(hi, (1 << 15) - 1)  # Lava stores bias_mant as int16
+    pops = {p.name: p for p in image.lif_populations}
+    out: dict[str, NDArray[np.int64]] = {}
+    for name, b in dict(bias or {}).items():
+        p = pops.get(name)
+        if p is None or p.model not in ("lif", "lif_reset", "ternary_lif"):
+            have = [q.name for q in pops.values()
+                    if q.model in ("lif", "lif_reset", "ternary_lif")]
+            raise EmulatorInputError(f"no LIF population {name!r} to give a bias; populations "
+                                     f"with a bias mantissa are {have}", where=where,
+                                     field="bias")
+        arr = np.asarray(b)
+        if arr.shape != (p.size,) or arr.dtype.kind not in "iu":
+            raise EmulatorInputError(
+                f"bias of {name!r} has shape {arr.shape} and dtype {arr.dtype}; expected "
+                f"integers of shape ({p.size},)", where=where, field="bias")
+        bad = np.flatnonzero((arr < lo) | (arr > hi))
+        if bad.size:
+            k = int(bad[0])
+            raise EmulatorInputError(
+                f"bias of {name!r}: value {int(arr[k])} (neuron {k}) is outside the bias "
+                f"mantissa [{lo}, {hi}]", where=where, field="bias", value=int(arr[k]),
+                limit=(lo, hi))
+        be = image.arrays["neurons/bias_exp"][p.offset: p.offset + p.size].astype(np.int64)
+        v_lim = (1 << 23) - 1
+        big = np.flatnonzero(np.abs(fx.bias_value(arr.astype(np.int64), be)) > v_lim)
+        if big.size:
+            k = int(big[0])
+            raise EmulatorInputError(
+                f"bias of {name!r}: {int(arr[k])} * 2**{int(be[k])} (neuron {k}) is beyond the "
+                "24-bit voltage register", where=where, field="bias", value=int(arr[k]))
+        out[name] = arr.astype(np.int64)
+    return out
+
+
+def _check_learning_models(image: ChipImage, lplan: LearningPlan) -> None:
+    """Lava's learning processes are LIF ones with binary spikes."""
+    for name in lplan.learning_kinds():
+        p = image.population(name)
+        if p.model != "lif":
+            raise LavaExportError(
+                f"is a {p.model!r} population; Lava's learning neurons are LIF neurons",
+                where=f"population '{name}'", field="learning", value=p.model)
+    for name in lplan.rules:
+        c = image.connection(name)
+        for end in (c.pre, c.post):
+            q = image.population(end)
+            if q.graded or q.model != "lif":
+                raise LavaExportError(
+                    f"links {q.model!r} population {end!r}"
+                    f"{' with graded spikes' if q.graded else ''}; Lava's learning "
+                    "connections learn from binary spikes of LIF neurons",
+                    where=f"connection '{name}'", field="learning")
+
+
 def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
                 steps: int | None = None, *, stock_only: bool = False,
                 learning: str = "auto", targets: Mapping[str, Any] | None = None,
-                reward: Any = None, seed: int = 0) -> LavaNetwork:
+                reward: Any = None, seed: int = 0,
+                bias: Mapping[str, Any] | None = None) -> LavaNetwork:
     """Lava processes for ``image``, wired as the image's populations and connections.
 
     inputs: {input population: spikes (T, n)} for the sources (missing ones are silent);
@@ -313,13 +404,25 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
     export is then bit-exact). targets {population: (T, n) spikes or values} and reward
     (T,) feed the third factors of an exported learning configuration.
 
+    bias: {population: (n,) bias mantissas} replaces those populations' bias mantissas
+    (their exponents kept), as ``Emulator.run(bias=...)`` does; lava-dl feeds images to a
+    netx network this way.
+
+    Populations of the models ``lif_reset``, ``ternary_lif``, ``sigma``, ``delta`` and
+    ``sigma_delta`` become Lava's ``LIFReset``, ``TernaryLIF``, ``Sigma``, ``Delta`` and
+    ``SigmaDelta``; a connection from a graded population gets ``num_message_bits`` (its
+    payload width), so Lava adds weight x payload.
+
     Raises :class:`LavaExportError` for anything Lava cannot reproduce exactly (see
     :func:`check_exportable`) and :class:`~neurochip.core.errors.EmulatorInputError` for bad
     inputs.
     """
     _check_learning_mode(learning)
     check_exportable(image, allow_learning=bool(image.learning))
+    biases = _bias_mantissas(image, bias)
     lplan = _learning_plan(image, learning)
+    if lplan is not None:
+        _check_learning_models(image, lplan)
     kinds = lplan.learning_kinds() if lplan else {}
     plastic = set(lplan.rules) if lplan else set()
     plan = export_plan(image, kinds, plastic)
@@ -360,7 +463,7 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
                 third_sources[p.name] = src
                 active = active or bool(tdata.any())
         else:
-            proc = neuron_process(L, image, p, by_name[p.name])
+            proc = neuron_process(L, image, p, by_name[p.name], biases.get(p.name))
             if isinstance(proc, L.ChipLIF):
                 models[proc] = L.ChipLifModel
         neurons[p.name] = proc
@@ -408,13 +511,15 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
 def run_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
              steps: int | None = None, *, probes: Iterable[str] = (),
              spikes: str | Iterable[str] | None = "all",
-             timeout_s: float | None = None) -> LavaResult:
+             timeout_s: float | None = None,
+             bias: Mapping[str, Any] | None = None) -> LavaResult:
     """Export ``image``, run it in Lava for ``steps`` steps, stop Lava, return the result.
 
     The same arguments and result format as ``Emulator(image).run`` (unbatched):
-    ``result.spikes[pop]`` (T, n) bool, ``result.probes["pop.v"]`` (T, n) int32.
+    ``result.spikes[pop]`` (T, n) bool (int32 payloads for graded populations),
+    ``result.probes["pop.v"]`` (T, n) int32.
     """
-    net = export_lava(image, inputs, steps)
+    net = export_lava(image, inputs, steps, bias=bias)
     return net.run(steps, probes=probes, spikes=spikes, timeout_s=timeout_s)
 
 

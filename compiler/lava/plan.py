@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compiler.lava.checks import LAVA_MODELS
 from neurochip.core.image import ChipImage, PopulationInfo
 
 __all__ = ["LAVA_READOUT_VTH", "LavaExportWarning", "ProcessPlan", "export_plan",
@@ -71,6 +72,9 @@ def neuron_plan(p: PopulationInfo, learning: str | None = None) -> ProcessPlan:
         return ProcessPlan(p.name, "neurons", "ChipLearningLIF", False,
                            "computes the third factor, the surrogate and the post traces of "
                            "our learning engine (a learning neuron of ours)", sl)
+    if p.model != "lif":
+        # LIFReset, TernaryLIF, Sigma, Delta, SigmaDelta: Lava's own processes
+        return ProcessPlan(p.name, "neurons", LAVA_MODELS.get(p.model, p.model), True, "", sl)
     if p.spiking and p.reset == "subtract":
         return ProcessPlan(p.name, "neurons", "ChipLIF", False, SUBTRACT_REASON, sl)
     return ProcessPlan(p.name, "neurons", "LIF", True, "", sl)

@@ -41,8 +41,9 @@ def lava_classes() -> SimpleNamespace:
     from lava.proc.dense.process import DelayDense, Dense, LearningDense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.models import AbstractPyLifModelFixed
-    from lava.proc.lif.process import LIF, LearningLIF
+    from lava.proc.lif.process import LIF, LearningLIF, LIFReset, TernaryLIF
     from lava.proc.monitor.process import Monitor
+    from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
     from lava.proc.sparse.process import DelaySparse, LearningSparse, Sparse
     from lava.utils.weightutils import SignMode
 
@@ -214,7 +215,9 @@ def lava_classes() -> SimpleNamespace:
     sign_modes = {fx.SIGN_MIXED: SignMode.MIXED, fx.SIGN_EXCITATORY: SignMode.EXCITATORY,
                   fx.SIGN_INHIBITORY: SignMode.INHIBITORY}
     return SimpleNamespace(
-        LIF=LIF, ChipLIF=ChipLIF, ChipLifModel=PyChipLifModelFixed, Dense=Dense,
+        LIF=LIF, LIFReset=LIFReset, TernaryLIF=TernaryLIF, Sigma=Sigma, Delta=Delta,
+        SigmaDelta=SigmaDelta, ActivationMode=ActivationMode, ChipLIF=ChipLIF,
+        ChipLifModel=PyChipLifModelFixed, Dense=Dense,
         DelayDense=DelayDense, Sparse=Sparse, DelaySparse=DelaySparse, RingBuffer=RingBuffer,
         Monitor=Monitor, Loihi2SimCfg=Loihi2SimCfg, RunSteps=RunSteps, SignMode=sign_modes,
         ChipLearningLIF=ChipLearningLIF, ChipLearningLifModel=PyChipLearningLifModel,
@@ -224,22 +227,65 @@ def lava_classes() -> SimpleNamespace:
 
 
 def neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
-                   plan: ProcessPlan) -> Any:
+                   plan: ProcessPlan, bias_mant: NDArray[np.int64] | None = None) -> Any:
     """The population's process as ``plan`` says: Lava's ``LIF`` (reset to zero, and every
-    readout, with a threshold it never reaches) or our ``ChipLIF`` (reset by subtraction)."""
-    bm = image.arrays["neurons/bias_mant"][p.offset: p.offset + p.size].astype(np.int64)
-    be = image.arrays["neurons/bias_exp"][p.offset: p.offset + p.size].astype(np.int64)
-    regs = {"shape": (p.size,), "du": int(p.du), "dv": int(p.dv), "vth": int(p.vth),
-            "bias_mant": bm, "bias_exp": be, "name": p.name}
-    if plan.lava_process == "LIF":
-        if not p.spiking:
-            # A readout never fires: v saturates at 2^23 - 1 and never exceeds vth * 2^6.
-            regs["vth"] = LAVA_READOUT_VTH
-        proc = L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
-    else:
-        proc = L.ChipLIF(reset=p.reset, spiking=bool(p.spiking), **regs)
+    readout, with a threshold it never reaches), ``LIFReset``, ``TernaryLIF``, ``Sigma``,
+    ``Delta`` or ``SigmaDelta`` (our models of the same names), or our ``ChipLIF`` (reset
+    by subtraction). ``bias_mant``: the population's mantissas, when they replace the
+    image's."""
+    proc = _neuron_process(L, image, p, plan, bias_mant)
     proc.proc_params["neurochip_placement"] = plan.hint()
     return proc
+
+
+def _model_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo) -> Any:
+    """Lava's process of a sigma-delta population (its registers as Lava takes them)."""
+    shape, name = (p.size,), p.name
+    proc: Any
+    if p.model == "sigma":
+        proc = L.Sigma(shape=shape)
+    else:
+        proc = _sdn_process(L, image, p, shape)
+    # Lava's Sigma and Delta take no name: set it as Lava's constructor would
+    proc.name = name
+    return proc
+
+
+def _sdn_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
+                 shape: tuple[int, ...]) -> Any:
+    r = p.registers
+    common = {"shape": shape, "vth": int(r["vth"]),
+              "cum_error": bool(r["cum_error"]), "spike_exp": int(r["spike_exp"]),
+              "state_exp": int(r["state_exp"])}
+    if p.model == "delta":
+        return L.Delta(**common)
+    # Lava's SigmaDelta scales the bias by 2^(spike_exp + state_exp) itself, as ours does
+    bias = image.arrays["neurons/bias"][p.offset: p.offset + p.size].astype(np.int64)
+    return L.SigmaDelta(bias=bias, act_mode=L.ActivationMode(int(r["act_mode"])), **common)
+
+
+
+def _neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
+                    plan: ProcessPlan, bias_mant: NDArray[np.int64] | None) -> Any:
+    regs = _regs(image, p)
+    if bias_mant is not None:
+        regs["bias_mant"] = np.asarray(bias_mant, np.int64)
+    if p.model in ("sigma", "delta", "sigma_delta"):
+        return _model_process(L, image, p)
+    if p.model == "ternary_lif":
+        del regs["vth"]
+        return L.TernaryLIF(vth_hi=int(p.registers["vth_hi"]),
+                            vth_lo=int(p.registers["vth_lo"]), **regs)
+    if p.model == "lif_reset":
+        return L.LIFReset(reset_interval=int(p.registers["reset_interval"]),
+                          reset_offset=int(p.registers["reset_offset"]), **regs)
+    if not p.spiking:
+        # A readout never fires: v saturates at 2^23 - 1 and never exceeds vth * 2^6.
+        regs["vth"] = LAVA_READOUT_VTH
+    if plan.lava_process == "LIF":
+        return L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
+    regs["vth"] = int(p.vth)  # our model tests spiking itself
+    return L.ChipLIF(reset=p.reset, spiking=bool(p.spiking), **regs)
 
 
 def synapse_process(L: SimpleNamespace, image: ChipImage, ci: int, plan: ProcessPlan) -> Any:
@@ -256,6 +302,10 @@ def _synapse_process(L: SimpleNamespace, image: ChipImage, ci: int) -> Any:
         "sign_mode": L.SignMode[c.sign_mode],
         "name": c.name,
     }
+    bits = image.population(c.pre).payload_bits
+    if bits:
+        # graded spikes: Lava's synapse then adds weight x payload
+        params["num_message_bits"] = int(bits)
     delayed = c.has_delays or c.delay != 0
     if c.storage == "dense":
         W = image.weights(c.name)

@@ -127,7 +127,7 @@ def _abandon(root: Any) -> None:
 
 
 def run_and_read(root: Any, run_cfg: Any, condition: Any, targets: list[tuple[str, Any, Any]],
-                 out_spikes: dict[str, NDArray[np.bool_]],
+                 out_spikes: dict[str, NDArray[Any]],
                  out_probes: dict[str, NDArray[np.int32]], timeout_s: float | None,
                  reads: list[tuple[str, Any]] | None = None,
                  out_vars: dict[str, Any] | None = None) -> None:
@@ -142,13 +142,13 @@ def run_and_read(root: Any, run_cfg: Any, condition: Any, targets: list[tuple[st
         for key, target, mon in targets:
             data = _guarded(root, mon.get_data, "reading Lava monitors", deadline)
             arr = np.asarray(data[target.process.name][target.name])
-            if key in out_spikes:
+            if key in out_spikes and out_spikes[key].dtype == np.bool_:
                 out_spikes[key][:] = arr != 0
             else:
                 vals = np.rint(arr)
                 if not np.array_equal(vals, arr) or np.abs(vals).max(initial=0) >= 2 ** 31:
                     raise _Failure(f"reading Lava monitors: {key!r} holds non-int32 values")
-                out_probes[key][:] = vals.astype(np.int32)
+                (out_spikes if key in out_spikes else out_probes)[key][:] = vals.astype(np.int32)
         for key, var in reads or []:
             value = _guarded(root, var.get, "reading Lava variables", deadline)
             if out_vars is not None:

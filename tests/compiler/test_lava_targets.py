@@ -211,10 +211,11 @@ def driven(rule_cfg: Any, n_in: int = 16, n: int = 8, seed: int = 0) -> ChipImag
     return add_learning(neurochip.compile(net, "loihi_like"), rule_cfg)
 
 
-def learn_both(image: ChipImage, steps: int, seed: int = 0, **kw: Any
-               ) -> tuple[NDArray[np.int64], NDArray[np.int64], Any]:
+def learn_both(image: ChipImage, steps: int, seed: int = 0, x: dict[str, Any] | None = None,
+               **kw: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], Any]:
     rng = np.random.default_rng(100 + seed)
-    x = {"in": rng.random((steps, 16)) < 0.15, "drive": rng.random((steps, 8)) < 0.1}
+    if x is None:
+        x = {"in": rng.random((steps, 16)) < 0.15, "drive": rng.random((steps, 8)) < 0.1}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LavaExportWarning)
         lnet = export_lava(image, x, steps, learning="lava", **kw)
@@ -312,6 +313,50 @@ def test_rstdp_exports_with_the_reward_as_third_factor() -> None:
     assert np.array_equal(lnet.third_sources["hid"].data.init[0, :150], reward)
     assert lnet.learning.neurons["hid"].kind == "reward"
     assert np.abs(d_lava).sum() > 0 and np.abs(d_ours).sum() > 0
+
+
+def test_rstdp_weight_changes_follow_ours_on_timed_spikes() -> None:
+    """The protocol of tools/lava_learning.py --rule rstdp: each input repeats one post
+    neuron's spikes 2 steps before (LTP) or after (LTD) them, over 3 % background spikes,
+    with a constant reward, for 1000 steps. (On untimed Poisson spikes STDP's expected
+    change is zero and only the engines' rounding is left to correlate.)"""
+    cfg = LearningConfig((SynapseLearning("in->hid", "rstdp"),),
+                         (NeuronLearning("hid", third_factor=ThirdFactor("reward")),))
+    image = driven(cfg)
+    steps = 1000
+    rng = np.random.default_rng(100)
+    drive = rng.random((steps, 8)) < 0.1
+    hid = neurochip.Emulator(image).run({"drive": drive}, steps).spikes["hid"]
+    pre = rng.random((steps, 16)) < 0.03
+    for i in range(16):
+        pre[:, i] |= np.roll(hid[:, i % 8], -2 if i < 8 else 2, axis=0)
+    d_lava, d_ours, _ = learn_both(image, steps, x={"in": pre, "drive": drive},
+                                   reward=np.full(steps, 120))
+    assert np.abs(d_ours).sum() > 2000
+    assert corr(d_lava, d_ours) >= 0.9  # measured 0.952
+    assert 0.8 <= np.abs(d_lava).sum() / np.abs(d_ours).sum() <= 1.25
+    # the timing structure is what both learn: potentiated before, depressed after
+    for d in (d_lava, d_ours):
+        dp = d[np.arange(16) % 8, np.arange(16)]  # synapse of input i onto its post neuron
+        assert (dp[:8] > 0).all() and (dp[8:] < 0).all()
+
+
+def test_superspike_weight_changes_follow_ours() -> None:
+    """The protocol of tools/lava_learning.py --rule superspike: Poisson inputs at rates
+    2 % .. 30 %, targets at 0 .. 30 %, 1000 steps."""
+    cfg = LearningConfig((SynapseLearning("in->hid", "superspike"),),
+                         (NeuronLearning("hid", surrogate=SurrogateParams(),
+                                         third_factor=ThirdFactor("error")),))
+    image = driven(cfg)
+    steps = 1000
+    rng = np.random.default_rng(100)
+    x = {"in": rng.random((steps, 16)) < np.linspace(0.02, 0.3, 16),
+         "drive": rng.random((steps, 8)) < 0.1}
+    tgt = np.random.default_rng(7).random((steps, 8)) < np.linspace(0.0, 0.3, 8)
+    d_lava, d_ours, lnet = learn_both(image, steps, x=x, targets={"hid": tgt})
+    assert lnet.learning.rules["in->hid"].dt is not None  # the tag is Lava's
+    assert np.abs(d_ours).sum() > 2000
+    assert corr(d_lava, d_ours) >= 0.9  # measured 0.957
 
 
 def test_learned_in_lava_image_holds_lavas_weights() -> None:
