@@ -189,7 +189,6 @@ class RunState:
 
         where = "Emulator.run"
         lo, hi = self.image.hw.formats.bias_mant_range
-        mant = self.image.arrays["neurons/bias_mant"].astype(np.int64)
         exp = self.image.arrays["neurons/bias_exp"].astype(np.int64)
         rows: dict[str, NDArray[np.int64]] = {}
         B = 1
@@ -199,6 +198,11 @@ class RunState:
                 lif = [q.name for q in self.image.lif_populations]
                 raise EmulatorInputError(f"no neuron population {name!r} to give a bias; "
                                          f"populations are {lif}", where=where, field="bias")
+            if p.model == "sigma_delta":
+                raise EmulatorInputError(
+                    f"population {name!r} is a sigma_delta population: its bias is the model's "
+                    "own 'bias' register (in the image), not a bias mantissa", where=where,
+                    field="bias")
             arr = np.asarray(b)
             if arr.ndim not in (1, 2) or arr.shape[-1] != p.size or arr.dtype.kind not in "iu":
                 raise EmulatorInputError(
@@ -218,11 +222,14 @@ class RunState:
                                              f"have {B}", where=where, field="bias")
                 B = a2.shape[0]
             rows[name] = a2
-        out = np.repeat(mant[None], B, axis=0)
+        # every other neuron keeps the bias the tables hold (a sigma_delta population's is
+        # its own register, scaled by 2^E, not bias_mant * 2^bias_exp)
+        out = np.repeat(self.tables.bias.astype(np.int64)[None], B, axis=0)
         for name, a2 in rows.items():
             p = self.pops[name]
-            out[:, p.offset: p.offset + p.size] = a2
-        return fx.bias_value(out, exp[None]).astype(np.int32)
+            sl = slice(p.offset, p.offset + p.size)
+            out[:, sl] = fx.bias_value(a2, exp[None, sl])
+        return out.astype(np.int32)
 
     def probes(self, probes: Iterable[str]
                ) -> tuple[list[str], NDArray[np.int64], NDArray[np.int8], list[tuple[int, int]]]:

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.board import Board, UnsupportedOperation, with_weights
+from neurochip.core import neuron_models as nm
 from neurochip.errors import BoardError, EmulatorInputError, LavaExportError
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ class LavaBoard(Board):
         except LavaExportError as exc:
             raise UnsupportedOperation(f"Lava cannot run this image: {exc}",
                                        where=self.name) from None
+        # The board replays binary input histories and reads back u and v: graded spikes
+        # and models with other state (sigma-delta) run through export_lava instead.
+        odd = [p.name for p in image.populations
+               if p.graded or (p.kind == "lif" and "u" not in nm.STATE_SLOTS.get(p.model, {}))]
+        if odd:
+            raise UnsupportedOperation(
+                f"the Lava board runs binary spikes and u/v neurons; populations {odd} are "
+                "graded or keep other state (run them with compiler.lava.export_lava)",
+                where=self.name)
         self._work = image
         self.reset()
 

@@ -128,6 +128,24 @@ def test_kernels_equal_reference_batched_and_split(mixed: tuple[ChipImage, np.nd
     assert ref.spikes["sd"].dtype == np.int32 and ref.spikes["lr"].dtype == np.bool_
 
 
+def test_bias_override_keeps_the_sigma_delta_bias(mixed: tuple[ChipImage, np.ndarray]
+                                                  ) -> None:
+    """Replacing one population's bias mantissas leaves every other neuron's bias as the
+    tables hold it, the sigma_delta model's own bias register included (both backends)."""
+    img, x = mixed
+    inp = _inputs(x, 3)
+    b = np.arange(-2, 2)  # 4 neurons of the lif_reset population
+    ref = neurochip.Emulator(img, backend="reference").run(inp, probes=PROBES,
+                                                           bias={"lr": b})
+    fast = neurochip.Emulator(img).run(inp, probes=PROBES, bias={"lr": b})
+    _equal(fast, ref)
+    plain = neurochip.Emulator(img).run(inp, probes=PROBES)
+    assert not np.array_equal(plain.probes["lr.v"], fast.probes["lr.v"])
+    with pytest.raises(EmulatorInputError, match="own 'bias' register") as e:
+        neurochip.Emulator(img).run(inp, bias={"sd": np.zeros(6, np.int64)})
+    assert e.value.field == "bias"
+
+
 def test_threaded_sample_equals_reference(mixed: tuple[ChipImage, np.ndarray],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """One sample split over threads (segments, connections) gives the same results."""

@@ -52,3 +52,14 @@ def test_replaying_golden_vectors_on_lava_compares_all_but_accounting() -> None:
     assert report.ok, report.summary()
     assert any("does not report" in s for s in report.not_compared)
     assert report.counts["probe l2.v"] == 0
+
+
+def test_graded_and_sigma_delta_images_are_refused_by_name() -> None:
+    net = neurochip.Network("loihi2_like", name="graded")
+    net.add_input("g", 3, payload_bits=8)
+    net.add_neurons("sd", 2, "sigma_delta", vth=4)
+    net.connect("g", "sd", np.ones((2, 3), np.int64) * 2)
+    img = neurochip.compile(net, "loihi2_like")
+    with open_board("lava") as b, pytest.raises(UnsupportedOperation, match="export_lava") as e:
+        b.load(img)
+    assert "'g'" in str(e.value) and "'sd'" in str(e.value)
