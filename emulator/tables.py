@@ -194,6 +194,20 @@ def _max_row_span(ptr: NDArray[np.int64], post: NDArray[Any]) -> int:
     return int((hi - lo).max()) + 1
 
 
+def _fanout_lists(image: ChipImage, ci: int
+                  ) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[np.uint8]]:
+    """(row pointer, targets, weight bytes) of sparse connection ci's fan-out lists; a
+    conv connection's lists are generated from its kernel and geometry."""
+    if image.connections[ci].storage != "conv":
+        return (image.arrays[f"conn/{ci}/ptr"], image.arrays[f"conn/{ci}/post"],
+                image.arrays[f"conn/{ci}/w"])
+    geom = image.conv_geometry(ci)
+    pre, post, kidx = geom.pre_major()
+    ptr = np.zeros(geom.n_pre + 1, np.int64)
+    np.cumsum(np.bincount(pre, minlength=geom.n_pre), out=ptr[1:])
+    return ptr, post, image.arrays[f"conn/{ci}/w"][kidx]
+
+
 def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArray[np.int64],
                    src_slot: NDArray[np.int32]) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
     """Group sources whose axon lists are identical (same core, same targets and counts).
@@ -332,10 +346,10 @@ def build_tables(image: ChipImage) -> Tables:
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
     wide: dict[int, bool] = {}
-    for ci, c in enumerate(image.connections):
-        if c.storage == "sparse":
-            wide[ci] = _max_row_span(image.arrays[f"conn/{ci}/ptr"],
-                                     image.arrays[f"conn/{ci}/post"]) >= (1 << 16)
+    lists = {ci: _fanout_lists(image, ci) for ci, c in enumerate(image.connections)
+             if c.storage in ("sparse", "conv")}
+    for ci, (lptr, lpost, _) in lists.items():
+        wide[ci] = _max_row_span(lptr, lpost) >= (1 << 16)
     any_wide = any(wide.values())
     max_delay = 0
     for ci, c in enumerate(image.connections):
@@ -347,7 +361,7 @@ def build_tables(image: ChipImage) -> Tables:
         c_lsh[ci] = c.wshift + max(c.weight_exp, 0)
         c_delay[ci] = c.delay
         c_hasd[ci] = 1 if c.has_delays else 0
-        w = image.arrays[f"conn/{ci}/w"]
+        w = lists[ci][2] if ci in lists else image.arrays[f"conn/{ci}/w"]
         d = image.arrays.get(f"conn/{ci}/delay")
         cmax = int(d.max()) if (d is not None and d.size) else c.delay
         max_delay = max(max_delay, cmax)
@@ -369,8 +383,8 @@ def build_tables(image: ChipImage) -> Tables:
             # Narrow rows: Loihi-style lists with a base index per row and 16-bit offsets
             # (3 bytes per synapse); rows spanning 2^16 targets or more keep full indices.
             c_kind[ci] = ConnKind.SPARSE_WIDE if wide[ci] else ConnKind.SPARSE
-            ptr = image.arrays[f"conn/{ci}/ptr"]
-            post_idx = image.arrays[f"conn/{ci}/post"].astype(np.int64)
+            ptr = lists[ci][0]
+            post_idx = lists[ci][1].astype(np.int64)
             c_soff[ci] = sp_len
             sptrs.append(ptr + ss_len)  # n_pre + 1 entries per connection
             sp_len += ptr.size
