@@ -1,9 +1,11 @@
 """Shared-weight convolution geometry: which (pre, post) pairs a conv connection joins.
 
-Layout convention (C order, channels first): a population of shape (C, H, W) numbers
-neuron (c, y, x) as ``c * H * W + y * W + x``; the same holds for the output (C_out,
-H_out, W_out). The kernel has shape (C_out, C_in / groups, kh, kw) and tap (o, c, ky, kx)
-is ``kernel.ravel()[((o * C_in/groups + c) * kh + ky) * kw + kx]``.
+Layout convention (C order, channels first, the default ``layout="chw"``): a population
+of shape (C, H, W) numbers neuron (c, y, x) as ``c * H * W + y * W + x``; the same holds
+for the output (C_out, H_out, W_out). ``layout="xyc"`` (Lava's and netx's order) numbers
+it ``(x * H + y) * C + c`` instead, for input and output alike. The kernel has shape
+(C_out, C_in / groups, kh, kw) and tap (o, c, ky, kx) is
+``kernel.ravel()[((o * C_in/groups + c) * kh + ky) * kw + kx]``.
 
 Output (o, oy, ox) receives, PyTorch cross-correlation style,
 ``sum_{c, ky, kx} kernel[o, c, ky, kx] * S[g * C_in/groups + c, iy, ix]`` with
@@ -42,6 +44,7 @@ class ConvGeometry:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    layout: str = "chw"
 
     @property
     def n_pre(self) -> int:
@@ -109,8 +112,25 @@ class ConvGeometry:
                + sp_pre[None, :, None])
         kidx = ((o[:, None, None] * cg + c[None, None, :]) * (kh * kw)
                 + sp_k[None, :, None])
-        return (post.reshape(-1).copy(), np.broadcast_to(pre, (Co, P, cg)).reshape(-1).copy(),
-                np.broadcast_to(kidx, (Co, P, cg)).reshape(-1).copy())
+        post_f = post.reshape(-1).copy()
+        pre_f = np.broadcast_to(pre, (Co, P, cg)).reshape(-1).copy()
+        kidx_f = np.broadcast_to(kidx, (Co, P, cg)).reshape(-1).copy()
+        if self.layout == "xyc":  # renumber the neurons, keep the order by post
+            post_f = _xyc_of_chw(self.out_shape)[post_f]
+            pre_f = _xyc_of_chw(self.in_shape)[pre_f]
+            order = np.argsort(post_f, kind="stable")
+            post_f, pre_f, kidx_f = post_f[order], pre_f[order], kidx_f[order]
+        return post_f, pre_f, kidx_f
+
+    def channel_of_post(self) -> NDArray[np.int64]:
+        """Output channel of every post neuron (in the layout's numbering)."""
+        co, ho, wo = self.out_shape
+        ch = np.arange(co * ho * wo, dtype=np.int64) // (ho * wo)
+        if self.layout == "xyc":
+            out = np.empty_like(ch)
+            out[_xyc_of_chw(self.out_shape)] = ch
+            return out
+        return ch
 
     def expand(self, kernel: NDArray[Any]) -> sp.csr_matrix:
         """The (post, pre) CSR matrix of the expanded synapses (explicit zeros kept)."""
@@ -132,22 +152,23 @@ class ConvGeometry:
         return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
                 "kernel": list(self.kernel), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation),
-                "groups": self.groups}
+                "groups": self.groups, "layout": self.layout}
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ConvGeometry:
         """The geometry an image records, rebuilt and re-checked (typed errors)."""
         if not isinstance(d, dict) or set(d) != {"in_shape", "out_shape", "kernel", "stride",
-                                                 "padding", "dilation", "groups"}:
+                                                 "padding", "dilation", "groups", "layout"}:
             raise NetworkError("conv geometry must hold in_shape, out_shape, kernel, stride, "
-                               "padding, dilation and groups", where=where, field="conv")
+                               "padding, dilation, groups and layout", where=where,
+                               field="conv")
         ins = _ints(d["in_shape"], 3, where, "conv.in_shape", 1)
         outs = _ints(d["out_shape"], 3, where, "conv.out_shape", 1)
         (groups,) = _ints(d["groups"], 1, where, "conv.groups", 1)
         kern = _ints(d["kernel"], 2, where, "conv.kernel", 1)
         g = conv_geometry(ins, (outs[0], ins[0] // groups, *kern), stride=d["stride"],
                           padding=d["padding"], dilation=d["dilation"], groups=groups,
-                          where=where)
+                          layout=d["layout"], where=where)
         if list(g.out_shape) != list(d["out_shape"]):
             raise NetworkError(f"out_shape {d['out_shape']} does not follow from the geometry "
                                f"(it gives {list(g.out_shape)})", where=where,
@@ -172,12 +193,24 @@ def _ints(v: Any, n: int, where: str, fld: str, lo: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _xyc_of_chw(shape: tuple[int, int, int]) -> NDArray[np.int64]:
+    """Index in the (x, y, c) C-order numbering of each neuron in (c, y, x) order."""
+    C, H, W = shape
+    return np.arange(C * H * W, dtype=np.int64).reshape(W, H, C).transpose(2, 1, 0).reshape(-1)
+
+
 def conv_geometry(in_shape: Any, kernel_shape: Any, *, stride: Any = 1, padding: Any = 0,
-                  dilation: Any = 1, groups: Any = 1, where: str = "conv") -> ConvGeometry:
+                  dilation: Any = 1, groups: Any = 1, layout: Any = "chw",
+                  where: str = "conv") -> ConvGeometry:
     """Check a convolution's parameters and derive its output shape.
 
     in_shape (C, H, W); kernel_shape (C_out, C_in / groups, kh, kw); stride and dilation an
-    int or (y, x); padding an int, (y, x) or (top, bottom, left, right)."""
+    int or (y, x); padding an int, (y, x) or (top, bottom, left, right); layout "chw"
+    (neuron (c, y, x) is ``(c * H + y) * W + x``, the default) or "xyc" (``(x * H + y) *
+    C + c``, the order of Lava and netx)."""
+    if layout not in ("chw", "xyc"):
+        raise NetworkError(f"must be 'chw' or 'xyc', got {layout!r}", where=where,
+                           field="layout")
     ins = _ints(in_shape, 3, where, "in_shape", 1) if np.size(in_shape) == 3 else None
     if ins is None:
         raise NetworkError(f"must be (C, H, W), got {in_shape!r}", where=where,
@@ -209,4 +242,5 @@ def conv_geometry(in_shape: Any, kernel_shape: Any, *, stride: Any = 1, padding:
         raise NetworkError(f"input {ins} is too small for the {kh}x{kw} kernel (dilation "
                            f"{dil}, padding {pad}): the output would be {ho}x{wo}",
                            where=where, field="in_shape")
-    return ConvGeometry(ins, (co, ho, wo), (kh, kw), st, pad, dil, g)  # type: ignore[arg-type]
+    return ConvGeometry(ins, (co, ho, wo), (kh, kw), st, pad, dil, g,  # type: ignore[arg-type]
+                        str(layout))

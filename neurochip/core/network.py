@@ -493,6 +493,7 @@ class Network:
         name: str | None = None,
         sign_mode: str | None = None,
         num_weight_bits: int | None = None,
+        layout: Literal["chw", "xyc"] = "chw",
     ) -> Connection:
         """A shared-weight 2-D convolution from ``pre`` (shape ``in_shape`` = (C, H, W))
         to ``post`` (its size must be C_out * H_out * W_out).
@@ -506,7 +507,8 @@ class Network:
         spike from the geometry, so this takes far less synapse memory than
         :meth:`connect` with the expanded weights, and computes exactly the same.
         delay: one delay for every synapse. sign_mode, num_weight_bits: as
-        :meth:`connect`, applied to the kernel values.
+        :meth:`connect`, applied to the kernel values. layout: "xyc" numbers both
+        populations (x, y, c) in C order instead (Lava's and netx's order).
         """
         fmt = self.hw.formats
         pre_p, post_p = self.population(pre), self.population(post)
@@ -520,7 +522,7 @@ class Network:
                                "neurochip.compile on an IR/NIR graph)", where=where,
                                field="kernel")
         geom = conv_geometry(in_shape, k.shape, stride=stride, padding=padding,
-                             dilation=dilation, groups=groups, where=where)
+                             dilation=dilation, groups=groups, layout=layout, where=where)
         if geom.n_pre != pre_p.size:
             raise NetworkError(
                 f"in_shape {geom.in_shape} has {geom.n_pre} neurons but population "

@@ -367,6 +367,7 @@ class _Verifier:
             self.sparse_indices(base, ptr, post_idx, n_post, nsyn)
         elif c.storage == "conv":
             geom = self.conv_geometry(ci, c, m, n_pre, n_post)
+            self.array(f"{base}/w", np.uint8, (geom.kernel_size,))  # before expanding
             if c.n_synapses != geom.n_synapses:
                 raise self.fail(f"{m}.n_synapses", f"is {c.n_synapses}; the geometry gives "
                                 f"{geom.n_synapses}", value=c.n_synapses,

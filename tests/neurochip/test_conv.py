@@ -155,3 +155,74 @@ def test_conv_image_round_trip_and_verifier(tmp_path) -> None:
         verify_image(neurochip.ChipImage(img.hw, img.populations, img.connections, img.cores,
                                          short, None, img.metadata))
     assert ei.value.member == "conn/0/w"
+
+
+def test_emulator_generates_conv_targets_from_the_kernel() -> None:
+    from emulator.tables import ConnKind, build_tables
+
+    spec = dict(in_shape=(2, 6, 6), kernel_shape=(4, 2, 3, 3), stride=(1, 1),
+                padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    tc = build_tables(neurochip.compile(_pair(1, True, spec), "loihi_like"))
+    te = build_tables(neurochip.compile(_pair(1, False, spec), "loihi_like"))
+    assert tc.c_kind[0] == ConnKind.CONV and te.c_kind[0] == ConnKind.SPARSE
+    assert tc.ckb.size == 4 * 2 * 9 and tc.sw.size == 0  # no synapse list is built
+    lists = te.sptr.nbytes + te.sbase.nbytes + te.soff.nbytes + te.sw.nbytes
+    assert tc.ckb.nbytes + tc.cgeo.nbytes < lists / 10
+
+
+def test_graded_input_through_conv_matches_expanded() -> None:
+    rng = np.random.default_rng(7)
+    k = rng.integers(-30, 31, (3, 2, 2, 3)) * 2
+
+    def build(shared: bool) -> Network:
+        net = Network("loihi2_like")  # a chip with graded spikes
+        a = net.add_input("in", 2 * 5 * 5, payload_bits=8)
+        h = net.add_lif("h", 3 * 4 * 2, du=200, dv=300, vth=5000)
+        if shared:
+            net.connect_conv(a, h, k, (2, 5, 5), stride=(1, 2), padding=(0, 0, 1, 0))
+        else:
+            g = conv_geometry((2, 5, 5), k.shape, stride=(1, 2), padding=(0, 0, 1, 0))
+            net.connect(a, h, g.expand(k), storage="sparse")
+        return net
+
+    x = rng.integers(-100, 100, (30, 50)) * (rng.random((30, 50)) < 0.4)
+    a = neurochip.Emulator(neurochip.compile(build(True), "loihi2_like")).run(
+        {"in": x}, probes=["h.u", "h.v"])
+    b = neurochip.Emulator(neurochip.compile(build(False), "loihi2_like")).run(
+        {"in": x}, probes=["h.u", "h.v"])
+    assert_same_results(a, b)
+    assert np.abs(a.probes["h.u"]).max() > 0
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_ir_convolutions_lower_to_shared_weights(nd: int) -> None:
+    from compiler.ir import Graph, Input, Neurons, Projection, pool
+    from compiler.pipeline import compile_model
+
+    rng = np.random.default_rng(nd)
+    if nd == 1:
+        conv = Conv(rng.normal(0.1, 0.5, (4, 1, 3)), (2, 12), stride=2, padding=((1, 2),),
+                    dilation=2, groups=2)
+        pl = pool("avg", conv.out_shape, (2,))
+    else:
+        conv = Conv(rng.normal(0.1, 0.5, (4, 2, 3, 2)), (2, 7, 8), stride=(2, 1),
+                    padding=((1, 0), (1, 1)), dilation=(1, 2))
+        pl = pool("sum", conv.out_shape, (2, 2))
+    nodes = {"x": Input(conv.in_shape),
+             "c": Neurons(conv.out_shape, alpha=0.2, beta=0.9, threshold=1.0),
+             "p": Neurons(pl.out_shape, alpha=0.0, beta=0.8, threshold=0.5)}
+    g = Graph(nodes, (Projection("conv", "x", "c", conv), Projection("pool", "c", "p", pl)),
+              {"out": "p"})
+    shared = compile_model(g, "loihi_like")
+    exp = compile_model(g, "loihi_like", conv="expanded")
+    assert [c.storage for c in shared.connections] == ["conv", "conv"]
+    np.testing.assert_array_equal(shared.weights("conv"), exp.weights("conv"))
+    np.testing.assert_array_equal(shared.weights("pool"), exp.weights("pool"))
+    x = rng.random((40, int(np.prod(conv.in_shape)))) < 0.4
+    a = neurochip.Emulator(shared).run({"x": x}, probes=["c.v", "p.v"])
+    b = neurochip.Emulator(exp).run({"x": x}, probes=["c.v", "p.v"])
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k])
+    for k in a.probes:
+        np.testing.assert_array_equal(a.probes[k], b.probes[k])
+    assert a.spikes["c"].any()
