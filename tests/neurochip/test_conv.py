@@ -226,3 +226,52 @@ def test_ir_convolutions_lower_to_shared_weights(nd: int) -> None:
     for k in a.probes:
         np.testing.assert_array_equal(a.probes[k], b.probes[k])
     assert a.spikes["c"].any()
+
+
+def test_conv_layers_tile_onto_few_cores_with_the_kernel_once_per_core() -> None:
+    """2x32x32 -> 16x32x32 -> 32x16x16 (3x3): 24 cores (as many as the neurons need) and
+    synapse memory that counts each core's kernel slices once, far below the expanded."""
+    rng = np.random.default_rng(0)
+    k1 = rng.integers(-20, 20, (16, 2, 3, 3)) * 2
+    k2 = rng.integers(-20, 20, (32, 16, 3, 3)) * 2
+
+    def build(shared: bool) -> Network:
+        net = Network(name="conv3")
+        net.add_input("img", 2 * 32 * 32)
+        net.add_lif("c1", 16 * 32 * 32, du=0, dv=400, vth=20)
+        net.add_lif("c2", 32 * 16 * 16, du=0, dv=400, vth=20)
+        for pre, post, k, shape, st in (("img", "c1", k1, (2, 32, 32), 1),
+                                        ("c1", "c2", k2, (16, 32, 32), 2)):
+            if shared:
+                net.connect_conv(pre, post, k, shape, stride=st, padding=1)
+            else:
+                g = conv_geometry(shape, k.shape, stride=st, padding=1)
+                net.connect(pre, post, g.expand(k), storage="sparse")
+        return net
+
+    img = neurochip.compile(build(True), "loihi_like")
+    exp = neurochip.compile(build(False), "loihi_like")
+    assert len(img.cores) <= 24 < len(exp.cores)
+    mem = sum(c.synapse_bits for c in img.cores)
+    assert mem * 20 <= sum(c.synapse_bits for c in exp.cores)
+    # each core: (distinct output channels it holds) x (kernel values per channel) x bits
+    core_of = img.arrays["neurons/core"]
+    for ci, c in enumerate(img.connections):
+        post = img.population(c.post)
+        geom = img.conv_geometry(ci)
+        cores = core_of[post.offset: post.offset + post.size]
+        for core in np.unique(cores):
+            ch = np.unique(geom.channel_of_post()[cores == core]).size
+            info = next(x for x in img.cores if x.core == core)
+            assert info.synapse_bits == ch * geom.taps_per_channel * c.num_weight_bits
+    # the tiles' input halos and fan-out fit, and the image routes what the synapses need
+    lim = img.hw.core
+    assert all(c.input_axons <= lim.max_input_axons and c.output_axons <= lim.max_output_axons
+               for c in img.cores)
+    x = rng.random((5, 2048)) < 0.3
+    a = neurochip.Emulator(img).run({"img": x})
+    b = neurochip.Emulator(exp).run({"img": x})
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k])
+    np.testing.assert_array_equal(a.counters["syn_ops"].sum(1), b.counters["syn_ops"].sum(1))
+    assert a.spikes["c2"].any()
