@@ -121,8 +121,11 @@ def geometry_row(conv: dict[str, Any], koff: int) -> NDArray[np.int64]:
 
 
 def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:
-    """Kernel bytes (C_out, C_in/groups, kh, kw) -> (groups, C_in/groups, kh, kw, C_out /
-    groups): a tap's bytes for the output channels of a group are consecutive."""
+    """The kernel bytes as the conv kernel reads them: layout "chw" as stored (C_out,
+    C_in/groups, kh, kw); "xyc" as (groups, C_in/groups, kh, kw, C_out / groups), so that
+    a tap's bytes for the output channels of a group are consecutive."""
+    if conv["layout"] != "xyc":
+        return np.ascontiguousarray(kb)
     Co = int(conv["out_shape"][0])
     g = int(conv["groups"])
     kh, kw = (int(v) for v in conv["kernel"])

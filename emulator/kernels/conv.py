@@ -10,8 +10,10 @@ kx) into target o at (oy, ox). These are exactly the synapses of the expanded fo
 (:meth:`neurochip.core.conv.ConvGeometry.synapses`), and integer sums do not depend on
 the order, so the result equals the sparse lists' bit for bit.
 
-The kernel bytes are held transposed, (group, c, ky, kx, o within the group), so the
-innermost loop over output channels reads consecutive bytes.
+The valid taps of a spike are found once (rows, then columns); for the "chw" layout the
+kernel bytes keep the image's order (o, c, ky, kx) and each output channel's window is
+added in turn; for "xyc" they are held as (group, c, ky, kx, o within the group), so the
+innermost loop over output channels reads and writes consecutive words.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def conv_rows(rows, geo, kb, wmode, lsh, seg):
     koff = geo[G_KOFF]
     cg = C // groups
     cog = Co // groups
-    ch_stride = np.int64(1) if xyc else Ho * Wo  # target step from one channel to the next
+    oys = np.empty(kh, np.int64)  # valid taps of this spike: output row and kernel row
+    kys = np.empty(kh, np.int64)
+    oxs = np.empty(kw, np.int64)
+    kxs = np.empty(kw, np.int64)
     for q in range(rows.shape[0]):
         j = np.int64(rows[q])
         if xyc:
@@ -70,23 +75,37 @@ def conv_rows(rows, geo, kb, wmode, lsh, seg):
             c = t // H
         g = c // cg
         cl = c - g * cg
-        kbase = koff + (g * cg + cl) * kh * kw * cog
+        ny_ = 0
         for ky in range(kh):
             ny = y + pt - ky * dy
-            if ny < 0 or ny % sy != 0:
-                continue
-            oy = ny // sy
-            if oy >= Ho:
-                continue
-            for kx in range(kw):
-                nx = x + pl - kx * dx
-                if nx < 0 or nx % sx != 0:
-                    continue
-                ox = nx // sx
-                if ox >= Wo:
-                    continue
-                o0 = g * cog
-                t0 = (ox * Ho + oy) * Co + o0 if xyc else (o0 * Ho + oy) * Wo + ox
-                kb0 = kbase + (ky * kw + kx) * cog
-                for ol in range(cog):
-                    seg[t0 + ol * ch_stride] += decode_weight(kb[kb0 + ol], wmode, lsh)
+            if ny >= 0 and ny % sy == 0 and ny // sy < Ho:
+                oys[ny_] = ny // sy
+                kys[ny_] = ky
+                ny_ += 1
+        nx_ = 0
+        for kx in range(kw):
+            nx = x + pl - kx * dx
+            if nx >= 0 and nx % sx == 0 and nx // sx < Wo:
+                oxs[nx_] = nx // sx
+                kxs[nx_] = kx
+                nx_ += 1
+        if ny_ == 0 or nx_ == 0:
+            continue
+        o0 = g * cog
+        if xyc:  # kernel bytes (g, c, ky, kx, o): the output channels are consecutive
+            kbase = koff + (g * cg + cl) * kh * kw * cog
+            for a in range(ny_):
+                for b in range(nx_):
+                    t0 = (oxs[b] * Ho + oys[a]) * Co + o0
+                    kb0 = kbase + (kys[a] * kw + kxs[b]) * cog
+                    for ol in range(cog):
+                        seg[t0 + ol] += decode_weight(kb[kb0 + ol], wmode, lsh)
+        else:  # kernel bytes (o, c, ky, kx): one output channel's window at a time
+            for o in range(o0, o0 + cog):
+                kb0 = koff + (o * cg + cl) * kh * kw
+                s0 = o * Ho * Wo
+                for a in range(ny_):
+                    r0 = s0 + oys[a] * Wo
+                    k0 = kb0 + kys[a] * kw
+                    for b in range(nx_):
+                        seg[r0 + oxs[b]] += decode_weight(kb[k0 + kxs[b]], wmode, lsh)
