@@ -275,3 +275,20 @@ def test_conv_layers_tile_onto_few_cores_with_the_kernel_once_per_core() -> None
         np.testing.assert_array_equal(a.spikes[k], b.spikes[k])
     np.testing.assert_array_equal(a.counters["syn_ops"].sum(1), b.counters["syn_ops"].sum(1))
     assert a.spikes["c2"].any()
+
+
+def test_new_weights_for_a_conv_connection_must_share_its_kernel() -> None:
+    from neurochip.board import with_weights
+    from neurochip.errors import EmulatorInputError
+
+    spec = dict(in_shape=(2, 6, 6), kernel_shape=(3, 2, 3, 3), stride=(1, 1),
+                padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    img = neurochip.compile(_pair(2, True, spec), "loihi_like")
+    k = np.arange(54).reshape(3, 2, 3, 3) * 2 - 54
+    W = _geom(spec).expand(k).toarray()
+    new = with_weights(img, "in->h", W, "test")
+    np.testing.assert_array_equal(new.weights("in->h"), W)
+    assert new.arrays["conn/0/w"].size == 54
+    W[5, np.flatnonzero(W[5])[0]] += 2  # one synapse leaves the shared kernel
+    with pytest.raises(EmulatorInputError, match="kernel tap"):
+        with_weights(img, "in->h", W, "test")
