@@ -29,7 +29,7 @@ import numpy as np
 
 from compiler.ir import Graph, format_graph, verify
 from compiler.passes.emit import emit_image
-from compiler.passes.lower import lower
+from compiler.passes.lower import CONV_MODES, lower
 from compiler.passes.mapping import Mapping as MappingState
 from compiler.passes.mapping import partition, place, route
 from compiler.passes.normalize import normalize
@@ -167,6 +167,7 @@ class FrontOptions:
     ann_calibration: Any = None
     ann_percentile: float | None = None
     ann_steps: int = 64
+    conv: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def lower_pass(state: FrontState) -> FrontState:
     g = _graph(state, "lower")
     source = state.imported or g
     net_name = state.options.name or str(source.metadata.get("name", "network"))
-    net = lower(g, state.spec, name=net_name)
+    net = lower(g, state.spec, name=net_name, conv=state.options.conv)
     return replace(state, network=net, result=net)
 
 
@@ -297,7 +298,8 @@ def _calibrate(graph: Graph, calibration: Mapping[str, Any], percentile: float |
 def compile_netx(path: str | Path, hw: HardwareSpec | str | Path = "loihi_like", *,
                  reset_interval: int | None = None, name: str | None = None,
                  placement: str = "traffic",
-                 on_pass: Callable[[str, Any], None] | None = None) -> ChipImage:
+                 on_pass: Callable[[str, Any], None] | None = None,
+                 conv: str = "shared") -> ChipImage:
     """Compile a lava-dl netx file (``.net``): already fixed point, so no float front
     passes; the register-level network netx describes is mapped as it is.
 
@@ -307,7 +309,10 @@ def compile_netx(path: str | Path, hw: HardwareSpec | str | Path = "loihi_like",
     from compiler.frontends.netx import read_netx
 
     spec = load_hw(hw)
-    net, meta = read_netx(path, spec, reset_interval=reset_interval)
+    if conv not in CONV_MODES:
+        raise ConfigError(f"must be one of {CONV_MODES}, got {conv!r}", where="compile",
+                          field="conv")
+    net, meta = read_netx(path, spec, reset_interval=reset_interval, conv=conv)
     if name is not None:
         net.name = name
     if on_pass is not None:
@@ -316,6 +321,8 @@ def compile_netx(path: str | Path, hw: HardwareSpec | str | Path = "loihi_like",
                 "import": {"format": "netx", "file": meta["file"]},
                 "compiler": {"front_passes": [], "register_passes": [n for n, _ in MAPPING_PASSES],
                              "options": {"reset_interval": reset_interval}}}
+    if conv != "shared":  # recorded only when not the default
+        metadata["compiler"]["options"]["conv"] = conv
     return compile_network(net, spec, metadata=metadata, on_pass=on_pass, placement=placement)
 
 
@@ -332,7 +339,7 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                   chip_check: ChipCheck | None = None,
                   placement: str = "traffic",
                   ann_calibration: Any = None, ann_percentile: float | None = None,
-                  ann_steps: int = 64) -> ChipImage:
+                  ann_steps: int = 64, conv: str = "shared") -> ChipImage:
     """Compile a model file or IR graph for ``hw``: the front passes, then the register level.
 
     model: a ``.nir`` / ``.onnx`` path, a ``nir.NIRGraph``, an ONNX ``ModelProto`` or a
@@ -359,6 +366,9 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     default 99.9); required for such files (a ConfigError names it otherwise). Without
     ``calibration``, the first 64 of them, rate coded over ``ann_steps`` steps, calibrate
     the chip's scales too.
+    conv: "shared" (default: convolutions and pooling store their kernel once per core,
+    see :meth:`~neurochip.core.network.Network.connect_conv`) or "expanded" (one stored
+    synapse per pair, as before shared weights existed).
 
     ``image.metadata`` gets ``quantization`` (per population: scale, registers, effective
     decays and threshold, per projection weight errors; ``agreement`` with calibration),
@@ -366,8 +376,12 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
     (format, profile, dt, notes) and ``compiler`` (passes and options).
     """
     spec = load_hw(hw)
+    if conv not in CONV_MODES:
+        raise ConfigError(f"must be one of {CONV_MODES}, got {conv!r}", where="compile",
+                          field="conv")
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".net":
-        return compile_netx(model, spec, name=name, placement=placement, on_pass=on_pass)
+        return compile_netx(model, spec, name=name, placement=placement, on_pass=on_pass,
+                            conv=conv)
     dumps = _dump_targets(dump_ir)
     out = dump_file if dump_file is not None else sys.stderr
     options = FrontOptions(dt=dt, decay=decay, reset=reset, weight_bits=weight_bits,
@@ -375,7 +389,7 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
                            calibration_percentile=calibration_percentile,
                            calibration_margin=calibration_margin, name=name,
                            ann_calibration=ann_calibration, ann_percentile=ann_percentile,
-                           ann_steps=ann_steps)
+                           ann_steps=ann_steps, conv=conv)
     state = FrontState(model=model, spec=spec, options=options)
     schedule = _front_schedule(calibrate=calibration is not None)
     if calibration is None and ann_calibration is not None:
@@ -384,12 +398,12 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
         verify(state.imported, None)
         if "import" in dumps:
             print(f"--- IR after import ---\n{format_graph(state.imported)}", file=out)
-        conv = state.imported.metadata.get("import", {}).get("conversion")
-        if conv is not None:
+        conversion = state.imported.metadata.get("import", {}).get("conversion")
+        if conversion is not None:
             from compiler.frontends.onnx.ann import encode
 
-            calibration = {_clean_name(conv["input"]): encode(
-                np.asarray(ann_calibration)[:64], ann_steps, conv["input_scale"])}
+            calibration = {_clean_name(conversion["input"]): encode(
+                np.asarray(ann_calibration)[:64], ann_steps, conversion["input_scale"])}
             state = replace(state, options=replace(options, calibration=calibration))
             schedule = _front_schedule(calibrate=True)
         if on_pass is not None:
@@ -424,6 +438,8 @@ def compile_model(model: Any, hw: HardwareSpec | str | Path = "loihi_like", *,
         # keep the manifest they always had
         meta["compiler"]["options"].update(ann_calibration=True, ann_percentile=ann_percentile,
                                            ann_steps=ann_steps)
+    if conv != "shared":  # recorded only when not the default: other images keep theirs
+        meta["compiler"]["options"]["conv"] = conv
     for key in ("import", "file_metadata"):
         if key in g0.metadata:
             meta[key] = g0.metadata[key]

@@ -99,6 +99,39 @@ class ConnKind(IntEnum):
     DENSE = 0  # one byte per (pre, post), rows of n_post bytes
     SPARSE = 1  # per row a base index, per synapse a 16-bit offset and a weight byte
     SPARSE_WIDE = 2  # per synapse a full 32-bit target index (rows spanning >= 2^16)
+    CONV = 3  # shared weights: the kernel once, targets generated from the geometry
+
+
+# columns of a conv connection's geometry row (Tables.cgeo; emulator.kernels.conv)
+G_C, G_H, G_W, G_CO, G_HO, G_WO, G_KH, G_KW, G_SY, G_SX, G_PT, G_PL, G_DY, G_DX, \
+    G_GROUPS, G_XYC, G_KOFF = range(17)
+GEO_COLS = 17
+
+
+def geometry_row(conv: dict[str, Any], koff: int) -> NDArray[np.int64]:
+    """One ``Tables.cgeo`` row of an image's conv geometry (its kernel bytes from koff)."""
+    C, H, W = (int(v) for v in conv["in_shape"])
+    Co, Ho, Wo = (int(v) for v in conv["out_shape"])
+    kh, kw = (int(v) for v in conv["kernel"])
+    sy, sx = (int(v) for v in conv["stride"])
+    pt, _, pl, _ = (int(v) for v in conv["padding"])
+    dy, dx = (int(v) for v in conv["dilation"])
+    return np.array([C, H, W, Co, Ho, Wo, kh, kw, sy, sx, pt, pl, dy, dx, int(conv["groups"]),
+                     int(conv["layout"] == "xyc"), koff], np.int64)
+
+
+def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:
+    """The kernel bytes as the conv kernel reads them: layout "chw" as stored (C_out,
+    C_in/groups, kh, kw); "xyc" as (groups, C_in/groups, kh, kw, C_out / groups), so that
+    a tap's bytes for the output channels of a group are consecutive."""
+    if conv["layout"] != "xyc":
+        return np.ascontiguousarray(kb)
+    Co = int(conv["out_shape"][0])
+    g = int(conv["groups"])
+    kh, kw = (int(v) for v in conv["kernel"])
+    cg = kb.size // (Co * kh * kw)
+    k = kb.reshape(g, Co // g, cg, kh, kw)
+    return np.ascontiguousarray(k.transpose(0, 2, 3, 4, 1).reshape(-1))
 
 
 @dataclass
@@ -161,6 +194,8 @@ class Tables:
     swide: NDArray[np.uint32]  # per sparse synapse: target index (wide connections only)
     sw: NDArray[np.uint8]  # per sparse synapse: weight byte
     sd: NDArray[np.uint8]  # per sparse synapse: delay (only when some sparse conn has them)
+    cgeo: NDArray[np.int64]  # (conv connections, GEO_COLS) geometry rows (kernels.conv)
+    ckb: NDArray[np.uint8]  # conv kernels' weight bytes, transposed (kernels.conv)
     # routing
     route_ptr: NDArray[np.int64]
     route_slot: NDArray[np.int16]
@@ -179,7 +214,7 @@ class Tables:
         """Bytes the emulator holds for synapse memory and axon tables."""
         arrs: list[Any] = [self.dw, self.dd, self.sptr, self.sbase, self.send, self.soff,
                            self.swide,
-                           self.sw, self.sd, self.route_ptr,
+                           self.sw, self.sd, self.cgeo, self.ckb, self.route_ptr,
                            self.route_slot, self.route_nsyn]
         return int(sum(a.nbytes for a in arrs))
 
@@ -192,6 +227,20 @@ def _max_row_span(ptr: NDArray[np.int64], post: NDArray[Any]) -> int:
     hi = np.maximum.reduceat(p, ptr[nonempty])
     lo = np.minimum.reduceat(p, ptr[nonempty])
     return int((hi - lo).max()) + 1
+
+
+def _fanout_lists(image: ChipImage, ci: int
+                  ) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[np.uint8]]:
+    """(row pointer, targets, weight bytes) of sparse connection ci's fan-out lists; a
+    conv connection's lists are generated from its kernel and geometry."""
+    if image.connections[ci].storage != "conv":
+        return (image.arrays[f"conn/{ci}/ptr"], image.arrays[f"conn/{ci}/post"],
+                image.arrays[f"conn/{ci}/w"])
+    geom = image.conv_geometry(ci)
+    pre, post, kidx = geom.pre_major()
+    ptr = np.zeros(geom.n_pre + 1, np.int64)
+    np.cumsum(np.bincount(pre, minlength=geom.n_pre), out=ptr[1:])
+    return ptr, post, image.arrays[f"conn/{ci}/w"][kidx]
 
 
 def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArray[np.int64],
@@ -332,10 +381,15 @@ def build_tables(image: ChipImage) -> Tables:
     dw_len = dd_len = sp_len = ss_len = sc_len = 0
     any_sparse_delay = any(c.has_delays and c.storage == "sparse" for c in image.connections)
     wide: dict[int, bool] = {}
-    for ci, c in enumerate(image.connections):
-        if c.storage == "sparse":
-            wide[ci] = _max_row_span(image.arrays[f"conn/{ci}/ptr"],
-                                     image.arrays[f"conn/{ci}/post"]) >= (1 << 16)
+    # A conv connection runs on the conv kernel (CONV); one with graded presynaptic spikes
+    # runs as the sparse lists it generates (the graded path reads lists).
+    lists = {ci: _fanout_lists(image, ci) for ci, c in enumerate(image.connections)
+             if c.storage == "sparse" or (c.storage == "conv" and c_graded[ci])}
+    cgeos: list[NDArray[np.int64]] = []
+    ckbs: list[NDArray[np.uint8]] = []
+    ckb_len = 0
+    for ci, (lptr, lpost, _) in lists.items():
+        wide[ci] = _max_row_span(lptr, lpost) >= (1 << 16)
     any_wide = any(wide.values())
     max_delay = 0
     for ci, c in enumerate(image.connections):
@@ -347,7 +401,7 @@ def build_tables(image: ChipImage) -> Tables:
         c_lsh[ci] = c.wshift + max(c.weight_exp, 0)
         c_delay[ci] = c.delay
         c_hasd[ci] = 1 if c.has_delays else 0
-        w = image.arrays[f"conn/{ci}/w"]
+        w = lists[ci][2] if ci in lists else image.arrays[f"conn/{ci}/w"]
         d = image.arrays.get(f"conn/{ci}/delay")
         cmax = int(d.max()) if (d is not None and d.size) else c.delay
         max_delay = max(max_delay, cmax)
@@ -356,7 +410,15 @@ def build_tables(image: ChipImage) -> Tables:
             c_scoff[ci] = sc_len
             sc_len += int(c_nbins[ci]) * c.n_post
         c_rowlen[ci] = w.size // max(image.population(c.pre).size, 1)
-        if c.storage == "dense":
+        if c.storage == "conv" and ci not in lists:
+            c_kind[ci] = ConnKind.CONV
+            c_soff[ci] = len(cgeos)  # its geometry row
+            c_rowlen[ci] = c.n_synapses // max(c.n_pre, 1)
+            assert c.conv is not None
+            cgeos.append(geometry_row(c.conv, ckb_len))
+            ckbs.append(transposed_kernel(w, c.conv))
+            ckb_len += w.size
+        elif c.storage == "dense":
             c_kind[ci] = ConnKind.DENSE
             c_woff[ci] = dw_len
             dws.append(w)
@@ -369,8 +431,8 @@ def build_tables(image: ChipImage) -> Tables:
             # Narrow rows: Loihi-style lists with a base index per row and 16-bit offsets
             # (3 bytes per synapse); rows spanning 2^16 targets or more keep full indices.
             c_kind[ci] = ConnKind.SPARSE_WIDE if wide[ci] else ConnKind.SPARSE
-            ptr = image.arrays[f"conn/{ci}/ptr"]
-            post_idx = image.arrays[f"conn/{ci}/post"].astype(np.int64)
+            ptr = lists[ci][0]
+            post_idx = lists[ci][1].astype(np.int64)
             c_soff[ci] = sp_len
             sptrs.append(ptr + ss_len)  # n_pre + 1 entries per connection
             sp_len += ptr.size
@@ -424,6 +486,8 @@ def build_tables(image: ChipImage) -> Tables:
         dw=cat(dws, np.uint8), dd=cat(dds, np.uint8), sptr=cat(sptrs, np.int64),
         sbase=cat(sbases, np.int32), send=cat(sends, np.int32), soff=cat(soffs, np.uint16),
         swide=cat(swides, np.uint32), sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
+        cgeo=(np.stack(cgeos) if cgeos else np.zeros((0, GEO_COLS), np.int64)),
+        ckb=cat(ckbs, np.uint8),
         seg_g0=seg_g0, seg_slot=seg_slot, seg_sends=seg_sends, seg_pop=seg_pop,
         route_ptr=route_ptr,
         route_slot=np.ascontiguousarray(route_slot, dtype=np.int16),

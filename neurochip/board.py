@@ -168,12 +168,27 @@ def with_weights(image: ChipImage, connection: str, weights: Any, where: str) ->
             f"weight ({r}, {q}) is {int(W[r, q])} but the connection has no synapse there",
             where=where, field=connection)
     w = W[post, pre]
+    if c.storage == "conv":  # one kernel shared by the synapses: the weights must agree
+        _, _, kidx = image.conv_geometry(i).pre_major()
+        kern = np.zeros(image.arrays[f"conn/{i}/w"].size, np.int64)
+        kern[kidx] = w
+        bad_k = np.flatnonzero(kern[kidx] != w)
+        if bad_k.size:
+            k = int(bad_k[0])
+            raise EmulatorInputError(
+                f"weight ({int(post[k])}, {int(pre[k])}) = {int(w[k])} differs from the other "
+                f"synapses of its kernel tap ({int(kern[kidx[k]])}); a shared-weight "
+                "convolution holds one kernel", where=where, field=connection,
+                value=int(w[k]))
+        w = kern
     eff = fx.effective_weights(w, c.sign_mode, c.num_weight_bits, image.hw.formats.weight_bits)
     bad = np.flatnonzero(eff != w)
     if bad.size:
         k = int(bad[0])
+        what = (f"kernel value {k}" if c.storage == "conv"
+                else f"weight ({int(post[k])}, {int(pre[k])})")
         raise EmulatorInputError(
-            f"weight ({int(post[k])}, {int(pre[k])}) = {int(w[k])} cannot be held by sign mode "
+            f"{what} = {int(w[k])} cannot be held by sign mode "
             f"{c.sign_mode!r} with {c.num_weight_bits} weight bits (it would become "
             f"{int(eff[k])})", where=where, field=connection, value=int(w[k]))
     b, decode, shift = fx.encode_weight_bytes(w, c.sign_mode)

@@ -7,11 +7,16 @@ Cases (next-fit = ``placement="greedy"``, the peer, run in the same process):
   16 cores): estimated NoC hops per step, and the hops the emulator counts when every
   source spikes (1024-neuron variant);
 * every golden and bundled model (``tests/golden``, ``neurochip/data``): hops, both ways;
-* ``conv3``: 2x32x32 -> 16x32x32 -> 32x16x16, 3x3 kernels: cores needed now, cores the
-  index-order cut (the partition before spatial tiles) needs, and the 24-core target,
-  which needs shared-weight convolution (kernel stored once per core; not done here);
-* ``conv10M``: 2x64x64 -> 16x64x64 -> 16x64x64 (10.3 M synapses) on ``loihi_like_2chip``:
-  register-level compile time (best of two; target <= 10 s), traffic vs next-fit;
+* ``conv3``: 2x32x32 -> 16x32x32 -> 32x16x16, 3x3 kernels, shared-weight convolutions
+  (the default lowering: kernel stored once per core) against the expanded form
+  (``conv="expanded"``, one stored synapse per pair, the peer): cores (target <= 24),
+  synapse memory (target: shared <= 1/20 of expanded), and the cores the index-order cut
+  (the partition before spatial tiles) needs for the expanded form;
+* ``conv_throughput``: the conv3 net on the emulator, synaptic events per second of the
+  conv kernel against the expanded lists' sparse kernel (interleaved rounds, best of 3);
+* ``conv10M``: 2x64x64 -> 16x64x64 -> 16x64x64 (10.3 M synapses) on ``loihi_like_2chip``,
+  expanded: register-level compile time (best of two; target <= 10 s), traffic vs
+  next-fit; the shared-weight form's compile time beside it;
 * ``nir_cnn``: the NIR paper CNN (cnn_sinabs.nir) on ``loihi_like`` at 8-bit weights:
   cores, and float vs chip prediction agreement on random event input.
 
@@ -76,7 +81,7 @@ def conv_graph(layers: list[tuple[int, int, int, int]], seed: int = 0) -> Graph:
     return Graph(nodes, tuple(edges), {"out": prev})
 
 
-def lowered(graph: Graph, hw: str) -> neurochip.Network:
+def lowered(graph: Graph, hw: str, conv: str = "shared") -> neurochip.Network:
     got: dict[str, Any] = {}
 
     def on_pass(name: str, state: Any) -> None:
@@ -85,7 +90,7 @@ def lowered(graph: Graph, hw: str) -> neurochip.Network:
             raise _Stop
 
     try:
-        compile_model(graph, hw, on_pass=on_pass)
+        compile_model(graph, hw, on_pass=on_pass, conv=conv)
     except _Stop:
         pass
     return got["net"]
@@ -136,20 +141,61 @@ def conv3() -> dict[str, Any]:
     g = conv_graph([(2, 32, 16, 1), (16, 32, 32, 2)])
     hw = neurochip.load_hw("loihi_like")
     net = lowered(g, "loihi_like")
-    before = index_order_cores(net, hw)
+    exp = lowered(g, "loihi_like", conv="expanded")
+    before = index_order_cores(exp, hw)
     t0 = time.perf_counter()
     pair = hops_pair(net, "loihi_like")
+    secs = time.perf_counter() - t0
+    shared_img = compile_network(net, hw)
+    exp_img = compile_network(exp, hw)
+    mem_s = sum(c.synapse_bits for c in shared_img.cores)
+    mem_e = sum(c.synapse_bits for c in exp_img.cores)
     return {"neurons": sum(p.size for p in net.populations if p.kind == "lif"),
             "synapses": net.n_synapses, "cores_index_order_before": before,
-            "cores_now": pair["cores_traffic"], "cores_target": 24,
-            "target_needs": "shared-weight convolution (issue item 1, not done)",
-            "seconds_both_compiles": time.perf_counter() - t0, **pair}
+            "cores_now": pair["cores_traffic"], "cores_expanded": len(exp_img.cores),
+            "cores_target": 24, "synapse_bits_shared": mem_s, "synapse_bits_expanded": mem_e,
+            "memory_ratio": mem_e / mem_s, "memory_ratio_target": 20.0,
+            "seconds_both_compiles": secs, **pair}
+
+
+def conv_throughput(rounds: int = 3, batch: int = 8, steps: int = 40) -> dict[str, Any]:
+    """Emulator synaptic events per second on the conv3 net: shared-weight convolutions
+    (the conv kernel) against the same net's expanded synapse lists (the sparse kernel),
+    interleaved rounds, best of each; the spike trains are checked equal."""
+    g = conv_graph([(2, 32, 16, 1), (16, 32, 32, 2)])
+    hw = neurochip.load_hw("loihi_like")
+    imgs = {"shared": compile_network(lowered(g, "loihi_like"), hw),
+            "expanded": compile_network(lowered(g, "loihi_like", conv="expanded"), hw)}
+    x = np.random.default_rng(0).random((batch, steps, 2048)) < 0.1
+    best: dict[str, float] = {}
+    ops: dict[str, int] = {}
+    spikes: dict[str, Any] = {}
+    for _ in range(rounds + 1):  # the first round compiles the kernels
+        for k, img in imgs.items():
+            em = neurochip.Emulator(img)
+            t0 = time.perf_counter()
+            r = em.run({"img": x})
+            dt = time.perf_counter() - t0
+            best[k] = min(best.get(k, np.inf), dt) if k in ops else np.inf
+            ops[k] = int(r.counters["syn_ops"].sum())
+            spikes[k] = r.spikes
+    same = all(np.array_equal(spikes["shared"][p], spikes["expanded"][p])
+               for p in spikes["shared"])
+    return {"batch": batch, "steps": steps, "syn_ops": ops["shared"],
+            "syn_ops_expanded": ops["expanded"],  # fewer: its zero weights are dropped
+            "spikes_equal": same,
+            "seconds_shared": best["shared"], "seconds_expanded": best["expanded"],
+            "events_per_s_shared": ops["shared"] / best["shared"],
+            "events_per_s_expanded": ops["expanded"] / best["expanded"],
+            "target_events_per_s": 2e9}
 
 
 def conv10m() -> dict[str, Any]:
     g = conv_graph([(2, 64, 16, 1), (16, 64, 16, 1)], seed=2)
-    net = lowered(g, "loihi_like_2chip")
+    net = lowered(g, "loihi_like_2chip", conv="expanded")
+    shared = lowered(g, "loihi_like_2chip")
     hw = neurochip.load_hw("loihi_like_2chip")
+    t_shared = np.inf
     times: dict[str, float] = {}
     imgs = {}
     for _ in range(2):  # best of two, alternating (the first run pays page faults)
@@ -157,8 +203,12 @@ def conv10m() -> dict[str, Any]:
             t0 = time.perf_counter()
             imgs[pl] = compile_network(net, hw, placement=pl)
             times[pl] = min(times.get(pl, np.inf), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        simg = compile_network(shared, hw)
+        t_shared = min(t_shared, time.perf_counter() - t0)
     tg, tt = traffic(imgs["greedy"]), traffic(imgs["traffic"])
     return {"synapses": net.n_synapses, "seconds_traffic": times["traffic"],
+            "seconds_shared": t_shared, "cores_shared": len(simg.cores),
             "seconds_greedy": times["greedy"], "target_s": 10.0,
             "cores_greedy": len(imgs["greedy"].cores), "cores_traffic": len(imgs["traffic"].cores),
             "hops_greedy": tg["hops_per_step"], "hops_traffic": tt["hops_per_step"],
@@ -212,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             opts["reset"] = "subtract"  # what they were trained with; the file does not say
         res["models"][p.stem] = hops_pair(p, "loihi_like", **opts)
     res["conv3"] = conv3()
+    res["conv_throughput"] = conv_throughput()
     res["conv10M"] = conv10m()
     res["nir_cnn"] = nir_cnn(args.samples)
 
@@ -229,14 +280,26 @@ def main(argv: list[str] | None = None) -> int:
           f"{bm['greedy']['measured']:,} hops, traffic {bm['traffic']['measured']:,} "
           f"(estimates {bm['greedy']['estimated']:,.0f} / {bm['traffic']['estimated']:,.0f})")
     c = res["conv3"]
-    print(f"conv3 2x32x32->16x32x32->32x16x16: {c['cores_now']} cores now, "
-          f"{c['cores_index_order_before']} with the index-order cut, target "
-          f"{c['cores_target']} (needs shared-weight convolution, not done)")
+    print(f"conv3 2x32x32->16x32x32->32x16x16: {c['cores_now']} cores with shared-weight "
+          f"convolutions (target <= {c['cores_target']}), {c['cores_expanded']} expanded, "
+          f"{c['cores_index_order_before']} with the index-order cut (expanded)")
+    print(f"conv3 synapse memory: shared {c['synapse_bits_shared']:,} bits, expanded "
+          f"{c['synapse_bits_expanded']:,} bits: 1/{c['memory_ratio']:.0f} "
+          f"(target <= 1/{c['memory_ratio_target']:.0f})")
+    c = res["conv_throughput"]
+    print(f"conv3 emulator throughput (batch {c['batch']} x {c['steps']} steps, 10 % input "
+          f"rate): shared-weight {c['events_per_s_shared'] / 1e9:.2f} G synaptic events/s, "
+          f"expanded lists {c['events_per_s_expanded'] / 1e9:.2f} G/s "
+          f"({c['events_per_s_shared'] / c['events_per_s_expanded']:.2f}x; target "
+          f"{c['target_events_per_s'] / 1e9:.0f} G/s); spikes equal {c['spikes_equal']}; "
+          f"synaptic events {c['syn_ops']:,} vs {c['syn_ops_expanded']:,} (the expanded "
+          "form drops weights that quantized to 0)")
     c = res["conv10M"]
-    print(f"conv10M ({c['synapses']:,} synapses) register-level compile: traffic "
+    print(f"conv10M ({c['synapses']:,} synapses, expanded) register-level compile: traffic "
           f"{c['seconds_traffic']:.2f} s, next-fit {c['seconds_greedy']:.2f} s "
           f"(target {c['target_s']:.0f} s); {c['cores_traffic']} cores, chip links "
-          f"{c['chip_links_traffic']:,.0f} vs {c['chip_links_greedy']:,.0f}")
+          f"{c['chip_links_traffic']:,.0f} vs {c['chip_links_greedy']:,.0f}; shared-weight "
+          f"form {c['seconds_shared']:.2f} s, {c['cores_shared']} cores")
     c = res["nir_cnn"]
     if "skipped" not in c:
         print(f"NIR CNN (cnn_sinabs) at 8-bit weights on loihi_like: {c['cores']} cores, "

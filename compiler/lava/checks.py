@@ -149,9 +149,12 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
         if c.sign_mode not in fx.SIGN_MODES:
             raise LavaExportError(f"is {c.sign_mode!r}; expected one of {fx.SIGN_MODES}",
                                   where=where, field="sign_mode", value=c.sign_mode)
-        if c.storage not in ("dense", "sparse"):
-            raise LavaExportError(f"is {c.storage!r}; expected 'dense' or 'sparse'",
+        if c.storage not in ("dense", "sparse", "conv"):  # conv: exported as its expansion
+            raise LavaExportError(f"is {c.storage!r}; expected 'dense', 'sparse' or 'conv'",
                                   where=where, field="storage", value=c.storage)
+        if c.storage == "conv" and c.plastic:
+            raise LavaExportError("a shared-weight convolution cannot be plastic",
+                                  where=where, field="plastic")
         if c.pre not in sizes or c.post not in sizes or image.population(c.post).kind != "lif":
             raise LavaExportError(f"links {c.pre!r} -> {c.post!r}, which is not an existing "
                                   "population -> LIF population", where=where, field="post")

@@ -89,7 +89,8 @@ def synapse_plan(image: ChipImage, ci: int, learning: bool = False) -> ProcessPl
         delayed = c.has_delays or c.delay != 0
         kind = {("dense", False): "Dense", ("dense", True): "DelayDense",
                 ("sparse", False): "Sparse", ("sparse", True): "DelaySparse"}[
-            (c.storage if c.storage in ("dense", "sparse") else "dense", delayed)]
+            ("sparse" if c.storage == "conv" else
+             c.storage if c.storage in ("dense", "sparse") else "dense", delayed)]
     return ProcessPlan(c.name, "synapses", kind, True, "", sl)
 
 

@@ -223,6 +223,11 @@ def _compile(image: ChipImage, cfg: LearningConfig,
         seen.add(s.connection)
         ci, c = conns[s.connection]
         where = f"connection '{c.name}'"
+        if c.storage == "conv":
+            raise LearningConfigError(
+                "is a shared-weight convolution: its kernel is shared by every synapse, so "
+                "it cannot learn per synapse (compile with conv=\"expanded\")",
+                where=where, field="connection")
         if c.post not in nl:
             nl[c.post] = NeuronLearning(c.post)
         rname = s.rule if s.rule in BUILTIN_RULES else "custom"

@@ -87,6 +87,15 @@ def emit_image(m: Mapping) -> ChipImage:
         arrays[f"neurons/{k}"] = np.concatenate(parts).astype(np.int32)
     conns: list[ConnectionInfo] = []
     for i, c in enumerate(net.connections):
+        if c.conv is not None:  # shared weights: the kernel once, plus its geometry
+            assert c.kernel is not None
+            b, decode, shift = fx.encode_weight_bytes(c.kernel.reshape(-1), c.sign_mode)
+            arrays[f"conn/{i}/w"] = np.ascontiguousarray(b)
+            conns.append(ConnectionInfo(
+                c.name, c.pre, c.post, "conv", c.shape[1], c.shape[0], c.n_synapses,
+                c.sign_mode, c.num_weight_bits, c.weight_exp, c.delay, False, decode, shift,
+                conv=c.conv.to_dict()))
+            continue
         arrs, decode, shift = connection_arrays(c.weights, c.delays, c.storage, c.sign_mode)
         for k, v in arrs.items():
             arrays[f"conn/{i}/{k}"] = v

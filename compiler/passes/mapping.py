@@ -9,6 +9,9 @@ Synapse memory accounting (bits, per core), the model the rules check:
   ``delay_bits`` when delays differ between synapses);
 * sparse connection: each synapse stores the same plus a target index of
   ``hw.index_bits`` bits (log2 of the neurons per core);
+* conv connection (shared weights): every core that holds outputs of a channel stores
+  that channel's kernel slice once, ``C_in/groups * kh * kw * num_weight_bits`` bits; the
+  synapses are generated from the geometry and cost no memory of their own;
 * a chip whose core memory is one budget shared between synapses and neuron state
   (``core.neuron_state_bits`` > 0, Loihi 2) also spends that many bits per neuron on a
   core; the core's ``synapse_bits`` usage then counts both.
@@ -181,13 +184,49 @@ class Mapping:
 
 
 def synapse_bits(conn: Connection, hw: HardwareSpec) -> int:
-    """Bits of synapse memory one synapse of ``conn`` occupies."""
+    """Bits of synapse memory one synapse of ``conn`` occupies (a conv connection: one
+    kernel value; see :func:`conv_core_bits`)."""
+    if conn.conv is not None:
+        return conn.num_weight_bits
     bits = conn.num_weight_bits
     if conn.delays is not None:
         bits += hw.formats.delay_bits
     if conn.storage == "sparse":
         bits += hw.index_bits
     return bits
+
+
+def conv_channel_of(conn: Connection, order: NDArray[np.int64] | None = None
+                    ) -> NDArray[np.int64]:
+    """Output channel of every post neuron of a conv connection (in ``order``)."""
+    assert conn.conv is not None
+    ch = conn.conv.channel_of_post()
+    return ch if order is None else ch[order]
+
+
+def conv_core_bits(conn: Connection, group: NDArray[np.integer[Any]], n_groups: int
+                   ) -> NDArray[np.int64]:
+    """Synapse memory of a conv connection per group of its post neurons (``group``: the
+    core or chunk of each post neuron, natural order): the chip stores, on every core that
+    holds outputs of a channel, that channel's kernel slice once (C_in/groups * kh * kw
+    values of num_weight_bits)."""
+    assert conn.conv is not None
+    ch = conv_channel_of(conn)
+    key = np.unique(group.astype(np.int64) * conn.conv.out_shape[0] + ch)
+    per = np.bincount(key // conn.conv.out_shape[0], minlength=n_groups).astype(np.int64)
+    return per * conn.conv.taps_per_channel * conn.num_weight_bits
+
+
+def _conv_chunk_bits(cut: _Cut, s: int, k: int) -> NDArray[np.int64]:
+    """Kernel memory of each chunk of ``cut`` when cut every s (conv inputs only)."""
+    out = np.zeros(k, np.int64)
+    chunk_nat = np.arange(cut.pop.size, dtype=np.int64) // s
+    if cut.order is not None:
+        chunk_nat[cut.order] = chunk_nat.copy()
+    for i in cut.ins:
+        if i.conn.conv is not None:
+            out += conv_core_bits(i.conn, chunk_nat, k)
+    return out
 
 
 def _fmt(n: int) -> str:
@@ -243,7 +282,8 @@ def _make_cut(pop: Population, conns: list[Connection], hw: HardwareSpec,
         per_post = np.diff(W.indptr).astype(np.int64)
         if order is not None:
             per_post = per_post[order]
-        mem1 += per_post * float(bits)
+        if c.conv is None:  # a conv's kernel memory is per chunk: _conv_chunk_bits
+            mem1 += per_post * float(bits)
         if c.storage == "dense":
             ax1 += c.shape[1]
             ins.append(_In(c, bits, c.shape[1], True))
@@ -280,6 +320,8 @@ def _usage(cut: _Cut, s: int, out1: NDArray[np.float64] | None
     k = -(-n // s)
     chunk = np.arange(n, dtype=np.int64) // s
     mem = np.bincount(chunk, weights=cut.mem1, minlength=k).astype(np.int64)
+    if any(i.conn.conv is not None for i in cut.ins):
+        mem += _conv_chunk_bits(cut, s, k)
     ax = np.zeros(k, np.int64)
     for i in cut.ins:
         if i.dense:
@@ -332,7 +374,7 @@ def _locality_order(pop: Population, conns: list[Connection]) -> NDArray[np.int6
     fan-out are small. The geometry is read from the connectivity, so register-level
     networks get it too.
     """
-    sparse = [c for c in conns if c.storage == "sparse" and c.n_synapses > 0]
+    sparse = [c for c in conns if c.storage in ("sparse", "conv") and c.n_synapses > 0]
     if not sparse:
         return None
     n = pop.size
@@ -880,8 +922,11 @@ def route(m: Mapping) -> Mapping:
             cores.append(k)
             nsyns.append(cnt)
             conns.append(np.full(j.size, ci, np.int64))
-            mem += np.bincount(k, weights=cnt * synapse_bits(c, hw),
-                               minlength=ncores).astype(np.int64)
+            if c.conv is not None:
+                mem += _conv_route_bits(m, c, lif_off, ncores)
+            else:
+                mem += np.bincount(k, weights=cnt * synapse_bits(c, hw),
+                                   minlength=ncores).astype(np.int64)
             continue
         post_cores = m.core_of[lif_off[c.post]: lif_off[c.post] + c.shape[0]].astype(np.int64)
         n_pre = c.shape[1]
@@ -900,7 +945,11 @@ def route(m: Mapping) -> Mapping:
         cores.append(k)
         nsyns.append(cnt)
         conns.append(np.full(j.size, ci, np.int64))
-        mem += np.bincount(k, weights=cnt * synapse_bits(c, hw), minlength=ncores).astype(np.int64)
+        if c.conv is not None:
+            mem += _conv_route_bits(m, c, lif_off, ncores)
+        else:
+            mem += np.bincount(k, weights=cnt * synapse_bits(c, hw),
+                               minlength=ncores).astype(np.int64)
     if srcs:
         s_all = np.concatenate(srcs)
         k_all = np.concatenate(cores)
@@ -923,6 +972,13 @@ def route(m: Mapping) -> Mapping:
     usage = {"neurons": neurons, "synapse_bits": mem, "input_axons": in_axons,
              "output_axons": out_axons}
     return replace(m, routing=routing, usage=usage)
+
+
+def _conv_route_bits(m: Mapping, c: Connection, lif_off: dict[str, int], ncores: int
+                     ) -> NDArray[np.int64]:
+    assert m.core_of is not None
+    post_cores = m.core_of[lif_off[c.post]: lif_off[c.post] + c.shape[0]]
+    return conv_core_bits(c, post_cores, ncores)
 
 
 def used_cores(m: Mapping) -> list[int]:

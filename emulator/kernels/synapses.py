@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from emulator.kernels.conv import conv_rows
 from emulator.kernels.intrinsics import prefetch_range
 from emulator.kernels.weights import decode_weight, scale_weight
 from emulator.tables import ConnKind
@@ -24,6 +25,7 @@ NEGATED = WeightDecode.NEGATED
 DENSE = ConnKind.DENSE
 SPARSE = ConnKind.SPARSE
 SPARSE_WIDE = ConnKind.SPARSE_WIDE
+CONV = ConnKind.CONV
 _I32 = np.int32
 _ONE = np.int32(1)
 _ZERO = np.int32(0)
@@ -365,6 +367,10 @@ def synapses(c0, c1, net, st, dst0, work):
         elif kind == SPARSE and not hasd:
             seg = _target(c, conns, ring, scratch, dst0, D, N)
             _sparse_rows_fast(rows, syn, conns.soff[c], conns.wmode[c], conns.lsh[c], seg)
+        elif kind == CONV:  # one delay: its ring slot or scratch, like the fast kinds
+            seg = _target(c, conns, ring, scratch, dst0, D, N)
+            conv_rows(rows, syn.cgeo[conns.soff[c]], syn.ckb, conns.wmode[c], conns.lsh[c],
+                      seg)
         else:
             _sparse_rows(rows, c, conns, syn, dst0, D, N, scratch if neg else ring, neg)
         if neg:

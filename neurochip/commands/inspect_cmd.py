@@ -120,11 +120,21 @@ def netx_layers(image: ChipImage) -> list[dict[str, Any]]:
     """The layer table of an image compiled from a lava-dl netx file (empty otherwise):
     per netx layer group its type, shape (x, y, c), kernel, stride, padding, neuron type,
     the cores its population uses and the synapse memory of its incoming synapses."""
+    import numpy as np
+
     meta = (image.metadata.get("netx") or {}).get("layers") or []
     hw = image.hw
     pops = {p.name: p for p in image.populations}
     mem: dict[str, int] = {}
-    for c in image.connections:
+    for ci, c in enumerate(image.connections):
+        if c.storage == "conv":  # the kernel slice of a channel, once per core holding it
+            geom = image.conv_geometry(ci)
+            post = pops[c.post]
+            cores = image.arrays["neurons/core"][post.offset: post.offset + post.size]
+            pairs = np.unique(cores.astype(np.int64) * geom.out_shape[0]
+                              + geom.channel_of_post()).size
+            mem[c.post] = mem.get(c.post, 0) + pairs * geom.taps_per_channel * c.num_weight_bits
+            continue
         bits = (c.num_weight_bits + (hw.formats.delay_bits if c.has_delays else 0)
                 + (hw.index_bits if c.storage == "sparse" else 0))
         mem[c.post] = mem.get(c.post, 0) + c.n_synapses * bits

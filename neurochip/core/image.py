@@ -11,7 +11,10 @@ Synapse memory layout (per connection, pre-major, i.e. one fan-out list per pre 
 * dense: ``w`` is (n_pre * n_post) bytes, row j holds the weights from pre neuron j;
 * sparse: ``ptr`` (n_pre + 1) delimits row j in ``w`` (one byte per synapse) and ``post``
   (the target's index within the post population);
-* ``delay`` (one byte per synapse) exists only when delays differ between synapses.
+* ``delay`` (one byte per synapse) exists only when delays differ between synapses;
+* conv (shared weights): ``w`` holds the kernel once (C_out * C_in/groups * kh * kw
+  bytes, C order) and the connection's ``conv`` entry its geometry; the synapses, in the
+  sparse order (by pre, then post), follow from it (:mod:`neurochip.core.conv`).
 
 Neurons: ``neurons/bias_mant``, ``neurons/bias_exp``, ``neurons/core`` (one entry per
 neuron), and ``neurons/<register>`` (int32, one entry per neuron, 0 outside the populations
@@ -40,6 +43,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
+from neurochip.core.conv import ConvGeometry
 from neurochip.core.errors import ImageError, ImageFormatError, NeurochipError
 from neurochip.core.hw import HardwareSpec
 from neurochip.core.safeio import (
@@ -113,6 +117,16 @@ class ConnectionInfo:
     decode: int  # weight byte decode rule (0 int8, 1 uint8, 2 -uint8)
     wshift: int  # left shift applied to the decoded byte
     plastic: bool = False
+    #: storage "conv": the geometry (neurochip.core.conv.ConvGeometry.to_dict); the
+    #: ``w`` array then holds the kernel, once. Written only for conv connections.
+    conv: dict[str, Any] | None = None
+
+
+def _conn_entry(c: ConnectionInfo) -> dict[str, Any]:
+    d = asdict(c)
+    if d.get("conv") is None:
+        del d["conv"]
+    return d
 
 
 @dataclass
@@ -211,7 +225,11 @@ class ChipImage:
         i = self.connection_index(name)
         c = self.connections[i]
         w = fx.decode_weight_bytes(self.arrays[f"conn/{i}/w"], c.decode, c.wshift)
-        pre_idx, post_idx = self.synapse_coords(i)
+        if c.storage == "conv":
+            pre_idx, post_idx, kidx = self.conv_geometry(i).pre_major()
+            w = w[kidx]
+        else:
+            pre_idx, post_idx = self.synapse_coords(i)
         return sp.csr_matrix((w, (post_idx, pre_idx)), shape=(c.n_post, c.n_pre))
 
     def delays(self, name: str) -> NDArray[np.int64]:
@@ -228,6 +246,9 @@ class ChipImage:
     def synapse_coords(self, i: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(pre, post) indices of every synapse of connection i, in storage order."""
         c = self.connections[i]
+        if c.storage == "conv":
+            pre, post, _ = self.conv_geometry(i).pre_major()
+            return pre, post
         if c.storage == "dense":
             pre = np.repeat(np.arange(c.n_pre, dtype=np.int64), c.n_post)
             post = np.tile(np.arange(c.n_post, dtype=np.int64), c.n_pre)
@@ -236,6 +257,14 @@ class ChipImage:
         pre = np.repeat(np.arange(c.n_pre, dtype=np.int64), np.diff(ptr))
         return pre, self.arrays[f"conn/{i}/post"].astype(np.int64)
 
+    def conv_geometry(self, i: int) -> ConvGeometry:
+        """The geometry of conv connection i (checked; a typed error if malformed)."""
+        c = self.connections[i]
+        if c.storage != "conv":
+            raise ImageError(f"connection '{c.name}' is {c.storage!r}, not a convolution",
+                             member=f"manifest.connections[{i}].storage")
+        return ConvGeometry.from_dict(c.conv, f"connection '{c.name}'")
+
     # ------------------------------------------------------------------ I/O
     def manifest(self) -> dict[str, Any]:
         return _jsonable({
@@ -243,7 +272,7 @@ class ChipImage:
             "version": FORMAT_VERSION,
             "hw": {"name": self.hw.name, "hash": self.hw.spec_hash, "spec": self.hw.to_dict()},
             "populations": [_pop_entry(p) for p in self.populations],
-            "connections": [asdict(c) for c in self.connections],
+            "connections": [_conn_entry(c) for c in self.connections],
             "cores": [asdict(c) for c in self.cores],
             "learning": self.learning,
             "metadata": self.metadata,

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from neurochip.core import fixedpoint as fx
 from neurochip.core import neuron_models as nm
+from neurochip.core.conv import ConvGeometry, conv_geometry
 from neurochip.core.errors import NetworkError, ParameterRangeError
 
 if TYPE_CHECKING:
@@ -99,26 +100,45 @@ class Connection:
     (explicit entries are synapses, also when 0). ``storage`` says how the chip holds
     them: "dense" (a weight for every pair) or "sparse" (fan-out lists with indices).
     ``delays`` is None (every synapse has ``delay``) or an array aligned with
-    ``weights.data``.
+    ``weights.data``. Storage "conv" (:meth:`Network.connect_conv`): the chip stores
+    ``kernel`` once per core and generates the synapses from the geometry ``conv``
+    (:class:`~neurochip.core.conv.ConvGeometry`); ``weights`` is then the expanded view.
     """
 
     name: str
     pre: str
     post: str
-    weights: sp.csr_matrix
+    _weights: sp.csr_matrix | None
     weight_exp: int
     delay: int
     delays: NDArray[np.int64] | None
-    storage: Literal["dense", "sparse"]
+    storage: Literal["dense", "sparse", "conv"]
     sign_mode: str
     num_weight_bits: int
+    #: storage "conv": the shared kernel (C_out, C_in/groups, kh, kw) and its geometry
+    kernel: NDArray[np.int64] | None = None
+    conv: ConvGeometry | None = None
+
+    @property
+    def weights(self) -> sp.csr_matrix:
+        """The (post, pre) CSR matrix of effective weights; for a conv connection the
+        expanded form (one entry per synapse, zeros included), built on first use."""
+        if self._weights is None:
+            assert self.conv is not None and self.kernel is not None
+            object.__setattr__(self, "_weights", self.conv.expand(self.kernel))
+        assert self._weights is not None
+        return self._weights
 
     @property
     def shape(self) -> tuple[int, int]:
+        if self.conv is not None:
+            return (self.conv.n_post, self.conv.n_pre)
         return self.weights.shape  # type: ignore[return-value]
 
     @property
     def n_synapses(self) -> int:
+        if self.conv is not None:
+            return self.conv.n_synapses
         return int(self.weights.nnz)
 
     @property
@@ -143,6 +163,13 @@ class Connection:
         return out
 
     def __repr__(self) -> str:
+        if self.conv is not None:
+            g = self.conv
+            return (f"Connection({self.name!r}, {self.pre}->{self.post}, conv "
+                    f"{g.in_shape}->{g.out_shape}, kernel={g.kernel_shape}, "
+                    f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, "
+                    f"groups={g.groups}, nnz={self.n_synapses}, weight_exp={self.weight_exp}, "
+                    f"sign={self.sign_mode}, delay={self.delay})")
         return (
             f"Connection({self.name!r}, {self.pre}->{self.post}, shape={self.shape}, "
             f"{self.storage}, nnz={self.n_synapses}, weight_exp={self.weight_exp}, "
@@ -407,18 +434,7 @@ class Network:
         """
         fmt = self.hw.formats
         pre_p, post_p = self.population(pre), self.population(post)
-        cname = name if name is not None else f"{pre_p.name}->{post_p.name}"
-        if name is None and cname in self._conns:
-            k = 1
-            while f"{cname}#{k}" in self._conns:
-                k += 1
-            cname = f"{cname}#{k}"
-        where = f"connection '{cname}'"
-        if name is not None:
-            self._new_name(name)
-        if post_p.kind != "lif":
-            raise NetworkError(f"target population '{post_p.name}' is an input; only LIF "
-                               "populations receive synapses", where=where, field="post")
+        cname, where = self._conn_name(pre_p, post_p, name)
         shape = (post_p.size, pre_p.size)
         if storage not in ("auto", "dense", "sparse"):
             raise NetworkError(f"must be 'auto', 'dense' or 'sparse', got {storage!r}",
@@ -441,6 +457,100 @@ class Network:
         d_scalar, d_arr = _delays(delay, W, shape, where, fmt.max_delay)
         conn = Connection(cname, pre_p.name, post_p.name, W, wexp, d_scalar, d_arr,
                           storage, sign_mode, nwb)
+        check_connection(conn, fmt)
+        self._conns[cname] = conn
+        return conn
+
+    def _conn_name(self, pre_p: Population, post_p: Population, name: str | None
+                   ) -> tuple[str, str]:
+        cname = name if name is not None else f"{pre_p.name}->{post_p.name}"
+        if name is None and cname in self._conns:
+            k = 1
+            while f"{cname}#{k}" in self._conns:
+                k += 1
+            cname = f"{cname}#{k}"
+        where = f"connection '{cname}'"
+        if name is not None:
+            self._new_name(name)
+        if post_p.kind != "lif":
+            raise NetworkError(f"target population '{post_p.name}' is an input; only LIF "
+                               "populations receive synapses", where=where, field="post")
+        return cname, where
+
+    def connect_conv(
+        self,
+        pre: str | Population,
+        post: str | Population,
+        kernel: ArrayLike,
+        in_shape: tuple[int, int, int],
+        *,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, ...] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        weight_exp: int = 0,
+        delay: int = 0,
+        name: str | None = None,
+        sign_mode: str | None = None,
+        num_weight_bits: int | None = None,
+        layout: Literal["chw", "xyc"] = "chw",
+    ) -> Connection:
+        """A shared-weight 2-D convolution from ``pre`` (shape ``in_shape`` = (C, H, W))
+        to ``post`` (its size must be C_out * H_out * W_out).
+
+        Both populations are laid out channels first in C order (neuron (c, y, x) is
+        ``c * H * W + y * W + x``); see :mod:`neurochip.core.conv` for the exact rule.
+        kernel: integer array (C_out, C_in / groups, kh, kw), PyTorch cross-correlation.
+        stride, dilation: an int or (y, x); padding: an int, (y, x) or (top, bottom,
+        left, right) of zero padding. Every tap inside the input is a synapse (zeros
+        too); the chip stores the kernel once per core and generates the targets of each
+        spike from the geometry, so this takes far less synapse memory than
+        :meth:`connect` with the expanded weights, and computes exactly the same.
+        delay: one delay for every synapse. sign_mode, num_weight_bits: as
+        :meth:`connect`, applied to the kernel values. layout: "xyc" numbers both
+        populations (x, y, c) in C order instead (Lava's and netx's order).
+        """
+        fmt = self.hw.formats
+        pre_p, post_p = self.population(pre), self.population(post)
+        cname, where = self._conn_name(pre_p, post_p, name)
+        k = np.asarray(kernel)
+        if k.dtype.kind not in "biuf":
+            raise NetworkError(f"kernel must be integers, got dtype {k.dtype}", where=where,
+                               field="kernel")
+        if k.dtype.kind == "f" and (not np.all(np.isfinite(k)) or not np.all(k == np.round(k))):
+            raise NetworkError("kernel must hold integers (quantize float models with "
+                               "neurochip.compile on an IR/NIR graph)", where=where,
+                               field="kernel")
+        geom = conv_geometry(in_shape, k.shape, stride=stride, padding=padding,
+                             dilation=dilation, groups=groups, layout=layout, where=where)
+        if geom.n_pre != pre_p.size:
+            raise NetworkError(
+                f"in_shape {geom.in_shape} has {geom.n_pre} neurons but population "
+                f"'{pre_p.name}' has {pre_p.size}", where=where, field="in_shape",
+                value=geom.n_pre, limit=pre_p.size)
+        if geom.n_post != post_p.size:
+            raise NetworkError(
+                f"the output shape {geom.out_shape} has {geom.n_post} neurons but population "
+                f"'{post_p.name}' has {post_p.size}", where=where, field="post",
+                value=geom.n_post, limit=post_p.size)
+        kv = np.ascontiguousarray(k.astype(np.int64))
+        kv.setflags(write=False)
+        wexp = _check_int(weight_exp, where, "weight_exp")
+        _check_range(wexp, *fmt.weight_exp_range, where, "weight_exp")
+        if np.ndim(delay) != 0:
+            raise NetworkError("a conv connection has one delay for every synapse; got an "
+                               f"array of shape {np.shape(delay)}", where=where, field="delay")
+        d = _check_int(delay.item() if isinstance(delay, np.ndarray) else delay, where, "delay")
+        if sign_mode is None:
+            sign_mode = fx.detect_sign_mode(kv.reshape(-1))
+        if sign_mode not in fx.SIGN_MODES:
+            raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
+                               where=where, field="sign_mode")
+        nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
+            num_weight_bits, where, "num_weight_bits")
+        _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
+        conn = Connection(cname, pre_p.name, post_p.name, None, wexp, d, None, "conv",
+                          sign_mode, nwb, kv, geom)
         check_connection(conn, fmt)
         self._conns[cname] = conn
         return conn
@@ -567,6 +677,20 @@ def check_connection(conn: Connection, fmt: NumberFormats) -> None:
     where = f"connection '{conn.name}'"
     check_connection_registers(where, fmt, conn.weight_exp, conn.num_weight_bits,
                                conn.sign_mode)
+    if conn.kernel is not None:
+        kw = conn.kernel.reshape(-1)
+        bad = weights_altered(kw, conn.sign_mode, conn.num_weight_bits, fmt)
+        if bad.size:
+            i = int(bad[0])
+            idx = tuple(int(x) for x in np.unravel_index(i, conn.kernel.shape))
+            raise ParameterRangeError(
+                f"kernel{list(idx)} = {int(kw[i])} would become "
+                f"{weight_rule_text(kw[i:i + 1], conn.sign_mode, conn.num_weight_bits, fmt)}; "
+                f"{bad.size} kernel values affected)",
+                where=where, field="kernel", value=int(kw[i]),
+                limit=fx.weight_range(conn.sign_mode, fmt.weight_bits))
+        check_delays(where, fmt, conn.delay, None)
+        return
     w = np.asarray(conn.weights.data, dtype=np.int64)
     bad = weights_altered(w, conn.sign_mode, conn.num_weight_bits, fmt)
     if bad.size:

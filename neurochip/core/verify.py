@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from neurochip.core import fixedpoint as fx
 from neurochip.core import neuron_models as nm
+from neurochip.core.conv import ConvGeometry
 from neurochip.core.errors import ImageError, NetworkError
 from neurochip.core.hw import MAX_CORES
 from neurochip.core.image import ChipImage, ConnectionInfo, PopulationInfo
@@ -364,8 +365,20 @@ class _Verifier:
             ptr = self.array(f"{base}/ptr", np.int64, (n_pre + 1,))
             post_idx = self.array(f"{base}/post", np.uint32, (nsyn,))
             self.sparse_indices(base, ptr, post_idx, n_post, nsyn)
+        elif c.storage == "conv":
+            geom = self.conv_geometry(ci, c, m, n_pre, n_post)
+            self.array(f"{base}/w", np.uint8, (geom.kernel_size,))  # before expanding
+            if c.n_synapses != geom.n_synapses:
+                raise self.fail(f"{m}.n_synapses", f"is {c.n_synapses}; the geometry gives "
+                                f"{geom.n_synapses}", value=c.n_synapses,
+                                limit=geom.n_synapses)
+            if c.has_delays is True or c.plastic is True:
+                raise self.fail(f"{m}.has_delays" if c.has_delays else f"{m}.plastic",
+                                "a conv connection has one delay and fixed weights")
+            nsyn = geom.kernel_size  # the kernel, stored once
         else:
-            raise self.fail(f"{m}.storage", f"must be 'dense' or 'sparse', got {c.storage!r}")
+            raise self.fail(f"{m}.storage", f"must be 'dense', 'sparse' or 'conv', got "
+                            f"{c.storage!r}")
         w = self.array(f"{base}/w", np.uint8, (nsyn,))
         self.weight_bytes(f"{base}/w", w, c)
         if c.has_delays:
@@ -377,6 +390,18 @@ class _Verifier:
                                 f"must be their maximum {dmax}", value=c.delay, limit=dmax)
         else:
             self.rule(m, check_delays, f"connection '{c.name}'", self.fmt, int(c.delay), None)
+
+    def conv_geometry(self, ci: int, c: ConnectionInfo, m: str, n_pre: int, n_post: int
+                      ) -> ConvGeometry:
+        try:
+            geom = ConvGeometry.from_dict(c.conv, f"connection '{c.name}'")
+        except NetworkError as exc:
+            raise self.fail(f"{m}.{exc.field or 'conv'}", exc.message) from None
+        if (geom.n_pre, geom.n_post) != (n_pre, n_post):
+            raise self.fail(f"{m}.conv", f"the geometry joins {geom.n_pre} -> {geom.n_post} "
+                            f"neurons; the connection has {n_pre} -> {n_post}",
+                            value=(geom.n_pre, geom.n_post), limit=(n_pre, n_post))
+        return geom
 
     def sparse_indices(self, base: str, ptr: NDArray[np.int64], post: NDArray[np.uint32],
                        n_post: int, nsyn: int) -> None:
@@ -490,7 +515,13 @@ class _Verifier:
             pre, post = self.pops[c.pre], self.pops[c.post]
             s0 = pre.offset if pre.kind == "input" else self.n_in + pre.offset
             post_cores = ncore[post.offset: post.offset + c.n_post]
-            if c.storage == "dense":
+            if c.storage == "conv":
+                pre_i, tgt, _ = ConvGeometry.from_dict(c.conv, "conv").pre_major()
+                key = pre_i * ncores + post_cores[tgt]
+                ukey, cnt = np.unique(key, return_counts=True)
+                j, k = np.divmod(ukey, ncores)
+                cnt = cnt.astype(np.int64)
+            elif c.storage == "dense":
                 per_core = np.bincount(post_cores, minlength=ncores)  # cores are checked
                 ucores = np.flatnonzero(per_core).astype(np.int64)
                 counts = per_core[ucores]

@@ -163,13 +163,28 @@ def test_conv_network_compiles_and_runs() -> None:
     g = Graph(nodes, (Projection("conv", "img", "c1", conv),
                       Projection("pool", "c1", "p1", pl)), {"pooled": "p1"})
     img = compile_model(g, HW)
-    # kernel entries that quantize to 0 are not stored as synapses
-    zeroed = img.metadata["quantization"]["c1"]["projections"]["conv"]["zeroed"]
-    n_kept = img.connection("conv").n_synapses
+    # shared weights (the default): the kernel is stored once, every tap is a synapse
+    assert [c.storage for c in img.connections] == ["conv", "conv"]
+    assert img.arrays["conn/0/w"].size == conv.weight.size
+    assert img.connection("conv").n_synapses == conv.to_csr().nnz
+    assert "conv" not in img.metadata["compiler"]["options"]  # the default is not recorded
+    exp = compile_model(g, HW, conv="expanded")
+    assert exp.metadata["compiler"]["options"]["conv"] == "expanded"
+    # expanded: kernel entries that quantize to 0 are not stored as synapses
+    zeroed = exp.metadata["quantization"]["c1"]["projections"]["conv"]["zeroed"]
+    n_kept = exp.connection("conv").n_synapses
     assert n_kept < conv.to_csr().nnz and zeroed > 0
+    assert [c.storage for c in exp.connections] == ["sparse", "sparse"]
+    assert sum(c.synapse_bits for c in img.cores) < sum(c.synapse_bits for c in exp.cores)
     x = rng.random((30, 64)) < 0.4
     r = neurochip.Emulator(img).run({"img": x})
     assert r.spikes["p1"].any()
+    r2 = neurochip.Emulator(exp).run({"img": x})
+    for k in r.spikes:  # the same spikes: the dropped synapses had weight 0
+        np.testing.assert_array_equal(r.spikes[k], r2.spikes[k])
+    with pytest.raises(neurochip.errors.ConfigError) as ei:
+        compile_model(g, HW, conv="dense")
+    assert ei.value.field == "conv"
 
 
 def test_network_name_and_delay_limit() -> None:

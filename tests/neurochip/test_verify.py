@@ -52,14 +52,20 @@ def test_image_error_is_an_image_format_error() -> None:
     assert "conn/0/post[3]" in str(e)
 
 
+@pytest.fixture(scope="module")
+def expanded_conv() -> neurochip.ChipImage:
+    """The convolutional golden model with its convolutions expanded to sparse synapses."""
+    return neurochip.compile(GOLDEN / "convolutional.nir", "loihi_like", conv="expanded")
+
+
 def _sparse_index(img: neurochip.ChipImage) -> int:
     return next(i for i, c in enumerate(img.connections) if c.storage == "sparse")
 
 
 @pytest.mark.parametrize("value", [2**31, 256, 2**32 - 1])
-def test_out_of_range_sparse_target_is_named(images: dict[str, neurochip.ChipImage],
+def test_out_of_range_sparse_target_is_named(expanded_conv: neurochip.ChipImage,
                                               value: int) -> None:
-    img = _copy(images["convolutional"])
+    img = _copy(expanded_conv)
     ci = _sparse_index(img)
     img.arrays[f"conn/{ci}/post"][5] = value
     with pytest.raises(ImageError) as ei:
@@ -70,8 +76,8 @@ def test_out_of_range_sparse_target_is_named(images: dict[str, neurochip.ChipIma
         neurochip.Emulator(img)
 
 
-def test_decreasing_row_pointer_is_named(images: dict[str, neurochip.ChipImage]) -> None:
-    img = _copy(images["convolutional"])
+def test_decreasing_row_pointer_is_named(expanded_conv: neurochip.ChipImage) -> None:
+    img = _copy(expanded_conv)
     ci = _sparse_index(img)
     ptr = img.arrays[f"conn/{ci}/ptr"]
     ptr[3] = ptr[4] + 1
@@ -202,7 +208,7 @@ _BOUNDSCHECK_SCRIPT = textwrap.dedent("""
 
     # the harness can fail: with the verifier switched off, an out-of-range target is an
     # IndexError under NUMBA_BOUNDSCHECK=1
-    img = neurochip.ChipImage.load(sys.argv[1] + "/convolutional.nchip")
+    img = neurochip.compile(sys.argv[1] + "/convolutional.nir", "loihi_like", conv="expanded")
     ci = next(i for i, c in enumerate(img.connections) if c.storage == "sparse")
     img.arrays[f"conn/{ci}/post"][:] = 4000
     real = chip.verify_image

@@ -351,10 +351,19 @@ def _conv_matrix(weight: NDArray[np.int64], in_shape: tuple[int, ...], g: Any, g
     return m, out_shape, info
 
 
-def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None = None
-              ) -> tuple[Network, dict[str, Any]]:
+def _conv_args(in_shape: tuple[int, ...], g: Any) -> dict[str, Any]:
+    """connect_conv's geometry of a netx conv/pool layer (shape checked by _conv_matrix)."""
+    W, H, C = in_shape
+    pad = _pair(g, "padding", 0)
+    return {"in_shape": (C, H, W), "stride": _pair(g, "stride", 1),
+            "padding": (pad[0], pad[0], pad[1], pad[1]), "dilation": _pair(g, "dilation", 1)}
+
+
+def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None = None,
+              conv: str = "shared") -> tuple[Network, dict[str, Any]]:
     """Read a netx file: the register-level Network and its ``netx`` metadata (layer table,
-    input transform, ports)."""
+    input transform, ports). conv: "shared" (conv and pool layers keep their kernel,
+    ``connect_conv``) or "expanded" (one stored synapse per pair)."""
     import h5py
 
     p = Path(path)
@@ -505,6 +514,7 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     raise _err(group, kind, f"weight of shape {w.shape} is not (out, in, kH, kW)",
                                "weight")
                 m, out_shape, info = _conv_matrix(w, prev.shape, g, group, kind, groups)
+                geom_args = _conv_args(prev.shape, g)
                 if out_shape != shape:
                     raise _err(group, kind, f"shape {shape} (x, y, c) differs from the conv "
                                f"output {out_shape}", "shape")
@@ -519,8 +529,14 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                     m = sp.csr_matrix((wd, m.indices, m.indptr), shape=m.shape)
                 else:
                     e, mode = 0, fx.SIGN_EXCITATORY
-                net.connect(prev.pop, key, weights=m, weight_exp=e, sign_mode=mode,
-                            storage="sparse")
+                if conv == "shared":  # the kernel once, in netx's (x, y, c) neuron order
+                    kern = w.astype(np.int64)
+                    kern = kern << -e if e <= 0 else kern >> e  # exact: _chip_form checked
+                    net.connect_conv(prev.pop, key, kern, sign_mode=mode, weight_exp=e,
+                                     groups=groups, layout="xyc", **geom_args)
+                else:
+                    net.connect(prev.pop, key, weights=m, weight_exp=e, sign_mode=mode,
+                                storage="sparse")
                 row.update(population=key, shape=list(shape), neuron=nrn["type"],
                            model=nrn["model"], **info)
                 prev = _Prev(key, shape)

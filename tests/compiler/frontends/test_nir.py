@@ -304,7 +304,8 @@ def test_conv2d_pool_flatten(pool_kind, tmp_path: Path) -> None:
         pooled = scale * x.reshape(4, 3, 2, 3, 2).sum(axis=(2, 4)).reshape(-1)
         np.testing.assert_allclose(fc.synapses.to_csr() @ x, W @ pooled)
     img = compile_model(ir, HW)
-    assert img.connection("conv").storage == "sparse"
+    assert img.connection("conv").storage == "conv"  # shared weights: the kernel once
+    assert compile_model(ir, HW, conv="expanded").connection("conv").storage == "sparse"
 
 
 def test_conv_same_padding_groups_and_conv1d() -> None:
