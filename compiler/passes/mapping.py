@@ -700,7 +700,7 @@ def _place_bins(Tb: NDArray[np.float64], Hb: NDArray[np.float64], mesh: _Mesh, n
     pos = pos0.copy()
     occ = np.full(n_cores, -1, np.int64)
     occ[pos] = np.arange(nb)
-    M: NDArray[np.float64] = Tb @ D[pos, :] + Hb[:, None] * Dio[None, :]  # cost of a at q
+    M = np.asarray(Tb @ D[pos, :] + Hb[:, None] * Dio[None, :], np.float64)  # a at q
     swap_bins(M, Tb, D, pos, occ, max_passes)
     return pos
 
