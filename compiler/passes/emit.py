@@ -33,9 +33,12 @@ def connection_arrays(W: sp.csr_matrix, delays: NDArray[np.int64] | None, storag
     # Sparse: transpose the (post, pre) CSR into per-pre fan-out lists (CSC order: by pre,
     # then post). The permutation is read off a CSC conversion of the synapse numbers,
     # O(synapses) instead of a sort.
-    nums = sp.csr_matrix((np.arange(1, W.nnz + 1, dtype=np.int64), W.indices, W.indptr),
+    # (32-bit synapse numbers when they fit: half the memory of the conversion)
+    num_t = np.int32 if W.nnz < np.iinfo(np.int32).max else np.int64
+    nums = sp.csr_matrix((np.arange(1, W.nnz + 1, dtype=num_t), W.indices, W.indptr),
                          shape=W.shape).tocsc()
-    order = nums.data - 1
+    order = nums.data
+    order -= 1
     b, decode, shift = fx.encode_weight_bytes(np.asarray(W.data, np.int64)[order], sign_mode)
     out["ptr"] = nums.indptr.astype(np.int64)  # per pre: its fan-out list
     out["post"] = nums.indices.astype(np.uint32)

@@ -33,18 +33,18 @@ def _count(indptr: NDArray[np.int64], indices: NDArray[np.int32], order: NDArray
            use_order: bool, n_post: int, n_pre: int, s: int, k: int
            ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:  # pragma: no cover - njit
     ax = np.zeros(k, np.int64)
-    fan = np.zeros(n_pre, np.int64)
-    last = np.full(n_pre, -1, np.int64)
+    fan = np.zeros(n_pre, np.int32)  # 32-bit: half the cache footprint of the scattered
+    last = np.full(n_pre, -1, np.int32)  # reads (a chunk index and a count fit)
     for r in range(n_post):
         row = order[r] if use_order else r
-        c = r // s
+        c = np.int32(r // s)
         for e in range(indptr[row], indptr[row + 1]):
             j = indices[e]
             if last[j] != c:
                 last[j] = c
                 ax[c] += 1
                 fan[j] += 1
-    return ax, fan
+    return ax, fan.astype(np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -107,12 +107,40 @@ def axon_pairs(indptr: NDArray[np.integer], indices: NDArray[np.integer], n_pre:
 
 
 @njit(cache=True, nogil=True)
+def _update(M: NDArray[np.float64], hit: NDArray[np.bool_], wa: NDArray[np.float64],
+            wo: NDArray[np.float64], d1: NDArray[np.float64], d2: NDArray[np.float64],
+            use_a: bool, use_o: bool) -> None:  # pragma: no cover - njit
+    nb, P = M.shape
+    for i in range(nb):
+        if not hit[i]:
+            continue
+        x, y = wa[i], wo[i]
+        if use_a and use_o:
+            for j in range(P):
+                M[i, j] = (M[i, j] + x * d1[j]) + y * d2[j]
+        elif use_a:
+            for j in range(P):
+                M[i, j] = M[i, j] + x * d1[j]
+        else:
+            for j in range(P):
+                M[i, j] = M[i, j] + y * d2[j]
+
+
+@njit(cache=True, nogil=True)
 def _swap(M: NDArray[np.float64], Tb: NDArray[np.float64], D: NDArray[np.float64],
           pos: NDArray[np.int64], occ: NDArray[np.int64], nbr_ptr: NDArray[np.int64],
           nbr: NDArray[np.int64], nbr_w: NDArray[np.float64], max_passes: int
           ) -> None:  # pragma: no cover - njit
     nb, P = M.shape
     delta = np.empty(P, np.float64)
+    d1 = np.empty(P, np.float64)
+    d2 = np.empty(P, np.float64)
+    wa = np.zeros(nb, np.float64)
+    wo = np.zeros(nb, np.float64)
+    hit = np.zeros(nb, np.bool_)
+    a_nz = np.zeros(nb, np.bool_)
+    for b in range(nb):
+        a_nz[b] = nbr_ptr[b + 1] > nbr_ptr[b]
     for _ in range(max_passes):
         improved = False
         for a in range(nb):
@@ -134,17 +162,23 @@ def _swap(M: NDArray[np.float64], Tb: NDArray[np.float64], D: NDArray[np.float64
             if delta[q] >= -1e-9 * (1.0 + abs(M[a, pa])):
                 continue
             other = occ[q]
+            for j in range(P):
+                d1[j] = D[q, j] - D[pa, j]
+                d2[j] = D[pa, j] - D[q, j]
+            # the rows of the bins that talk to a (weight wa) or to other (wo): M += wa*d1,
+            # then M += wo*d2, per element in that order, in one pass over the rows
+            wa[:] = 0.0
+            wo[:] = 0.0
+            hit[:] = False
             for e in range(nbr_ptr[a], nbr_ptr[a + 1]):
-                i = nbr[e]
-                w = nbr_w[e]
-                for j in range(P):
-                    M[i, j] += w * (D[q, j] - D[pa, j])
+                wa[nbr[e]] = nbr_w[e]
+                hit[nbr[e]] = True
             if other >= 0:
                 for e in range(nbr_ptr[other], nbr_ptr[other + 1]):
-                    i = nbr[e]
-                    w = nbr_w[e]
-                    for j in range(P):
-                        M[i, j] += w * (D[pa, j] - D[q, j])
+                    wo[nbr[e]] = nbr_w[e]
+                    hit[nbr[e]] = True
+            _update(M, hit, wa, wo, d1, d2, a_nz[a], other >= 0 and a_nz[other])
+            if other >= 0:
                 pos[other] = pa
             occ[pa] = other
             occ[q] = a
