@@ -14,8 +14,9 @@ inside a random block of 1024, so a core's fan-in fits its input axons): 10**8 s
 default, compiled by ``neurochip.compile`` onto a ``loihi_like`` board of as many chips as
 it needs. It runs once, in a child process of its own, which reports the compile's wall
 time and peak resident memory: Linux's peak RSS (``VmHWM`` of ``/proc/self/status``) is
-reset (``/proc/self/clear_refs``) after the network is built, so the figure is the
-process's peak during the compile, the network it holds included; the child's whole-life
+reset (``/proc/self/clear_refs``) after the network is built (and the allocator's free
+memory handed back, ``malloc_trim``), so the figure is the process's peak during the
+compile, the network it holds included; the child's whole-life
 peak (``resource.getrusage``, network build included) is printed too. Target: <= 15 s
 and <= 4 GB at 10**8 synapses. ``--sparse-neurons 0`` leaves it out.
 
@@ -115,6 +116,19 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _trim() -> None:
+    """Collect garbage and hand the allocator's free memory back to the OS (glibc), so
+    the resident size after the build is the memory the network really holds."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -137,6 +151,7 @@ def sparse_child(n: int) -> dict[str, Any]:
         yml.write_text(f"extends: loihi_like\nname: loihi_like_{chips}chip\n"
                        f"mesh:\n  chips: {chips}\n")
         hw = neurochip.load_hw(yml)
+    _trim()
     rss_net = _peak_rss_bytes()
     reset = _reset_peak_rss()
     marks: list[tuple[str, float]] = []

@@ -139,8 +139,10 @@ def _swap(M: NDArray[np.float64], Tb: NDArray[np.float64], D: NDArray[np.float64
     wo = np.zeros(nb, np.float64)
     hit = np.zeros(nb, np.bool_)
     a_nz = np.zeros(nb, np.bool_)
+    cur = np.empty(nb, np.float64)  # M[b, pos[b]]: each bin's cost where it is (a copy)
     for b in range(nb):
         a_nz[b] = nbr_ptr[b + 1] > nbr_ptr[b]
+        cur[b] = M[b, pos[b]]
     for _ in range(max_passes):
         improved = False
         for a in range(nb):
@@ -150,7 +152,7 @@ def _swap(M: NDArray[np.float64], Tb: NDArray[np.float64], D: NDArray[np.float64
                 d = M[a, q] - base
                 bq = occ[q]
                 if bq >= 0:
-                    d = d + (M[bq, pa] - M[bq, q] + 2.0 * Tb[a, bq] * D[pa, q])
+                    d = d + (M[bq, pa] - cur[bq] + 2.0 * Tb[a, bq] * D[pa, q])
                 else:
                     d = d + 0.0
                 delta[q] = d
@@ -183,6 +185,9 @@ def _swap(M: NDArray[np.float64], Tb: NDArray[np.float64], D: NDArray[np.float64
             occ[pa] = other
             occ[q] = a
             pos[a] = q
+            for i in range(nb):
+                if hit[i] or i == a or i == other:
+                    cur[i] = M[i, pos[i]]
             improved = True
         if not improved:
             break
