@@ -56,6 +56,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from compiler.passes.mapping_kernels import axon_pairs, chunk_axons, swap_bins
 from neurochip.core.errors import ConfigError
 from neurochip.core.hw import HardwareSpec
 from neurochip.core.network import Connection, Network, Population
@@ -240,16 +241,16 @@ def _fmt(n: int) -> str:
 
 @dataclass
 class _In:
-    """One incoming connection of a population, in the population's cut order: the
-    (post, pre) matrix with its rows permuted, as CSC (row ranks sorted in each column)."""
+    """One incoming connection of a population: its (post, pre) CSR is read in the cut's
+    rank order, one pass per trial cut (:mod:`compiler.passes.mapping_kernels`)."""
 
     conn: Connection
     bits: int
     n_pre: int
     dense: bool
-    rank_of_entry: NDArray[np.int32] | None = None  # CSC row ranks (sparse only)
-    col_of_entry: NDArray[np.int32] | None = None
-    col_start: NDArray[np.bool_] | None = None
+    #: per cut size s tried: (input axons of each chunk, chunks each pre neuron reaches)
+    counts: dict[int, tuple[NDArray[np.int64], NDArray[np.int64]]] = field(
+        default_factory=dict)
 
 
 @dataclass
@@ -278,8 +279,7 @@ def _make_cut(pop: Population, conns: list[Connection], hw: HardwareSpec,
     ins: list[_In] = []
     for c in conns:
         bits = synapse_bits(c, hw)
-        W = c.weights
-        per_post = np.diff(W.indptr).astype(np.int64)
+        per_post = np.diff(c.weights.indptr).astype(np.int64)
         if order is not None:
             per_post = per_post[order]
         if c.conv is None:  # a conv's kernel memory is per chunk: _conv_chunk_bits
@@ -289,28 +289,18 @@ def _make_cut(pop: Population, conns: list[Connection], hw: HardwareSpec,
             ins.append(_In(c, bits, c.shape[1], True))
             continue
         ax1 += per_post  # the CSR holds each (post, pre) pair once
-        Wr = W if order is None else W[order]
-        csc = sp.csc_matrix(Wr)
-        if not csc.has_sorted_indices:
-            csc.sort_indices()
-        rank: NDArray[np.int32] = csc.indices.astype(np.int32)  # 32-bit: half the traffic
-        counts = np.diff(csc.indptr)
-        col: NDArray[np.int32] = np.repeat(np.arange(c.shape[1], dtype=np.int32), counts)
-        start = np.zeros(rank.size, bool)
-        start[csc.indptr[:-1][counts > 0]] = True
-        ins.append(_In(c, bits, c.shape[1], False, rank, col, start))
+        ins.append(_In(c, bits, c.shape[1], False))
     return _Cut(pop, order, ins, mem1, ax1)
 
 
-def _first_in_group(i: _In, s: int) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Chunk of every synapse (by its post's rank) and which synapses are the first of
-    their (pre, chunk) pair: O(synapses), no sort (ranks are sorted in each column)."""
-    assert i.rank_of_entry is not None and i.col_start is not None
-    ch = i.rank_of_entry // s
-    new = i.col_start.copy()
-    if ch.size > 1:
-        new[1:] |= ch[1:] != ch[:-1]
-    return ch, new
+def _counts(cut: _Cut, i: _In, s: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(input axons of each chunk, chunks each pre neuron reaches) of a sparse incoming
+    connection when the cut is every s ranks: one pass over its synapses, kept per s."""
+    got = i.counts.get(s)
+    if got is None:
+        W = i.conn.weights
+        got = i.counts[s] = chunk_axons(W.indptr, W.indices, i.n_pre, cut.order, s)
+    return got
 
 
 def _usage(cut: _Cut, s: int, out1: NDArray[np.float64] | None
@@ -327,8 +317,7 @@ def _usage(cut: _Cut, s: int, out1: NDArray[np.float64] | None
         if i.dense:
             ax += np.bincount(chunk, minlength=k).clip(max=1) * i.n_pre
             continue
-        ch, new = _first_in_group(i, s)
-        ax += np.bincount(ch[new], minlength=k)
+        ax += _counts(cut, i, s)[0]
     out = (np.bincount(chunk, weights=out1, minlength=k).astype(np.int64) if out1 is not None
            else np.zeros(k, np.int64))
     return mem, ax, out
@@ -448,9 +437,7 @@ def _fanout(net: Network, cuts: dict[str, _Cut]) -> dict[str, NDArray[np.float64
             if i.dense:
                 out[c.pre] += cut.k
                 continue
-            _, new = _first_in_group(i, cut.s)
-            assert i.col_of_entry is not None
-            out[c.pre] += np.bincount(i.col_of_entry[new], minlength=i.n_pre)
+            out[c.pre] += _counts(cut, i, cut.s)[1]
     return out
 
 
@@ -550,12 +537,10 @@ def _axon_pairs(net: Network, cuts: dict[str, _Cut]
                 k = np.tile(np.arange(cut.k, dtype=np.int64), i.n_pre) + base[name]
                 found[ci] = (j, k, np.tile(sizes, i.n_pre))
                 continue
-            ch, new = _first_in_group(i, cut.s)
-            assert i.col_of_entry is not None
-            at = np.flatnonzero(new)
-            cnt = np.diff(np.append(at, new.size)).astype(np.int64)
-            found[ci] = (i.col_of_entry[at].astype(np.int64),
-                         ch[at].astype(np.int64) + base[name], cnt)
+            W = i.conn.weights
+            j, ch, cnt = axon_pairs(W.indptr, W.indices, i.n_pre, cut.order, cut.s,
+                                    _counts(cut, i, cut.s)[1])
+            found[ci] = (j, ch + base[name], cnt)
     empty = np.zeros(0, np.int64)
     return [found.get(ci, (empty, empty, empty)) for ci in range(len(net.connections))]
 
@@ -757,32 +742,8 @@ def _place_bins(Tb: NDArray[np.float64], Hb: NDArray[np.float64], mesh: _Mesh, n
     pos = pos0.copy()
     occ = np.full(n_cores, -1, np.int64)
     occ[pos] = np.arange(nb)
-    M = Tb @ D[pos, :] + Hb[:, None] * Dio[None, :]  # M[a, q]: cost of bin a at core q
-    for _ in range(max_passes):
-        improved = False
-        for a in range(nb):
-            pa = pos[a]
-            b = occ  # bin at each core (-1: free)
-            has = b >= 0
-            bb = np.where(has, b, 0)
-            delta = M[a, :] - M[a, pa]
-            delta = delta + np.where(has, M[bb, pa] - M[bb, allc] + 2 * Tb[a, bb] * D[pa, :], 0.0)
-            delta[pa] = 0.0
-            q = int(np.argmin(delta))
-            if delta[q] >= -1e-9 * (1.0 + abs(M[a, pa])):
-                continue
-            other = int(occ[q])
-            # move a: pa -> q; other (if any): q -> pa
-            M += np.outer(Tb[:, a], D[q, :] - D[pa, :])
-            if other >= 0:
-                M += np.outer(Tb[:, other], D[pa, :] - D[q, :])
-                pos[other] = pa
-            occ[pa] = other
-            occ[q] = a
-            pos[a] = q
-            improved = True
-        if not improved:
-            break
+    M = np.asarray(Tb @ D[pos, :] + Hb[:, None] * Dio[None, :], np.float64)  # a at q
+    swap_bins(M, Tb, D, pos, occ, max_passes)
     return pos
 
 
