@@ -295,11 +295,36 @@ def _scatter_rows(gT, ptr, idx, val, has_val, row0, g):  # pragma: no cover - co
 
 
 @njit(cache=True)
+def _dspike_row(p, theta, code, k, out):  # pragma: no cover - compiled
+    # out[j] = _dspike(p[j] - theta), the code test hoisted out of the loop (vectorises)
+    n = p.shape[0]
+    if code == _GRAD_FAST_SIGMOID:
+        for j in range(n):
+            ax = abs(p[j] - theta) * k
+            out[j] = 1.0 / ((1.0 + ax) * (1.0 + ax))
+    elif code == _GRAD_PIECEWISE:
+        for j in range(n):
+            out[j] = max(0.0, 1.0 - abs(p[j] - theta) * k)
+    elif code == _GRAD_EXPONENTIAL:
+        for j in range(n):
+            out[j] = np.exp(-abs(p[j] - theta) * k)
+    else:
+        for j in range(n):
+            sg = 0.5 * (1.0 + np.tanh(0.5 * k * (p[j] - theta)))
+            out[j] = k * sg * (1.0 - sg)
+
+
+@njit(cache=True)
 def _backward_fast(P, S, gS_ext, has_gS, gP_ext, has_gP, V, has_V, alpha, beta, theta,
                    spiking, subtract, detach, gcode, k, gI_all, gP_sum, gI, gP, rec,
                    in_ptr, in_idx, in_val, in_val_on, has_in, gWT, own_ptr, own_idx,
                    own_events, gVT):  # pragma: no cover - compiled
+    # The recursion of _backward, each flag tested once per row so that the loops over the
+    # neurons vectorise; gs, f' and g of a row go through three row buffers.
     T, B, n = P.shape
+    gs = np.empty(n, gI.dtype)
+    ds = np.empty(n, gI.dtype)
+    g = np.empty(n, gI.dtype)
     for r in range(B):
         for j in range(n):
             gI[r, j] = 0.0
@@ -310,29 +335,56 @@ def _backward_fast(P, S, gS_ext, has_gS, gP_ext, has_gP, V, has_V, alpha, beta, 
     for t in range(T - 1, -1, -1):
         if has_V and t < T - 1:
             np.dot(gI, V, rec)
-        Pt = P[t]
-        St = S[t]
         for r in range(B):
-            for j in range(n):
-                gU = beta * gP[r, j]
-                if spiking:
-                    gs = gS_ext[t, r, j] if has_gS else 0.0
+            gPr = gP[r]
+            gIr = gI[r]
+            if spiking:
+                Pr = P[t, r]
+                Sr = S[t, r]
+                if has_gS:
+                    ext = gS_ext[t, r]
                     if has_V:
-                        gs += rec[r, j]
-                    p = Pt[r, j]
-                    if not detach:
-                        gs -= theta * gU if subtract else p * gU
-                    g = gs * _dspike(p - theta, gcode, k)
-                    g += gU if subtract else gU * (1.0 - St[r, j])
+                        for j in range(n):
+                            gs[j] = ext[j] + rec[r, j]
+                    else:
+                        for j in range(n):
+                            gs[j] = ext[j]
+                elif has_V:
+                    for j in range(n):
+                        gs[j] = rec[r, j]
                 else:
-                    g = gU
-                if has_gP:
-                    g += gP_ext[t, r, j]
-                gP[r, j] = g
-                gi = g + alpha * gI[r, j]
-                gI[r, j] = gi
-                gI_all[t, r, j] = gi
-                gP_sum[j] += g
+                    for j in range(n):
+                        gs[j] = 0.0
+                _dspike_row(Pr, theta, gcode, k, ds)
+                if detach and subtract:
+                    for j in range(n):
+                        g[j] = gs[j] * ds[j] + beta * gPr[j]
+                elif detach:
+                    for j in range(n):
+                        gU = beta * gPr[j]
+                        g[j] = gs[j] * ds[j] + gU * (1.0 - Sr[j])
+                elif subtract:
+                    for j in range(n):
+                        gU = beta * gPr[j]
+                        g[j] = (gs[j] - theta * gU) * ds[j] + gU
+                else:
+                    for j in range(n):
+                        gU = beta * gPr[j]
+                        g[j] = (gs[j] - Pr[j] * gU) * ds[j] + gU * (1.0 - Sr[j])
+            else:
+                for j in range(n):
+                    g[j] = beta * gPr[j]
+            if has_gP:
+                ext = gP_ext[t, r]
+                for j in range(n):
+                    g[j] += ext[j]
+            out = gI_all[t, r]
+            for j in range(n):
+                gPr[j] = g[j]
+                gi = g[j] + alpha * gIr[j]
+                gIr[j] = gi
+                out[j] = gi
+                gP_sum[j] += g[j]
         # dW = sum_t gI[t] x[t-1]^T, dV = sum_t gI[t] S[t-1]^T over the events of step t-1
         if t > 0:
             if has_in:
