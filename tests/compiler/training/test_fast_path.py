@@ -271,3 +271,22 @@ def test_fit_float32_learns_like_float64(digits10) -> None:
     assert res["float32"].final.test_metric == pytest.approx(res["float64"].final.test_metric,
                                                              abs=0.03)
     assert res["float32"].final.test_metric > 0.5  # it learns (chance: 0.1)
+
+
+def test_train_task_and_command_take_a_dtype() -> None:
+    from neurochip.commands.train_cmd import _command
+    from neurochip.tasks.training import train_task
+
+    res = train_task("xor", epochs=3, evaluate_chip=False, dtype="float32")
+    assert res.settings["dtype"] == "float32"
+    assert "dtype" not in train_task("xor", epochs=1, evaluate_chip=False).settings
+    import argparse
+
+    from neurochip.commands import train_cmd
+
+    ap = argparse.ArgumentParser()
+    train_cmd.register(ap.add_subparsers())
+    args = ap.parse_args(["train", "xor", "--dtype", "float32", "-o", "x.nir"])
+    assert args.dtype == "float32" and "--dtype float32" in _command(args)
+    with pytest.raises(SystemExit):
+        ap.parse_args(["train", "xor", "--dtype", "float16"])
