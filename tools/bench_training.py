@@ -214,14 +214,212 @@ def bench_superspike() -> dict[str, Any]:
     return out
 
 
+TORCH_PYTHON = os.environ.get("NEUROCHIP_TORCH_PYTHON", "/work/torchenv/bin/python")
+
+
+def _speed_cases(quick: bool) -> dict[str, dict[str, Any]]:
+    """The two training workloads: the digits task's own data and network, and an
+    SHD-sized one (700 inputs at ~1 % density, 256 recurrent, 20 readouts, T = 100)."""
+    from compiler.training import LayerSpec, SpikingNet
+    from neurochip.tasks.training import get_task
+
+    task = get_task("digits")
+    data = task.make_data(task.steps, 0)
+    n_dig = 4 * task.batch_size
+    dig_net = SpikingNet.build(task.n_in, task.layers(), seed=0, gain=task.gain)
+    rng = np.random.default_rng(0)
+    B, T = 32, 100
+    n_shd = 4 * B
+    shd_x = rng.random((n_shd, T, 700)) < 0.01
+    shd_net = SpikingNet.build(700, [LayerSpec("hid", 256, recurrent=True),
+                                     LayerSpec("out", 20, spiking=False)], seed=0,
+                               gain=(2.0, 1.0))
+    common = {"alpha": 0.75, "beta": 0.875, "threshold": 1.0, "steepness": task.steepness,
+              "lr": task.lr}
+    return {
+        "digits": {"X": data.train.x[:n_dig], "Y": data.train.y[:n_dig], "net": dig_net,
+                   "config": {**common, "batch": task.batch_size,
+                              "steps": dig_net.steps(task.steps),
+                              "shape": f"{task.n_in}-{task.hidden}-{task.n_out}, "
+                                       f"T={task.steps}, batch {task.batch_size}"}},
+        "shd": {"X": shd_x, "Y": rng.integers(0, 20, n_shd), "net": shd_net,
+                "config": {**common, "batch": B, "steps": shd_net.steps(T),
+                           "shape": f"700-256r-20, T={T}, batch {B}, inputs 1 % non-zero"}},
+    }
+
+
+class _OursRun:
+    """Mini-batches as :func:`compiler.training.fit` trains them (same calls)."""
+
+    def __init__(self, case: dict[str, Any], dtype: str) -> None:
+        from compiler.training import Adam, Loss, Surrogate
+        from compiler.training.trainer import FloatForward
+
+        c = case["config"]
+        self.case, self.dtype = case, dtype
+        self.net = case["net"].copy()
+        self.loss = Loss("ce_max")
+        self.fn = Surrogate("fast_sigmoid", c["steepness"])
+        self.opt = Adam(c["lr"])
+        self.fwd = FloatForward(dtype, reuse=True)
+
+    def run(self, batches: int) -> list[float]:
+        from compiler.training.bptt import backward
+
+        c = self.case["config"]
+        X, Y = self.case["X"], self.case["Y"]
+        B = c["batch"]
+        n = len(X) // B
+        times = []
+        for b in range(batches):
+            t0 = time.perf_counter()
+            idx = np.arange((b % n) * B, (b % n + 1) * B)
+            xb = self.fwd.inputs(X, idx, self.net.n_in, c["steps"])
+            tr, used = self.fwd(self.net, xb, self.fn)
+            v = self.loss(tr, Y[idx], self.net)
+            g = backward(used, tr, self.fn, dS=v.dS, dP=v.dP, workspace=self.fwd.workspace)
+            self.opt.step(self.net.params, g)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def grads(self) -> dict[str, Any]:
+        from compiler.training.bptt import backward
+
+        c = self.case["config"]
+        idx = np.arange(c["batch"])
+        xb = self.fwd.inputs(self.case["X"], idx, self.net.n_in, c["steps"])
+        tr, used = self.fwd(self.net, xb, self.fn)
+        v = self.loss(tr, self.case["Y"][idx], self.net)
+        g = backward(used, tr, self.fn, dS=v.dS, dP=v.dP)
+        return {k: np.array(a, np.float64) for k, a in g.items()}
+
+
+class _TorchPeer:
+    """The torch side in its own interpreter (tools/bench_training_torch.py)."""
+
+    def __init__(self, cases: dict[str, dict[str, Any]], path: Path, threads: int) -> None:
+        import subprocess
+
+        arrays: dict[str, Any] = {"cases": json.dumps(list(cases))}
+        for name, c in cases.items():
+            arrays[f"{name}/X"] = c["X"]
+            arrays[f"{name}/Y"] = c["Y"]
+            arrays[f"{name}/config"] = json.dumps(c["config"])
+            p = c["net"].params
+            arrays[f"{name}/W1"] = p["hid.W"]
+            arrays[f"{name}/W2"] = p["out.W"]
+            if "hid.V" in p:
+                arrays[f"{name}/V1"] = p["hid.V"]
+        np.savez(path, **arrays)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self.proc = subprocess.Popen(
+            [TORCH_PYTHON, str(ROOT / "tools" / "bench_training_torch.py"), str(path),
+             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the torch side stopped (see its error above)")
+        return dict(json.loads(line))
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _rel(a: dict[str, Any], b: dict[str, Any], names: dict[str, str]) -> float:
+    return max(float(np.abs(a[o] - b[t]).max() / np.abs(b[t]).max()) for o, t in names.items())
+
+
+def bench_speed(quick: bool, rounds: int, batches: int, threads: int) -> dict[str, Any]:
+    """Per-batch training time against snnTorch and a plain torch loop, interleaved."""
+    import tempfile
+
+    cases = _speed_cases(quick)
+    out: dict[str, Any] = {"rounds": rounds, "batches_per_round": batches,
+                           "torch_threads": threads}
+    impls = [("ours", "float32"), ("ours", "float64"), ("torch", "float32"),
+             ("snntorch", "float32")]
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = _TorchPeer(cases, Path(tmp) / "cases.npz", threads)
+        out["torch_side"] = peer.info
+        names = {"hid.W": "W1", "out.W": "W2", "hid.V": "V1"}
+        for cname, case in cases.items():
+            agree = {}
+            for dt in ("float64", "float32"):
+                mine = _OursRun(case, dt).grads()
+                gpath = Path(tmp) / f"g_{cname}_{dt}.npz"
+                peer.ask(case=cname, impl="torch", dtype=dt, grads=str(gpath))
+                with np.load(gpath) as theirs:
+                    agree[dt] = _rel(mine, dict(theirs),
+                                     {o: t for o, t in names.items() if o in mine})
+            runners = {f"ours {dt}": _OursRun(case, dt) for _, dt in impls[:2]}
+            for r in runners.values():  # warm-up (compiles the kernels once)
+                r.run(2)
+            for impl, dt in impls[2:]:
+                peer.ask(case=cname, impl=impl, dtype=dt, batches=2)
+            times: dict[str, list[float]] = {f"{i} {d}": [] for i, d in impls}
+            for rnd in range(rounds):
+                order = impls[rnd % len(impls):] + impls[: rnd % len(impls)]
+                for impl, dt in order:
+                    key = f"{impl} {dt}"
+                    if impl == "ours":
+                        runners[key] = _OursRun(case, dt)
+                        times[key] += runners[key].run(batches)
+                    else:
+                        times[key] += peer.ask(case=cname, impl=impl, dtype=dt,
+                                               batches=batches)["times"]
+            med = {k: float(np.median(v)) for k, v in times.items()}
+            best = {k: float(np.min(v)) for k, v in times.items()}
+            ours = med["ours float32"]
+            ratios = {"snntorch": med["snntorch float32"] / ours,
+                      "torch_loop": med["torch float32"] / ours,
+                      "snntorch_vs_ours_float64": med["snntorch float32"] / med["ours float64"]}
+            out[cname] = {"config": case["config"],
+                          "median_ms": {k: 1e3 * v for k, v in med.items()},
+                          "best_ms": {k: 1e3 * v for k, v in best.items()},
+                          "ratios_median": ratios,
+                          "grad_rel_diff_vs_torch_loop": agree}
+            _table(f"Training speed, {cname} ({case['config']['shape']}); ms per batch "
+                   f"(forward, loss, backward, Adam), {rounds} interleaved rounds of "
+                   f"{batches} batches, torch with {threads} threads",
+                   ["implementation", "median ms", "best ms"],
+                   [[k, f"{1e3 * med[k]:.2f}", f"{1e3 * best[k]:.2f}"] for k in times])
+            print(f"  {cname}: ours float32 vs snnTorch {ratios['snntorch']:.2f}x, vs torch "
+                  f"float32 loop {ratios['torch_loop']:.2f}x; ours float64 vs snnTorch "
+                  f"{ratios['snntorch_vs_ours_float64']:.2f}x")
+            print(f"  {cname}: gradients vs the torch loop (max rel. diff): float64 "
+                  f"{agree['float64']:.1e}, float32 {agree['float32']:.1e}", flush=True)
+        peer.close()
+    shd, dig = out["shd"]["ratios_median"], out["digits"]["ratios_median"]
+    out["targets"] = {"shd >= 2x snnTorch": shd["snntorch"] >= 2.0,
+                      "shd >= 1.2x torch float32 loop": shd["torch_loop"] >= 1.2,
+                      "digits >= 3x snnTorch": dig["snntorch"] >= 3.0}
+    print("  targets: " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}"
+                                    for k, v in out["targets"].items()))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds and a smaller sweep")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "training.json"))
     ap.add_argument("--only", nargs="*", default=None,
-                    choices=["gradcheck", "digits", "xor", "randman", "superspike"])
+                    choices=["gradcheck", "speed", "digits", "xor", "randman", "superspike"])
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds (speed)")
+    ap.add_argument("--batches", type=int, default=5, help="batches per round (speed)")
+    ap.add_argument("--torch-threads", type=int, default=2, help="torch threads (speed)")
     args = ap.parse_args()
-    want = set(args.only or ["gradcheck", "digits", "xor", "randman", "superspike"])
+    want = set(args.only or ["gradcheck", "speed", "digits", "xor", "randman", "superspike"])
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     results: dict[str, Any] = {
@@ -231,6 +429,9 @@ def main() -> int:
     }
     if "gradcheck" in want:
         results["gradcheck"] = bench_gradcheck()
+    if "speed" in want:
+        results["speed"] = bench_speed(args.quick, 3 if args.quick else args.rounds,
+                                       args.batches, args.torch_threads)
     if "digits" in want:
         results["digits"] = bench_digits([0] if args.quick else [0, 1, 2],
                                          [4] if args.quick else [8, 6, 4, 3])

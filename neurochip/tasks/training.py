@@ -212,7 +212,7 @@ def train_task(task: str | Task, *, hidden: int | None = None, steps: int | None
                init: SpikingNet | None = None,
                on_epoch: Callable[[str, EpochStats], None] | None = None,
                on_batch: Callable[[str, int, int], None] | None = None,
-               data: TaskData | None = None) -> TaskResult:
+               data: TaskData | None = None, dtype: str | None = None) -> TaskResult:
     """Train a task end to end (see the module docstring for the defaults).
 
     chip_aware: a chip name; after float training, fine-tune on that chip's fixed-point
@@ -222,6 +222,7 @@ def train_task(task: str | Task, *, hidden: int | None = None, steps: int | None
     ``phase`` being "float" or "chip-aware". data: reuse already generated data.
     recurrent: make the hidden layer recurrent. init: start from this network (e.g. one
     read by ``import_nir``) instead of random weights; ``epochs=0`` then skips float training.
+    dtype: precision of float training, "float64" (default) or "float32" (see TrainConfig).
     """
     t = get_task(task) if isinstance(task, str) else task
     T = t.steps if steps is None else int(steps)
@@ -259,6 +260,8 @@ def train_task(task: str | Task, *, hidden: int | None = None, steps: int | None
         "reset": net.layers[0].reset, "chip_aware": chip_aware, "weight_bits": weight_bits,
         "finetune_epochs": ft_epochs if chip_aware else 0, "hw": target_hw,
     }
+    if dtype is not None and dtype != "float64":  # default: records stay as they were
+        settings["dtype"] = dtype
     total = n_epochs * len(d.train)
 
     def batch_cb(phase: str, total_samples: int) -> Callable[[int], None] | None:
@@ -278,7 +281,8 @@ def train_task(task: str | Task, *, hidden: int | None = None, steps: int | None
     hist = History()
     if n_epochs > 0:
         cfg = TrainConfig(epochs=n_epochs, batch_size=t.batch_size, lr=t.lr,
-                          lr_final=t.lr_final, seed=seed, surrogate=surr)
+                          lr_final=t.lr_final, seed=seed, surrogate=surr,
+                          dtype=dtype or "float64")
         hist = fit(net, t.loss, d.train, cfg, test=d.test, eval_train=False,
                    on_epoch=epoch_cb("float"), on_batch=batch_cb("float", total))
     train_s = time.perf_counter() - t0
