@@ -20,7 +20,8 @@ from emulator.kernels import payload_lists, run_batch, spike_lists
 from emulator.learning.engine import Learner, LearnHistory
 from emulator.reference import ReferenceModel
 from emulator.state import Backend, RunState
-from emulator.tables import Tables, build_tables
+from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
+from emulator.timing import scheduled
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.results import RunResult, recorded_populations
@@ -199,7 +200,9 @@ class Emulator:
                 f"samples. Call reset() first.", where="Emulator.run", field="inputs")
         rs.batch = B
         pnames, pidx, pvar, spans = rs.probes(probes)
-        rec_col, rec_spans = rs.record(spikes)
+        # the message schedule replays every neuron's spikes: record them all
+        sched = rs.cost.schedule_buffer > 0
+        rec_col, rec_spans = rs.record("all" if sched else spikes)
         graded = rs.graded_recorded(rec_spans)
         t_start = rs.t
         raw_v = None
@@ -239,9 +242,28 @@ class Emulator:
                 raw_v = np.stack([o[3] for o in outs])
         result = rs.result(raw_p, raw_s, raw_c, pnames, spans, rec_spans, t_start, steps,
                            batched, raw_v)
+        if sched:
+            self._schedule(result, X, raw_s, rec_col, spikes)
         if breakdown:
             result.breakdown = cost_breakdown(self.image, result, X, rs.cost)
         return result
+
+    def _schedule(self, result: RunResult, X: NDArray[Any], raw_s: NDArray[Any],
+                  rec_col: NDArray[np.int64], spikes: str | Iterable[str] | None) -> None:
+        """Step latency from the message schedule (``cost_model.noc_schedule``), then only
+        the spikes the caller asked for."""
+        rs = self.run_state
+        k = len(self.image.cores)
+        wrap = (lambda a: a) if result.batched else (lambda a: a[None])
+        raw_c = np.stack([wrap(result.counters[n]) for n in COUNTER_NAMES[:N_COUNTERS]],
+                         axis=-1)
+        lat, en = scheduled(self.image, X, raw_s[:, :, rec_col], raw_c[:, :, :k],
+                            rs.tables.slot_neurons, rs.cost, wrap(result.latency_cycles),
+                            wrap(result.energy))
+        result.latency_cycles = lat if result.batched else lat[0]
+        result.energy = en if result.batched else en[0]
+        keep = set(recorded_populations(self.image, spikes, "Emulator.run"))
+        result.spikes = {n: v for n, v in result.spikes.items() if n in keep}
 
     def _run_biased(self, kstate: Any, brows: NDArray[np.int32], steps: int,
                     inp_ptr: NDArray[np.int64], inp_src: NDArray[np.int64],

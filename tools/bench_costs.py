@@ -4,8 +4,9 @@
 
 (1) SANA-FE cross-check (``neurochip.crosscheck``): each network of ``crosscheck.cases``
     runs in our emulator under ``loihi_like``, ``loihi_sanafe`` (SANA-FE's Loihi costs,
-    pipelined cores, port contention, barrier table) and ``loihi_sanafe`` with the plain
-    serial core and no contention, and in SANA-FE 2.2.9 (``sanafe.load_loihi()``, its
+    the message schedule, barrier table), ``loihi_sanafe`` without the message schedule
+    (pipelined core and port contention: "pipelined") and with the plain serial core and
+    no contention ("serial"), and in SANA-FE 2.2.9 (``sanafe.load_loihi()``, its
     ``detailed`` timing model, and its ``simple`` one for latency) with the same placement
     and input spikes. Printed per network: mean energy and latency per step and their
     relative differences, and whether every neuron's spike count is equal.
@@ -39,13 +40,21 @@ def serial_sanafe() -> HardwareSpec:
     d = load_hw("loihi_sanafe").to_dict()
     d["name"] = "loihi_sanafe_serial"
     d["cost_model"] |= {"core": "serial", "noc_contention": False}
+    d["cost_model"].pop("noc_schedule", None)
     return HardwareSpec.from_dict(d, source="loihi_sanafe, serial core")
+
+
+def pipelined_sanafe() -> HardwareSpec:
+    d = load_hw("loihi_sanafe").to_dict()
+    d["name"] = "loihi_sanafe_pipelined"
+    d["cost_model"].pop("noc_schedule", None)
+    return HardwareSpec.from_dict(d, source="loihi_sanafe without the message schedule")
 
 
 def cross_check(steps: int, quick: bool) -> list[dict[str, Any]]:
     variants: dict[str, str | HardwareSpec] = {
         "loihi_like": "loihi_like", "loihi_sanafe": "loihi_sanafe",
-        "sanafe_serial": serial_sanafe()}
+        "sanafe_pipelined": pipelined_sanafe(), "sanafe_serial": serial_sanafe()}
     rows = []
     for case in crosscheck.cases(steps=steps, small=quick):
         rows.append(crosscheck.compare(case, variants))
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = cross_check(a.steps, a.quick)
     hdr = (f"{'network':<14}{'cores':>6}{'spikes':>8}{'equal':>6} | {'SANA-FE pJ':>11}"
            f"{'like':>8}{'sanafe':>8}{'serial':>8} | {'SANA-FE ns':>11}{'like':>8}"
-           f"{'sanafe':>8}{'serial':>8} | {'simple ns':>10}{'sanafe':>8}")
+           f"{'sanafe':>8}{'piped':>8}{'serial':>8} | {'simple ns':>10}{'sanafe':>8}")
     print("per step, mean over the run; our figures as difference from SANA-FE's")
     print(hdr)
     for r in rows:
@@ -110,15 +119,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{pct['loihi_like_energy_err']}{pct['loihi_sanafe_energy_err']}"
               f"{pct['sanafe_serial_energy_err']} | {r['sanafe_latency_ns']:>11.1f}"
               f"{pct['loihi_like_latency_err']}{pct['loihi_sanafe_latency_err']}"
-              f"{pct['sanafe_serial_latency_err']} | {r['sanafe_simple_latency_ns']:>10.1f}"
+              f"{pct['sanafe_pipelined_latency_err']}{pct['sanafe_serial_latency_err']}"
+              f" | {r['sanafe_simple_latency_ns']:>10.1f}"
               f"{pct['loihi_sanafe_latency_err_simple']}")
     within = [r for r in rows if abs(r["loihi_sanafe_energy_err"]) <= 0.1
               and abs(r["loihi_sanafe_latency_err"]) <= 0.1]
+    piped = [r for r in rows if abs(r["sanafe_pipelined_energy_err"]) <= 0.1
+             and abs(r["sanafe_pipelined_latency_err"]) <= 0.1]
     simple = [r for r in rows if abs(r["loihi_sanafe_energy_err"]) <= 0.1
               and abs(r["loihi_sanafe_latency_err_simple"]) <= 0.1]
     print(f"loihi_sanafe within 10 % of SANA-FE (energy and latency): {len(within)} of "
           f"{len(rows)} networks against its detailed timing model, {len(simple)} of "
-          f"{len(rows)} against its simple one; spike counts equal: "
+          f"{len(rows)} against its simple one; without the message schedule {len(piped)} "
+          f"of {len(rows)} against the detailed one; spike counts equal: "
           f"{sum(r['spikes_equal'] for r in rows)} of {len(rows)}")
     acc = accounting_cost(200 if a.quick else 1000)
     print(f"bench (a), {acc['steps']} steps: run {acc['run_s'] * 1e3:.1f} ms, cost accounting "

@@ -315,6 +315,19 @@ class RuntimeModel(_Strict):
     source: str = ""
 
 
+class NocSchedule(_Strict):
+    """Message-level step schedule (``emulator.timing.schedule_latency``): the congestion
+    estimate of SANA-FE's ``detailed`` timing model (Boyle et al., IEEE TCAD 2025). Every
+    in-flight message (sent, not yet taken by its receiving core) adds 1 / (hops + 2) to each
+    link of its X-Y route; a message's network time is the larger of its hop time and the
+    load on its route x the mean receive time of the in-flight messages / (hops + 1); when
+    the load exceeds (hops + 1) x ``link_buffer_messages`` the sender waits for the excess x
+    that mean receive time."""
+
+    link_buffer_messages: int = Field(default=16, ge=1, le=1 << 20)
+    source: str = ""
+
+
 class CostOptions(_Strict):
     """Optional refinements of the cost model (``emulator.timing``); absent = the plain
     serial model. Each one is off by default so that a spec without this section is costed
@@ -332,6 +345,10 @@ class CostOptions(_Strict):
       its update), apart from the per-message ``spike_out`` cost.
     * ``runtime`` — a max-affine step runtime (:class:`RuntimeModel`) instead of slowest
       core + network + barrier.
+    * ``noc_schedule`` — the step latency from a replay of the step's messages
+      (:class:`NocSchedule`): each core sends its messages in neuron order, each receiving
+      core processes them in arrival order, and in-flight messages load the links of their
+      routes; a route loaded beyond its buffers holds the sender back.
     """
 
     core: Literal["serial", "pipelined"] = "serial"
@@ -341,6 +358,7 @@ class CostOptions(_Strict):
     spike_fire_ns: float = Field(default=0.0, ge=0)
     spike_fire_pj: float = Field(default=0.0, ge=0, le=MAX_PJ)
     runtime: RuntimeModel | None = None
+    noc_schedule: NocSchedule | None = None
     source: str = ""
 
     @field_validator("barrier_table_ns")
@@ -427,6 +445,8 @@ class HardwareSpec(_Strict):
         # a spec without cost options dumps (and hashes) exactly as before they existed
         if d.get("cost_model") is None:
             d.pop("cost_model", None)
+        elif d["cost_model"].get("noc_schedule") is None:
+            d["cost_model"].pop("noc_schedule", None)
         return d
 
     @classmethod

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 import neurochip
+from emulator.timing import CostModel, MessagePlan, schedule_latency
 
 
 def three_core_net() -> neurochip.ChipImage:
@@ -161,3 +163,85 @@ def test_max_affine_runtime_takes_the_largest_term() -> None:
     np.testing.assert_array_equal(r.cycles, base.cycles)
     extra = 0.8125 * (r.latency_ns - base.latency_ns)  # mW x ns = pJ, on each core
     np.testing.assert_allclose(r.energy - base.energy, np.repeat(extra[:, None], 3, axis=1))
+
+
+def test_message_schedule_by_hand() -> None:
+    """three_core_net with the message schedule: each message leaves when its sender has
+    generated it and is processed when it reaches a free receiver; the step ends with the
+    last message processed or the last neuron stage."""
+    hw = _with_options("tiny4", noc_schedule={"link_buffer_messages": 16},
+                       barrier_table_ns={1: 50.0, 2: 70.0})
+    img = three_core_net_on(hw)
+    x = np.eye(3, 1, dtype=bool)
+    r = neurochip.Emulator(img).run({"in": x})
+    barrier = 700
+    # step 0: the host message leaves core 0's port after spike_out (21), reaches core 0 at
+    # once (same tile) and takes 21 + 64 * 35 = 2261 (done at 2282); core 0 then runs its
+    # 64 idle neurons (3392): the neuron stage ends last, at 21 + 3392
+    # step 1: core 0's 64 neurons take 64 * 53 + (84 - 53) = 3423 cycles, 3423 / 64 each;
+    # A0 (the first) fires and sends after 3423 / 64 + 21; the message crosses one tile
+    # (41) and core 2 processes it in 2261 (done near 2376) while core 0 finishes its
+    # other 63 neurons at 3423 + 21 = 3444 (the network time hides behind the neuron stage)
+    # step 2: core 2's 64 active neurons: 64 * 84, no messages
+    assert r.latency_cycles.tolist() == [21 + 3392 + barrier, 3444 + barrier,
+                                         64 * 84 + barrier]
+    # core busy times and energy per event do not depend on the schedule
+    base = neurochip.Emulator(three_core_net_on(_with_options(
+        "tiny4", barrier_table_ns={1: 50.0, 2: 70.0}))).run({"in": x})
+    np.testing.assert_array_equal(r.cycles, base.cycles)
+    extra = 0.8125 * (r.latency_ns - base.latency_ns)
+    np.testing.assert_allclose(r.energy - base.energy, np.repeat(extra[:, None], 3, axis=1))
+    # only the spikes asked for come back; the schedule saw them all either way
+    r_a = neurochip.Emulator(img).run({"in": x}, spikes=["A"])
+    assert set(r_a.spikes) == {"A"}
+    np.testing.assert_array_equal(r_a.latency_cycles, r.latency_cycles)
+    assert neurochip.Emulator(img).run({"in": x}, spikes=None).spikes == {}
+
+
+def _plan_six_messages() -> tuple[MessagePlan, NDArray[np.int64]]:
+    # six neurons on core 0 (slot 0) send one message each; five go to core 1, the last to
+    # core 2, all inside one tile: each route is core 0's port (one link)
+    plan = MessagePlan(
+        n_in=0, sender=np.zeros(6, np.int64),
+        order=[np.arange(6), np.zeros(0, np.int64), np.zeros(0, np.int64),
+               np.zeros(0, np.int64)],
+        ptr=np.arange(7), dest=np.array([1, 1, 1, 1, 1, 2]), hops_ew=np.zeros(6, np.int64),
+        hops_ns=np.zeros(6, np.int64), links=np.zeros(6, np.int64),
+        synapses=np.array([0, 0, 0, 0, 0, 1000]), link_ptr=np.arange(7),
+        link_ids=np.full(6, 4, np.int64))
+    return plan, np.zeros((1, 3, 12), np.int64)
+
+
+@pytest.mark.parametrize(("buffer", "expect"), [(100, 1360), (1, 1410)])
+def test_message_schedule_congestion_and_blocking(buffer: int, expect: int) -> None:
+    """Hand count of the route load and blocking terms: messages generated every 10
+    cycles, 100 cycles each at their receiver. In flight (sent, not yet taken): m2..m4 load
+    core 0's port with 1/2 each; the mean receive time in flight is 100.
+
+    buffer 100 (no blocking): m1..m5 leave at 10..50 and are taken by core 1 at 10, 110,
+    210, 310, 410 (m3's network time 0.5 x 100, m4's 1.0 x 100, m5's 1.5 x 100); m6 leaves
+    at 60 with m2..m5 in flight (load 2.0): it arrives at 60 + 200 and core 2 takes 100 +
+    1000 synapses: 1360.
+    buffer 1: m5 sees load 1.5 > 1 x 1 and waits (1.5 - 1) x 100 = 50, leaving at 100;
+    m6 is generated at 110, when m2 has been taken: load 1.5 again, it waits 50, leaves at
+    160, arrives at 160 + 150 = 310 and is done at 1410."""
+    names = ["synop", "spike_in", "neuron_active", "neuron_inactive", "spike_out", "hop_ew",
+             "hop_ns", "chip_link", "learn_update", "trace_update", "spike_fire"]
+    cyc = dict.fromkeys(names, 0) | {"spike_out": 10, "spike_in": 100, "synop": 1}
+    cm = CostModel(1.0, cyc, dict.fromkeys(names, 0.0), 0.0, 0, schedule_buffer=buffer)
+    plan, counters = _plan_six_messages()
+    lat = schedule_latency(np.ones((1, 6), bool), counters, np.array([6, 0, 0]), plan, cm)
+    assert lat.tolist() == [expect]
+
+
+def test_message_schedule_off_dumps_as_before() -> None:
+    """Without noc_schedule a spec dumps and hashes as before the option existed."""
+    hw = neurochip.load_hw("loihi_sanafe")
+    d = hw.to_dict()
+    assert d["cost_model"]["noc_schedule"]["link_buffer_messages"] == 16
+    d["cost_model"].pop("noc_schedule")
+    off = neurochip.HardwareSpec.from_dict(d)
+    assert "noc_schedule" not in off.to_dict()["cost_model"]
+    d["cost_model"]["noc_schedule"] = None
+    assert neurochip.HardwareSpec.from_dict(d).spec_hash == off.spec_hash
+    assert off.spec_hash != hw.spec_hash

@@ -113,6 +113,8 @@ def test_loihi_sanafe_has_sanafe_figures_and_options() -> None:
     hw = load_hw("loihi_sanafe")
     cm = hw.cost_model
     assert cm is not None and cm.core == "pipelined" and cm.noc_contention
+    # SANA-FE's detailed timing model with its Loihi link buffers (16 messages)
+    assert cm.noc_schedule is not None and cm.noc_schedule.link_buffer_messages == 16
     assert "SANA-FE" in cm.source
     assert hw.timing.cycles("synop") == 38 and hw.energy.spike_out_pj == 111.0
     assert hw.energy.static_mw_per_core == 0.0
@@ -133,6 +135,9 @@ def test_specs_without_cost_options_dump_as_before() -> None:
     ({"barrier_table_ns": {0: 5.0}}, "cost_model.barrier_table_ns"),
     ({"link_message_ns": 0.05}, "<root>"),
     ({"spike_fire_ns": -1.0}, "cost_model.spike_fire_ns"),
+    ({"noc_schedule": {"link_buffer_messages": 0}},
+     "cost_model.noc_schedule.link_buffer_messages"),
+    ({"noc_schedule": {"buffers": 4}}, "cost_model.noc_schedule.buffers"),
 ])
 def test_bad_cost_options_are_named(options: dict, field: str) -> None:
     d = load_hw("loihi_like").to_dict()
