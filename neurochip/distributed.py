@@ -400,6 +400,42 @@ def eval_task(job: Job, image: bytes | dict[str, Any], data: Mapping[str, Any],
     return rec
 
 
+def chunk_task(jobs: Sequence[Job], spec: CompileSpec, calibration: NDArray[Any] | None,
+               datas: Sequence[Mapping[str, Any]], readouts: Sequence[Readout]
+               ) -> list[dict[str, Any]]:
+    """Compile one image (or take it from this worker's cache) and run several eval jobs
+    on it in one task: their records, in order.
+
+    Dask's advice is tasks of 100 ms or more; one digits evaluation takes about 25 ms, and
+    a task that short spends a good part of its time on the worker's bookkeeping (moving
+    its inputs and result, waking the worker's threads). With the compilation inside, a
+    chunk waits for nothing but its data, so no worker idles while another compiles. An
+    unexpected failure of one job is that job's record (``internal``), not the chunk's.
+    """
+    image = compile_task(spec, calibration)
+    out: list[dict[str, Any]] = []
+    for job, data, readout in zip(jobs, datas, readouts):
+        try:
+            out.append(eval_task(job, image, data, readout))
+        except Exception as exc:  # recorded, the chunk goes on
+            rec = {"key": job.key, **job.params(), "error": _error_record(exc)}
+            rec["error"]["internal"] = True
+            out.append(rec)
+    return out
+
+
+def chunks_of(keys: Sequence[str], groups: Mapping[str, str], workers: int,
+              per_worker: int = 4) -> list[list[str]]:
+    """Job keys grouped by the image they run on (``groups``: key -> image key), in first-
+    seen order, each group cut into pieces of at most ``ceil(len(keys) / (per_worker *
+    workers))``, so that every worker gets several chunks to balance the load."""
+    cap = max(1, -(-len(keys) // max(1, per_worker * workers)))
+    by: dict[str, list[str]] = {}
+    for k in keys:
+        by.setdefault(groups[k], []).append(k)
+    return [g[i: i + cap] for g in by.values() for i in range(0, len(g), cap)]
+
+
 def shard_task(image: bytes | dict[str, Any], inputs: NDArray[Any], readout: Readout,
                batch_size: int) -> dict[str, Any]:
     """Per-sample predictions and costs of one shard of a data set (or an error record)."""
@@ -890,7 +926,6 @@ class Runner:
         tok = uuid.uuid4().hex[:8]  # keys unique per run: never reuse a key being forgotten
         r = self.retries
         datas: dict[str, Any] = {}
-        images: dict[str, Any] = {}
 
         def data(name: str, part: str | None = None) -> Any:
             # One future per data set, copied to every worker: scattered data has no
@@ -917,16 +952,6 @@ class Runner:
             datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
             return datas[k]
 
-        def submit_compile(job: Job) -> str:
-            ck = prep.job_compile[job.key]
-            if ck not in images or images[ck].status in ("cancelled", "lost", "error"):
-                spec, ckey = prep.compiles[ck]
-                images[ck] = client.submit(
-                    compile_task, spec, data(ckey, "x") if ckey else None,
-                    key=f"compile-{spec.key}-{tok}-{uuid.uuid4().hex[:6]}", retries=r,
-                    pure=False)
-            return ck
-
         def submit(job: Job, attempt: int) -> Any:
             key = job.key
             name = f"job-{key}-{tok}-{attempt}"
@@ -937,52 +962,67 @@ class Runner:
                 return client.submit(learn_task, job, prep.starts[key],
                                      data(prep.job_data[key]), key=name, retries=r,
                                      pure=False)
-            ck = submit_compile(job)
-            return client.submit(eval_task, job, images[ck], data(prep.job_data[key]),
-                                 prep.readouts[key], key=name, retries=r, pure=False)
+            return submit_chunk([job], attempt)
 
-        def submit_all(todo: Sequence[Job]) -> list[Any]:
-            # eval and empty jobs in one client.map call (one message to the scheduler)
-            evals = [j for j in todo if j.kind != "learn"]
-            args: list[list[Any]] = [[], [], [], []]
-            for j in evals:
-                if j.kind == "empty":
-                    parts = [b"", {}, Readout(None, None, None)]
-                else:
-                    submit_compile(j)
-                    parts = [images[prep.job_compile[j.key]], data(prep.job_data[j.key]),
-                             prep.readouts[j.key]]
-                for lst, v in zip(args, [j, *parts]):
-                    lst.append(v)
-            mapped = client.map(eval_task, *args, key=[f"job-{j.key}-{tok}-0" for j in evals],
-                                retries=r, pure=False) if evals else []
-            by_key = {j.key: f for j, f in zip(evals, mapped)}
-            return [by_key[j.key] if j.key in by_key else submit(j, 0) for j in todo]
+        def submit_chunk(chunk: Sequence[Job], attempt: int) -> Any:
+            spec, ckey = prep.compiles[prep.job_compile[chunk[0].key]]
+            return client.submit(
+                chunk_task, list(chunk), spec, data(ckey, "x") if ckey else None,
+                [data(prep.job_data[j.key]) for j in chunk],
+                [prep.readouts[j.key] for j in chunk],
+                key=f"chunk-{chunk[0].key}-{len(chunk)}-{tok}-{attempt}", retries=r,
+                pure=False)
 
-        futures: dict[Any, tuple[Job, int]] = {f: (j, 0) for f, j in zip(submit_all(jobs), jobs)}
+        def submit_all(todo: Sequence[Job]) -> dict[Any, tuple[list[Job], int]]:
+            # eval jobs in chunks of one image each; empty jobs in one client.map call (one
+            # message to the scheduler)
+            by_key = {j.key: j for j in todo}
+            evals = [j.key for j in todo if j.kind == "eval"]
+            out: dict[Any, tuple[list[Job], int]] = {}
+            workers = len(client.scheduler_info().get("workers", {})) or self.n_workers
+            for keys in chunks_of(evals, prep.job_compile, workers):
+                chunk = [by_key[k] for k in keys]
+                out[submit_chunk(chunk, 0)] = (chunk, 0)
+            empty = [j for j in todo if j.kind == "empty"]
+            if empty:
+                mapped = client.map(eval_task, empty, [b""] * len(empty), [{}] * len(empty),
+                                    [Readout(None, None, None)] * len(empty),
+                                    key=[f"job-{j.key}-{tok}-0" for j in empty],
+                                    retries=r, pure=False)
+                out.update({f: ([j], 0) for f, j in zip(mapped, empty)})
+            for j in todo:
+                if j.kind not in ("eval", "empty"):
+                    out[submit(j, 0)] = ([j], 0)
+            return out
+
+        futures = submit_all(jobs)
         pending = as_completed(list(futures))
         try:
             # finished futures come in batches, and each batch's results in one gather
             for batch in pending.batches():
                 for fut, res in zip(batch, _results(client, batch)):
-                    job, attempt = futures.pop(fut)
+                    group, attempt = futures.pop(fut)
                     if isinstance(res, BaseException):
                         if _lost(res) and attempt < r:
                             # the task or its inputs went with a dead worker: run it again
-                            again = submit(job, attempt + 1)
-                            futures[again] = (job, attempt + 1)
+                            again = (submit_chunk(group, attempt + 1) if fut.key.startswith(
+                                "chunk-") else submit(group[0], attempt + 1))
+                            futures[again] = (group, attempt + 1)
                             pending.add(again)
                             continue
-                        rec = {"key": job.key, **job.params(), "error": _error_record(res)}
-                        rec["error"]["internal"] = True
+                        recs = []
+                        for job in group:
+                            rec = {"key": job.key, **job.params(), "error": _error_record(res)}
+                            rec["error"]["internal"] = True
+                            recs.append(rec)
                     else:
-                        rec = res
-                    finish(rec)
+                        recs = res if isinstance(res, list) else [res]
+                    for rec in recs:
+                        finish(rec)
         finally:
             if futures:  # interrupted: drop what is still queued or running
                 client.cancel(list(futures))
             futures.clear()
-            images.clear()
             datas.clear()
 
     # -------------------------------------------------------------------------- eval

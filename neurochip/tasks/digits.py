@@ -20,6 +20,7 @@ The training task (:mod:`neurochip.tasks.training`), the on-chip learning tasks 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,14 @@ def digits_split() -> tuple[F64, F64, I64, I64]:
     """(X_train, X_test, y_train, y_test) of sklearn's digits, intensities in [0, 1].
 
     The project's fixed split: stratified, 25 % test, ``random_state=0`` (1,347 / 450).
+    Read once per process (sklearn parses a text file each time); every call returns its
+    own copies.
     """
+    return tuple(a.copy() for a in _split())  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=1)
+def _split() -> tuple[F64, F64, I64, I64]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
