@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.core import neuron_models as nm
+from neurochip.core.fixedpoint import decode_weight_bytes
 from neurochip.core.image import ChipImage
 
 __all__ = ["MODEL_PARAMS", "ConnKind", "ModelId", "ResetMode", "Tables", "build_tables",
@@ -104,12 +105,13 @@ class ConnKind(IntEnum):
 
 # columns of a conv connection's geometry row (Tables.cgeo; emulator.kernels.conv)
 G_C, G_H, G_W, G_CO, G_HO, G_WO, G_KH, G_KW, G_SY, G_SX, G_PT, G_PL, G_DY, G_DX, \
-    G_GROUPS, G_XYC, G_KOFF = range(17)
-GEO_COLS = 17
+    G_GROUPS, G_XYC, G_KOFF, G_YTAP, G_XTAP = range(19)
+GEO_COLS = 19
 
 
-def geometry_row(conv: dict[str, Any], koff: int) -> NDArray[np.int64]:
-    """One ``Tables.cgeo`` row of an image's conv geometry (its kernel bytes from koff)."""
+def geometry_row(conv: dict[str, Any], koff: int, toff: int) -> NDArray[np.int64]:
+    """One ``Tables.cgeo`` row of an image's conv geometry (its kernel words from koff, its
+    tap tables (:func:`axis_taps`, rows then columns) from toff in ``Tables.ctap``)."""
     C, H, W = (int(v) for v in conv["in_shape"])
     Co, Ho, Wo = (int(v) for v in conv["out_shape"])
     kh, kw = (int(v) for v in conv["kernel"])
@@ -117,15 +119,43 @@ def geometry_row(conv: dict[str, Any], koff: int) -> NDArray[np.int64]:
     pt, _, pl, _ = (int(v) for v in conv["padding"])
     dy, dx = (int(v) for v in conv["dilation"])
     return np.array([C, H, W, Co, Ho, Wo, kh, kw, sy, sx, pt, pl, dy, dx, int(conv["groups"]),
-                     int(conv["layout"] == "xyc"), koff], np.int64)
+                     int(conv["layout"] == "xyc"), koff, toff, toff + H * (1 + 2 * kh)],
+                    np.int64)
+
+
+def axis_taps(n_in: int, pad: int, k: int, d: int, s: int, n_out: int) -> NDArray[np.int64]:
+    """Per input coordinate p along one axis of a convolution, its valid taps: a row
+    [m, o_1..o_k, k_1..k_k] holding how many taps kk put p at a whole output coordinate
+    o = (p + pad - kk * d) / s inside [0, n_out), those outputs and the kernel offsets
+    (the rest of the row unused); the rows of p = 0..n_in-1, flattened."""
+    out = np.zeros((n_in, 1 + 2 * k), np.int64)
+    for p in range(n_in):
+        m = 0
+        for kk in range(k):
+            q = p + pad - kk * d
+            if q >= 0 and q % s == 0 and q // s < n_out:
+                out[p, 1 + m] = q // s
+                out[p, 1 + k + m] = kk
+                m += 1
+        out[p, 0] = m
+    return out.reshape(-1)
+
+
+def conv_taps(conv: dict[str, Any]) -> NDArray[np.int64]:
+    """The tap tables of a conv connection (:func:`axis_taps` of its rows, then columns)."""
+    _, H, W = (int(v) for v in conv["in_shape"])
+    _, Ho, Wo = (int(v) for v in conv["out_shape"])
+    kh, kw = (int(v) for v in conv["kernel"])
+    sy, sx = (int(v) for v in conv["stride"])
+    pt, _, pl, _ = (int(v) for v in conv["padding"])
+    dy, dx = (int(v) for v in conv["dilation"])
+    return np.concatenate([axis_taps(H, pt, kh, dy, sy, Ho), axis_taps(W, pl, kw, dx, sx, Wo)])
 
 
 def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:
-    """The kernel bytes as the conv kernel reads them: layout "chw" as stored (C_out,
-    C_in/groups, kh, kw); "xyc" as (groups, C_in/groups, kh, kw, C_out / groups), so that
-    a tap's bytes for the output channels of a group are consecutive."""
-    if conv["layout"] != "xyc":
-        return np.ascontiguousarray(kb)
+    """The kernel bytes (C_out, C_in/groups, kh, kw) as the conv kernel reads them:
+    (groups, C_in/groups, kh, kw, C_out / groups), so that a tap's bytes for the output
+    channels of a group are consecutive."""
     Co = int(conv["out_shape"][0])
     g = int(conv["groups"])
     kh, kw = (int(v) for v in conv["kernel"])
@@ -195,7 +225,8 @@ class Tables:
     sw: NDArray[np.uint8]  # per sparse synapse: weight byte
     sd: NDArray[np.uint8]  # per sparse synapse: delay (only when some sparse conn has them)
     cgeo: NDArray[np.int64]  # (conv connections, GEO_COLS) geometry rows (kernels.conv)
-    ckb: NDArray[np.uint8]  # conv kernels' weight bytes, transposed (kernels.conv)
+    ckw: NDArray[np.int32]  # conv kernels' decoded weights, transposed (kernels.conv)
+    ctap: NDArray[np.int64]  # conv connections' tap tables (axis_taps; kernels.conv)
     # routing
     route_ptr: NDArray[np.int64]
     route_slot: NDArray[np.int16]
@@ -214,7 +245,7 @@ class Tables:
         """Bytes the emulator holds for synapse memory and axon tables."""
         arrs: list[Any] = [self.dw, self.dd, self.sptr, self.sbase, self.send, self.soff,
                            self.swide,
-                           self.sw, self.sd, self.cgeo, self.ckb, self.route_ptr,
+                           self.sw, self.sd, self.cgeo, self.ckw, self.ctap, self.route_ptr,
                            self.route_slot, self.route_nsyn]
         return int(sum(a.nbytes for a in arrs))
 
@@ -386,7 +417,9 @@ def build_tables(image: ChipImage) -> Tables:
     lists = {ci: _fanout_lists(image, ci) for ci, c in enumerate(image.connections)
              if c.storage == "sparse" or (c.storage == "conv" and c_graded[ci])}
     cgeos: list[NDArray[np.int64]] = []
-    ckbs: list[NDArray[np.uint8]] = []
+    ckws: list[NDArray[np.int32]] = []
+    ctaps: list[NDArray[np.int64]] = []
+    ctap_len = 0
     ckb_len = 0
     for ci, (lptr, lpost, _) in lists.items():
         wide[ci] = _max_row_span(lptr, lpost) >= (1 << 16)
@@ -415,8 +448,13 @@ def build_tables(image: ChipImage) -> Tables:
             c_soff[ci] = len(cgeos)  # its geometry row
             c_rowlen[ci] = c.n_synapses // max(c.n_pre, 1)
             assert c.conv is not None
-            cgeos.append(geometry_row(c.conv, ckb_len))
-            ckbs.append(transposed_kernel(w, c.conv))
+            cgeos.append(geometry_row(c.conv, ckb_len, ctap_len))
+            ctaps.append(conv_taps(c.conv))
+            ctap_len += ctaps[-1].size
+            # decoded once here (the connection's rule and shift), as int32 words that the
+            # int32 datapath adds as they are: the same sums as decoding byte by byte
+            ckws.append(decode_weight_bytes(transposed_kernel(w, c.conv), c.decode,
+                                            int(c_lsh[ci])).astype(np.int32))
             ckb_len += w.size
         elif c.storage == "dense":
             c_kind[ci] = ConnKind.DENSE
@@ -487,7 +525,7 @@ def build_tables(image: ChipImage) -> Tables:
         sbase=cat(sbases, np.int32), send=cat(sends, np.int32), soff=cat(soffs, np.uint16),
         swide=cat(swides, np.uint32), sw=cat(sws, np.uint8), sd=cat(sds, np.uint8),
         cgeo=(np.stack(cgeos) if cgeos else np.zeros((0, GEO_COLS), np.int64)),
-        ckb=cat(ckbs, np.uint8),
+        ckw=cat(ckws, np.int32), ctap=cat(ctaps, np.int64),
         seg_g0=seg_g0, seg_slot=seg_slot, seg_sends=seg_sends, seg_pop=seg_pop,
         route_ptr=route_ptr,
         route_slot=np.ascontiguousarray(route_slot, dtype=np.int16),

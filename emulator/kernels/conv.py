@@ -10,102 +10,151 @@ kx) into target o at (oy, ox). These are exactly the synapses of the expanded fo
 (:meth:`neurochip.core.conv.ConvGeometry.synapses`), and integer sums do not depend on
 the order, so the result equals the sparse lists' bit for bit.
 
-The valid taps of a spike are found once (rows, then columns); for the "chw" layout the
-kernel bytes keep the image's order (o, c, ky, kx) and each output channel's window is
-added in turn; for "xyc" they are held as (group, c, ky, kx, o within the group), so the
-innermost loop over output channels reads and writes consecutive words.
-"""
+The kernel is decoded once, when the tables are built (the connection's decode rule and
+shift, as int32 words: the int32 datapath wraps the same either way), and held as (group,
+c, ky, kx, o within the group), so that one tap's words for every output channel are
+consecutive. The valid taps of a spike are found once (rows, then columns); then, per tap,
+the "xyc" layout adds those words into consecutive targets (a loop of vector adds), and
+"chw" into targets one output plane apart."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from emulator.kernels.weights import decode_weight
 from emulator.tables import (
     G_C,
     G_CO,
-    G_DX,
-    G_DY,
     G_GROUPS,
     G_H,
     G_HO,
     G_KH,
     G_KOFF,
     G_KW,
-    G_PL,
-    G_PT,
-    G_SX,
-    G_SY,
     G_W,
     G_WO,
+    G_XTAP,
     G_XYC,
+    G_YTAP,
 )
 
-__all__ = ["conv_rows"]
+__all__ = ["conv_parts", "conv_rows"]
 
 @njit(cache=True)
-def conv_rows(rows, geo, kb, wmode, lsh, seg):
+def conv_rows(rows, geo, kw32, taps, seg, lo, hi):
     """seg += the synapses of the spiking inputs ``rows`` of one conv connection (geo: its
-    geometry row; kb: the transposed kernel bytes of every conv connection)."""
+    geometry row; kw32: the decoded, transposed kernel words, taps: the tap tables of every
+    conv connection) whose targets lie in the part [lo, hi) of the output: output columns
+    for the "xyc" layout, output channels for "chw" (:func:`conv_parts`). Parts that do not
+    overlap write different words, so threads may add them at once."""
+    if geo[G_XYC] != 0:
+        _conv_xyc(rows, geo, kw32, taps, seg, lo, hi)
+    else:
+        _conv_chw(rows, geo, kw32, taps, seg, lo, hi)
+
+
+@njit(cache=True, inline="always")
+def conv_parts(geo):
+    """The extent that :func:`conv_rows` parts split: output columns ("xyc") or output
+    channels ("chw")."""
+    return geo[G_WO] if geo[G_XYC] != 0 else geo[G_CO]
+
+
+@njit(cache=True)
+def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
+    """conv_rows for the "xyc" layout (neuron = (x * H + y) * C + c); [lo, hi): output
+    columns."""
+    C, H = geo[G_C], geo[G_H]
+    Co, Ho = geo[G_CO], geo[G_HO]
+    kh, kw = geo[G_KH], geo[G_KW]
+    koff = geo[G_KOFF]
+    cg = C // geo[G_GROUPS]
+    cog = Co // geo[G_GROUPS]
+    yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
+    ytab, xtab = geo[G_YTAP], geo[G_XTAP]
+    for q in range(rows.shape[0]):
+        j = np.int64(rows[q])
+        c = j % C
+        t = j // C
+        y = t % H
+        x = t // H
+        xt = xtab + x * xrow
+        nx_ = taps[xt]
+        # the taps' output columns fall as the kernel offset grows: the first is the largest
+        if nx_ == 0 or taps[xt + 1] < lo or taps[xt + nx_] >= hi:
+            continue  # none of them inside the part
+        yt = ytab + y * yrow
+        ny_ = taps[yt]
+        o0 = (c // cg) * cog
+        kbase = koff + c * kh * kw * cog  # (group * cg + c mod cg) = c
+        for a in range(ny_):
+            oy = taps[yt + 1 + a]
+            ky = taps[yt + 1 + kh + a]
+            for b in range(nx_):
+                ox = taps[xt + 1 + b]
+                if ox < lo or ox >= hi:
+                    continue
+                t0 = (ox * Ho + oy) * Co + o0
+                k0 = kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog
+                dst = seg[t0: t0 + cog]
+                src = kw32[k0: k0 + cog]
+                for ol in range(cog):
+                    dst[ol] += src[ol]
+
+
+@njit(cache=True)
+def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
+    """conv_rows for the "chw" layout (neuron = (c * H + y) * W + x); [lo, hi): output
+    channels. A tap's targets lie one output plane apart (for planes of a power-of-two
+    size, words that share cache sets); unless the spikes bring few adds they are summed
+    first in a scratch of the part's outputs held position-major (where a tap's targets
+    are consecutive, as for "xyc"), which is then added into seg."""
     C, H, W = geo[G_C], geo[G_H], geo[G_W]
     Co, Ho, Wo = geo[G_CO], geo[G_HO], geo[G_WO]
     kh, kw = geo[G_KH], geo[G_KW]
-    sy, sx, pt, pl, dy, dx = geo[G_SY], geo[G_SX], geo[G_PT], geo[G_PL], geo[G_DY], geo[G_DX]
-    groups = geo[G_GROUPS]
-    xyc = geo[G_XYC] != 0
     koff = geo[G_KOFF]
-    cg = C // groups
-    cog = Co // groups
-    oys = np.empty(kh, np.int64)  # valid taps of this spike: output row and kernel row
-    kys = np.empty(kh, np.int64)
-    oxs = np.empty(kw, np.int64)
-    kxs = np.empty(kw, np.int64)
+    cg = C // geo[G_GROUPS]
+    cog = Co // geo[G_GROUPS]
+    plane = Ho * Wo
+    width = hi - lo
+    yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
+    ytab, xtab = geo[G_YTAP], geo[G_XTAP]
+    # position-major scratch unless its words outnumber the adds 8 to 1
+    pm = rows.shape[0] * kh * kw * min(cog, width) * 8 >= width * plane
+    tmp = np.zeros(width * plane if pm else 0, np.int32)
     for q in range(rows.shape[0]):
         j = np.int64(rows[q])
-        if xyc:
-            c = j % C
-            t = j // C
-            y = t % H
-            x = t // H
-        else:
-            x = j % W
-            t = j // W
-            y = t % H
-            c = t // H
-        g = c // cg
-        cl = c - g * cg
-        ny_ = 0
-        for ky in range(kh):
-            ny = y + pt - ky * dy
-            if ny >= 0 and ny % sy == 0 and ny // sy < Ho:
-                oys[ny_] = ny // sy
-                kys[ny_] = ky
-                ny_ += 1
-        nx_ = 0
-        for kx in range(kw):
-            nx = x + pl - kx * dx
-            if nx >= 0 and nx % sx == 0 and nx // sx < Wo:
-                oxs[nx_] = nx // sx
-                kxs[nx_] = kx
-                nx_ += 1
-        if ny_ == 0 or nx_ == 0:
+        x = j % W
+        t = j // W
+        y = t % H
+        c = t // H
+        o0 = (c // cg) * cog
+        l0 = max(lo - o0, 0)  # the group's output channels inside the part
+        l1 = min(hi - o0, cog)
+        if l1 <= l0:
             continue
-        o0 = g * cog
-        if xyc:  # kernel bytes (g, c, ky, kx, o): the output channels are consecutive
-            kbase = koff + (g * cg + cl) * kh * kw * cog
-            for a in range(ny_):
-                for b in range(nx_):
-                    t0 = (oxs[b] * Ho + oys[a]) * Co + o0
-                    kb0 = kbase + (kys[a] * kw + kxs[b]) * cog
-                    for ol in range(cog):
-                        seg[t0 + ol] += decode_weight(kb[kb0 + ol], wmode, lsh)
-        else:  # kernel bytes (o, c, ky, kx): one output channel's window at a time
-            for o in range(o0, o0 + cog):
-                kb0 = koff + (o * cg + cl) * kh * kw
-                s0 = o * Ho * Wo
-                for a in range(ny_):
-                    r0 = s0 + oys[a] * Wo
-                    k0 = kb0 + kys[a] * kw
-                    for b in range(nx_):
-                        seg[r0 + oxs[b]] += decode_weight(kb[k0 + kxs[b]], wmode, lsh)
+        n = l1 - l0
+        yt = ytab + y * yrow
+        xt = xtab + x * xrow
+        kbase = koff + c * kh * kw * cog + l0
+        for a in range(taps[yt]):
+            oy = taps[yt + 1 + a]
+            ky = taps[yt + 1 + kh + a]
+            for b in range(taps[xt]):
+                ox = taps[xt + 1 + b]
+                k0 = kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog
+                if pm:
+                    t0 = (oy * Wo + ox) * width + o0 + l0 - lo
+                    dst = tmp[t0: t0 + n]
+                    src = kw32[k0: k0 + n]
+                    for ol in range(n):
+                        dst[ol] += src[ol]
+                else:
+                    t0 = (o0 + l0) * plane + oy * Wo + ox
+                    for ol in range(n):
+                        seg[t0 + ol * plane] += kw32[k0 + ol]
+    if pm:
+        for o in range(width):
+            dst = seg[(lo + o) * plane: (lo + o + 1) * plane]
+            for p_ in range(plane):
+                dst[p_] += tmp[p_ * width + o]

@@ -128,7 +128,8 @@ class Synapses(NamedTuple):
     sw: NDArray[np.uint8]  # per sparse synapse: weight byte
     sd: NDArray[np.uint8]  # per sparse synapse: delay (when some sparse conn has them)
     cgeo: I64  # (conv connections, GEO_COLS) geometry rows (see kernels.conv)
-    ckb: NDArray[np.uint8]  # conv kernels' weight bytes, transposed (see kernels.conv)
+    ckw: NDArray[np.int32]  # conv kernels' decoded weights, transposed (see kernels.conv)
+    ctap: I64  # conv connections' tap tables (see emulator.tables.axis_taps)
 
 
 class Routes(NamedTuple):
@@ -243,7 +244,7 @@ def network_record(tb: Tables, narrow: bool, seg_list: NDArray[np.uint8] | None 
                         tb.c_nbins, tb.c_prepop, tb.c_rowlen, tb.c_graded,
                         i64(int(tb.c_graded.sum())))
     syn = Synapses(tb.dw, tb.dw.view(np.int8), tb.dd, tb.sptr, tb.sbase, tb.send, tb.soff,
-                   tb.swide, tb.sw, tb.sd, tb.cgeo, tb.ckb)
+                   tb.swide, tb.sw, tb.sd, tb.cgeo, tb.ckw, tb.ctap)
     c_out, c_ew, c_ns, c_link = PathCosts(*tb.route_costs)
     routes = Routes(tb.route_ptr, tb.route_slot, tb.route_nsyn, tb.slot_x, tb.slot_y,
                     tb.slot_chip, np.int32(tb.io_xy[0]), np.int32(tb.io_xy[1]), i64(c_out),

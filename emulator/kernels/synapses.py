@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from emulator.kernels.conv import conv_rows
+from emulator.kernels.conv import conv_parts, conv_rows
 from emulator.kernels.intrinsics import prefetch_range
 from emulator.kernels.weights import decode_weight, scale_weight
 from emulator.tables import ConnKind
@@ -369,8 +369,8 @@ def synapses(c0, c1, net, st, dst0, work):
             _sparse_rows_fast(rows, syn, conns.soff[c], conns.wmode[c], conns.lsh[c], seg)
         elif kind == CONV:  # one delay: its ring slot or scratch, like the fast kinds
             seg = _target(c, conns, ring, scratch, dst0, D, N)
-            conv_rows(rows, syn.cgeo[conns.soff[c]], syn.ckb, conns.wmode[c], conns.lsh[c],
-                      seg)
+            geo = syn.cgeo[conns.soff[c]]
+            conv_rows(rows, geo, syn.ckw, syn.ctap, seg, 0, conv_parts(geo))
         else:
             _sparse_rows(rows, c, conns, syn, dst0, D, N, scratch if neg else ring, neg)
         if neg:
@@ -420,8 +420,22 @@ def synapses_par(net, syn, st, dst0, work, acc_p, min_events):
         if n == 0:
             continue
         npost = conns.npost[c]
-        if not (P > 1 and npost >= P and n * conns.rowlen[c] >= min_events
-                and _is_fast(c, conns)):
+        big = P > 1 and npost >= P and n * conns.rowlen[c] >= min_events
+        if big and conns.kind[c] == CONV and conns.hasd[c] == 0 and conns.graded[c] == 0:
+            # thread j adds the targets in its part of the output (columns or channels)
+            seg = _target(c, conns, ring, scratch, dst0, D, N)
+            geo = syn.cgeo[conns.soff[c]]
+            ext = conv_parts(geo)
+            part = (ext + P - 1) // P
+            for j in prange(P):
+                x0 = min(j * part, ext)
+                x1 = min(x0 + part, ext)
+                if x1 > x0:
+                    conv_rows(rows, geo, syn.ckw, syn.ctap, seg, x0, x1)
+            if conns.wexp[c] < 0:
+                _flush_scratch(c, conns, scratch, ring, dst0, D, N)
+            continue
+        if not (big and _is_fast(c, conns)):
             synapses(c, c + 1, net, st, dst0, work)
             continue
         seg = _target(c, conns, ring, scratch, dst0, D, N)

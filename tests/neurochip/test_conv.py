@@ -165,9 +165,9 @@ def test_emulator_generates_conv_targets_from_the_kernel() -> None:
     tc = build_tables(neurochip.compile(_pair(1, True, spec), "loihi_like"))
     te = build_tables(neurochip.compile(_pair(1, False, spec), "loihi_like"))
     assert tc.c_kind[0] == ConnKind.CONV and te.c_kind[0] == ConnKind.SPARSE
-    assert tc.ckb.size == 4 * 2 * 9 and tc.sw.size == 0  # no synapse list is built
+    assert tc.ckw.size == 4 * 2 * 9 and tc.sw.size == 0  # no synapse list is built
     lists = te.sptr.nbytes + te.sbase.nbytes + te.soff.nbytes + te.sw.nbytes
-    assert tc.ckb.nbytes + tc.cgeo.nbytes < lists / 10
+    assert tc.ckw.nbytes + tc.cgeo.nbytes < lists / 10
 
 
 def test_graded_input_through_conv_matches_expanded() -> None:

@@ -132,6 +132,34 @@ def test_shards_give_the_whole_data_set_figures(serial: Runner, two_workers: Run
     assert {k: rec[k] for k in one} == one
 
 
+def test_eval_jobs_are_chunked_by_image_in_first_seen_order() -> None:
+    from neurochip.distributed import chunks_of
+
+    keys = [f"j{i}" for i in range(10)]
+    image = {k: "AB"[i % 2] for i, k in enumerate(keys)}  # two images, interleaved
+    chunks = chunks_of(keys, image, workers=2)  # at most ceil(10 / 8) = 2 jobs a chunk
+    assert chunks == [["j0", "j2"], ["j4", "j6"], ["j8"], ["j1", "j3"], ["j5", "j7"], ["j9"]]
+    assert all(len({image[k] for k in c}) == 1 for c in chunks)  # one image per chunk
+    assert sorted(k for c in chunks for k in c) == sorted(keys)  # each job once
+    assert chunks_of(keys, image, workers=1, per_worker=1) == [keys[0::2], keys[1::2]]
+    assert chunks_of([], {}, workers=2) == []
+
+
+def test_an_unexpected_failure_in_a_chunk_is_that_jobs_record() -> None:
+    from neurochip.distributed import _prepare, chunk_task
+
+    jobs = [Job(model=MODEL, weight_bits=8, seed=s, samples=20) for s in (0, 1)]
+    prep = _prepare(jobs)
+    spec, calib = prep.compiles[prep.job_compile[jobs[0].key]]
+    assert calib is None
+    good = prep.data(prep.job_data[jobs[1].key])
+    recs = chunk_task(jobs, spec, None, [{"inputs": None}, good],
+                      [prep.readouts[j.key] for j in jobs])
+    assert [r["key"] for r in recs] == [j.key for j in jobs]
+    assert recs[0]["error"]["internal"] and recs[0]["error"]["type"] == "AttributeError"
+    assert "error" not in recs[1] and 0.5 < recs[1]["accuracy"] <= 1.0
+
+
 def test_job_keys_are_stable_and_distinct() -> None:
     a = Job(model=MODEL, weight_bits=4, seed=1)
     assert a.key == Job(seed=1, weight_bits=4, model=MODEL).key
