@@ -32,7 +32,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
@@ -973,16 +973,37 @@ class Runner:
                 key=f"chunk-{chunk[0].key}-{len(chunk)}-{tok}-{attempt}", retries=r,
                 pure=False)
 
+        # Chunks go out a few at a time (one more than there are workers), each as one
+        # finishes: the scheduler then places every chunk on a worker that is free, rather
+        # than queueing them all where their data happened to be made.
+        workers = len(client.scheduler_info().get("workers", {})) or self.n_workers
+        waiting: deque[list[Job]] = deque()
+        running: set[Any] = set()
+
+        def top_up(out: dict[Any, tuple[list[Job], int]]) -> list[Any]:
+            new = []
+            while waiting and len(running) <= workers:
+                chunk = waiting.popleft()
+                fut = submit_chunk(chunk, 0)
+                running.add(fut)
+                out[fut] = (chunk, 0)
+                new.append(fut)
+            return new
+
         def submit_all(todo: Sequence[Job]) -> dict[Any, tuple[list[Job], int]]:
             # eval jobs in chunks of one image each; empty jobs in one client.map call (one
             # message to the scheduler)
             by_key = {j.key: j for j in todo}
             evals = [j.key for j in todo if j.kind == "eval"]
             out: dict[Any, tuple[list[Job], int]] = {}
-            workers = len(client.scheduler_info().get("workers", {})) or self.n_workers
-            for keys in chunks_of(evals, prep.job_compile, workers):
-                chunk = [by_key[k] for k in keys]
-                out[submit_chunk(chunk, 0)] = (chunk, 0)
+            for k in evals:  # every data set asked for now: made while the first chunks run
+                data(prep.job_data[k])
+                ckey = prep.compiles[prep.job_compile[k]][1]
+                if ckey:
+                    data(ckey, "x")
+            waiting.extend([by_key[k] for k in keys]
+                           for keys in chunks_of(evals, prep.job_compile, workers))
+            top_up(out)
             empty = [j for j in todo if j.kind == "empty"]
             if empty:
                 mapped = client.map(eval_task, empty, [b""] * len(empty), [{}] * len(empty),
@@ -1002,11 +1023,15 @@ class Runner:
             for batch in pending.batches():
                 for fut, res in zip(batch, _results(client, batch)):
                     group, attempt = futures.pop(fut)
+                    running.discard(fut)
                     if isinstance(res, BaseException):
                         if _lost(res) and attempt < r:
                             # the task or its inputs went with a dead worker: run it again
-                            again = (submit_chunk(group, attempt + 1) if fut.key.startswith(
-                                "chunk-") else submit(group[0], attempt + 1))
+                            chunked = fut.key.startswith("chunk-")
+                            again = (submit_chunk(group, attempt + 1) if chunked else
+                                     submit(group[0], attempt + 1))
+                            if chunked:
+                                running.add(again)
                             futures[again] = (group, attempt + 1)
                             pending.add(again)
                             continue
@@ -1019,10 +1044,13 @@ class Runner:
                         recs = res if isinstance(res, list) else [res]
                     for rec in recs:
                         finish(rec)
+                for more in top_up(futures):
+                    pending.add(more)
         finally:
             if futures:  # interrupted: drop what is still queued or running
                 client.cancel(list(futures))
             futures.clear()
+            waiting.clear()
             datas.clear()
 
     # -------------------------------------------------------------------------- eval
