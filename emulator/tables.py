@@ -141,15 +141,14 @@ def axis_taps(n_in: int, pad: int, k: int, d: int, s: int, n_out: int) -> NDArra
     return out.reshape(-1)
 
 
-def conv_taps(conv: dict[str, Any]) -> NDArray[np.int64]:
-    """The tap tables of a conv connection (:func:`axis_taps` of its rows, then columns)."""
-    _, H, W = (int(v) for v in conv["in_shape"])
-    _, Ho, Wo = (int(v) for v in conv["out_shape"])
-    kh, kw = (int(v) for v in conv["kernel"])
-    sy, sx = (int(v) for v in conv["stride"])
-    pt, _, pl, _ = (int(v) for v in conv["padding"])
-    dy, dx = (int(v) for v in conv["dilation"])
-    return np.concatenate([axis_taps(H, pt, kh, dy, sy, Ho), axis_taps(W, pl, kw, dx, sx, Wo)])
+def conv_taps(geo: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The tap tables of a conv connection from its geometry row (:func:`axis_taps` of its
+    rows, then its columns)."""
+    return np.concatenate([
+        axis_taps(int(geo[G_H]), int(geo[G_PT]), int(geo[G_KH]), int(geo[G_DY]),
+                  int(geo[G_SY]), int(geo[G_HO])),
+        axis_taps(int(geo[G_W]), int(geo[G_PL]), int(geo[G_KW]), int(geo[G_DX]),
+                  int(geo[G_SX]), int(geo[G_WO]))])
 
 
 def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:
@@ -449,7 +448,7 @@ def build_tables(image: ChipImage) -> Tables:
             c_rowlen[ci] = c.n_synapses // max(c.n_pre, 1)
             assert c.conv is not None
             cgeos.append(geometry_row(c.conv, ckb_len, ctap_len))
-            ctaps.append(conv_taps(c.conv))
+            ctaps.append(conv_taps(cgeos[-1]))
             ctap_len += ctaps[-1].size
             # decoded once here (the connection's rule and shift), as int32 words that the
             # int32 datapath adds as they are: the same sums as decoding byte by byte

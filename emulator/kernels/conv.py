@@ -60,6 +60,13 @@ def conv_parts(geo):
     return geo[G_WO] if geo[G_XYC] != 0 else geo[G_CO]
 
 
+@njit(cache=True, inline="always")
+def _digits(j, a, b):
+    """A neuron number j = (z * b + y) * a + x as (x, y, z)."""
+    t = j // a
+    return j - t * a, t % b, t // b
+
+
 @njit(cache=True)
 def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
     """conv_rows for the "xyc" layout (neuron = (x * H + y) * C + c); [lo, hi): output
@@ -73,11 +80,7 @@ def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
     yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
     ytab, xtab = geo[G_YTAP], geo[G_XTAP]
     for q in range(rows.shape[0]):
-        j = np.int64(rows[q])
-        c = j % C
-        t = j // C
-        y = t % H
-        x = t // H
+        c, y, x = _digits(np.int64(rows[q]), C, H)
         xt = xtab + x * xrow
         nx_ = taps[xt]
         # the taps' output columns fall as the kernel offset grows: the first is the largest
@@ -123,11 +126,7 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
     pm = rows.shape[0] * kh * kw * min(cog, width) * 8 >= width * plane
     tmp = np.zeros(width * plane if pm else 0, np.int32)
     for q in range(rows.shape[0]):
-        j = np.int64(rows[q])
-        x = j % W
-        t = j // W
-        y = t % H
-        c = t // H
+        x, y, c = _digits(np.int64(rows[q]), W, H)
         o0 = (c // cg) * cog
         l0 = max(lo - o0, 0)  # the group's output channels inside the part
         l1 = min(hi - o0, cog)
