@@ -129,6 +129,59 @@ def test_conv_runs_bit_exact_with_the_expanded_synapses(seed: int) -> None:
     assert_same_results(neurochip.Emulator(img_c).run({"in": x[0]}, probes=probes), ref)
 
 
+@pytest.mark.parametrize("layout", ["chw", "xyc"])
+@pytest.mark.parametrize("rate", [0.002, 0.4])  # "chw": few adds go straight into the
+def test_one_sample_split_over_threads_by_output_part(layout: str, rate: float,  # planes
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """One large sample on two threads splits a conv connection by output columns ("xyc")
+    or channels ("chw"); spikes and state equal the serial run's and the expanded lists'."""
+    import numba
+
+    from emulator.kernels import run as kernel_run
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    rng = np.random.default_rng(3)
+    spec = dict(in_shape=(3, 24, 40), kernel_shape=(6, 3, 3, 3), stride=(1, 2),
+                padding=(1, 1, 0, 1), dilation=(1, 1), groups=1)
+    geom = _geom(spec)
+    k = rng.integers(-20, 21, spec["kernel_shape"]) * 2
+    imgs = {}
+    for shared in (True, False):
+        net = Network(name="convnet")
+        a = net.add_input("in", geom.n_pre)
+        h = net.add_lif("h", geom.n_post, du=400, dv=300, vth=25)
+        if shared:
+            net.connect_conv(a, h, k, spec["in_shape"], stride=spec["stride"],
+                             padding=spec["padding"], layout=layout)
+        else:  # the same synapses, numbered as the layout numbers the neurons
+            w = geom.expand(k).toarray()
+            if layout == "xyc":
+                pre = np.arange(geom.n_pre).reshape(3, 24, 40).transpose(2, 1, 0).reshape(-1)
+                post = np.arange(geom.n_post).reshape(6, *geom.out_shape[1:]).transpose(
+                    2, 1, 0).reshape(-1)
+                w = w[np.ix_(post, pre)]
+            net.connect(a, h, sp.csr_matrix(w), storage="sparse")
+        imgs[shared] = neurochip.compile(net, "loihi_like")
+    x = rng.random((30, geom.n_pre)) < rate
+    serial = neurochip.Emulator(imgs[True], threads=1).run({"in": x}, probes=["h.u", "h.v"])
+    expanded = neurochip.Emulator(imgs[False], threads=1).run({"in": x},
+                                                              probes=["h.u", "h.v"])
+    for m in ("THREADED_MIN_NEURONS", "THREADED_MIN_EVENTS", "THREADED_MIN_SOURCES"):
+        monkeypatch.setattr(kernel_run, m, 0)
+    calls = []
+    threaded = kernel_run.run_threaded
+    monkeypatch.setattr(kernel_run, "run_threaded",
+                        lambda *a: (calls.append(a[-1].threads), threaded(*a)))
+    split = neurochip.Emulator(imgs[True], threads=2).run({"in": x}, probes=["h.u", "h.v"])
+    assert calls == [2]
+    assert serial.probes["h.u"].any()
+    assert_same_results(split, serial)
+    for key in ("h.u", "h.v"):
+        np.testing.assert_array_equal(serial.probes[key], expanded.probes[key])
+    np.testing.assert_array_equal(serial.spikes["h"], expanded.spikes["h"])
+
+
 def test_conv_image_round_trip_and_verifier(tmp_path) -> None:
     spec = dict(in_shape=(2, 7, 7), kernel_shape=(4, 1, 3, 3), stride=(2, 2),
                 padding=(1, 1, 1, 1), dilation=(1, 1), groups=2)
