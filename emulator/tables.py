@@ -12,7 +12,7 @@ that of the chip image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -239,6 +239,11 @@ class Tables:
     # formats and costs
     fmt: tuple[int, int, int, int]  # decay_shift, u_bits, v_bits, input_shift
     route_costs: tuple[int, int, int, int]  # spike_out, hop_ew, hop_ns, chip_link (cycles)
+    # kernel records made of these tables, by the segments they list (kernels.run): the
+    # tables are never changed in place (dataclasses.replace makes new ones, which start
+    # with an empty cache of their own)
+    records: dict[bytes, Any] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
 
     def nbytes_synapses(self) -> int:
         """Bytes the emulator holds for synapse memory and axon tables."""

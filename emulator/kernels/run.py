@@ -69,8 +69,15 @@ def check_kernel_arg(name: str, arr: NDArray[Any], dtype: Any, ndim: int,
 
 def kernel_network(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> Network:
     """The :class:`records.Network` of the tables (seg_list: per neuron segment, 1 when its
-    spikes must be listed; default all)."""
-    return network_record(tb, narrow_ok(tb), seg_list)
+    spikes must be listed; default all), made once per tables and seg_list (a run of one
+    step spends a fifth of its time making it)."""
+    key = b"" if seg_list is None else np.ascontiguousarray(seg_list, np.uint8).tobytes()
+    net = tb.records.get(key)
+    if net is None:
+        if len(tb.records) >= 8:
+            tb.records.clear()
+        net = tb.records[key] = network_record(tb, narrow_ok(tb), seg_list)
+    return net
 
 
 @contextmanager
