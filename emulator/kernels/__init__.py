@@ -23,6 +23,7 @@ from emulator.kernels.run import (
     THREADED_MIN_SOURCES,
     KernelState,
     check_kernel_arg,
+    general_flag,
     kernel_network,
     run_batch,
 )
@@ -30,5 +31,5 @@ from emulator.kernels.spikes import payload_lists, spike_lists
 
 __all__ = ["THREADED_MIN_EVENTS", "THREADED_MIN_NEURONS", "THREADED_MIN_SOURCES", "Formats",
            "KernelState", "Population", "_update_range", "account_steps", "check_kernel_arg",
-           "kernel_network", "narrow_formats_ok", "narrow_ok", "payload_lists", "run_batch",
-           "segments_to_list", "spike_lists", "trunc_shift"]
+           "general_flag", "kernel_network", "narrow_formats_ok", "narrow_ok", "payload_lists",
+           "run_batch", "segments_to_list", "spike_lists", "trunc_shift"]

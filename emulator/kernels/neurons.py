@@ -274,20 +274,29 @@ def update_model(p, g0, g1, st, a_in, nrn, flag, pay, t):
 
 
 @njit(cache=True, inline="always")
+def update_lif(st, a_in, nrn, flag):
+    """:func:`update_neurons` of Neurons whose populations are all LIF."""
+    u, v = st.u, st.v
+    pop_g0, bias = nrn.pop_g0, nrn.bias
+    fmt = formats(nrn)
+    for p in range(nrn.pop_du.shape[0]):
+        g0 = pop_g0[p]
+        g1 = pop_g0[p + 1]
+        _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
+                      population(nrn, p), fmt)
+
+
+@njit(cache=True, inline="always")
 def update_neurons(st, a_in, nrn, flag, pay, t):
     """One step of every neuron (st: SampleState; nrn: Neurons), population by
     population; a_in: the ring slot of this step (cleared as it is read); pay, t: see
     :func:`update_model`."""
+    if nrn.n_models == 0:  # every population is LIF: the loop without the model test
+        update_lif(st, a_in, nrn, flag)
+        return
     u, v = st.u, st.v
     pop_g0, bias, pop_model = nrn.pop_g0, nrn.bias, nrn.pop_model
     fmt = formats(nrn)
-    if nrn.n_models == 0:  # every population is LIF: the loop without the model test
-        for p in range(nrn.pop_du.shape[0]):
-            g0 = pop_g0[p]
-            g1 = pop_g0[p + 1]
-            _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
-                          population(nrn, p), fmt)
-        return
     for p in range(nrn.pop_du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]

@@ -192,10 +192,11 @@ def charge_par(direct, nd, src_slot, rt, cnt, cnt_p):
 
 
 @njit(cache=True, inline="always")
-def step_sources(t, inp, fired, nf, net, only_senders, srcs, pay):
+def step_sources(t, inp, fired, nf, net, only_senders, srcs, pay, general):
     """The step's spiking sources into srcs: host inputs first, then the neurons that
     fired. With only_senders, neurons without axons (nothing to route) are left out.
-    Graded host inputs (inp.val not empty) write their payloads into pay."""
+    Graded host inputs (inp.val not empty) write their payloads into pay, unless general
+    is None (see ``step.inference_step``)."""
     n_in = net.sources.n_inputs
     route_ptr = net.routes.ptr
     inp_src = inp.src
@@ -203,7 +204,7 @@ def step_sources(t, inp, fired, nf, net, only_senders, srcs, pay):
     ni = inp.ptr[t + 1] - i0
     for q in range(ni):
         srcs[q] = inp_src[i0 + q]
-    if inp.val.shape[0] > 0:
+    if general is not None and inp.val.shape[0] > 0:
         inp_val = inp.val
         for q in range(ni):
             pay[inp_src[i0 + q]] = inp_val[i0 + q]

@@ -25,7 +25,7 @@ from emulator.kernels.step import run_batch_par, run_serial, run_threaded
 from emulator.tables import N_COUNTERS, Tables
 from neurochip.core.errors import EmulatorInputError
 
-__all__ = ["KernelState", "check_kernel_arg", "kernel_network", "run_batch"]
+__all__ = ["KernelState", "check_kernel_arg", "general_flag", "kernel_network", "run_batch"]
 
 # One sample runs multi-threaded (see step.run_threaded) from this many neurons on, and a
 # connection's targets are split over the threads from this much work per step (synapses).
@@ -78,6 +78,12 @@ def kernel_network(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> Net
             tb.records.clear()
         net = tb.records[key] = network_record(tb, narrow_ok(tb), seg_list)
     return net
+
+
+def general_flag(tb: Tables) -> bool | None:
+    """The ``general`` argument of the run kernels (see ``step.inference_step``): None when
+    every population is LIF and no connection carries graded spikes, else True."""
+    return None if not tb.pop_model.any() and not tb.c_graded.any() else True
 
 
 @contextmanager
@@ -142,13 +148,16 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
     values = np.zeros((B, steps, n_rec if graded_rec else 0), np.int32)
     net = kernel_network(tables, segments_to_list(tables, rec_col))
+    general = general_flag(tables)
+    if general is None and (inp_val.size or graded_rec):
+        general = True  # graded host inputs or payload records: the general step
     T, t0 = np.int64(steps), np.int64(state.t)
     if steps > 0:
         if P > 1 and B > 1:
             with _thread_count(P):
                 run_batch_par(T, t0, *net, Inputs(inp_ptr, inp_src, inp_val), state.record(),
                               Record(probe_idx, probe_var, rec_col, probes, spikes, counters,
-                                     values))
+                                     values), general)
         elif P > 1 and tables.n_neurons >= THREADED_MIN_NEURONS:
             with _thread_count(P):
                 run_threaded(T, t0, net, Inputs(inp_ptr[0], inp_src, inp_val), state.sample(0),
@@ -158,7 +167,8 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
                                        np.int64(THREADED_MIN_SOURCES)))
         else:  # one sample, or one thread: no parallel region to wake up
             run_serial(T, t0, net, Inputs(inp_ptr, inp_src, inp_val), state.record(),
-                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters, values))
+                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters, values),
+                       general)
     state.t += steps
     if graded_rec:
         return probes, spikes, counters, values  # type: ignore[return-value]

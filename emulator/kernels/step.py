@@ -28,6 +28,7 @@ from emulator.kernels.neurons import (
     count_list,
     formats,
     population,
+    update_lif,
     update_model,
     update_neurons,
 )
@@ -45,10 +46,10 @@ from emulator.tables import C_ACTIVE, C_SPIKES_OUT
 
 
 @njit(cache=True, inline="always")
-def observe(t, st, rec, fired, nf, pay):
+def observe(t, st, rec, fired, nf, pay, general):
     """Probes read the state after the reset (as Lava's monitors do): slot 0 u, 1 v, 2 and 3
     the auxiliary slots; record the spikes, and the payloads of graded ones (pay: per
-    neuron)."""
+    neuron; none when general is None, see :func:`inference_step`)."""
     probe_idx, probe_var, probe_out = rec.probe_idx, rec.probe_var, rec.probes
     N = st.u.shape[0]
     for p in range(probe_idx.shape[0]):
@@ -67,7 +68,7 @@ def observe(t, st, rec, fired, nf, pay):
             if col >= 0:
                 spk_out[t, col] = 1
         val_out = rec.values
-        if val_out.shape[1] > 0:  # some recorded population is graded
+        if general is not None and val_out.shape[1] > 0:  # a recorded population is graded
             for q in range(nf):
                 col = rec_col[fired[q]]
                 if col >= 0:
@@ -87,66 +88,76 @@ def work(net, N):
 
 
 @njit(cache=True, inline="always")
-def inference_step(t, t0, net, inp, st, rec, wk):
+def inference_step(t, t0, net, inp, st, rec, wk, general):
     """One step t (of a run that started at step t0) of one sample: neurons, observation,
-    routing, synapses. Returns how many neurons fired (listed in wk.fired)."""
+    routing, synapses. Returns how many neurons fired (listed in wk.fired).
+
+    general: None for a network of LIF populations with binary spikes only
+    (:func:`emulator.kernels.run.general_flag`), True otherwise. It is a type, not a
+    value: with None the compiled step has no code for other neuron models and graded
+    spikes at all (each run_* kernel is compiled once per kind), which keeps the binary
+    LIF step as lean as it was before those existed."""
     N = st.u.shape[0]
     D = net.ring_slots
     cnt = rec.counters[t]
     cur = (t0 + t) % D
     roff = cur * N
     npay = wk.pay[net.sources.n_inputs:]
-    update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
+    if general is None:
+        update_lif(st, st.ring[roff: roff + N], net.neurons, wk.flag)
+    else:
+        update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
-    observe(t, st, rec, wk.fired, nf, npay)
-    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay)
+    observe(t, st, rec, wk.fired, nf, npay, general)
+    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay, general)
     if ns > 0:
         route(ns, net.sources, net.routes, wk, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
         synapses(0, net.conns.kind.shape[0], net, st, cur + 1, wk)
-        if net.conns.n_graded > 0:
+        if general is not None and net.conns.n_graded > 0:
             graded_synapses(net, st, cur + 1, wk)
         wk.spk_cnt[:] = 0
     return nf
 
 
 @njit(cache=True)
-def run_sample(T, t0, net, inp, st, rec):
-    """Inference: T steps of one sample (its SampleState updated in place)."""
+def run_sample(T, t0, net, inp, st, rec, general):
+    """Inference: T steps of one sample (its SampleState updated in place; general: see
+    :func:`inference_step`)."""
     wk = work(net, st.u.shape[0])
     for t in range(T):
-        inference_step(t, t0, net, inp, st, rec, wk)
+        inference_step(t, t0, net, inp, st, rec, wk, general)
 
 
 @njit(cache=True, inline="always")
-def run_one(b, T, t0, net, inp, st, rec):
+def run_one(b, T, t0, net, inp, st, rec, general):
     """run_sample of sample b of batched Inputs, SampleState and Record."""
     run_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val),
                SampleState(st.u[b], st.v[b], st.ring[b], st.scratch[b], st.aux[b]),
                Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[b], rec.spikes[b],
-                      rec.counters[b], rec.values[b]))
+                      rec.counters[b], rec.values[b]), general)
 
 
 @njit(cache=True)
-def run_serial(T, t0, net, inp, st, rec):
+def run_serial(T, t0, net, inp, st, rec, general):
     """run_sample over the samples of a batch, one after another."""
     for b in range(st.u.shape[0]):
-        run_one(b, T, t0, net, inp, st, rec)
+        run_one(b, T, t0, net, inp, st, rec, general)
 
 
 @njit(cache=True)
-def _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec):
+def _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec, general):
     """run_one with the Network given as its parts (see run_batch_par)."""
-    run_one(b, T, t0, Network(nrn, src, cn, syn, rt, D), inp, st, rec)
+    run_one(b, T, t0, Network(nrn, src, cn, syn, rt, D), inp, st, rec, general)
 
 
 @njit(cache=True, parallel=True)
-def run_batch_par(T, t0, nrn, src, cn, syn, rt, D, inp, st, rec):
+def run_batch_par(T, t0, nrn, src, cn, syn, rt, D, inp, st, rec, general):
     """run_sample over the samples of a batch, on separate threads. It takes the parts of
     the Network (nrn, src, cn, syn, rt, D = ring_slots): a parallel loop cannot hand a
     record that holds records to its threads."""
     for b in prange(st.u.shape[0]):
-        _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec)
+        _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec, general)
 
 
 @njit(cache=True, parallel=True)
@@ -206,8 +217,8 @@ def run_threaded(T, t0, net, inp, st, rec, par):
             for i in range(seg_out[2, q]):
                 fired[nf] = fired_seg[g0 + i]
                 nf += 1
-        observe(t, st, rec, fired, nf, npay)
-        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs, wk.pay)
+        observe(t, st, rec, fired, nf, npay, True)
+        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs, wk.pay, True)
         if ns > 0:
             ncls, nd = group(ns, src, wk)
             if nd >= par.min_sources:

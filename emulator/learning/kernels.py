@@ -21,7 +21,13 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from emulator.kernels import KernelState, check_kernel_arg, kernel_network, trunc_shift
+from emulator.kernels import (
+    KernelState,
+    check_kernel_arg,
+    general_flag,
+    kernel_network,
+    trunc_shift,
+)
 from emulator.kernels.records import Inputs, Record
 from emulator.kernels.routing import message_cycles, path_costs
 from emulator.kernels.step import inference_step, work
@@ -678,9 +684,9 @@ def _learn_phase(t, cnt, net, lrn, view):
 
 
 @njit(cache=True)
-def _learn_sample(T, t0, net, inp, st, rec, lrn):
+def _learn_sample(T, t0, net, inp, st, rec, lrn, general):
     """T steps of one sample with learning: the inference step of ``step.run_sample``
-    (the same function), then the learning phase."""
+    (the same function; general: see ``step.inference_step``), then the learning phase."""
     n_in = net.sources.n_inputs
     N = st.u.shape[0]
     S = net.sources.pop.shape[0]
@@ -693,7 +699,7 @@ def _learn_sample(T, t0, net, inp, st, rec, lrn):
     for t in range(T):
         cnt = rec.counters[t]
         view.v_prev[:] = st.v
-        nf = inference_step(t, t0, net, inp, st, rec, wk)
+        nf = inference_step(t, t0, net, inp, st, rec, wk, general)
         # every spike of the step (also of neurons without axons) for the learning phase
         i0, i1 = inp.ptr[t], inp.ptr[t + 1]
         for q in range(i0, i1):
@@ -708,7 +714,7 @@ def _learn_sample(T, t0, net, inp, st, rec, lrn):
 
 
 @njit(cache=True)
-def _learn_stream(plan, net, inp, st, rec, lrn):
+def _learn_stream(plan, net, inp, st, rec, lrn, general):
     """Samples plan.order[0], plan.order[1], ... one after another, each plan.steps steps,
     learning; with plan.reset the neuron state, delay ring and learning registers (not the
     weights, not the clock) are cleared before each sample. inp, rec and lrn.teach are
@@ -734,7 +740,8 @@ def _learn_stream(plan, net, inp, st, rec, lrn):
         rec_k = Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[k], rec.spikes[k],
                        rec.counters[k], rec.values[k])
         lrn_b = Learn(lrn.lt, regs, Teach(teach.targets[b], teach.chan_mode, teach.reward[b]))
-        _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val), st, rec_k, lrn_b)
+        _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val), st, rec_k, lrn_b,
+                      general)
 
 
 class LearnKernelState:
@@ -829,6 +836,6 @@ def learn_stream(tables: Tables, lt: LearnTables, state: KernelState, lstate: Le
         _learn_stream(plan, kernel_network(tables), Inputs(inp_ptr, inp_src, np.zeros(0, np.int32)),
                       state.sample(0),
                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters,
-                             np.zeros((K, steps, 0), np.int32)), lrn)
+                             np.zeros((K, steps, 0), np.int32)), lrn, general_flag(tables))
         state.t = steps if reset else state.t + K * steps
     return probes, spikes, counters
