@@ -444,16 +444,8 @@ class Network:
             storage = "sparse" if W.nnz <= 0.25 * shape[0] * shape[1] else "dense"
             if storage == "dense":
                 W = _as_csr(weights, shape, where, dense_all=True)
-        wexp = _check_int(weight_exp, where, "weight_exp")
-        _check_range(wexp, *fmt.weight_exp_range, where, "weight_exp")
-        if sign_mode is None:
-            sign_mode = fx.detect_sign_mode(W.data)
-        if sign_mode not in fx.SIGN_MODES:
-            raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
-                               where=where, field="sign_mode")
-        nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
-            num_weight_bits, where, "num_weight_bits")
-        _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
+        wexp, sign_mode, nwb = _weight_format(W.data, weight_exp, sign_mode, num_weight_bits,
+                                              fmt, where)
         d_scalar, d_arr = _delays(delay, W, shape, where, fmt.max_delay)
         conn = Connection(cname, pre_p.name, post_p.name, W, wexp, d_scalar, d_arr,
                           storage, sign_mode, nwb)
@@ -535,20 +527,12 @@ class Network:
                 value=geom.n_post, limit=post_p.size)
         kv = np.ascontiguousarray(k.astype(np.int64))
         kv.setflags(write=False)
-        wexp = _check_int(weight_exp, where, "weight_exp")
-        _check_range(wexp, *fmt.weight_exp_range, where, "weight_exp")
+        wexp, sign_mode, nwb = _weight_format(kv.reshape(-1), weight_exp, sign_mode,
+                                              num_weight_bits, fmt, where)
         if np.ndim(delay) != 0:
             raise NetworkError("a conv connection has one delay for every synapse; got an "
                                f"array of shape {np.shape(delay)}", where=where, field="delay")
         d = _check_int(delay.item() if isinstance(delay, np.ndarray) else delay, where, "delay")
-        if sign_mode is None:
-            sign_mode = fx.detect_sign_mode(kv.reshape(-1))
-        if sign_mode not in fx.SIGN_MODES:
-            raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
-                               where=where, field="sign_mode")
-        nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
-            num_weight_bits, where, "num_weight_bits")
-        _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
         conn = Connection(cname, pre_p.name, post_p.name, None, wexp, d, None, "conv",
                           sign_mode, nwb, kv, geom)
         check_connection(conn, fmt)
@@ -613,6 +597,25 @@ def _full_csr(arr: NDArray[Any]) -> sp.csr_matrix:
     indices = np.tile(np.arange(m, dtype=np.int32), n)
     return sp.csr_matrix((arr.reshape(-1), indices, indptr), shape=(n, m))
 
+
+
+def _weight_format(values: NDArray[Any], weight_exp: Any, sign_mode: str | None,
+                   num_weight_bits: Any, fmt: NumberFormats, where: str
+                   ) -> tuple[int, str, int]:
+    """The checked (weight_exp, sign_mode, num_weight_bits) of a connection whose weight
+    values are ``values``: the sign mode detected from them when not given, the weight
+    width the chip's when not given."""
+    wexp = _check_int(weight_exp, where, "weight_exp")
+    _check_range(wexp, *fmt.weight_exp_range, where, "weight_exp")
+    if sign_mode is None:
+        sign_mode = fx.detect_sign_mode(values)
+    if sign_mode not in fx.SIGN_MODES:
+        raise NetworkError(f"must be one of {fx.SIGN_MODES}, got {sign_mode!r}",
+                           where=where, field="sign_mode")
+    nwb = fmt.weight_bits if num_weight_bits is None else _check_int(
+        num_weight_bits, where, "num_weight_bits")
+    _check_range(nwb, 1, fmt.weight_bits, where, "num_weight_bits")
+    return wexp, sign_mode, nwb
 
 def _delays(delay: Any, W: sp.csr_matrix, shape: tuple[int, int], where: str, max_delay: int
             ) -> tuple[int, NDArray[np.int64] | None]:
