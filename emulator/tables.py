@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neurochip.core import neuron_models as nm
+from neurochip.core.errors import EmulatorInputError
 from neurochip.core.fixedpoint import decode_weight_bytes
 from neurochip.core.image import ChipImage
 
@@ -105,13 +106,16 @@ class ConnKind(IntEnum):
 
 # columns of a conv connection's geometry row (Tables.cgeo; emulator.kernels.conv)
 G_C, G_H, G_W, G_CO, G_HO, G_WO, G_KH, G_KW, G_SY, G_SX, G_PT, G_PL, G_DY, G_DX, \
-    G_GROUPS, G_XYC, G_KOFF, G_YTAP, G_XTAP = range(19)
-GEO_COLS = 19
+    G_GROUPS, G_XYC, G_KOFF, G_YTAP, G_XTAP, G_POS = range(20)
+GEO_COLS = 20
+#: bits of each coordinate in a packed input position (``conv_taps``)
+POS_BITS = 21
 
 
 def geometry_row(conv: dict[str, Any], koff: int, toff: int) -> NDArray[np.int64]:
     """One ``Tables.cgeo`` row of an image's conv geometry (its kernel words from koff, its
-    tap tables (:func:`axis_taps`, rows then columns) from toff in ``Tables.ctap``)."""
+    tap tables (:func:`conv_taps`: rows, columns, input positions) from toff in
+    ``Tables.ctap``)."""
     C, H, W = (int(v) for v in conv["in_shape"])
     Co, Ho, Wo = (int(v) for v in conv["out_shape"])
     kh, kw = (int(v) for v in conv["kernel"])
@@ -119,7 +123,8 @@ def geometry_row(conv: dict[str, Any], koff: int, toff: int) -> NDArray[np.int64
     pt, _, pl, _ = (int(v) for v in conv["padding"])
     dy, dx = (int(v) for v in conv["dilation"])
     return np.array([C, H, W, Co, Ho, Wo, kh, kw, sy, sx, pt, pl, dy, dx, int(conv["groups"]),
-                     int(conv["layout"] == "xyc"), koff, toff, toff + H * (1 + 2 * kh)],
+                     int(conv["layout"] == "xyc"), koff, toff, toff + H * (1 + 2 * kh),
+                     toff + H * (1 + 2 * kh) + W * (1 + 2 * kw)],
                     np.int64)
 
 
@@ -142,13 +147,26 @@ def axis_taps(n_in: int, pad: int, k: int, d: int, s: int, n_out: int) -> NDArra
 
 
 def conv_taps(geo: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The tap tables of a conv connection from its geometry row (:func:`axis_taps` of its
-    rows, then its columns)."""
+    """The tap tables of a conv connection from its geometry row: :func:`axis_taps` of its
+    rows, then of its columns, then per input neuron j its (c, y, x) packed as
+    ``c << 2 * POS_BITS | y << POS_BITS | x`` (the kernel then divides nothing)."""
+    C, H, W = (int(geo[g]) for g in (G_C, G_H, G_W))
+    if max(C, H, W) >= 1 << POS_BITS:
+        raise EmulatorInputError(f"a conv input of shape {(C, H, W)} has a side of 2^{POS_BITS} "
+                                 f"or more", where="emulator tables", field="conv")
+    j = np.arange(C * H * W, dtype=np.int64)
+    if geo[G_XYC]:
+        c, t = j % C, j // C
+        y, x = t % H, t // H
+    else:
+        x, t = j % W, j // W
+        y, c = t % H, t // H
+    pos = (c << (2 * POS_BITS)) | (y << POS_BITS) | x
     return np.concatenate([
-        axis_taps(int(geo[G_H]), int(geo[G_PT]), int(geo[G_KH]), int(geo[G_DY]),
-                  int(geo[G_SY]), int(geo[G_HO])),
-        axis_taps(int(geo[G_W]), int(geo[G_PL]), int(geo[G_KW]), int(geo[G_DX]),
-                  int(geo[G_SX]), int(geo[G_WO]))])
+        axis_taps(H, int(geo[G_PT]), int(geo[G_KH]), int(geo[G_DY]), int(geo[G_SY]),
+                  int(geo[G_HO])),
+        axis_taps(W, int(geo[G_PL]), int(geo[G_KW]), int(geo[G_DX]), int(geo[G_SX]),
+                  int(geo[G_WO])), pos])
 
 
 def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:

@@ -13,9 +13,10 @@ the order, so the result equals the sparse lists' bit for bit.
 The kernel is decoded once, when the tables are built (the connection's decode rule and
 shift, as int32 words: the int32 datapath wraps the same either way), and held as (group,
 c, ky, kx, o within the group), so that one tap's words for every output channel are
-consecutive. The valid taps of a spike are found once (rows, then columns); then, per tap,
-the "xyc" layout adds those words into consecutive targets (a loop of vector adds), and
-"chw" into targets one output plane apart."""
+consecutive. A spike's (c, y, x) and the valid taps of its row and column are read from
+tables built with the connection (``emulator.tables.conv_taps``); then, per tap, the "xyc"
+layout adds those words into consecutive targets (a loop of vector adds), and "chw" into
+a position-major scratch or, for few adds, straight into targets one output plane apart."""
 
 from __future__ import annotations
 
@@ -26,16 +27,16 @@ from emulator.tables import (
     G_C,
     G_CO,
     G_GROUPS,
-    G_H,
     G_HO,
     G_KH,
     G_KOFF,
     G_KW,
-    G_W,
+    G_POS,
     G_WO,
     G_XTAP,
     G_XYC,
     G_YTAP,
+    POS_BITS,
 )
 
 __all__ = ["conv_parts", "conv_rows"]
@@ -61,26 +62,28 @@ def conv_parts(geo):
 
 
 @njit(cache=True, inline="always")
-def _digits(j, a, b):
-    """A neuron number j = (z * b + y) * a + x as (x, y, z)."""
-    t = j // a
-    return j - t * a, t % b, t // b
+def _position(taps, pos0, j):
+    """Input neuron j's (c, y, x), from the packed positions at pos0 in taps (divisions by
+    the map's sides, three a spike, cost more than the adds of a small kernel)."""
+    p = taps[pos0 + j]
+    m = (np.int64(1) << POS_BITS) - 1
+    return p >> (2 * POS_BITS), (p >> POS_BITS) & m, p & m
 
 
 @njit(cache=True)
 def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
     """conv_rows for the "xyc" layout (neuron = (x * H + y) * C + c); [lo, hi): output
     columns."""
-    C, H = geo[G_C], geo[G_H]
+    C = geo[G_C]
     Co, Ho = geo[G_CO], geo[G_HO]
     kh, kw = geo[G_KH], geo[G_KW]
     koff = geo[G_KOFF]
     cg = C // geo[G_GROUPS]
     cog = Co // geo[G_GROUPS]
     yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
-    ytab, xtab = geo[G_YTAP], geo[G_XTAP]
+    ytab, xtab, pos0 = geo[G_YTAP], geo[G_XTAP], geo[G_POS]
     for q in range(rows.shape[0]):
-        c, y, x = _digits(np.int64(rows[q]), C, H)
+        c, y, x = _position(taps, pos0, np.int64(rows[q]))
         xt = xtab + x * xrow
         nx_ = taps[xt]
         # the taps' output columns fall as the kernel offset grows: the first is the largest
@@ -88,7 +91,7 @@ def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
             continue  # none of them inside the part
         yt = ytab + y * yrow
         ny_ = taps[yt]
-        o0 = (c // cg) * cog
+        o0 = (c // cg) * cog if cog < Co else 0  # one group: no division
         kbase = koff + c * kh * kw * cog  # (group * cg + c mod cg) = c
         for a in range(ny_):
             oy = taps[yt + 1 + a]
@@ -112,7 +115,7 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
     size, words that share cache sets); unless the spikes bring few adds they are summed
     first in a scratch of the part's outputs held position-major (where a tap's targets
     are consecutive, as for "xyc"), which is then added into seg."""
-    C, H, W = geo[G_C], geo[G_H], geo[G_W]
+    C = geo[G_C]
     Co, Ho, Wo = geo[G_CO], geo[G_HO], geo[G_WO]
     kh, kw = geo[G_KH], geo[G_KW]
     koff = geo[G_KOFF]
@@ -121,13 +124,13 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
     plane = Ho * Wo
     width = hi - lo
     yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
-    ytab, xtab = geo[G_YTAP], geo[G_XTAP]
+    ytab, xtab, pos0 = geo[G_YTAP], geo[G_XTAP], geo[G_POS]
     # position-major scratch unless its words outnumber the adds 8 to 1
     pm = rows.shape[0] * kh * kw * min(cog, width) * 8 >= width * plane
     tmp = np.zeros(width * plane if pm else 0, np.int32)
     for q in range(rows.shape[0]):
-        x, y, c = _digits(np.int64(rows[q]), W, H)
-        o0 = (c // cg) * cog
+        c, y, x = _position(taps, pos0, np.int64(rows[q]))
+        o0 = (c // cg) * cog if cog < Co else 0  # one group: no division
         l0 = max(lo - o0, 0)  # the group's output channels inside the part
         l1 = min(hi - o0, cog)
         if l1 <= l0:

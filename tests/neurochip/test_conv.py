@@ -345,3 +345,19 @@ def test_new_weights_for_a_conv_connection_must_share_its_kernel() -> None:
     W[5, np.flatnonzero(W[5])[0]] += 2  # one synapse leaves the shared kernel
     with pytest.raises(EmulatorInputError, match="kernel tap"):
         with_weights(img, "in->h", W, "test")
+
+
+def test_conv_tables_pack_positions_and_refuse_oversized_maps() -> None:
+    from emulator.tables import G_C, G_H, G_W, G_XYC, GEO_COLS, POS_BITS, conv_taps
+    from neurochip.core.errors import EmulatorInputError
+
+    geo = np.zeros(GEO_COLS, np.int64)
+    geo[[G_C, G_H, G_W]] = (1, 2, 1 << POS_BITS)
+    with pytest.raises(EmulatorInputError) as ei:
+        conv_taps(geo)
+    assert ei.value.field == "conv" and "2^21" in str(ei.value)
+    geo[[G_C, G_H, G_W, G_XYC]] = (3, 4, 5, 1)  # neuron j = (x * 4 + y) * 3 + c
+    pos = conv_taps(geo)[-60:]
+    j = (2 * 4 + 1) * 3 + 2  # x = 2, y = 1, c = 2
+    m = (1 << POS_BITS) - 1
+    assert (pos[j] >> 2 * POS_BITS, (pos[j] >> POS_BITS) & m, pos[j] & m) == (2, 1, 2)
