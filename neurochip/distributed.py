@@ -418,10 +418,15 @@ def chunk_task(jobs: Sequence[Job], spec: CompileSpec, calibration: NDArray[Any]
         try:
             out.append(eval_task(job, image, data, readout))
         except Exception as exc:  # recorded, the chunk goes on
-            rec = {"key": job.key, **job.params(), "error": _error_record(exc)}
-            rec["error"]["internal"] = True
-            out.append(rec)
+            out.append(_internal_error(job, exc))
     return out
+
+
+def _internal_error(job: Job, exc: BaseException) -> dict[str, Any]:
+    """The record of a job that failed in an unexpected way (not a neurochip error)."""
+    rec = {"key": job.key, **job.params(), "error": _error_record(exc)}
+    rec["error"]["internal"] = True
+    return rec
 
 
 def chunks_of(keys: Sequence[str], groups: Mapping[str, str], workers: int,
@@ -1035,11 +1040,7 @@ class Runner:
                             futures[again] = (group, attempt + 1)
                             pending.add(again)
                             continue
-                        recs = []
-                        for job in group:
-                            rec = {"key": job.key, **job.params(), "error": _error_record(res)}
-                            rec["error"]["internal"] = True
-                            recs.append(rec)
+                        recs = [_internal_error(job, res) for job in group]
                     else:
                         recs = res if isinstance(res, list) else [res]
                     for rec in recs:

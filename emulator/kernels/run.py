@@ -80,10 +80,11 @@ def kernel_network(tb: Tables, seg_list: NDArray[np.uint8] | None = None) -> Net
     return net
 
 
-def general_flag(tb: Tables) -> bool | None:
+def general_flag(tb: Tables, graded_io: bool = False) -> bool | None:
     """The ``general`` argument of the run kernels (see ``step.inference_step``): None when
-    every population is LIF and no connection carries graded spikes, else True."""
-    return None if not tb.pop_model.any() and not tb.c_graded.any() else True
+    every population is LIF, no connection carries graded spikes and the run has no graded
+    host inputs or payload records (graded_io), else True."""
+    return None if not (graded_io or tb.pop_model.any() or tb.c_graded.any()) else True
 
 
 @contextmanager
@@ -148,9 +149,7 @@ def run_batch(tables: Tables, state: KernelState, steps: int, inp_ptr: NDArray[n
     counters = np.zeros((B, steps, max(nslots, 1), N_COUNTERS), np.int64)
     values = np.zeros((B, steps, n_rec if graded_rec else 0), np.int32)
     net = kernel_network(tables, segments_to_list(tables, rec_col))
-    general = general_flag(tables)
-    if general is None and (inp_val.size or graded_rec):
-        general = True  # graded host inputs or payload records: the general step
+    general = general_flag(tables, bool(inp_val.size) or graded_rec)
     T, t0 = np.int64(steps), np.int64(state.t)
     if steps > 0:
         if P > 1 and B > 1:
