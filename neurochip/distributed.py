@@ -978,16 +978,17 @@ class Runner:
                 key=f"chunk-{chunk[0].key}-{len(chunk)}-{tok}-{attempt}", retries=r,
                 pure=False)
 
-        # Chunks go out a few at a time (one more than there are workers), each as one
-        # finishes: the scheduler then places every chunk on a worker that is free, rather
-        # than queueing them all where their data happened to be made.
+        # Chunks go out a few at a time (two per worker: one running, one queued behind
+        # it), each as one finishes: the scheduler then places every chunk on a worker that
+        # is free or about to be, rather than queueing them all where their data happened
+        # to be made.
         workers = len(client.scheduler_info().get("workers", {})) or self.n_workers
         waiting: deque[list[Job]] = deque()
         running: set[Any] = set()
 
         def top_up(out: dict[Any, tuple[list[Job], int]]) -> list[Any]:
             new = []
-            while waiting and len(running) <= workers:
+            while waiting and len(running) < 2 * workers:
                 chunk = waiting.popleft()
                 fut = submit_chunk(chunk, 0)
                 running.add(fut)
@@ -1043,10 +1044,12 @@ class Runner:
                         recs = [_internal_error(job, res) for job in group]
                     else:
                         recs = res if isinstance(res, list) else [res]
+                    # the next chunks go out before the records are handed on, so the
+                    # workers stay busy while on_result runs (it may write files)
+                    for more in top_up(futures):
+                        pending.add(more)
                     for rec in recs:
                         finish(rec)
-                for more in top_up(futures):
-                    pending.add(more)
         finally:
             if futures:  # interrupted: drop what is still queued or running
                 client.cancel(list(futures))
