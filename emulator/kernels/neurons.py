@@ -150,9 +150,17 @@ def formats(nrn):
 
 @njit(cache=True, inline="always")
 def population(nrn, p):
-    """The registers of LIF population p (a Population record)."""
-    return Population(np.int64(nrn.pop_du[p]), np.int64(nrn.pop_dv[p]),
-                      np.int64(nrn.pop_theta[p]), nrn.pop_mode[p])
+    """The registers of LIF population p (a Population record). Outside loops only: an
+    inlined record argument costs a reference count of each of its arrays per call (the
+    loops over populations use :func:`population_of`)."""
+    return population_of(nrn.pop_du, nrn.pop_dv, nrn.pop_theta, nrn.pop_mode, p)
+
+
+@njit(cache=True, inline="always")
+def population_of(du, dv, theta, mode, p):
+    """The Population record of population p from the Neurons arrays pop_du, pop_dv,
+    pop_theta and pop_mode."""
+    return Population(np.int64(du[p]), np.int64(dv[p]), np.int64(theta[p]), mode[p])
 
 
 @njit(cache=True, inline="always")
@@ -278,12 +286,13 @@ def update_lif(st, a_in, nrn, flag):
     """:func:`update_neurons` of Neurons whose populations are all LIF."""
     u, v = st.u, st.v
     pop_g0, bias = nrn.pop_g0, nrn.bias
+    du, dv, theta, mode = nrn.pop_du, nrn.pop_dv, nrn.pop_theta, nrn.pop_mode
     fmt = formats(nrn)
-    for p in range(nrn.pop_du.shape[0]):
+    for p in range(du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
         _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
-                      population(nrn, p), fmt)
+                      population_of(du, dv, theta, mode, p), fmt)
 
 
 @njit(cache=True, inline="always")
@@ -296,13 +305,14 @@ def update_neurons(st, a_in, nrn, flag, pay, t):
         return
     u, v = st.u, st.v
     pop_g0, bias, pop_model = nrn.pop_g0, nrn.bias, nrn.pop_model
+    du, dv, theta, mode = nrn.pop_du, nrn.pop_dv, nrn.pop_theta, nrn.pop_mode
     fmt = formats(nrn)
-    for p in range(nrn.pop_du.shape[0]):
+    for p in range(du.shape[0]):
         g0 = pop_g0[p]
         g1 = pop_g0[p + 1]
         if pop_model[p] == LIF:
             _update_range(u[g0:g1], v[g0:g1], a_in[g0:g1], bias[g0:g1], flag[g0:g1],
-                          population(nrn, p), fmt)
+                          population_of(du, dv, theta, mode, p), fmt)
         else:
             update_model(p, g0, g1, st, a_in, nrn, flag, pay, t)
 

@@ -192,13 +192,13 @@ def charge_par(direct, nd, src_slot, rt, cnt, cnt_p):
 
 
 @njit(cache=True, inline="always")
-def step_sources(t, inp, fired, nf, net, only_senders, srcs, pay, general):
+def step_sources(t, inp, fired, nf, n_in, route_ptr, srcs, pay, general):
     """The step's spiking sources into srcs: host inputs first, then the neurons that
-    fired. With only_senders, neurons without axons (nothing to route) are left out.
-    Graded host inputs (inp.val not empty) write their payloads into pay, unless general
-    is None (see ``step.inference_step``)."""
-    n_in = net.sources.n_inputs
-    route_ptr = net.routes.ptr
+    fired and have axons (neurons without any have nothing to route). n_in: the host
+    inputs (Sources.n_inputs); route_ptr: Routes.ptr. Graded host inputs (inp.val not
+    empty) write their payloads into pay, unless general is None (see
+    ``step.inference_step``). It takes arrays, not the Network: an inlined record
+    argument costs a reference count of each of its arrays per step."""
     inp_src = inp.src
     i0 = inp.ptr[t]
     ni = inp.ptr[t + 1] - i0
@@ -211,7 +211,7 @@ def step_sources(t, inp, fired, nf, net, only_senders, srcs, pay, general):
     ns = ni
     for q in range(nf):
         s = n_in + fired[q]
-        if not only_senders or route_ptr[s + 1] > route_ptr[s]:
+        if route_ptr[s + 1] > route_ptr[s]:
             srcs[ns] = s
             ns += 1
     return ns

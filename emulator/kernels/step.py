@@ -109,11 +109,13 @@ def inference_step(t, t0, net, inp, st, rec, wk, general):
         update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
     observe(t, st, rec, wk.fired, nf, npay, general)
-    ns = step_sources(t, inp, wk.fired, nf, net, True, wk.srcs, wk.pay, general)
+    ns = step_sources(t, inp, wk.fired, nf, net.sources.n_inputs, net.routes.ptr, wk.srcs, wk.pay,
+                      general)
     if ns > 0:
         route(ns, net.sources, net.routes, wk, cnt)
         # synaptic input lands in the ring slots of steps t + 1 + delay
-        synapses(0, net.conns.kind.shape[0], net, st, cur + 1, wk)
+        synapses(0, net.conns.kind.shape[0], net.conns, net.syn, net.sources.pop_src0, D, st,
+                 cur + 1, wk)
         if general is not None and net.conns.n_graded > 0:
             graded_synapses(net, st, cur + 1, wk)
         wk.spk_cnt[:] = 0
@@ -218,7 +220,7 @@ def run_threaded(T, t0, net, inp, st, rec, par):
                 fired[nf] = fired_seg[g0 + i]
                 nf += 1
         observe(t, st, rec, fired, nf, npay, True)
-        ns = step_sources(t, inp, fired, nf, net, True, wk.srcs, wk.pay, True)
+        ns = step_sources(t, inp, fired, nf, src.n_inputs, rt.ptr, wk.srcs, wk.pay, True)
         if ns > 0:
             ncls, nd = group(ns, src, wk)
             if nd >= par.min_sources:

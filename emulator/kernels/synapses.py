@@ -327,6 +327,15 @@ def _target(c, conns, ring, scratch, dst0, D, N):
 
 
 @njit(cache=True, inline="always")
+def _segment(neg, start, npost, ring, scratch):
+    """The segment a connection without per-synapse delays adds into: from ``start`` of the
+    ring, or of its scratch bins when its weight exponent is negative (neg)."""
+    if neg:
+        return scratch[start: start + npost]
+    return ring[start: start + npost]
+
+
+@njit(cache=True, inline="always")
 def _is_fast(c, conns):
     return conns.kind[c] <= SPARSE and conns.hasd[c] == 0 and conns.graded[c] == 0
 
@@ -340,35 +349,38 @@ def spiking_rows(c, conns, work, pop_src0):
 
 
 @njit(cache=True, inline="always")
-def synapses(c0, c1, net, st, dst0, work):
-    """Connections c0..c1-1 add the rows of their spiking presynaptic neurons into the
-    ring slots from dst0 on (st: SampleState; work: Work with this step's rows). Inlined
-    into the step: a call would incref and decref every array of the records it takes."""
-    conns, syn = net.conns, net.syn
-    D = net.ring_slots
+def synapses(c0, c1, conns, syn, pop_src0, D, st, dst0, work):
+    """Connections c0..c1-1 (of Connections conns, Synapses syn) add the rows of their
+    spiking presynaptic neurons into the ring slots from dst0 on (D: ring slots; st:
+    SampleState; work: Work with this step's rows; pop_src0: Sources.pop_src0). Inlined
+    into the step, and it takes the parts of the Network it reads, not the Network: a
+    record argument costs a reference count of each of its arrays per call, even inlined."""
     ring, scratch = st.ring, st.scratch
     N = st.u.shape[0]
-    pop_src0 = net.sources.pop_src0
+    spk_cnt, rows_all = work.spk_cnt, work.rows_all
     for c in range(c0, c1):
-        rows = spiking_rows(c, conns, work, pop_src0)
-        if rows.shape[0] == 0:
-            continue
+        pi = conns.prepop[c]
+        nrows = spk_cnt[pi]
+        if nrows == 0 or conns.graded[c] != 0:
+            continue  # no spikes, or graded (graded_synapses adds those)
+        r0 = pop_src0[pi]
+        rows = rows_all[r0: r0 + nrows]
         kind = conns.kind[c]
         neg = conns.wexp[c] < 0
         hasd = conns.hasd[c] != 0
-        if conns.graded[c] != 0:
-            continue  # graded_synapses adds them
+        npost = conns.npost[c]
+        start = conns.scoff[c] if neg else ((dst0 + conns.delay[c]) % D) * N + conns.post0[c]
         if kind == DENSE and not hasd:
-            seg = _target(c, conns, ring, scratch, dst0, D, N)
-            _dense_rows(rows, syn.dws, syn.dw, conns.woff[c], conns.npost[c], conns.wmode[c],
+            seg = _segment(neg, start, npost, ring, scratch)
+            _dense_rows(rows, syn.dws, syn.dw, conns.woff[c], npost, conns.wmode[c],
                         conns.lsh[c], seg, work.acc16)
         elif kind == DENSE:
             _dense_rows_delayed(rows, c, conns, syn, dst0, D, N, scratch if neg else ring, neg)
         elif kind == SPARSE and not hasd:
-            seg = _target(c, conns, ring, scratch, dst0, D, N)
+            seg = _segment(neg, start, npost, ring, scratch)
             _sparse_rows_fast(rows, syn, conns.soff[c], conns.wmode[c], conns.lsh[c], seg)
         elif kind == CONV:  # one delay: its ring slot or scratch, like the fast kinds
-            seg = _target(c, conns, ring, scratch, dst0, D, N)
+            seg = _segment(neg, start, npost, ring, scratch)
             geo = syn.cgeo[conns.soff[c]]
             conv_rows(rows, geo, syn.ckw, syn.ctap, seg, 0, conv_parts(geo))
         else:
@@ -436,7 +448,7 @@ def synapses_par(net, syn, st, dst0, work, acc_p, min_events):
                 _flush_scratch(c, conns, scratch, ring, dst0, D, N)
             continue
         if not (big and _is_fast(c, conns)):
-            synapses(c, c + 1, net, st, dst0, work)
+            synapses(c, c + 1, conns, net.syn, net.sources.pop_src0, D, st, dst0, work)
             continue
         seg = _target(c, conns, ring, scratch, dst0, D, N)
         part = (npost + P - 1) // P

@@ -131,7 +131,6 @@ class Plan(NamedTuple):
 class Statement(NamedTuple):
     """One dw/de statement of one dense group in the common case (:func:`_statement_fast`)."""
 
-    which: np.int64  # 0: dw (weights), 1: de (tags)
     n_pre: np.int64
     n_post: np.int64
     woff: np.int64  # first weight byte
@@ -144,7 +143,7 @@ class Statement(NamedTuple):
     hi: np.int64
     acc_lo: np.int64  # range of the accumulator
     acc_hi: np.int64
-    mode: np.int8  # WeightDecode
+    mode: np.int64  # WeightDecode
     wsh: np.int64  # decode shift
     slot: np.int64  # core slot (counters)
     key: np.uint64  # PRNG key of the statement's stream on that core
@@ -251,15 +250,19 @@ def _post_value(code, gi, flag, NR, u, v):
 
 
 @njit(cache=True)
-def _statement_fast(s, Q, P, dw, tags, cnt):
+def _statement_fast(which, s, Q, P, dw, tags, cnt):
     """The common case of :func:`_statement` (dense, one core, one term without synapse
     variables), with the same arithmetic and the same random numbers: the term's number is
-    d = 2 gid and the final rounding's d + 1, both in the draw d >> lf. s: Statement;
+    d = 2 gid and the final rounding's d + 1, both in the draw d >> lf. which: 0 (dw) or
+    1 (de), a compile-time constant (a literal at the calls of :func:`_statement`, passed
+    on as it is: the statement's inner loop is compiled without the test); s: Statement;
     Q, P: the term's pre- and postsynaptic parts."""
-    lf, pb = s.lf, s.pb
+    lf, pb, mode, wsh, key = s.lf, s.pb, s.mode, s.wsh, s.key
+    frac, step, lo, hi, acc_lo, acc_hi = s.frac, s.step, s.lo, s.hi, s.acc_lo, s.acc_hi
+    n_post, mant, k1 = s.n_post, s.mant, s.k1
     fm = (np.int64(1) << lf) - 1
     mask = np.uint64((np.int64(1) << pb) - 1)
-    k2 = s.frac + s.step
+    k2 = frac + step
     ln = np.int64(-1)
     lh = np.uint64(0)
     n_vis = 0
@@ -267,10 +270,10 @@ def _statement_fast(s, Q, P, dw, tags, cnt):
         qv = Q[j]
         if qv == 0:
             continue
-        qm = s.mant * qv
-        row = s.woff + j * s.n_post
-        g0 = s.syn0 + j * s.n_post
-        for i in range(s.n_post):
+        qm = mant * qv
+        row = s.woff + j * n_post
+        g0 = s.syn0 + j * n_post
+        for i in range(n_post):
             pv = P[i]
             if pv == 0:
                 continue
@@ -278,19 +281,19 @@ def _statement_fast(s, Q, P, dw, tags, cnt):
             d = gid << 1
             n = d >> lf
             if n != ln:
-                lh = _draw(s.key, n)
+                lh = _draw(key, n)
                 ln = n
             sh = np.uint64((d & fm) * pb)
             r0 = np.int64((lh >> sh) & mask)
             r1 = np.int64((lh >> (sh + np.uint64(pb))) & mask)
-            if s.which == 0:
-                z = decode_weight(dw[row + i], s.mode, s.wsh)
+            if which == 0:
+                z = decode_weight(dw[row + i], mode, wsh)
             else:
                 z = tags[gid]
-            acc = _clip((z << s.frac) + _sround(qm * pv, s.k1, r0, pb), s.acc_lo, s.acc_hi)
-            new = _clip(_sround(acc, k2, r1, pb) << s.step, s.lo, s.hi)
-            if s.which == 0:
-                dw[row + i] = _wencode(new, s.mode, s.wsh)
+            acc = _clip((z << frac) + _sround(qm * pv, k1, r0, pb), acc_lo, acc_hi)
+            new = _clip(_sround(acc, k2, r1, pb) << step, lo, hi)
+            if which == 0:
+                dw[row + i] = _wencode(new, mode, wsh)
             else:
                 tags[gid] = new
             n_vis += 1
@@ -358,7 +361,7 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
     acc_hi = (np.int64(1) << (acc_bits - 1)) - 1
     col = C_LEARN if which == 0 else C_TRACE
     stream = STREAM_WGT if which == 0 else STREAM_TAG
-    mode = np.int8(G[p, GC.WMODE])
+    mode = G[p, GC.WMODE]
     wsh = G[p, GC.WSHIFT]
     kind = G[p, GC.KIND]
     dense = kind == ConnKind.DENSE
@@ -370,10 +373,10 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
                 syn_factors = True
     if dense and nc == 1 and nt == 1 and not syn_factors:
         sl0 = np.int64(nslot[g0])
-        st = Statement(np.int64(which), n_pre, n_post, woff, syn0, TERMS[q0, TC.MANT],
+        st = Statement(n_pre, n_post, woff, syn0, TERMS[q0, TC.MANT],
                        -TERMS[q0, TC.DSH], frac, step, lo, hi, acc_lo, acc_hi, mode, wsh, sl0,
                        kb[sl0, stream], lf, pb, np.int64(col))
-        _statement_fast(st, Qw[:, 0], Pw[:, 0], dw, tags, cnt)
+        _statement_fast(which, st, Qw[:, 0], Pw[:, 0], dw, tags, cnt)
         return
     ln = np.int64(-1)
     lsl = np.int64(-1)
