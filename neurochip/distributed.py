@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import tempfile
 import time
@@ -193,10 +192,15 @@ _IMAGES: OrderedDict[str, tuple[ChipImage, Any]] = OrderedDict()
 _COMPILED: OrderedDict[str, bytes] = OrderedDict()
 
 
+_MADE: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+
+
 def clear_caches() -> None:
-    """Forget this process's compiled and loaded images (benchmarks time cold jobs)."""
+    """Forget this process's compiled and loaded images and the data sets it made
+    (benchmarks time cold jobs)."""
     _IMAGES.clear()
     _COMPILED.clear()
+    _MADE.clear()
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
@@ -400,11 +404,26 @@ def eval_task(job: Job, image: bytes | dict[str, Any], data: Mapping[str, Any],
     return rec
 
 
-def chunk_task(jobs: Sequence[Job], spec: CompileSpec, calibration: NDArray[Any] | None,
-               datas: Sequence[Mapping[str, Any]], readouts: Sequence[Readout]
+def _arrays(data: Mapping[str, Any] | DigitsData) -> Mapping[str, Any]:
+    """A data set's arrays: given, or made from its recipe (once per process)."""
+    if not isinstance(data, DigitsData):
+        return data
+    if data in _MADE:
+        _MADE.move_to_end(data)
+        return _MADE[data]
+    made = make_data(data)
+    _remember(_MADE, data, made)  # type: ignore[arg-type]
+    return made
+
+
+def chunk_task(jobs: Sequence[Job], spec: CompileSpec,
+               calibration: NDArray[Any] | DigitsData | None,
+               datas: Sequence[Mapping[str, Any] | DigitsData], readouts: Sequence[Readout]
                ) -> list[dict[str, Any]]:
     """Compile one image (or take it from this worker's cache) and run several eval jobs
-    on it in one task: their records, in order.
+    on it in one task: their records, in order. A data set (or the calibration inputs) may
+    come as its recipe, made here (and kept for the next chunks): made on every worker
+    that needs it, which costs less than a task of its own that the chunks wait for.
 
     Dask's advice is tasks of 100 ms or more; one digits evaluation takes about 25 ms, and
     a task that short spends a good part of its time on the worker's bookkeeping (moving
@@ -412,11 +431,12 @@ def chunk_task(jobs: Sequence[Job], spec: CompileSpec, calibration: NDArray[Any]
     chunk waits for nothing but its data, so no worker idles while another compiles. An
     unexpected failure of one job is that job's record (``internal``), not the chunk's.
     """
-    image = compile_task(spec, calibration)
+    cal = _arrays(calibration)["x"] if isinstance(calibration, DigitsData) else calibration
+    image = compile_task(spec, cal)
     out: list[dict[str, Any]] = []
     for job, data, readout in zip(jobs, datas, readouts):
         try:
-            out.append(eval_task(job, image, data, readout))
+            out.append(eval_task(job, image, _arrays(data), readout))
         except Exception as exc:  # recorded, the chunk goes on
             out.append(_internal_error(job, exc))
     return out
@@ -430,15 +450,29 @@ def _internal_error(job: Job, exc: BaseException) -> dict[str, Any]:
 
 
 def chunks_of(keys: Sequence[str], groups: Mapping[str, str], workers: int,
-              per_worker: int = 4) -> list[list[str]]:
+              per_worker: int = 4, compile_cost: Mapping[str, float] | None = None
+              ) -> list[list[str]]:
     """Job keys grouped by the image they run on (``groups``: key -> image key), in first-
     seen order, each group cut into pieces of at most ``ceil(len(keys) / (per_worker *
-    workers))``, so that every worker gets several chunks to balance the load."""
+    workers))``, so that every worker gets several chunks to balance the load.
+
+    compile_cost: per image key, what compiling it costs in jobs' runs; given, the chunks
+    come largest first (compile cost + jobs; ties in first-seen order), the longest-job-first
+    rule of list scheduling: the last chunks, which decide when the last worker is done,
+    are the short ones."""
     cap = max(1, -(-len(keys) // max(1, per_worker * workers)))
     by: dict[str, list[str]] = {}
     for k in keys:
         by.setdefault(groups[k], []).append(k)
-    return [g[i: i + cap] for g in by.values() for i in range(0, len(g), cap)]
+    pieces = [(img, g[i: i + cap]) for img, g in by.items() for i in range(0, len(g), cap)]
+    if compile_cost is not None:
+        pieces.sort(key=lambda p: -(compile_cost.get(p[0], 0.0) + len(p[1])))
+    return [c for _, c in pieces]
+
+
+# What compiling an image costs, in runs of one digits evaluation (measured: compiling the
+# digits model takes about one run, with a calibration about three).
+COMPILE_COST = {False: 1.0, True: 3.0}
 
 
 def shard_task(image: bytes | dict[str, Any], inputs: NDArray[Any], readout: Readout,
@@ -541,16 +575,19 @@ class DigitsData:
 
 def make_data(recipe: DigitsData) -> dict[str, Any]:
     """The arrays of a data recipe (the same on every machine)."""
-    from neurochip.tasks.digits import digits_spikes, digits_task
+    from neurochip.tasks.digits import digits_split_spikes, digits_task
 
     if recipe.part == "learn":
         t = digits_task(recipe.steps, float(recipe.encoding))
         return {"x_train": t.x_train, "y_train": t.y_train, "x_test": t.x_test,
                 "y_test": t.y_test}
     if recipe.part == "train":
-        return {"x": digits_spikes(recipe.steps, recipe.encoding)[0].x[: recipe.samples]}
-    test = digits_spikes(recipe.steps, recipe.encoding, seed=recipe.seed)[1]
-    return {"inputs": test.x[: recipe.samples], "labels": test.y[: recipe.samples]}
+        train = digits_split_spikes("train", recipe.steps, recipe.encoding,
+                                    samples=recipe.samples)
+        return {"x": train.x}
+    test = digits_split_spikes("test", recipe.steps, recipe.encoding, seed=recipe.seed,
+                               samples=recipe.samples)
+    return {"inputs": test.x, "labels": test.y}
 
 
 @dataclass
@@ -939,19 +976,12 @@ class Runner:
             if k in datas and datas[k].status not in ("cancelled", "lost", "error"):
                 return datas[k]
             recipe = prep.datas[name]
-            if isinstance(recipe, DigitsData):
+            if isinstance(recipe, DigitsData):  # the learning jobs' data set
                 # made on a worker (the client's preparation stays short); a task has
                 # lineage, so a copy lost with a worker is made again
-                whole = f"{name}/None"
-                if whole not in datas or datas[whole].status in ("cancelled", "lost",
-                                                                 "error"):
-                    datas[whole] = client.submit(make_data, recipe, key=f"data-"
-                                                 f"{uuid.uuid4().hex[:8]}-{tok}", retries=r,
-                                                 pure=False)
-                if part is not None:
-                    datas[k] = client.submit(operator.getitem, datas[whole], part,
-                                             key=f"data-{uuid.uuid4().hex[:8]}-{tok}",
-                                             retries=r, pure=False)
+                datas[k] = client.submit(make_data, recipe, key=f"data-"
+                                         f"{uuid.uuid4().hex[:8]}-{tok}", retries=r,
+                                         pure=False)
                 return datas[k]
             value = recipe if part is None else recipe[part]
             datas[k] = client.scatter([value], hash=False, broadcast=True)[0]
@@ -969,11 +999,17 @@ class Runner:
                                      pure=False)
             return submit_chunk([job], attempt)
 
+        def chunk_data(name: str, part: str | None = None) -> Any:
+            # a recipe travels as it is (made on the worker, see chunk_task); arrays read
+            # by the client are scattered once
+            recipe = prep.datas[name]
+            return recipe if isinstance(recipe, DigitsData) else data(name, part)
+
         def submit_chunk(chunk: Sequence[Job], attempt: int) -> Any:
             spec, ckey = prep.compiles[prep.job_compile[chunk[0].key]]
             return client.submit(
-                chunk_task, list(chunk), spec, data(ckey, "x") if ckey else None,
-                [data(prep.job_data[j.key]) for j in chunk],
+                chunk_task, list(chunk), spec, chunk_data(ckey, "x") if ckey else None,
+                [chunk_data(prep.job_data[j.key]) for j in chunk],
                 [prep.readouts[j.key] for j in chunk],
                 key=f"chunk-{chunk[0].key}-{len(chunk)}-{tok}-{attempt}", retries=r,
                 pure=False)
@@ -1002,13 +1038,16 @@ class Runner:
             by_key = {j.key: j for j in todo}
             evals = [j.key for j in todo if j.kind == "eval"]
             out: dict[Any, tuple[list[Job], int]] = {}
-            for k in evals:  # every data set asked for now: made while the first chunks run
-                data(prep.job_data[k])
+            for k in evals:  # every array data set scattered now, before the chunks
+                chunk_data(prep.job_data[k])
                 ckey = prep.compiles[prep.job_compile[k]][1]
                 if ckey:
-                    data(ckey, "x")
+                    chunk_data(ckey, "x")
+            cost = {ck: COMPILE_COST[calib is not None]
+                    for ck, (_, calib) in prep.compiles.items()}
             waiting.extend([by_key[k] for k in keys]
-                           for keys in chunks_of(evals, prep.job_compile, workers))
+                           for keys in chunks_of(evals, prep.job_compile, workers,
+                                                 compile_cost=cost))
             top_up(out)
             empty = [j for j in todo if j.kind == "empty"]
             if empty:

@@ -44,6 +44,7 @@ __all__ = [
     "digits_network",
     "digits_spikes",
     "digits_split",
+    "digits_split_spikes",
     "digits_task",
     "distort_digits",
     "encode_digits",
@@ -100,9 +101,26 @@ def digits_spikes(steps: int = DIGITS_STEPS, encoding: str = "regular", *, seed:
                   ) -> tuple[SpikeData, SpikeData]:
     """(train, test) of the fixed split as spikes (N, steps, 64), e.g. the test set the
     bundled digits model is evaluated on: ``digits_spikes(20)[1]``."""
+    return (digits_split_spikes("train", steps, encoding, seed=seed),
+            digits_split_spikes("test", steps, encoding, seed=seed))
+
+
+def digits_split_spikes(split: str, steps: int = DIGITS_STEPS, encoding: str = "regular", *,
+                        seed: int = 0, samples: int | None = None) -> SpikeData:
+    """One split ("train" or "test") of :func:`digits_spikes`, the same arrays, without
+    encoding the other one (the test split is a quarter of the work); samples: only its
+    first samples (the same rows: a deterministic code encodes just those, the random one,
+    "bernoulli", the whole split first)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"unknown digits split {split!r}; use 'train' or 'test'",
+                          where="digits data", field="split", value=split)
     Xtr, Xte, ytr, yte = digits_split()
-    return (SpikeData(encode_digits(Xtr, steps, encoding, seed=seed), ytr),
-            SpikeData(encode_digits(Xte, steps, encoding, seed=seed + 1), yte))
+    X, y, s = (Xtr, ytr, seed) if split == "train" else (Xte, yte, seed + 1)
+    if samples is None:
+        return SpikeData(encode_digits(X, steps, encoding, seed=s), y)
+    if encoding == "bernoulli":  # the coin flips depend on the whole array's shape
+        return SpikeData(encode_digits(X, steps, encoding, seed=s)[:samples], y[:samples])
+    return SpikeData(encode_digits(X[:samples], steps, encoding, seed=s), y[:samples])
 
 
 def digits_inputs(steps: int = DIGITS_STEPS, encoding: str = "regular") -> str:

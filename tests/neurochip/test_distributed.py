@@ -145,6 +145,21 @@ def test_eval_jobs_are_chunked_by_image_in_first_seen_order() -> None:
     assert chunks_of([], {}, workers=2) == []
 
 
+def test_chunks_come_largest_first_when_costs_are_given() -> None:
+    from neurochip.distributed import chunks_of
+
+    keys = [f"j{i}" for i in range(7)]
+    image = {k: "ABBCCCC"[i] for i, k in enumerate(keys)}
+    # cap 1 job a chunk with 7 workers: A 1+1, B 5+1 (x2), C 0+1 (x4)
+    chunks = chunks_of(keys, image, workers=7, per_worker=1,
+                       compile_cost={"A": 1.0, "B": 5.0, "C": 0.0})
+    assert chunks == [["j1"], ["j2"], ["j0"], ["j3"], ["j4"], ["j5"], ["j6"]]
+    # with chunks of several jobs, the job count counts too: C's 4 jobs outweigh A's cost
+    chunks = chunks_of(keys, image, workers=1, per_worker=1,
+                       compile_cost={"A": 2.0, "B": 0.0, "C": 1.0})
+    assert chunks == [["j3", "j4", "j5", "j6"], ["j0"], ["j1", "j2"]]
+
+
 def test_an_unexpected_failure_in_a_chunk_is_that_jobs_record() -> None:
     from neurochip.distributed import _prepare, chunk_task
 
@@ -299,3 +314,29 @@ def test_bundled_data_is_made_on_the_workers_not_in_the_client() -> None:
     np.testing.assert_array_equal(made["labels"], test.y[:40])
     assert prep.data(prep.job_data[job.key]) is made  # made once per process
     np.testing.assert_array_equal(make_data(rec)["inputs"], made["inputs"])
+
+
+def test_a_chunk_makes_its_data_from_recipes_once_per_process() -> None:
+    """Recipes travel to the chunk (no data task for the chunks to wait for): the chunk
+    makes the arrays, keeps them for the next chunks, and its records equal those of the
+    same chunk given the arrays."""
+    import neurochip.distributed as dist
+
+    jobs = [j for j in _jobs() if j.calibration == "p99.5" and j.weight_bits == 8]
+    prep = dist._prepare(jobs)
+    spec, ckey = prep.compiles[prep.job_compile[jobs[0].key]]
+    assert ckey is not None
+    recipes = [prep.datas[prep.job_data[j.key]] for j in jobs]
+    readouts = [prep.readouts[j.key] for j in jobs]
+    dist.clear_caches()
+    from_recipes = dist.chunk_task(jobs, spec, prep.datas[ckey], recipes, readouts)
+    assert set(dist._MADE) == {prep.datas[ckey], *recipes}  # made here, and kept
+    kept = {r: dist._MADE[r] for r in dist._MADE}
+    dist.chunk_task(jobs, spec, prep.datas[ckey], recipes, readouts)
+    assert all(dist._MADE[r] is a for r, a in kept.items())  # not made again
+    dist.clear_caches()
+    assert not dist._MADE
+    from_arrays = dist.chunk_task(jobs, spec, prep.data(ckey)["x"],
+                                  [prep.data(prep.job_data[j.key]) for j in jobs], readouts)
+    assert not [r for r in from_recipes if "error" in r]
+    assert same_results(from_recipes, from_arrays)
