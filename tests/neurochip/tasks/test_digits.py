@@ -105,3 +105,22 @@ def test_no_other_module_loads_the_digits() -> None:
         if re.search(r"load_digits\(|train_test_split\(|DIGITS_SPLIT\s*=", text):
             hits.append(str(path.relative_to(ROOT)))
     assert hits == ["neurochip/tasks/digits.py"]
+
+
+@pytest.mark.parametrize("encoding", ["regular", "bernoulli"])
+def test_one_split_is_the_same_as_both_splits(encoding: str) -> None:
+    """digits_split_spikes gives digits_spikes' arrays, also for the first rows only (a
+    deterministic code encodes just those, bernoulli the whole split first)."""
+    train, test = D.digits_spikes(8, encoding, seed=3)
+    one = D.digits_split_spikes("test", 8, encoding, seed=3)
+    np.testing.assert_array_equal(one.x, test.x)
+    np.testing.assert_array_equal(one.y, test.y)
+    head = D.digits_split_spikes("train", 8, encoding, seed=3, samples=30)
+    np.testing.assert_array_equal(head.x, train.x[:30])
+    np.testing.assert_array_equal(head.y, train.y[:30])
+
+
+def test_an_unknown_split_is_a_named_error() -> None:
+    with pytest.raises(ConfigError) as ei:
+        D.digits_split_spikes("validation")
+    assert ei.value.field == "split" and "validation" in str(ei.value)
