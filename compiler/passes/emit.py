@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from compiler.passes.emit_kernels import fan_out_lists
 from compiler.passes.mapping import Mapping, synapse_bits, used_cores
 from neurochip.core import fixedpoint as fx
 from neurochip.core import neuron_models as nm
@@ -30,34 +31,24 @@ def connection_arrays(W: sp.csr_matrix, delays: NDArray[np.int64] | None, storag
             D = np.asarray(delays, np.int64).reshape(n_post, n_pre)
             out["delay"] = np.ascontiguousarray(D.T.reshape(-1).astype(np.uint8))
         return out, decode, shift
-    # Sparse: transpose the (post, pre) CSR into per-pre fan-out lists (CSC order: by pre,
-    # then post). The permutation is read off a CSC conversion of the synapse numbers,
-    # O(synapses) instead of a sort.
-    # (32-bit synapse numbers when they fit: half the memory of the conversion)
-    num_t = np.int32 if W.nnz < np.iinfo(np.int32).max else np.int64
-    nums = sp.csr_matrix((np.arange(1, W.nnz + 1, dtype=num_t), W.indices, W.indptr),
-                         shape=W.shape).tocsc()
-    order = nums.data
-    order -= 1
-    # gathered and encoded in blocks: no int64 copy of all the weights (the encoding is
-    # per weight; its decode rule depends on the sign mode only)
-    data = np.asarray(W.data, np.int64)
-    b = np.empty(order.size, np.uint8)
-    d8 = None if delays is None else np.empty(order.size, np.uint8)
-    _, decode, shift = fx.encode_weight_bytes(data[:0], sign_mode)
+    # Sparse: the (post, pre) CSR transposed into per-pre fan-out lists (CSC order: by
+    # pre, then post) by a counting sort that carries the encoded bytes along. The weights
+    # are encoded in CSR order, in blocks (no int64 copy of all of them; the encoding is
+    # per weight, its decode rule depends on the sign mode only).
+    data = W.data
+    enc = np.empty(data.size, np.uint8)
+    _, decode, shift = fx.encode_weight_bytes(np.zeros(0, np.int64), sign_mode)
     step = 1 << 22
-    for a in range(0, order.size, step):
-        sel = order[a:a + step]
-        b[a:a + sel.size] = fx.encode_weight_bytes(data[sel], sign_mode)[0]
-        if d8 is not None:
-            assert delays is not None
-            d8[a:a + sel.size] = delays[sel].astype(np.uint8)
-    del order
-    out["ptr"] = nums.indptr.astype(np.int64)  # per pre: its fan-out list
-    out["post"] = nums.indices.astype(np.uint32)
-    out["w"] = b
-    if d8 is not None:
-        out["delay"] = d8
+    for a in range(0, data.size, step):
+        enc[a:a + step] = fx.encode_weight_bytes(data[a:a + step], sign_mode)[0]
+    d8 = None if delays is None else np.asarray(delays).astype(np.uint8)
+    lists = fan_out_lists(W.indptr, W.indices, n_pre, enc, d8)
+    del enc, d8
+    out["ptr"] = lists[0]  # per pre: its fan-out list
+    out["post"] = lists[1]
+    out["w"] = lists[2]
+    if lists[3] is not None:
+        out["delay"] = lists[3]
     return out, decode, shift
 
 
@@ -117,7 +108,8 @@ def emit_image(m: Mapping) -> ChipImage:
             arrays[f"conn/{i}/{k}"] = v
         conns.append(ConnectionInfo(
             c.name, c.pre, c.post, c.storage, c.shape[1], c.shape[0], c.n_synapses, c.sign_mode,
-            c.num_weight_bits, c.weight_exp, c.delay, c.delays is not None, decode, shift))
+            c.num_weight_bits, c.weight_exp, c.delay, c.delays is not None, decode, shift,
+            port=c.port))
     cores = []
     pops_on: dict[int, list[str]] = {}
     for name, sl in m.slices.items():

@@ -36,10 +36,12 @@ Placement (``options["placement"]``):
 * ``"greedy"``: next-fit, chunks in declaration order onto cores 0, 1, 2, ...;
 * ``"traffic"`` (default): the chunk graph weighted by the spikes it carries per step
   (one message per axon per spike of its source, at the sources' expected rates) is cut
-  with METIS into core-sized groups, packed, and the cores are placed on the mesh to
-  minimise weighted NoC hops, refined by pairwise swaps of core contents. The result is
-  kept only when it has fewer weighted hops than next-fit and no more hops; otherwise
-  (ties included) the next-fit placement is kept.
+  with METIS into core-sized groups (METIS sees each chunk's ``METIS_LINKS`` heaviest
+  links), packed, and the cores are placed on the mesh to minimise weighted NoC hops,
+  refined by pairwise swaps of core contents (at most ``REFINE_BUDGET`` steps, which
+  only networks of thousands of cores reach). The result is kept only when
+  it has fewer weighted hops than next-fit and no more hops; otherwise (ties included)
+  the next-fit placement is kept.
 
 Partition and place do not raise: they record every :class:`Problem` they find in the
 mapping, and ``check_rules`` raises them all at once together with the rule violations.
@@ -56,7 +58,15 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from compiler.passes.mapping_kernels import axon_pairs, chunk_axons, swap_bins
+from compiler.passes.mapping_kernels import (
+    BinGraph,
+    MeshAxes,
+    axon_pairs,
+    chunk_axons,
+    core_axons,
+    refine_bins,
+    strongest_edges,
+)
 from neurochip.core.errors import ConfigError
 from neurochip.core.hw import HardwareSpec
 from neurochip.core.network import Connection, Network, Population
@@ -323,10 +333,34 @@ def _usage(cut: _Cut, s: int, out1: NDArray[np.float64] | None
     return mem, ax, out
 
 
+def _probe_axons(cut: _Cut, s: int) -> int:
+    """Input axons of the one chunk (cut every s) that holds the most synapses: a lower
+    bound of the largest chunk's, from a pass over that chunk's synapses only."""
+    n = cut.pop.size
+    k = -(-n // s)
+    c = int(np.argmax(np.bincount(np.arange(n, dtype=np.int64) // s, weights=cut.ax1,
+                                  minlength=k)))
+    a, b = c * s, min(n, (c + 1) * s)
+    rows = cut.order[a:b] if cut.order is not None else np.arange(a, b, dtype=np.int64)
+    total = 0
+    for i in cut.ins:
+        if i.dense:
+            total += i.n_pre
+            continue
+        W = i.conn.weights
+        total += int(chunk_axons(W.indptr, W.indices, i.n_pre, rows, b - a)[0][0])
+    return total
+
+
 def _size(cut: _Cut, hw: HardwareSpec, out1: NDArray[np.float64] | None,
-          skip: set[str]) -> None:
+          skip: set[str], max_k: int | None = None) -> bool:
     """The fewest, evenly sized chunks whose resources fit a core (resources in ``skip``
-    do not fit even for one neuron and are left to the problem report)."""
+    do not fit even for one neuron and are left to the problem report).
+
+    With ``max_k``, give up (return False, the cut left as it was) as soon as the cut is
+    sure to need more than max_k chunks: the trial size only falls, and a lower bound of
+    the next one (exact memory, one chunk's input axons) is checked before every full
+    count, so a cut that cannot win costs about one pass over a chunk's synapses."""
     lim = hw.core
     n = cut.pop.size
     caps = {"synapse_memory": lim.synapse_memory_bits, "input_axons": lim.max_input_axons,
@@ -337,20 +371,39 @@ def _size(cut: _Cut, hw: HardwareSpec, out1: NDArray[np.float64] | None,
         return max([float(v.max()) / caps[r] for r, v in vals.items() if r not in skip]
                    + [0.0])
 
+    def step(s: int, o: float) -> int:
+        return max(1, min(s - 1, int(s / o)))
+
     s = min(lim.max_neurons, n)
     while True:
+        if max_k is not None and s > 1:
+            if -(-n // s) > max_k:
+                return False
+            k0 = -(-n // s)
+            chunk = np.arange(n, dtype=np.int64) // s
+            mem = np.bincount(chunk, weights=cut.mem1, minlength=k0).astype(np.int64)
+            if any(i.conn.conv is not None for i in cut.ins):
+                mem += _conv_chunk_bits(cut, s, k0)
+            out = (np.bincount(chunk, weights=out1, minlength=k0).astype(np.int64)
+                   if out1 is not None else np.zeros(k0, np.int64))
+            lb = over(mem, np.array([_probe_axons(cut, s)], np.int64), out)
+            if lb > 1.0 and -(-n // step(s, lb)) > max_k:
+                return False
         mem, ax, out = _usage(cut, s, out1)
         o = over(mem, ax, out)
         if o <= 1.0 or s == 1:
             break
-        s = max(1, min(s - 1, int(s / o)))
+        s = step(s, o)
     k = -(-n // s)
+    if max_k is not None and k > max_k:
+        return False
     s2 = -(-n // k)
     if s2 < s:
         mem2, ax2, out2 = _usage(cut, s2, out1)
         if over(mem2, ax2, out2) <= 1.0:
             s, mem, ax, out = s2, mem2, ax2, out2
     cut.s, cut.k, cut.mem, cut.ax, cut.out = s, -(-n // s), mem, ax, out
+    return True
 
 
 def _locality_order(pop: Population, conns: list[Connection]) -> NDArray[np.int64] | None:
@@ -462,8 +515,8 @@ def partition(m: Mapping) -> Mapping:
             order = _locality_order(pop, conns)
             if order is not None:
                 alt = _make_cut(pop, conns, hw, order)
-                _size(alt, hw, None, skip)
-                if alt.k < cut.k or (alt.k == cut.k and alt.ax.sum() < cut.ax.sum()):
+                if _size(alt, hw, None, skip, max_k=cut.k) and (
+                        alt.k < cut.k or (alt.k == cut.k and alt.ax.sum() < cut.ax.sum())):
                     cut = alt
         cuts[pop.name] = cut
     # Output axons: cutting a target population changes its sources' fan-out, so cut
@@ -640,13 +693,12 @@ def _source_axons(m: Mapping, chunk_core: NDArray[np.int64]
     src_off = m.source_offsets()
     net = m.network
     srcs, dsts = [], []
-    ncores = int(chunk_core.max()) + 1 if chunk_core.size else 1
-    for c, (j, k, _) in zip(net.connections, m.axon_pairs):
+    for c, (j, k, n) in zip(net.connections, m.axon_pairs):
         if not j.size:
             continue
-        key = np.unique(j * ncores + chunk_core[k])
-        srcs.append(key // ncores + src_off[c.pre])
-        dsts.append(key % ncores)
+        jj, kk, _ = core_axons(j, k, n, chunk_core)
+        srcs.append(jj + src_off[c.pre])
+        dsts.append(kk)
     if not srcs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(srcs), np.concatenate(dsts)
@@ -705,15 +757,27 @@ def _chunk_graph(m: Mapping, src_chunk: NDArray[np.int64], K: int, rates: NDArra
     return T, host
 
 
+#: links per chunk METIS is given (the heaviest; every link of a chunk with no more)
+METIS_LINKS = 16
+
+
 def _metis_order(T: sp.csr_matrix, load: NDArray[np.float64], nparts: int) -> NDArray[np.int64]:
     """Chunks grouped by a METIS partition of the traffic graph into ``nparts`` parts
     (vertex weight: the chunk's largest share of a core's resources), declaration order
-    inside each part."""
+    inside each part. METIS sees each chunk's :data:`METIS_LINKS` heaviest links (and those
+    of which it is among the other end's heaviest): a graph of widely spread traffic keeps
+    its strongest structure, and METIS's time stays proportional to the chunks."""
     import pymetis
 
     K = T.shape[0]
     if nparts <= 1 or K <= 1 or T.nnz == 0:
         return np.arange(K, dtype=np.int64)
+    if int(np.diff(T.indptr).max()) > METIS_LINKS:
+        keep = strongest_edges(T.indptr, T.data, METIS_LINKS)
+        rows = np.repeat(np.arange(K, dtype=np.int64), np.diff(T.indptr))
+        S = sp.csr_matrix((T.data[keep], (rows[keep], T.indices[keep])), shape=T.shape)
+        T = S.maximum(S.T).tocsr()
+        T.sort_indices()
     top = float(T.data.max())
     ew = np.maximum(1, np.rint(T.data / top * 10_000)).astype(np.int64)
     vw = np.maximum(1, np.rint(load * 1000)).astype(np.int64)
@@ -731,19 +795,25 @@ def _metis_order(T: sp.csr_matrix, load: NDArray[np.float64], nparts: int) -> ND
     return np.lexsort((np.arange(K), rank[parts_a])).astype(np.int64)
 
 
-def _place_bins(Tb: NDArray[np.float64], Hb: NDArray[np.float64], mesh: _Mesh, n_cores: int,
+#: steps the refinement may spend per candidate (a core tried for a bin or a cost-table
+#: entry updated; about 0.3 s): networks of up to several hundred cores converge (or stop
+#: after max_passes) long before it, 10^8 synapses on 1,879 cores stop at it
+REFINE_BUDGET = 10**9
+
+
+def _place_bins(Tb: sp.csr_matrix, Hb: NDArray[np.float64], mesh: _Mesh, n_cores: int,
                 pos0: NDArray[np.int64], max_passes: int = 10) -> NDArray[np.int64]:
     """Core of each bin: start from ``pos0`` and swap bins (or move one to a free core)
-    while the weighted hops fall."""
+    while the weighted hops fall (``Tb``: symmetric messages per step between bins)."""
     nb = Tb.shape[0]
     allc = np.arange(n_cores, dtype=np.int64)
-    D = mesh.dist(allc[:, None], allc[None, :])  # (P, P)
-    Dio = mesh.dist(np.full(n_cores, -1, np.int64), allc)
+    axes = MeshAxes(mesh.x, mesh.y, mesh.chip, mesh.dist(np.full(n_cores, -1, np.int64), allc),
+                    mesh.link_weight)
     pos = pos0.copy()
     occ = np.full(n_cores, -1, np.int64)
     occ[pos] = np.arange(nb)
-    M = np.asarray(Tb @ D[pos, :] + Hb[:, None] * Dio[None, :], np.float64)  # a at q
-    swap_bins(M, Tb, D, pos, occ, max_passes)
+    graph = BinGraph(Tb.indptr, Tb.indices, Tb.data, np.asarray(Hb, np.float64))
+    refine_bins(graph, axes, pos, occ, max_passes, REFINE_BUDGET)
     return pos
 
 
@@ -769,8 +839,10 @@ def _traffic_candidates(m: Mapping, mesh: _Mesh, res: NDArray[np.int64], caps: N
         # bins start on cores 0, 1, 2, ... (next-fit's cores) and move by pairwise swaps
         nbins = int(bins.max()) + 1
         Pm = sp.csr_matrix((np.ones(K), (bins, np.arange(K))), shape=(nbins, K))
-        Tb = (Pm @ T @ Pm.T).toarray()
-        np.fill_diagonal(Tb, 0.0)
+        Tb = (Pm @ T @ Pm.T).tocsr()
+        Tb.setdiag(0.0)
+        Tb.eliminate_zeros()
+        Tb.sort_indices()
         Hb = Pm @ H
         pos = _place_bins(Tb, Hb, mesh, hw.n_cores, np.arange(nbins, dtype=np.int64))
         out.append(pos[bins])
@@ -875,10 +947,7 @@ def route(m: Mapping) -> Mapping:
         if fast:  # from the partition's (pre, chunk) axons: no pass over the synapses
             assert m.chunk_core is not None
             pj, pk, pn = m.axon_pairs[ci]
-            key = pj * ncores + m.chunk_core[pk]
-            ukey, inv = np.unique(key, return_inverse=True)
-            cnt = np.bincount(inv.reshape(-1), weights=pn, minlength=ukey.size).astype(np.int64)
-            j, k = np.divmod(ukey, ncores)
+            j, k, cnt = core_axons(pj, pk, pn, m.chunk_core)
             srcs.append(j + src_off[c.pre])
             cores.append(k)
             nsyns.append(cnt)
@@ -916,7 +985,9 @@ def route(m: Mapping) -> Mapping:
         k_all = np.concatenate(cores)
         n_all = np.concatenate(nsyns)
         c_all = np.concatenate(conns)
-        order = np.lexsort((k_all, c_all, s_all))
+        # each connection's axons come sorted by (source, core), connections in order:
+        # a stable sort by source gives (source, connection, core)
+        order = np.argsort(s_all, kind="stable")
         s_all, k_all, n_all, c_all = s_all[order], k_all[order], n_all[order], c_all[order]
     else:
         s_all = k_all = n_all = c_all = np.zeros(0, np.int64)

@@ -225,6 +225,66 @@ def test_a_layer_projecting_onto_itself_is_not_cut_without_end() -> None:
         str(ei.value)
 
 
+def _block_network(n: int, fanout: int, seed: int = 0, block: int = 1024) -> neurochip.Network:
+    """n LIF neurons, each with `fanout` targets inside a random block of `block`
+    neurons: spread traffic (every chunk talks to most others), fan-in inside a core's
+    input axons."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, n - block + 1, n)[:, None]
+    mult = rng.integers(0, block // 2, n)[:, None] * 2 + 1  # odd: distinct targets
+    post = start + (mult * np.arange(fanout) + rng.integers(0, block, n)[:, None]) % block
+    W = sp.csr_matrix((np.full(n * fanout, 2, np.int64),
+                       (post.reshape(-1), np.repeat(np.arange(n), fanout))), shape=(n, n))
+    net = neurochip.Network(name=f"block{n}")
+    net.add_lif("pop", n, du=2048, dv=256, vth=100, bias_mant=60, bias_exp=3)
+    net.connect("pop", "pop", W, storage="sparse")
+    return net
+
+
+def test_a_cut_that_cannot_win_is_given_up_early_and_only_then(monkeypatch) -> None:
+    """The cut in input order is sized with a bound (the index-order cut's chunks): it is
+    given up exactly when sizing it fully would need more chunks, and then without a full
+    pass over the synapses; otherwise it is sized as without the bound."""
+    hw = neurochip.load_hw("loihi_like")
+    full_passes: list[int] = []
+    count = mp.chunk_axons
+
+    def spy(indptr, indices, n_pre, order, s):  # type: ignore[no-untyped-def]
+        if order is None or len(order) == len(indptr) - 1:
+            full_passes.append(s)
+        return count(indptr, indices, n_pre, order, s)
+
+    monkeypatch.setattr(mp, "chunk_axons", spy)
+    for net, name in ((_conv_net(), "c1"), (_block_network(20_000, 20), "pop")):
+        pop = net.population(name)
+        conns = mp._incoming(net, pop)
+        order = mp._locality_order(pop, conns)
+        assert order is not None
+        full = mp._make_cut(pop, conns, hw, order)
+        assert mp._size(full, hw, None, set())
+        for max_k in (full.k - 1, full.k, full.k + 3):
+            cut = mp._make_cut(pop, conns, hw, order)
+            full_passes.clear()
+            fits = mp._size(cut, hw, None, set(), max_k=max_k)
+            assert fits == (full.k <= max_k)
+            if fits:
+                assert (cut.s, cut.k) == (full.s, full.k)
+                np.testing.assert_array_equal(cut.ax, full.ax)
+    # the bound partition uses, the index-order cut's chunks, is far below what the spread
+    # network needs in input order: one chunk's synapses are read, not all of them
+    net = _block_network(20_000, 20)
+    pop = net.population("pop")
+    conns = mp._incoming(net, pop)
+    index = mp._make_cut(pop, conns, hw, None)
+    assert mp._size(index, hw, None, set())
+    cut = mp._make_cut(pop, conns, hw, mp._locality_order(pop, conns))
+    full_passes.clear()
+    assert not mp._size(cut, hw, None, set(), max_k=index.k)
+    assert not full_passes
+    # the conv layer is cut into spatial tiles; the spread network keeps its index order
+    assert mp.partition(Mapping(_block_network(20_000, 20), hw)).chunks["pop"][0].neurons is None
+
+
 # --------------------------------------------------------------------------------------
 # placement
 # --------------------------------------------------------------------------------------
@@ -338,6 +398,28 @@ def test_calibration_rates_weight_the_traffic() -> None:
         _map(net, "loihi_like", rates={"nope": 1.0})
     with pytest.raises(ConfigError, match="rates"):
         _map(net, "loihi_like", rates={"B1": -1.0})
+
+
+def test_spread_traffic_over_many_cores_is_placed_no_worse_than_next_fit(monkeypatch) -> None:
+    """A network whose chunks all talk to each other: METIS is given each chunk's heaviest
+    links only, the refinement stops at its budget; the placement is valid, deterministic
+    and has no more hops than next-fit."""
+    net = _block_network(150_000, 12, seed=1)
+    hw = "loihi_like_2chip"
+    g = _map(net, hw, "greedy")
+    t = _map(net, hw)
+    T, _ = mp._chunk_graph(t, mp._chunk_of_source(t)[0], len(t.all_chunks()), mp.source_rates(t))
+    assert int(np.diff(T.indptr).max()) > mp.METIS_LINKS
+    assert mapping_traffic(t)["hops_per_step"] <= mapping_traffic(g)["hops_per_step"]
+    assert t.placement["hops_per_step"] == mapping_traffic(t)["hops_per_step"]
+    img = neurochip.compile(net, hw)  # the rules pass; the same placement again
+    np.testing.assert_array_equal(img.arrays["neurons/core"], t.core_of)
+    monkeypatch.setattr(mp, "REFINE_BUDGET", 50_000)
+    small = _map(net, hw)
+    assert not np.array_equal(small.core_of, t.core_of)  # stopped early
+    assert mapping_traffic(small)["hops_per_step"] <= mapping_traffic(g)["hops_per_step"]
+    for m in (t, small):
+        assert np.unique(m.core_of).size == np.unique(g.core_of).size
 
 
 # --------------------------------------------------------------------------------------

@@ -1,14 +1,23 @@
-"""Partition's one-pass axon counting and place's swap-loop kernel against naive references
-(np.unique over every synapse; the array version of the swap loop)."""
+"""Partition's one-pass axon counting, place's refinement and route's axon merge against
+naive references (np.unique over every synapse; the matrix version of the swap loop)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import neurochip
 from compiler.passes import mapping as mp
-from compiler.passes.mapping_kernels import axon_pairs, chunk_axons, swap_bins
+from compiler.passes.mapping_kernels import (
+    BinGraph,
+    MeshAxes,
+    axon_pairs,
+    chunk_axons,
+    core_axons,
+    refine_bins,
+    strongest_edges,
+)
 
 
 def _naive(W: sp.csr_matrix, order: np.ndarray | None, s: int
@@ -124,28 +133,106 @@ def _swap_reference(M: np.ndarray, Tb: np.ndarray, D: np.ndarray, pos: np.ndarra
             break
 
 
-def test_swap_kernel_equals_the_array_loop() -> None:
-    rng = np.random.default_rng(1)
-    hw = neurochip.load_hw("loihi_like")
+def _axes(hw: neurochip.HardwareSpec) -> tuple[MeshAxes, np.ndarray]:
     mesh = mp._Mesh.of(hw)
     P = hw.n_cores
     allc = np.arange(P, dtype=np.int64)
-    D = mesh.dist(allc[:, None], allc[None, :])
-    for trial in range(6):
-        nb = int(rng.integers(2, 60))
-        T = sp.random(nb, nb, density=0.15, random_state=trial).toarray() * 10
-        Tb = T + T.T
-        np.fill_diagonal(Tb, 0.0)
-        pos0 = rng.permutation(P)[:nb].astype(np.int64)
-        M0 = Tb @ D[pos0, :] + rng.random(nb)[:, None]
-        results = []
-        for fn in (swap_bins, _swap_reference):
-            M, pos = M0.copy(), pos0.copy()
-            occ = np.full(P, -1, np.int64)
-            occ[pos] = np.arange(nb)
-            fn(M, Tb, D, pos, occ, 10)
-            results.append((pos, occ, M))
-        np.testing.assert_array_equal(results[0][0], results[1][0])
-        np.testing.assert_array_equal(results[0][1], results[1][1])
-        np.testing.assert_allclose(results[0][2], results[1][2], rtol=0, atol=1e-9)
-        assert not np.array_equal(results[0][0], pos0)  # it moved something
+    dio = mesh.dist(np.full(P, -1, np.int64), allc)
+    return (MeshAxes(mesh.x, mesh.y, mesh.chip, dio, mesh.link_weight),
+            mesh.dist(allc[:, None], allc[None, :]))
+
+
+def _cost(Tb: np.ndarray, hb: np.ndarray, D: np.ndarray, dio: np.ndarray,
+          pos: np.ndarray) -> float:
+    return float(0.5 * (Tb * D[pos][:, pos]).sum() + hb @ dio[pos])
+
+
+def _random_bins(rng: np.random.Generator, nb: int, P: int, trial: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    T = sp.random(nb, nb, density=0.15, random_state=trial).toarray() * 10
+    Tb = T + T.T
+    np.fill_diagonal(Tb, 0.0)
+    hb = rng.random(nb) * (trial % 2)
+    return Tb, hb, rng.permutation(P)[:nb].astype(np.int64)
+
+
+def test_refinement_kernel_equals_the_array_loop() -> None:
+    """The table-based kernel makes the moves of the (bins x cores) matrix loop, on one
+    chip and on two chips (a chip link weighs more than a hop)."""
+    rng = np.random.default_rng(1)
+    for hw_name in ("loihi_like", "loihi_like_2chip"):
+        hw = neurochip.load_hw(hw_name)
+        axes, D = _axes(hw)
+        P = hw.n_cores
+        for trial in range(6):
+            nb = int(rng.integers(2, 60))
+            Tb, hb, pos0 = _random_bins(rng, nb, P, trial)
+            M = Tb @ D[pos0, :] + hb[:, None] * axes.host[None, :]
+            want, occ_w = pos0.copy(), np.full(P, -1, np.int64)
+            occ_w[want] = np.arange(nb)
+            _swap_reference(M, Tb, D, want, occ_w, 10)
+            got, occ = pos0.copy(), np.full(P, -1, np.int64)
+            occ[got] = np.arange(nb)
+            S = sp.csr_matrix(Tb)
+            refine_bins(BinGraph(S.indptr, S.indices, S.data, hb), axes, got, occ, 10, 10**12)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(occ, occ_w)
+            assert not np.array_equal(got, pos0)  # it moved something
+            assert _cost(Tb, hb, D, axes.host, got) < _cost(Tb, hb, D, axes.host, pos0)
+
+
+def test_refinement_stops_at_its_budget_and_only_improves() -> None:
+    rng = np.random.default_rng(2)
+    hw = neurochip.load_hw("loihi_like_2chip")
+    axes, D = _axes(hw)
+    P = hw.n_cores
+    Tb, hb, pos0 = _random_bins(rng, 120, P, 1)
+    S = sp.csr_matrix(Tb)
+    g = BinGraph(S.indptr, S.indices, S.data, hb)
+    costs, spent = [], []
+    for budget in (0, 20_000, 200_000, 10**12):
+        pos, occ = pos0.copy(), np.full(P, -1, np.int64)
+        occ[pos] = np.arange(pos.size)
+        spent.append(refine_bins(g, axes, pos, occ, 10, budget))
+        assert np.array_equal(occ[pos], np.arange(pos.size))  # still a placement
+        assert np.count_nonzero(occ >= 0) == pos.size
+        costs.append(_cost(Tb, hb, D, axes.host, pos))
+    assert costs[0] == _cost(Tb, hb, D, axes.host, pos0)  # no budget: no move
+    assert costs[0] > costs[1] >= costs[2] >= costs[3]
+    assert spent[1] < spent[2] < spent[3]
+
+
+def test_strongest_edges_keeps_the_heaviest_of_every_row() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n = int(rng.integers(1, 40))
+        A = sp.random(n, n, density=float(rng.uniform(0, 0.8)), random_state=trial,
+                      format="csr")
+        A.data = np.rint(A.data * 4)  # ties
+        k = int(rng.integers(0, 8))
+        keep = strongest_edges(A.indptr, A.data, k)
+        for r in range(n):
+            a, b = A.indptr[r], A.indptr[r + 1]
+            want = np.zeros(b - a, bool)
+            want[np.argsort(-A.data[a:b], kind="stable")[:k]] = True
+            np.testing.assert_array_equal(keep[a:b], want)
+
+
+def test_core_axons_equal_a_unique_over_pre_and_core() -> None:
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        n = int(rng.integers(0, 400))
+        pre = np.sort(rng.integers(0, 50, n)).astype(np.int64)
+        chunk = rng.integers(0, 40, n).astype(np.int64)
+        cnt = rng.integers(1, 9, n).astype(np.int64)
+        chunk_core = rng.integers(0, int(rng.integers(1, 30)), 40).astype(np.int64)
+        if trial % 3 == 0:  # wide groups (the sort path)
+            pre = np.sort(rng.integers(0, 3, n)).astype(np.int64)
+        key, inv = np.unique(pre * 100 + chunk_core[chunk], return_inverse=True)
+        want_n = np.bincount(inv.reshape(-1), weights=cnt, minlength=key.size)
+        j, k, c = core_axons(pre, chunk, cnt, chunk_core)
+        np.testing.assert_array_equal(j, key // 100)
+        np.testing.assert_array_equal(k, key % 100)
+        np.testing.assert_array_equal(c, want_n.astype(np.int64))
+    with pytest.raises(ValueError, match="grouped by pre"):
+        core_axons(np.array([2, 1]), np.array([0, 0]), np.array([1, 1]), np.array([0]))
