@@ -22,6 +22,7 @@ from emulator.reference import ReferenceModel
 from emulator.state import Backend, RunState
 from emulator.tables import COUNTER_NAMES, N_COUNTERS, Tables, build_tables
 from emulator.timing import scheduled
+from neurochip.core import neuron_models as nm
 from neurochip.core.errors import EmulatorInputError
 from neurochip.core.image import ChipImage
 from neurochip.core.results import RunResult, recorded_populations
@@ -77,15 +78,38 @@ class Emulator:
         self.run_state.reset()
 
     def state(self) -> dict[str, NDArray[np.int64]]:
-        """Current u and v of every neuron, shape (B, N) (B = 1 before any run)."""
+        """The neuron state, each entry of shape (B, N) (B = 1 before any run).
+
+        "u" and "v": state slots 0 and 1 of every neuron (a LIF neuron's current and
+        voltage; a model's first two state variables, see neuron_models.STATE_SLOTS).
+        Then, when the image has populations of other models, one entry per state variable
+        of theirs not named u or v (``sigma``, ``act``, ``residue``, ``error``, ``i``,
+        ``theta``, ``r``, ``real``, ``imag``): its value at the neurons whose model has it,
+        0 at every other neuron."""
         rs = self.run_state
-        if rs.kstate is not None:
-            return {"u": rs.kstate.u.astype(np.int64), "v": rs.kstate.v.astype(np.int64)}
-        if rs.rstates:
-            return {"u": np.stack([s.u for s in rs.rstates]),
-                    "v": np.stack([s.v for s in rs.rstates])}
         n = self.image.n_neurons
-        return {"u": np.zeros((1, n), np.int64), "v": np.zeros((1, n), np.int64)}
+        if rs.kstate is not None:
+            ks = rs.kstate
+            aux = ks.aux.astype(np.int64).reshape(ks.batch, -1, n) if ks.aux.size else None
+            slots = [ks.u.astype(np.int64), ks.v.astype(np.int64)]
+        elif rs.rstates:
+            aux = np.stack([s.aux for s in rs.rstates])
+            slots = [np.stack([s.u for s in rs.rstates]), np.stack([s.v for s in rs.rstates])]
+        else:
+            aux = None
+            slots = [np.zeros((1, n), np.int64), np.zeros((1, n), np.int64)]
+        out = {"u": slots[0], "v": slots[1]}
+        for p in self.image.lif_populations:
+            for name, slot in nm.STATE_SLOTS[p.model].items():
+                if name in ("u", "v"):
+                    continue
+                arr = out.setdefault(name, np.zeros_like(slots[0]))
+                sl = slice(p.offset, p.offset + p.size)
+                src = slots[slot] if slot < 2 else aux[:, slot - 2] if aux is not None \
+                    else None
+                if src is not None:
+                    arr[:, sl] = src[:, sl]
+        return out
 
     def set_state(self, u: Any = None, v: Any = None) -> None:
         """Overwrite u and/or v of every neuron: arrays of shape (B, N) (or (N,) for B = 1).

@@ -19,7 +19,8 @@ One step t of one sample, exactly as Lava 0.10's fixed-point LIF and Dense model
    per connection and delay value, acc = W_d @ s, floor-shifted by the weight exponent.
 
 Populations of the other neuron models step by
-:func:`neurochip.core.neuron_models.model_step`; graded spikes carry payloads, and a
+:func:`neurochip.core.neuron_models.model_step` (a two-input model's second input, fed by
+the connections of port "imag", is summed apart from its first); graded spikes carry payloads, and a
 connection from a graded population adds acc = floor_shift(wrap32(W_d @ payload)) (Lava's
 int32 dot product).
 """
@@ -92,6 +93,14 @@ class ReferenceModel:
         be = image.arrays["neurons/bias_exp"]
         self.bias = fx.bias_value(bm, be)
         self.costs = path_costs(hw)
+        # the second inputs of two-input models follow the N neuron inputs
+        self.in2: dict[str, int] = {}
+        width = self.N
+        for p in image.lif_populations:
+            if nm.MODELS[p.model].inputs > 1:
+                self.in2[p.name] = width
+                width += p.size
+        self.width = width
         self.conns: list[_Conn] = []
         for ci, c in enumerate(image.connections):
             W = image.weights(c.name)
@@ -107,7 +116,8 @@ class ReferenceModel:
                 cores = core_of[post.offset + np.flatnonzero(mask[:, j])]
                 u, n = np.unique(cores, return_counts=True)
                 dest.append([(self.slots[int(k)], int(m)) for k, m in zip(u, n)])
-            self.conns.append(_Conn(c.pre, post.offset, c.n_post, c.weight_exp,
+            off = self.in2[post.name] if c.port else post.offset
+            self.conns.append(_Conn(c.pre, off, c.n_post, c.weight_exp,
                                     image.population(c.pre).graded, by_delay, dest))
         pos = [hw.core_position(c.core) for c in image.cores]
         self.slot_pos = pos
@@ -150,7 +160,7 @@ class ReferenceModel:
         regs = {p.name: self._registers(p) for p in img.lif_populations if p.model != "lif"}
         for t in range(steps):
             now = st.t + t
-            a = st.pending.pop(now, np.zeros(self.N, np.int64))
+            a = st.pending.pop(now, np.zeros(self.width, np.int64))
             fired: dict[str, NDArray[np.bool_]] = {}
             pay: dict[str, NDArray[np.int64]] = {}
             for p in img.lif_populations:
@@ -166,15 +176,21 @@ class ReferenceModel:
                     st.u[sl], st.v[sl] = u, v
                     pay[p.name] = s.astype(np.int64)
                 else:
+                    b = None
+                    if p.name in self.in2:  # the second input (port "imag")
+                        b = a[self.in2[p.name]: self.in2[p.name] + p.size]
                     new, out = nm.model_step(
                         p.model, [st.u[sl], st.v[sl], st.aux[0, sl], st.aux[1, sl]], a[sl],
                         registers=regs[p.name], du=p.du, dv=p.dv, vth=p.vth,
-                        bias=self.bias[sl], t=now, fmt=f)
+                        bias=self.bias[sl], t=now, fmt=f, b=b)
                     st.u[sl], st.v[sl], st.aux[0, sl], st.aux[1, sl] = new
                     s = out != 0
                     pay[p.name] = out
                 fired[p.name] = s
-                for i in np.flatnonzero(s | (a[sl] != 0)):
+                active = s | (a[sl] != 0)
+                if p.name in self.in2:
+                    active |= a[self.in2[p.name]: self.in2[p.name] + p.size] != 0
+                for i in np.flatnonzero(active):
                     counters[t, self.slots[int(self.core_of[p.offset + i])], C_ACTIVE] += 1
             slots = (st.u, st.v, st.aux[0], st.aux[1])
             for col, (g, var) in enumerate(zip(probe_idx, probe_var)):
@@ -222,7 +238,7 @@ class ReferenceModel:
                 for d, Wd in c.by_delay:
                     acc = fx.floor_shift(fx.wrap(Wd @ xs, fx.DATAPATH_BITS) if c.graded
                                          else Wd @ xs, c.wexp)
-                    buf = st.pending.setdefault(now + 1 + d, np.zeros(self.N, np.int64))
+                    buf = st.pending.setdefault(now + 1 + d, np.zeros(self.width, np.int64))
                     buf[c.post_off: c.post_off + c.n_post] += acc
         st.t += steps
         if graded_rec:

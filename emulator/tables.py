@@ -66,12 +66,18 @@ class ModelId(IntEnum):
     DELTA = 4
     SIGMA_DELTA = 5
     LIF_PER_NEURON = 6
+    ATRLIF = 7
+    RF = 8
+    RF_IZ = 9
+    RF_ZERO = 10
 
 
 assert {m.name.lower(): int(m) for m in ModelId} == nm.MODEL_IDS
 
 #: columns of Tables.pop_par
 MODEL_PARAMS = 6
+#: the pop_par column of a two-input model's second-input offset in a ring slot
+IN2_COL = 5
 
 
 def model_params(model: str, registers: dict[str, int], vth_shift: int) -> list[int]:
@@ -81,6 +87,11 @@ def model_params(model: str, registers: dict[str, int], vth_shift: int) -> list[
     * ternary_lif: vth_hi << vth_shift, vth_lo << vth_shift;
     * delta, sigma_delta: vth << E, cum_error, state_exp, E = spike_exp + state_exp,
       act_mode;
+    * atrlif: theta_0 << vth_shift, theta_step << vth_shift, delta_theta, delta_r;
+    * rf, rf_iz: cos_decay, sin_decay, decay_bits, state_exp, vth << state_exp;
+    * rf_zero: uth (its lct and lst are per-neuron words, ``Tables.ndu`` / ``ndv``);
+    * two-input models: column ``IN2_COL``, where their second input starts in a ring slot
+      (set by :func:`build_tables`);
     * lif, sigma: nothing (zeros)."""
     r = registers
     if model == "lif_reset":
@@ -90,6 +101,14 @@ def model_params(model: str, registers: dict[str, int], vth_shift: int) -> list[
     elif model in ("delta", "sigma_delta"):
         e = r["spike_exp"] + r["state_exp"]
         out = [r["vth"] << e, r["cum_error"], r["state_exp"], e, r.get("act_mode", 0)]
+    elif model == "atrlif":
+        out = [r["theta_0"] << vth_shift, r["theta_step"] << vth_shift, r["delta_theta"],
+               r["delta_r"]]
+    elif model in ("rf", "rf_iz"):
+        out = [r["cos_decay"], r["sin_decay"], r["decay_bits"], r["state_exp"],
+               r["vth"] << r["state_exp"]]
+    elif model == "rf_zero":
+        out = [r["uth"]]
     else:
         out = []
     return [int(x) for x in out] + [0] * (MODEL_PARAMS - len(out))
@@ -187,6 +206,9 @@ class Tables:
     n_neurons: int
     n_sources: int
     ring_slots: int
+    #: words of one ring slot: the neurons' inputs, then the second inputs of the
+    #: two-input models' neurons (N when there are none)
+    ring_width: int
     # neurons: registers per LIF population (contiguous ranges), bias and core per neuron
     pop_g0: NDArray[np.int64]  # (P_lif + 1,) first neuron of each LIF population
     pop_du: NDArray[np.int32]
@@ -197,8 +219,8 @@ class Tables:
     pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS): see model_params
     pop_graded: NDArray[np.int8]  # 1: the population's spikes carry payloads
     aux_len: int  # words of auxiliary state per sample: 2 N when some model has aux slots
-    ndu: NDArray[np.int32]  # (N,) per-neuron du (lif_per_neuron), or () when none has it
-    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
+    ndu: NDArray[np.int32]  # (N,) per-neuron du (lif_per_neuron) or lct (rf_zero), or ()
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv (lif_per_neuron) or lst (rf_zero), or ()
     bias: NDArray[np.int32]
     nslot: NDArray[np.int16]
     # segments: maximal runs of neurons of one population on one core
@@ -386,9 +408,22 @@ def build_tables(image: ChipImage) -> Tables:
     be = image.arrays["neurons/bias_exp"].astype(np.int64)
     bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0)).astype(np.int32)
     ndu = ndv = np.zeros(0, np.int32)
-    if any(p.model == "lif_per_neuron" for p in lif):
-        ndu = image.arrays["neurons/du"].astype(np.int32)
-        ndv = image.arrays["neurons/dv"].astype(np.int32)
+    if any(p.model in ("lif_per_neuron", "rf_zero") for p in lif):
+        # per-neuron model words: du and dv of lif_per_neuron, lct and lst of rf_zero
+        ndu, ndv = np.zeros(n_lif, np.int32), np.zeros(n_lif, np.int32)
+        for p in lif:
+            sl = slice(p.offset, p.offset + p.size)
+            names = {"lif_per_neuron": ("du", "dv"), "rf_zero": ("lct", "lst")}.get(p.model)
+            if names:
+                ndu[sl] = image.arrays[f"neurons/{names[0]}"][sl]
+                ndv[sl] = image.arrays[f"neurons/{names[1]}"][sl]
+    # second inputs of two-input models: after the N neuron inputs of each ring slot
+    in2 = {}
+    ring_width = n_lif
+    for i, p in enumerate(lif):
+        if nm.MODELS[p.model].inputs > 1:
+            in2[p.name] = pop_par[i, IN2_COL] = ring_width
+            ring_width += p.size
     for i, p in enumerate(lif):
         if p.model == "sigma_delta":  # the model's own per-neuron bias, scaled by 2^E
             sl = slice(p.offset, p.offset + p.size)
@@ -449,7 +484,7 @@ def build_tables(image: ChipImage) -> Tables:
     max_delay = 0
     for ci, c in enumerate(image.connections):
         post = image.population(c.post)
-        c_post0[ci] = post.offset
+        c_post0[ci] = in2[post.name] if c.port else post.offset
         c_npost[ci] = c.n_post
         c_wmode[ci] = c.decode
         c_wexp[ci] = c.weight_exp
@@ -533,6 +568,7 @@ def build_tables(image: ChipImage) -> Tables:
     costs = (t.cycles("spike_out"), t.cycles("hop_ew"), t.cycles("hop_ns"), t.cycles("chip_link"))
     return Tables(
         n_inputs=n_in, n_neurons=n_lif, n_sources=S, ring_slots=max_delay + 2,
+        ring_width=ring_width,
         pop_g0=pop_g0, pop_du=pop_du, pop_dv=pop_dv, pop_theta=pop_theta, pop_mode=pop_mode,
         pop_model=pop_model, pop_par=pop_par, pop_graded=pop_graded, aux_len=aux_len,
         ndu=ndu, ndv=ndv,

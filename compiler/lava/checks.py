@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurochip.core import fixedpoint as fx
+from neurochip.core import neuron_models as nm
 from neurochip.core.errors import LavaExportError
 from neurochip.core.image import ChipImage, ConnectionInfo
 
@@ -86,7 +87,9 @@ def check_exportable(image: ChipImage, *, allow_learning: bool = False) -> None:
             continue  # a RingBuffer sends spikes or payloads alike
         if p.model not in LAVA_MODELS:
             why = ("Lava's LIF holds du and dv once per population"
-                   if p.model == "lif_per_neuron" else "Lava 0.10 has no process for it")
+                   if p.model == "lif_per_neuron" else
+                   f"export to Lava's {nm.MODELS[p.model].lava} is not built yet"
+                   if p.model in nm.MODELS else "Lava 0.10 has no process for it")
             raise LavaExportError(
                 f"is a {p.model!r} population; {why} (exported models: "
                 f"{', '.join(sorted(LAVA_MODELS))})", where=where, field="model",

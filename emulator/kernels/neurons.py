@@ -34,6 +34,11 @@ TERNARY_LIF = ModelId.TERNARY_LIF
 SIGMA = ModelId.SIGMA
 DELTA = ModelId.DELTA
 LIF_PER_NEURON = ModelId.LIF_PER_NEURON
+ATRLIF = ModelId.ATRLIF
+RF = ModelId.RF
+RF_IZ = ModelId.RF_IZ
+RF_ZERO = ModelId.RF_ZERO
+_RF_LIM = (1 << 23) - 1  # Lava's resonators: 24-bit real and imaginary parts
 
 
 @njit(cache=True, inline="always")
@@ -208,6 +213,87 @@ def _update_per_neuron(p, g0, g1, st, a_in, flag, nrn):
         flag[g] = np.uint8(s) | (np.uint8(a != 0) << np.uint8(1))
 
 
+@njit(cache=True, inline="always")
+def _update_atrlif(p, g0, g1, st, a_in, flag, nrn, t):
+    """ATRLIF neurons g0..g1-1 of population p: i and v by the LIF update (never
+    spiking), then the threshold theta (aux 0) and refractory state r (aux 1) decay;
+    spike where v - r >= theta, which adds 2 theta to r and theta_step to theta."""
+    u, v, aux = st.u, st.v, st.aux
+    N = u.shape[0]
+    par = nrn.pop_par[p]
+    theta0, step = par[0], par[1]
+    fmt = formats(nrn)
+    ds = fmt.decay_shift
+    rnd = (np.int64(1) << ds) - 1
+    k_th = (np.int64(1) << ds) - par[2]
+    k_r = (np.int64(1) << ds) - par[3]
+    pop = Population(np.int64(nrn.pop_du[p]), np.int64(nrn.pop_dv[p]), np.int64(0),
+                     np.int8(NONSPIKING))
+    _update_range64(u[g0:g1], v[g0:g1], a_in[g0:g1], nrn.bias[g0:g1], flag[g0:g1], pop, fmt)
+    for g in range(g0, g1):
+        th = theta0 if t == 0 else np.int64(aux[g])  # Lava sets theta at its first step
+        th = _w32(trunc_shift(_w32(th - theta0) * k_th, ds, rnd) + theta0)
+        r = trunc_shift(np.int64(aux[N + g]) * k_r, ds, rnd)
+        s = _w32(np.int64(v[g]) - r) >= th
+        if s:
+            r = _w32(r + 2 * th)
+            th = _w32(th + step)
+        aux[g] = th
+        aux[N + g] = r
+        flag[g] = (flag[g] & np.uint8(2)) | np.uint8(s)
+
+
+@njit(cache=True, inline="always")
+def _update_rf(m, p, g0, g1, st, a_in, flag, pay, nrn):
+    """Resonate-and-fire neurons g0..g1-1 of population p (real part in u, imaginary part
+    in v); a_in[par[IN2_COL] + g - first neuron] is neuron g's second input."""
+    u, v = st.u, st.v
+    par = nrn.pop_par[p]
+    b0 = par[5] - nrn.pop_g0[p]
+    if m == RF_ZERO:
+        lct, lst, uth = nrn.ndu, nrn.ndv, par[0]
+        for g in range(g0, g1):
+            a = np.int64(a_in[g])
+            b = np.int64(a_in[b0 + g])
+            a_in[g] = 0
+            a_in[b0 + g] = 0
+            x, y = np.int64(u[g]), np.int64(v[g])
+            kc, ks = np.int64(lct[g]), np.int64(lst[g])
+            # Lava's int32 arrays: each product wraps, and // 2^15 floors
+            nu = _w32(_w32((_w32(x * kc) >> 15) - (_w32(y * ks) >> 15)) + a)
+            nv = _w32(_w32((_w32(y * kc) >> 15) + (_w32(x * ks) >> 15)) + b)
+            o = nu if (nu > uth and nv >= 0 and y < 0) else np.int64(0)
+            u[g] = nu
+            v[g] = nv
+            pay[g] = o
+            flag[g] = np.uint8(o != 0) | (np.uint8((a != 0) | (b != 0)) << np.uint8(1))
+        return
+    cos, sin, db, se, th = par[0], par[1], par[2], par[3], par[4]
+    rnd = (np.int64(1) << db) - 1
+    for g in range(g0, g1):
+        a = np.int64(a_in[g])
+        b = np.int64(a_in[b0 + g])
+        a_in[g] = 0
+        a_in[b0 + g] = 0
+        x, y = np.int64(u[g]), np.int64(v[g])
+        re = (trunc_shift(cos * x, db, rnd) - trunc_shift(sin * y, db, rnd)
+              + _w32(a << se))
+        im = (trunc_shift(sin * x, db, rnd) + trunc_shift(cos * y, db, rnd)
+              + _w32(b << se))
+        re = min(max(re, -_RF_LIM), _RF_LIM)
+        im = min(max(im, -_RF_LIM), _RF_LIM)
+        if m == RF:
+            s = re >= th and im >= 0 and y < 0
+        else:  # RF_IZ: fires on the imaginary part, then resets
+            s = im >= th
+            if s:
+                re = np.int64(0)
+                im = th - 1
+        u[g] = re
+        v[g] = im
+        flag[g] = np.uint8(s) | (np.uint8((a != 0) | (b != 0)) << np.uint8(1))
+
+
 @njit(cache=True)
 def update_model(p, g0, g1, st, a_in, nrn, flag, pay, t):
     """One step of neurons g0..g1-1 of population p, whose model is not LIF (st: the
@@ -240,6 +326,12 @@ def update_model(p, g0, g1, st, a_in, nrn, flag, pay, t):
                     v[g] = 0
                 pay[g] = s
                 flag[g] = (flag[g] & np.uint8(2)) | np.uint8(s != 0)
+        return
+    if m == ATRLIF:
+        _update_atrlif(p, g0, g1, st, a_in, flag, nrn, t)
+        return
+    if m == RF or m == RF_IZ or m == RF_ZERO:
+        _update_rf(m, p, g0, g1, st, a_in, flag, pay, nrn)
         return
     if m == SIGMA:
         for g in range(g0, g1):

@@ -76,8 +76,8 @@ class Neurons(NamedTuple):
     narrow: np.int64
     pop_model: NDArray[np.int8]  # (P,) neuron model id (neurochip.core.neuron_models)
     pop_par: NDArray[np.int64]  # (P, MODEL_PARAMS) a model's registers (tables.model_params)
-    ndu: NDArray[np.int32]  # (N,) per-neuron du of lif_per_neuron populations, or ()
-    ndv: NDArray[np.int32]  # (N,) per-neuron dv, or ()
+    ndu: NDArray[np.int32]  # (N,) per-neuron du (lif_per_neuron) or lct (rf_zero), or ()
+    ndv: NDArray[np.int32]  # (N,) per-neuron dv (lif_per_neuron) or lst (rf_zero), or ()
     n_models: np.int64  # populations whose model is not LIF (0: the LIF-only loop runs)
 
 

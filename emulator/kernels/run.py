@@ -44,7 +44,7 @@ class KernelState:
         self.batch = batch
         self.u = np.zeros((batch, N), np.int32)
         self.v = np.zeros((batch, N), np.int32)
-        self.ring = np.zeros((batch, tables.ring_slots * N), np.int32)
+        self.ring = np.zeros((batch, tables.ring_slots * tables.ring_width), np.int32)
         self.scratch = np.zeros((batch, max(tables.scratch_len, 1)), np.int32)
         self.aux = np.zeros((batch, tables.aux_len), np.int32)
         self.t = 0

@@ -97,16 +97,16 @@ def inference_step(t, t0, net, inp, st, rec, wk, general):
     value: with None the compiled step has no code for other neuron models and graded
     spikes at all (each run_* kernel is compiled once per kind), which keeps the binary
     LIF step as lean as it was before those existed."""
-    N = st.u.shape[0]
     D = net.ring_slots
+    W = st.ring.shape[0] // D  # a ring slot: the neurons' inputs, then second inputs
     cnt = rec.counters[t]
     cur = (t0 + t) % D
-    roff = cur * N
+    roff = cur * W
     npay = wk.pay[net.sources.n_inputs:]
     if general is None:
-        update_lif(st, st.ring[roff: roff + N], net.neurons, wk.flag)
+        update_lif(st, st.ring[roff: roff + W], net.neurons, wk.flag)
     else:
-        update_neurons(st, st.ring[roff: roff + N], net.neurons, wk.flag, npay, t0 + t)
+        update_neurons(st, st.ring[roff: roff + W], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
     observe(t, st, rec, wk.fired, nf, npay, general)
     ns = step_sources(t, inp, wk.fired, nf, net.sources.n_inputs, net.routes.ptr, wk.srcs, wk.pay,
@@ -140,7 +140,7 @@ def run_one(b, T, t0, net, inp, st, rec, general):
                       rec.counters[b], rec.values[b]), general)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_serial(T, t0, net, inp, st, rec, general):
     """run_sample over the samples of a batch, one after another."""
     for b in range(st.u.shape[0]):
@@ -153,7 +153,7 @@ def _run_one_parts(b, T, t0, nrn, src, cn, syn, rt, D, inp, st, rec, general):
     run_one(b, T, t0, Network(nrn, src, cn, syn, rt, D), inp, st, rec, general)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def run_batch_par(T, t0, nrn, src, cn, syn, rt, D, inp, st, rec, general):
     """run_sample over the samples of a batch, on separate threads. It takes the parts of
     the Network (nrn, src, cn, syn, rt, D = ring_slots): a parallel loop cannot hand a
@@ -184,7 +184,7 @@ def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg, pay, t):
         seg_out[2, q] = m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_threaded(T, t0, net, inp, st, rec, par):
     """run_sample for one large sample, its work spread over par.threads threads
     (par: Threading): the neuron segments, the messages, and the targets of each
@@ -193,6 +193,7 @@ def run_threaded(T, t0, net, inp, st, rec, par):
     results are identical."""
     N = st.u.shape[0]
     D = net.ring_slots
+    W = st.ring.shape[0] // D  # words of a ring slot (Tables.ring_width)
     nrn, src, rt = net.neurons, net.sources, net.routes
     wk = work(net, N)
     nseg = nrn.seg_slot.shape[0]
@@ -207,9 +208,9 @@ def run_threaded(T, t0, net, inp, st, rec, par):
     for t in range(T):
         cnt = counters[t]
         cur = (t0 + t) % D
-        roff = cur * N
+        roff = cur * W
         npay = wk.pay[src.n_inputs:]
-        _neurons_par(st, st.ring[roff: roff + N], nrn, wk.flag, seg_out, fired_seg, npay, t0 + t)
+        _neurons_par(st, st.ring[roff: roff + W], nrn, wk.flag, seg_out, fired_seg, npay, t0 + t)
         nf = np.int64(0)
         for q in range(nseg):
             k = nrn.seg_slot[q]

@@ -356,7 +356,7 @@ def synapses(c0, c1, conns, syn, pop_src0, D, st, dst0, work):
     into the step, and it takes the parts of the Network it reads, not the Network: a
     record argument costs a reference count of each of its arrays per call, even inlined."""
     ring, scratch = st.ring, st.scratch
-    N = st.u.shape[0]
+    N = ring.shape[0] // D  # words of a ring slot (Tables.ring_width)
     spk_cnt, rows_all = work.spk_cnt, work.rows_all
     for c in range(c0, c1):
         pi = conns.prepop[c]
@@ -396,7 +396,7 @@ def graded_synapses(net, st, dst0, work):
     once per step, and only for networks that have graded connections."""
     conns = net.conns
     ring, scratch = st.ring, st.scratch
-    N = st.u.shape[0]
+    N = ring.shape[0] // net.ring_slots  # words of a ring slot (Tables.ring_width)
     pop_src0 = net.sources.pop_src0
     for c in range(conns.kind.shape[0]):
         if conns.graded[c] == 0:
@@ -424,7 +424,7 @@ def synapses_par(net, syn, st, dst0, work, acc_p, min_events):
     conns = net.conns
     D = net.ring_slots
     ring, scratch = st.ring, st.scratch
-    N = st.u.shape[0]
+    N = ring.shape[0] // D  # words of a ring slot (Tables.ring_width)
     P = acc_p.shape[0]
     for c in range(conns.kind.shape[0]):
         rows = spiking_rows(c, conns, work, net.sources.pop_src0)

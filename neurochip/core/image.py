@@ -120,12 +120,17 @@ class ConnectionInfo:
     #: storage "conv": the geometry (neurochip.core.conv.ConvGeometry.to_dict); the
     #: ``w`` array then holds the kernel, once. Written only for conv connections.
     conv: dict[str, Any] | None = None
+    #: the target's input it feeds (1: the second input of a two-input model, port
+    #: "imag"); written only when not 0
+    port: int = 0
 
 
 def _conn_entry(c: ConnectionInfo) -> dict[str, Any]:
     d = asdict(c)
     if d.get("conv") is None:
         del d["conv"]
+    if not d.get("port"):
+        del d["port"]
     return d
 
 

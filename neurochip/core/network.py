@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Network", "Population", "check_connection",
            "check_connection_registers", "check_delays", "check_lif_registers",
-           "check_payload_bits", "check_population", "weights_altered"]
+           "check_payload_bits", "check_population", "check_port", "weights_altered"]
 
 ResetMode = Literal["zero", "subtract"]
 #: neurons (or input channels) of one population: 2**16 cores of 1024 neurons
@@ -118,6 +118,9 @@ class Connection:
     #: storage "conv": the shared kernel (C_out, C_in/groups, kh, kw) and its geometry
     kernel: NDArray[np.int64] | None = None
     conv: ConvGeometry | None = None
+    #: the target's input it feeds: 0 its (first) input, 1 the second input of a
+    #: two-input model (port "imag", neuron_models.INPUT_PORTS)
+    port: int = 0
 
     @property
     def weights(self) -> sp.csr_matrix:
@@ -421,6 +424,7 @@ class Network:
         storage: Literal["auto", "dense", "sparse"] = "auto",
         sign_mode: str | None = None,
         num_weight_bits: int | None = None,
+        port: str = "real",
     ) -> Connection:
         """Connect ``pre`` to ``post`` with integer weights of shape (post, pre).
 
@@ -431,10 +435,14 @@ class Network:
         sign_mode: "mixed", "excitatory" or "inhibitory" (detected like Lava when None).
         num_weight_bits: weight precision (default: the chip's weight_bits); weights must
         be multiples of the resulting step, exactly as Lava would keep them.
+        port: the target's input: "real" (every model's input; the real part of a
+        resonate-and-fire model), or "imag" (the second input of a two-input model:
+        ``rf``, ``rf_iz``, ``rf_zero``).
         """
         fmt = self.hw.formats
         pre_p, post_p = self.population(pre), self.population(post)
         cname, where = self._conn_name(pre_p, post_p, name)
+        port_i = check_port(where, port, post_p)
         shape = (post_p.size, pre_p.size)
         if storage not in ("auto", "dense", "sparse"):
             raise NetworkError(f"must be 'auto', 'dense' or 'sparse', got {storage!r}",
@@ -448,7 +456,7 @@ class Network:
                                               fmt, where)
         d_scalar, d_arr = _delays(delay, W, shape, where, fmt.max_delay)
         conn = Connection(cname, pre_p.name, post_p.name, W, wexp, d_scalar, d_arr,
-                          storage, sign_mode, nwb)
+                          storage, sign_mode, nwb, port=port_i)
         check_connection(conn, fmt)
         self._conns[cname] = conn
         return conn
@@ -675,6 +683,22 @@ def check_lif_registers(where: str, fmt: NumberFormats, du: int, dv: int, vth: i
         _check_array_range(bias_exp, *fmt.bias_exp_range, where, "bias_exp")
 
 
+def check_port(where: str, port: Any, post: Population) -> int:
+    """The index of input port ``port`` ("real" or "imag", neuron_models.INPUT_PORTS) of
+    population ``post``, or a NetworkError when ``post``'s model has no such input."""
+    if port not in nm.INPUT_PORTS:
+        raise NetworkError(f"must be one of {list(nm.INPUT_PORTS)}, got {port!r}",
+                           where=where, field="port", value=port)
+    i = nm.INPUT_PORTS.index(port)
+    n_in = nm.MODELS[post.model].inputs if post.kind == "lif" else 1
+    if i >= n_in:
+        raise NetworkError(f"population '{post.name}' ({post.model}) has one input; port "
+                           f"{port!r} feeds the second input of a two-input model "
+                           f"({', '.join(m.name for m in nm.MODELS.values() if m.inputs > 1)})",
+                           where=where, field="port", value=port)
+    return i
+
+
 def check_connection(conn: Connection, fmt: NumberFormats) -> None:
     """Range rules of a connection: weights Lava keeps unchanged, exponent, delays."""
     where = f"connection '{conn.name}'"
@@ -729,11 +753,20 @@ def check_delays(where: str, fmt: NumberFormats, delay: int,
 
 def weights_altered(w: NDArray[np.int64], sign_mode: str, num_weight_bits: int,
                     fmt: NumberFormats) -> NDArray[np.intp]:
-    """Indices of the weights Lava would alter (clip or drop low bits); empty if none."""
+    """Indices of the weights Lava would alter (clip or drop low bits); empty if none.
+    Checked in blocks: the temporaries stay small however many weights there are."""
     if w.size == 0:
         return np.zeros(0, np.intp)
-    eff = fx.effective_weights(w, sign_mode, num_weight_bits, fmt.weight_bits)
-    return np.flatnonzero(eff != w)
+    flat = np.asarray(w).reshape(-1)
+    step = 1 << 22
+    bad = []
+    for a in range(0, flat.size, step):
+        blk = flat[a:a + step]
+        eff = fx.effective_weights(blk, sign_mode, num_weight_bits, fmt.weight_bits)
+        hit = np.flatnonzero(eff != blk)
+        if hit.size:
+            bad.append(hit + a)
+    return np.concatenate(bad) if bad else np.zeros(0, np.intp)
 
 
 def weight_rule_text(w: NDArray[np.int64], sign_mode: str, num_weight_bits: int,

@@ -44,6 +44,36 @@ Lava's int32 datapath (``wrap32``):
     sigma <- wrap32(sigma + a); x <- sigma + bias * 2^E, ReLU'd with act_mode=1;
     then the ``delta`` encoder on x (the input itself is not scaled by 2^E)
 
+``atrlif`` (Lava ``ATRLIF``, ``PyATRLIFModelFixed``); state i, v, theta, r
+    i and v: the ``lif`` update of u and v (du, dv, bias as there); at t = 0 first
+    theta <- theta_0 * 2^6 (Lava sets it at its first step); then
+    theta <- wrap32(trunc0(wrap32(theta - theta_0 * 2^6) * (4096 - delta_theta) / 2^12)
+    + theta_0 * 2^6), r <- trunc0(r * (4096 - delta_r) / 2^12);
+    spike where wrap32(v - r) >= theta; there r <- wrap32(r + 2 theta) and
+    theta <- wrap32(theta + theta_step * 2^6) (v is not reset)
+
+``rf`` (Lava ``RF``, ``PyRFModelFixed``); state real, imag; two inputs: a (real), b (imag)
+    x <- wrap32(a * 2^state_exp), y <- wrap32(b * 2^state_exp);
+    real' <- clip23(trunc0(cos_decay * real / 2^decay_bits)
+                    - trunc0(sin_decay * imag / 2^decay_bits) + x)
+    imag' <- clip23(trunc0(sin_decay * real / 2^decay_bits)
+                    + trunc0(cos_decay * imag / 2^decay_bits) + y)
+    (clip23: to [-(2^23 - 1), 2^23 - 1]); spike where real' >= vth * 2^state_exp,
+    imag' >= 0 and imag < 0 (the imaginary part crosses zero upwards); no reset
+
+``rf_iz`` (Lava ``RF_IZ``, ``PyRF_IZModelFixed``); state real, imag; inputs as ``rf``
+    real' and imag' as ``rf``; spike where imag' >= vth * 2^state_exp; there
+    real' <- 0 and imag' <- vth * 2^state_exp - 1
+
+``rf_zero`` (Lava ``RFZero``, ``PyRFZeroModelFixed``), graded; state u, v; inputs a (u), b (v)
+    u' <- wrap32(floor(wrap32(u * lct) / 2^15) - floor(wrap32(v * lst) / 2^15) + a)
+    v' <- wrap32(floor(wrap32(v * lct) / 2^15) + floor(wrap32(u * lst) / 2^15) + b)
+    payload u' where u' > uth, v' >= 0 and v < 0, else 0 (every product in int32, as
+    Lava's int32 arrays compute it)
+
+A two-input model's second input (``b``) is fed by connections made with
+``Network.connect(..., port="imag")``; every other connection feeds ``a``.
+
 A graded population sends a message only where its payload is non-zero (a zero payload
 adds nothing anywhere); its targets add weight x payload. Payloads are carried as Lava's
 CPU models carry them (int32); the chip's ``graded_payload_bits`` bounds the payloads of
@@ -65,13 +95,16 @@ from neurochip.core.errors import NetworkError, ParameterRangeError
 if TYPE_CHECKING:
     from neurochip.core.hw import NumberFormats
 
-__all__ = ["AUX_SLOTS", "MODELS", "MODEL_IDS", "STATE_SLOTS", "NeuronModel", "RegisterField",
-           "check_model_registers", "get_model", "model_payload_bits", "model_step",
-           "normalize_registers", "payload_range"]
+__all__ = ["AUX_SLOTS", "INPUT_PORTS", "MODELS", "MODEL_IDS", "STATE_SLOTS", "THETA_NEVER",
+           "NeuronModel", "RegisterField", "check_model_registers", "get_model",
+           "model_payload_bits", "model_step", "normalize_registers", "payload_range",
+           "rf_decays", "rf_zero_decays"]
 
 I64 = NDArray[np.int64]
 #: Lava's datapath width (sums wrap in two's complement there)
 DATAPATH_BITS = fx.DATAPATH_BITS
+#: a threshold no voltage reaches (the LIF update of models that spike by their own rule)
+THETA_NEVER = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -105,7 +138,8 @@ class NeuronModel:
     it has its own thresholds) with their chip formats; fields: its other registers;
     state: its state variables, in the order of the emulator's state slots (u, v, then two
     auxiliary slots); graded: its spikes carry payloads; payload_bits: their width (0: the
-    chip's graded_payload_bits); lava: the Lava 0.10 process it equals."""
+    chip's graded_payload_bits); lava: the Lava 0.10 process it equals; inputs: its
+    synaptic inputs (2: a second input fed through port "imag", see INPUT_PORTS)."""
 
     name: str
     id: int
@@ -116,6 +150,7 @@ class NeuronModel:
     state: tuple[str, ...]
     graded: bool
     payload_bits: int = 0
+    inputs: int = 1
 
     def field(self, name: str) -> RegisterField:
         for f in self.fields:
@@ -161,7 +196,38 @@ MODELS: dict[str, NeuronModel] = {m.name: m for m in (
         RegisterField("act_mode", 1, False, False, 1, "0: unit, 1: ReLU"),
         _CUM, *_EXP), ("sigma", "act", "residue", "error"), True),
 )}
+_RF = (RegisterField("cos_decay", 14, True, False, None,
+                     "(1 - alpha) cos(2 pi / period) * 2^decay_bits, truncated"),
+       RegisterField("sin_decay", 14, True, False, None,
+                     "(1 - alpha) sin(2 pi / period) * 2^decay_bits, truncated"),
+       RegisterField("decay_bits", 4, False, False, 12, "decay precision (>= 1)"),
+       RegisterField("state_exp", 3, False, False, 0, "input and threshold scale exponent"),
+       RegisterField("vth", 24, False, False, None,
+                     "threshold (x 2^state_exp must fit 24 bits)"))
+MODELS.update({m.name: m for m in (
+    NeuronModel("atrlif", 7, "ATRLIF", True, False, (
+        RegisterField("delta_theta", 13, False, False, None,
+                      "threshold decay (x 2^-12 of the excess over theta_0)", "dv_range"),
+        RegisterField("delta_r", 13, False, False, None,
+                      "refractory state decay (x 2^-12)", "dv_range"),
+        RegisterField("theta_0", 12, False, False, None, "baseline threshold mantissa"),
+        RegisterField("theta_step", 12, False, False, 0,
+                      "threshold increase per spike (mantissa)"),
+    ), ("i", "v", "theta", "r"), False),
+    NeuronModel("rf", 8, "RF", False, False, _RF, ("real", "imag"), False, inputs=2),
+    NeuronModel("rf_iz", 9, "RF_IZ", False, False, _RF, ("real", "imag"), False, inputs=2),
+    NeuronModel("rf_zero", 10, "RFZero", False, False, (
+        RegisterField("lct", 17, True, True, None,
+                      "exp(-dt / tau) cos(2 pi f dt) * 2^15, truncated, per neuron"),
+        RegisterField("lst", 17, True, True, None,
+                      "exp(-dt / tau) sin(2 pi f dt) * 2^15, truncated, per neuron"),
+        RegisterField("uth", 24, True, False, 1, "threshold of u"),
+    ), ("u", "v"), True, inputs=2),
+)})
 MODEL_IDS: dict[str, int] = {m.name: m.id for m in MODELS.values()}
+#: the input ports of a connection's target (Network.connect(port=...)): "imag" feeds
+#: the second input of a two-input model
+INPUT_PORTS = ("real", "imag")
 
 #: the state slot of each model's state variables: u, v, aux 0, aux 1
 STATE_SLOTS: dict[str, dict[str, int]] = {
@@ -170,11 +236,38 @@ STATE_SLOTS: dict[str, dict[str, int]] = {
     "sigma": {"sigma": 0},
     "delta": {"act": 1, "residue": 2, "error": 3},
     "sigma_delta": {"sigma": 0, "act": 1, "residue": 2, "error": 3},
+    "atrlif": {"i": 0, "v": 1, "theta": 2, "r": 3},
+    "rf": {"real": 0, "imag": 1}, "rf_iz": {"real": 0, "imag": 1},
+    "rf_zero": {"u": 0, "v": 1},
 }
 #: words of the two auxiliary state slots a model needs per neuron
 AUX_SLOTS = {"lif": 0, "lif_per_neuron": 0, "lif_reset": 0, "ternary_lif": 0, "sigma": 0,
-             "delta": 2, "sigma_delta": 2}
+             "delta": 2, "sigma_delta": 2, "atrlif": 2, "rf": 0, "rf_iz": 0, "rf_zero": 0}
 _ACT_MODES = {"unit": 0, "relu": 1}
+
+
+def rf_decays(period: Any, alpha: Any, decay_bits: int) -> tuple[int, int]:
+    """(cos_decay, sin_decay) registers of an ``rf``/``rf_iz`` population from Lava's
+    ``RF(period=..., alpha=..., decay_bits=...)`` parameters, computed as that process
+    computes them: (1 - alpha) cos(2 pi / period) (and sin) in float64, scaled by
+    2^decay_bits and truncated toward zero."""
+    k = 1.0 - np.float64(alpha)
+    w = np.pi * 2 * 1 / np.float64(period)
+    one = np.int64(1) << decay_bits
+    return (int(np.int32(k * np.cos(w) * one)), int(np.int32(k * np.sin(w) * one)))
+
+
+def rf_zero_decays(freqs: Any, decay_tau: Any, dt: float = 0.001
+                   ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per-neuron (lct, lst) registers of an ``rf_zero`` population from Lava's
+    ``RFZero(freqs=..., decay_tau=..., dt=...)`` parameters (Hz, seconds), computed as that
+    process computes them: exp(-dt / tau) cos(2 pi f dt) (and sin) in float64, scaled by
+    2^15 and truncated toward zero."""
+    f = np.asarray(freqs, np.float64)
+    damp = np.exp(dt * (-1 / np.asarray(decay_tau, np.float64)))
+    lct = np.asarray(damp * np.cos(dt * f * np.pi * 2)) * 2**15
+    lst = np.asarray(damp * np.sin(dt * f * np.pi * 2)) * 2**15
+    return lct.astype(np.int32).astype(np.int64), lst.astype(np.int32).astype(np.int64)
 
 
 def get_model(name: Any, where: str) -> NeuronModel:
@@ -258,6 +351,14 @@ def check_model_registers(model: NeuronModel, registers: Mapping[str, Any], size
         if ro >= ri:
             raise _fail_range(where, "reset_offset", ro, 0, ri - 1,
                               " (must be below reset_interval)")
+    if model.name in ("rf", "rf_iz"):
+        db, se = int(registers["decay_bits"]), int(registers["state_exp"])
+        if db < 1:
+            raise _fail_range(where, "decay_bits", db, 1, 15,
+                              " (Lava's fixed-point RF needs integer decays)")
+        if int(registers["vth"]) << se >= 1 << 24:
+            raise _fail_range(where, "vth", int(registers["vth"]), 0, ((1 << 24) - 1) >> se,
+                              f" (vth * 2^{se} must fit 24 bits)")
     if model.name in ("delta", "sigma_delta"):
         e = int(registers["spike_exp"]) + int(registers["state_exp"])
         vs = int(registers["vth"]) << e
@@ -331,19 +432,65 @@ def _w32(x: Any) -> I64:
     return fx.wrap(x, DATAPATH_BITS)
 
 
+def _trunc_shift(x: I64, bits: int) -> I64:
+    """sign(x) * (|x| >> bits): a decay's product truncated toward zero."""
+    return np.sign(x) * (np.abs(x) >> bits)
+
+
 def model_step(model: str, state: list[I64], a: I64, *, registers: Mapping[str, Any],
-               du: int, dv: int, vth: int, bias: I64, t: int, fmt: NumberFormats
-               ) -> tuple[list[I64], I64]:
+               du: int, dv: int, vth: int, bias: I64, t: int, fmt: NumberFormats,
+               b: I64 | None = None) -> tuple[list[I64], I64]:
     """One step of a population of a non-``lif`` model (``lif`` is
     :func:`neurochip.core.fixedpoint.lif_step`).
 
     state: the four state slots (u, v, aux 0, aux 1; int64 arrays, updated copies are
     returned); a: the summed synaptic input; bias: bias_mant * 2^bias_exp of the LIF
-    core (or the model's per-neuron bias register); t: the step (0 first). Returns the new
-    state and the payloads (0/1 for binary models)."""
+    core (or the model's per-neuron bias register); t: the step (0 first); b: the second
+    input of a two-input model (port "imag"). Returns the new state and the payloads (0/1
+    for binary models)."""
     u, v, x2, x3 = (np.asarray(s, np.int64).copy() for s in state)
     a = np.asarray(a, np.int64)
+    b = np.zeros_like(a) if b is None else np.asarray(b, np.int64)
     r = registers
+    if model == "atrlif":
+        sh, ds = fmt.vth_shift, fmt.decay_bits
+        theta0, step = int(r["theta_0"]) << sh, int(r["theta_step"]) << sh
+        thr, ref = x2, x3
+        if t == 0:  # Lava scales theta_0 and sets the threshold to it at its first step
+            thr[:] = theta0
+        u, v, _, _ = fx.lif_step(
+            u, v, a, du=du, dv=dv, bias=bias, theta=THETA_NEVER, reset="zero", spiking=False,
+            decay_bits=ds, input_shift=fmt.input_shift, u_bits=fmt.u_bits, v_bits=fmt.v_bits)
+        unity = 1 << ds
+        thr = _w32(_trunc_shift(_w32(thr - theta0) * (unity - int(r["delta_theta"])), ds)
+                     + theta0)
+        ref = _trunc_shift(ref * (unity - int(r["delta_r"])), ds)
+        s = _w32(v - ref) >= thr
+        ref = np.where(s, _w32(ref + 2 * thr), ref)
+        thr = np.where(s, _w32(thr + step), thr)
+        return [u, v, thr, ref], s.astype(np.int64)
+    if model in ("rf", "rf_iz"):
+        db, se = int(r["decay_bits"]), int(r["state_exp"])
+        cos, sin = int(r["cos_decay"]), int(r["sin_decay"])
+        lim = (1 << 23) - 1  # Lava's 24-bit real and imaginary parts
+        x, y = _w32(a << se), _w32(b << se)
+        re = np.clip(_trunc_shift(cos * u, db) - _trunc_shift(sin * v, db) + x, -lim, lim)
+        im = np.clip(_trunc_shift(sin * u, db) + _trunc_shift(cos * v, db) + y, -lim, lim)
+        th = int(r["vth"]) << se
+        if model == "rf":
+            s = (re >= th) & (im >= 0) & (v < 0)
+        else:
+            s = im >= th
+            re = np.where(s, 0, re)
+            im = np.where(s, th - 1, im)
+        return [re, im, x2, x3], s.astype(np.int64)
+    if model == "rf_zero":
+        lct, lst = np.asarray(r["lct"], np.int64), np.asarray(r["lst"], np.int64)
+        # Lava's int32 arrays: each product wraps, // 2^15 floors
+        nu = _w32(_w32((_w32(u * lct) >> 15) - (_w32(v * lst) >> 15)) + a)
+        nv = _w32(_w32((_w32(v * lct) >> 15) + (_w32(u * lst) >> 15)) + b)
+        out = np.where((nu > int(r["uth"])) & (nv >= 0) & (v < 0), nu, 0)
+        return [nu, nv, x2, x3], out.astype(np.int64)
     if model in ("lif_reset", "ternary_lif"):
         if model == "lif_reset" and (t + 1) % int(r["reset_interval"]) == int(r["reset_offset"]):
             u[:] = 0

@@ -346,6 +346,8 @@ class _Verifier:
         self.typed(c, "sign_mode", m, str)
         for f in ("num_weight_bits", "weight_exp", "delay", "decode", "wshift", "n_synapses"):
             self.int_field(c, f, m)
+        if post.model in nm.MODELS:
+            self.int_field(c, "port", m, 0, nm.MODELS[post.model].inputs - 1)
         self.rule(m, check_connection_registers, f"connection '{c.name}'", self.fmt,
                   int(c.weight_exp), int(c.num_weight_bits), c.sign_mode)
         _, decode, shift = fx.encode_weight_bytes(np.zeros(0, np.int64), c.sign_mode)

@@ -386,3 +386,193 @@ def test_per_neuron_decays_builder() -> None:
         net.add_lif("bad", 3, du=[1, 2], dv=0, vth=5)
     p = net.add_neurons("pn", 2, "lif_per_neuron", du=[1, 2], dv=[3, 4], vth=5)
     assert p.model == "lif_per_neuron" and p.registers["du"].tolist() == [1, 2]
+
+
+# ------------------------------------------------------------------ Loihi 2 models
+
+
+def loihi2_network(seed: int) -> tuple[neurochip.Network, dict[str, Any]]:
+    """ATRLIF, RF, RF_IZ and RFZero with both inputs fed (dense, sparse, delayed, graded),
+    a recurrent ATRLIF connection and an RF readout into LIF."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    net = neurochip.Network(graded_hw(), name=f"loihi2_{seed}")
+    net.add_input("b", 6)
+    net.add_input("g", 4, payload_bits=12)
+    net.add_neurons("at", 5, "atrlif", du=int(rng.integers(0, 4096)),
+                    dv=int(rng.integers(0, 4096)), bias_mant=rng.integers(-30, 80, 5),
+                    bias_exp=1, delta_theta=int(rng.integers(0, 4097)),
+                    delta_r=int(rng.integers(0, 4097)), theta_0=int(rng.integers(20, 100)),
+                    theta_step=int(rng.integers(0, 40)))
+    cos, sin = nm.rf_decays(float(rng.uniform(3, 15)), float(rng.uniform(0, 0.2)), 12)
+    net.add_neurons("rf", 4, "rf", cos_decay=cos, sin_decay=sin, state_exp=6, vth=15)
+    cos, sin = nm.rf_decays(float(rng.uniform(3, 15)), float(rng.uniform(0, 0.2)), 11)
+    net.add_neurons("rz", 4, "rf_iz", cos_decay=cos, sin_decay=sin, decay_bits=11,
+                    state_exp=5, vth=int(rng.integers(5, 30)))
+    lct, lst = nm.rf_zero_decays(rng.uniform(5, 80, 3), rng.uniform(0.01, 0.2, 3))
+    net.add_neurons("r0", 3, "rf_zero", lct=lct, lst=lst, uth=int(rng.integers(0, 20)))
+    net.add_lif("l", 3, du=400, dv=500, vth=40)
+
+    def w(shape: tuple[int, int], lo: int = -60, hi: int = 60) -> Any:
+        return rng.integers(lo, hi, shape) * 2
+
+    net.connect("b", "at", w((5, 6), -40, 90))
+    net.connect("at", "at", w((5, 5), -30, 10), delay=1)
+    net.connect("b", "rf", w((4, 6), -30, 30), storage="dense")
+    net.connect("b", "rf", sp.csr_matrix(w((4, 6), -30, 30) * (rng.random((4, 6)) < 0.5)),
+                storage="sparse", port="imag", delay=rng.integers(0, 3, (4, 6)))
+    net.connect("at", "rz", w((4, 5), -30, 30))
+    net.connect("b", "rz", w((4, 6), -30, 30), port="imag", delay=2)
+    net.connect("g", "r0", w((3, 4)), -1)
+    net.connect("g", "r0", w((3, 4)), port="imag")
+    net.connect("r0", "r0", w((3, 3), -4, 4), -6, port="imag")
+    net.connect("rf", "l", w((3, 4), 20, 100))
+    net.connect("rz", "l", w((3, 4), -50, 50))
+    x = {"b": rng.random((2, T, 6)) < 0.35,
+         "g": rng.integers(-800, 800, (2, T, 4)) * (rng.random((2, T, 4)) < 0.5)}
+    return net, x
+
+
+PROBES2 = ["at.i", "at.v", "at.theta", "at.r", "rf.real", "rf.imag", "rz.real", "rz.imag",
+           "r0.u", "r0.v", "l.u", "l.v"]
+
+
+@pytest.fixture(scope="module")
+def loihi2() -> tuple[ChipImage, dict[str, Any]]:
+    net, x = loihi2_network(4)
+    return neurochip.compile(net, graded_hw()), x
+
+
+def test_loihi2_models_kernels_equal_reference(loihi2: tuple[ChipImage, dict[str, Any]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    img, x = loihi2
+    ref = neurochip.Emulator(img, backend="reference").run(x, probes=PROBES2)
+    for threads in (1, 2):
+        _equal(neurochip.Emulator(img, threads=threads).run(x, probes=PROBES2), ref)
+    em = neurochip.Emulator(img)  # in two pieces: the second inputs' ring carries over
+    a = em.run({k: v[:, :9] for k, v in x.items()}, steps=9, probes=PROBES2)
+    b = em.run({k: v[:, 9:] for k, v in x.items()}, steps=T - 9, probes=PROBES2)
+    for k in ref.probes:
+        np.testing.assert_array_equal(np.concatenate([a.probes[k], b.probes[k]], 1),
+                                      ref.probes[k], err_msg=k)
+    for pop in ("at", "rf", "rz", "r0", "l"):
+        assert np.count_nonzero(ref.spikes[pop]) > 0, pop
+    assert ref.spikes["r0"].dtype == np.int32 and ref.spikes["rf"].dtype == np.bool_
+    # theta starts at theta_0 * 2^6 and rises with each spike
+    th0 = img.population("at").registers["theta_0"] << img.hw.formats.vth_shift
+    assert (ref.probes["at.theta"][:, 0] == th0).all() and (ref.probes["at.theta"] > th0).any()
+    one = {k: v[0] for k, v in x.items()}
+    monkeypatch.setattr(kernel_run, "THREADED_MIN_NEURONS", 1)
+    monkeypatch.setattr(kernel_run, "THREADED_MIN_EVENTS", 1)
+    ref1 = neurochip.Emulator(img, backend="reference").run(one, probes=PROBES2)
+    _equal(neurochip.Emulator(img, threads=2).run(one, probes=PROBES2), ref1)
+
+
+def test_second_input_is_its_own_sum() -> None:
+    """A connection feeds the real part, one made with port="imag" the imaginary part
+    (a spike of step t arrives at step t + 1)."""
+    res = {}
+    for port in ("real", "imag"):
+        net = neurochip.Network(graded_hw())
+        net.add_input("b", 3)
+        net.add_neurons("rz", 2, "rf_iz", cos_decay=4096, sin_decay=0, decay_bits=12,
+                        state_exp=0, vth=10**6)
+        net.connect("b", "rz", np.array([[10, 0, 0], [0, 20, 0]]), port=port)
+        res[port] = neurochip.Emulator(neurochip.compile(net, graded_hw())).run(
+            {"b": np.eye(3, dtype=bool)[[0, 1, 2, 2]]}, probes=["rz.real", "rz.imag"]).probes
+    want = np.array([[0, 0], [10, 0], [10, 20], [10, 20]])
+    np.testing.assert_array_equal(res["real"]["rz.real"], want)
+    np.testing.assert_array_equal(res["imag"]["rz.imag"], want)
+    assert not res["real"]["rz.imag"].any() and not res["imag"]["rz.real"].any()
+
+
+def test_port_round_trips_and_is_verified(loihi2: tuple[ChipImage, dict[str, Any]],
+                                          tmp_path: Path) -> None:
+    img, _ = loihi2
+    back = ChipImage.load(img.save(tmp_path / "l2.nchip"))
+    assert back.equals(img)
+    ports = {c.name: c.port for c in back.connections}
+    assert ports["b->rf#1"] == 1 and ports["b->rf"] == 0
+    assert all("port" not in c or c["port"] == 1 for c in back.manifest()["connections"])
+    bad = ChipImage.from_bytes(_bytes(img), verify=False)
+    next(c for c in bad.connections if c.name == "b->at").port = 1  # a one-input model
+    with pytest.raises(ImageError, match="port"):
+        verify_image(bad)
+
+
+@pytest.mark.parametrize("model, regs, field, err", [
+    ("rf", {"sin_decay": 1, "vth": 1}, "cos_decay", NetworkError),
+    ("rf", {"cos_decay": 1, "sin_decay": 1, "vth": 1, "decay_bits": 0}, "decay_bits",
+     ParameterRangeError),
+    ("rf", {"cos_decay": 1, "sin_decay": 1, "vth": 1 << 20, "state_exp": 6}, "vth",
+     ParameterRangeError),
+    ("rf_iz", {"cos_decay": 1 << 13, "sin_decay": 1, "vth": 1}, "cos_decay",
+     ParameterRangeError),
+    ("rf_zero", {"lct": [1, 2, 1 << 17], "lst": 0}, "lct", ParameterRangeError),
+    ("atrlif", {"du": 1, "dv": 1, "delta_theta": 4097, "delta_r": 0, "theta_0": 5},
+     "delta_theta", ParameterRangeError),
+    ("atrlif", {"du": 1, "dv": 1, "delta_theta": 1, "delta_r": 0, "theta_0": 1 << 12},
+     "theta_0", ParameterRangeError),
+    ("atrlif", {"du": 1, "dv": 1, "vth": 3, "delta_theta": 1, "delta_r": 0, "theta_0": 5},
+     "vth", NetworkError),
+])
+def test_builder_rejects_bad_loihi2_registers(model: str, regs: dict[str, Any], field: str,
+                                              err: type) -> None:
+    net = neurochip.Network(graded_hw())
+    with pytest.raises(err) as ei:
+        net.add_neurons("pop", 3, model, **regs)
+    assert ei.value.field == field and ei.value.where == "population 'pop'"
+
+
+def test_port_imag_needs_a_two_input_model() -> None:
+    net = neurochip.Network(graded_hw())
+    net.add_input("in", 2)
+    net.add_lif("l", 2, du=1, dv=1, vth=5)
+    net.add_neurons("rf", 2, "rf", cos_decay=1, sin_decay=1, vth=1)
+    with pytest.raises(NetworkError, match="has one input") as ei:
+        net.connect("in", "l", np.ones((2, 2), np.int64) * 2, port="imag")
+    assert ei.value.field == "port" and "in->l" in ei.value.where
+    with pytest.raises(NetworkError, match="must be one of") as ei:
+        net.connect("in", "rf", np.ones((2, 2), np.int64) * 2, port="b")
+    assert ei.value.field == "port"
+    assert net.connect("in", "rf", np.ones((2, 2), np.int64) * 2, port="imag").port == 1
+    assert [c.name for c in net.connections] == ["in->rf"]
+
+
+def test_rf_decays_follow_lava_float_arithmetic() -> None:
+    assert nm.rf_decays(4.0, 0.0, 12) == (0, 4096)  # cos(pi/2) ~ 6e-17 truncates to 0
+    cos, sin = nm.rf_decays(10.0, 0.1, 12)
+    assert (cos, sin) == (int(0.9 * np.cos(np.pi / 5) * 4096), int(0.9 * np.sin(np.pi / 5) * 4096))
+    lct, lst = nm.rf_zero_decays([0.0, 250.0], [1e9, 1e9], 0.001)
+    assert lct.tolist()[0] == 32767 and lst.tolist()[0] == 0 and lst.tolist()[1] == 32767
+
+
+def test_state_names_every_model_state(mixed: tuple[ChipImage, np.ndarray],
+                                       loihi2: tuple[ChipImage, dict[str, Any]]) -> None:
+    """Emulator.state() holds u, v and each model's other state variables (both backends
+    alike), equal to the last probe values."""
+    for img, inp, probes in ((mixed[0], _inputs(mixed[1], 3), PROBES),
+                             (loihi2[0], loihi2[1], PROBES2)):
+        fresh = neurochip.Emulator(img).state()
+        names = {v for p in img.lif_populations for v in nm.STATE_SLOTS[p.model]}
+        assert set(fresh) == names | {"u", "v"}
+        assert all(a.shape == (1, img.n_neurons) and not a.any() for a in fresh.values())
+        got = {}
+        for be in ("numba", "reference"):
+            em = neurochip.Emulator(img, backend=be)
+            r = em.run(inp, probes=probes)
+            got[be] = st = em.state()
+            for key in probes:
+                pop, _, var = key.rpartition(".")
+                p = img.population(pop)
+                np.testing.assert_array_equal(st[var][:, p.offset:p.offset + p.size],
+                                              r.probes[key][:, -1], err_msg=f"{be} {key}")
+        for k in got["numba"]:
+            np.testing.assert_array_equal(got["numba"][k], got["reference"][k], err_msg=k)
+    sd = mixed[0].population("sd")
+    lr = mixed[0].population("lr")
+    st = got_mixed = neurochip.Emulator(mixed[0]).state()
+    del got_mixed
+    assert not st["residue"][:, lr.offset:lr.offset + lr.size].any()
+    assert {"sigma", "act", "residue", "error"} <= set(st) and sd.model == "sigma_delta"

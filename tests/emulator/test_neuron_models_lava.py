@@ -200,3 +200,162 @@ def test_state_equals_lava(runs: dict[str, Any], key: str) -> None:
     for be, r in runs["em"].items():
         np.testing.assert_array_equal(r.probes[key].astype(np.int64), lava,
                                       err_msg=f"{key} ({be})")
+
+
+# ------------------------------------------------------------------ Loihi 2 models
+# ATRLIF, RF, RF_IZ and RFZero (each with its second input fed through port "imag") in
+# one network, against Lava's PyATRLIFModelFixed, PyRFModelFixed, PyRF_IZModelFixed and
+# PyRFZeroModelFixed on random parameters.
+
+T2 = 40
+SEED2 = 5
+
+
+def draw2(seed: int) -> dict[str, Any]:
+    """Random Lava parameters, the registers they give, weights and inputs."""
+    from neurochip.core.neuron_models import rf_decays, rf_zero_decays
+
+    rng = np.random.default_rng(seed)
+    P: dict[str, Any] = {"seed": seed}
+    P["b"] = rng.random((T2, 5)) < 0.35
+    P["x"] = (rng.integers(-400, 400, (T2, 4)) * (rng.random((T2, 4)) < 0.5)).astype(np.int64)
+    P["at"] = dict(du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                   delta_theta=int(rng.integers(0, 4097)), delta_r=int(rng.integers(0, 4097)),
+                   theta_0=int(rng.integers(20, 200)), theta_step=int(rng.integers(0, 60)),
+                   bias_mant=rng.integers(-40, 120, 4), bias_exp=rng.integers(0, 3, 4))
+    for key in ("rf", "rz"):
+        period, alpha = float(rng.uniform(3, 20)), float(rng.uniform(0, 0.3))
+        cos, sin = rf_decays(period, alpha, 12)
+        P[key] = dict(period=period, alpha=alpha, vth=int(rng.integers(1, 40)),
+                      regs=dict(cos_decay=cos, sin_decay=sin, decay_bits=12, state_exp=6))
+    freqs, tau = rng.uniform(5, 80, 3), rng.uniform(0.01, 0.2, 3)
+    lct, lst = rf_zero_decays(freqs, tau, 0.001)
+    P["r0"] = dict(freqs=freqs, decay_tau=tau, uth=int(rng.integers(0, 30)),
+                   regs=dict(lct=lct, lst=lst))
+    P["W_b_at"] = _w(rng, (4, 5), -50, 100)
+    P["W_b_rf"], P["W_b_rfi"] = _w(rng, (4, 5), -30, 30), _w(rng, (4, 5), -30, 30)
+    P["W_b_rz"], P["W_at_rzi"] = _w(rng, (3, 5), -30, 30), _w(rng, (3, 4), -30, 30)
+    P["W_x_r0"], P["W_x_r0i"] = _w(rng, (3, 4)), _w(rng, (3, 4))
+    P["W_rf_l"] = _w(rng, (2, 4), 20, 120)
+    P["W_r0_l"] = _w(rng, (2, 3), -20, 20)
+    return P
+
+
+def network2(P: dict[str, Any]) -> neurochip.Network:
+    net = neurochip.Network(graded_hw(), name="loihi2_models")
+    net.add_input("b", 5)
+    net.add_input("x", 4, payload_bits=16)
+    net.add_neurons("at", 4, "atrlif", **P["at"])
+    net.add_neurons("rf", 4, "rf", vth=P["rf"]["vth"], **P["rf"]["regs"])
+    net.add_neurons("rz", 3, "rf_iz", vth=P["rz"]["vth"], **P["rz"]["regs"])
+    net.add_neurons("r0", 3, "rf_zero", uth=P["r0"]["uth"], **P["r0"]["regs"])
+    net.add_lif("l", 2, du=500, dv=700, vth=30)
+    net.connect("b", "at", P["W_b_at"], storage="dense")
+    net.connect("b", "rf", P["W_b_rf"], storage="dense")
+    net.connect("b", "rf", P["W_b_rfi"], storage="dense", port="imag")
+    net.connect("b", "rz", P["W_b_rz"], storage="dense")
+    net.connect("at", "rz", P["W_at_rzi"], storage="dense", port="imag")
+    net.connect("x", "r0", P["W_x_r0"], storage="dense")
+    net.connect("x", "r0", P["W_x_r0i"], storage="dense", port="imag")
+    net.connect("rf", "l", P["W_rf_l"], storage="dense")
+    net.connect("r0", "l", P["W_r0_l"], -6, storage="dense")
+    return net
+
+
+STATE2 = [("at", "i", "at.i"), ("at", "v", "at.v"), ("at", "theta", "at.theta"),
+          ("at", "r", "at.r"), ("rf", "real", "rf.real"), ("rf", "imag", "rf.imag"),
+          ("rz", "real", "rz.real"), ("rz", "imag", "rz.imag"), ("r0", "u", "r0.u"),
+          ("r0", "v", "r0.v"), ("l", "v", "l.v")]
+POPS2 = ["at", "rf", "rz", "r0", "l"]
+
+
+def run_in_lava2(P: dict[str, Any]) -> dict[str, NDArray[np.int64]]:
+    """The Loihi 2 network in Lava; {population.s_out: (T, n)} and {probe: (T, n)}."""
+    from compiler.lava.compat import import_lava
+    from compiler.lava.runner import run_and_read
+
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.atrlif.process import ATRLIF
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF
+    from lava.proc.monitor.process import Monitor
+    from lava.proc.resfire.process import RFZero
+    from lava.proc.rf.process import RF
+    from lava.proc.rf_iz.process import RF_IZ
+
+    a = P["at"]
+    at = ATRLIF(shape=(4,), delta_i=a["du"] / 4096, delta_v=a["dv"] / 4096,
+                delta_theta=a["delta_theta"] / 4096, delta_r=a["delta_r"] / 4096,
+                theta_0=a["theta_0"], theta=a["theta_0"], theta_step=a["theta_step"],
+                bias_mant=np.asarray(a["bias_mant"]), bias_exp=np.asarray(a["bias_exp"]),
+                name="at")
+    rf = RF(shape=(4,), period=P["rf"]["period"], alpha=P["rf"]["alpha"], state_exp=6,
+            decay_bits=12, vth=P["rf"]["vth"], name="rf")
+    rz = RF_IZ(shape=(3,), period=P["rz"]["period"], alpha=P["rz"]["alpha"], state_exp=6,
+               decay_bits=12, vth=P["rz"]["vth"], name="rz")
+    r0 = RFZero(shape=(3,), freqs=P["r0"]["freqs"], decay_tau=P["r0"]["decay_tau"],
+                dt=0.001, uth=P["r0"]["uth"])
+    r0.name = "r0"
+    lif = LIF(shape=(2,), du=500, dv=700, vth=30, name="l")
+    procs = {"at": at, "rf": rf, "rz": rz, "r0": r0, "l": lif}
+    src_b = RingBuffer(data=P["b"].T.astype(np.int32))
+    src_x = RingBuffer(data=P["x"].T.astype(np.int32))
+
+    def link(pre: Any, port: Any, key: str, bits: int, exp: int = 0) -> None:
+        conn = Dense(weights=P[f"W_{key}"], weight_exp=exp, num_message_bits=bits)
+        pre.s_out.connect(conn.s_in)
+        conn.a_out.connect(port)
+
+    link(src_b, at.a_in, "b_at", 0)
+    link(src_b, rf.a_real_in, "b_rf", 0)
+    link(src_b, rf.a_imag_in, "b_rfi", 0)
+    link(src_b, rz.a_real_in, "b_rz", 0)
+    link(at, rz.a_imag_in, "at_rzi", 0)
+    link(src_x, r0.u_in, "x_r0", 16)
+    link(src_x, r0.v_in, "x_r0i", 16)
+    link(rf, lif.a_in, "rf_l", 0)
+    link(r0, lif.a_in, "r0_l", 24, -6)
+    targets: list[tuple[str, Any, Any]] = []
+    for name in POPS2:
+        targets.append((f"{name}.s_out", procs[name].s_out, Monitor()))
+    for pop, var, key in STATE2:
+        targets.append((key, getattr(procs[pop], var), Monitor()))
+    for _, target, mon in targets:
+        mon.probe(target, T2)
+    out: dict[str, NDArray[np.int32]] = {k: np.zeros((T2, t.shape[0]), np.int32)
+                                         for k, t, _ in targets}
+    run_and_read(at, Loihi2SimCfg(select_tag="fixed_pt"), RunSteps(num_steps=T2),
+                 targets, {}, out, 600.0)
+    return {k: v.astype(np.int64) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def runs2() -> dict[str, Any]:
+    P = draw2(SEED2)
+    img = neurochip.compile(network2(P), graded_hw())
+    probes = [key for _, _, key in STATE2]
+    em = {be: neurochip.Emulator(img, backend=be).run({"b": P["b"], "x": P["x"]},
+                                                     probes=probes)
+          for be in ("numba", "reference")}
+    return {"lava": run_in_lava2(P), "em": em}
+
+
+@pytest.mark.parametrize("pop", POPS2)
+def test_loihi2_payloads_equal_lava(runs2: dict[str, Any], pop: str) -> None:
+    lava = runs2["lava"][f"{pop}.s_out"]
+    for be, r in runs2["em"].items():
+        np.testing.assert_array_equal(r.spikes[pop].astype(np.int64), lava,
+                                      err_msg=f"{pop} ({be})")
+    assert np.count_nonzero(lava) > 0, f"{pop} never spikes: the check would be empty"
+
+
+@pytest.mark.parametrize("key", [k for _, _, k in STATE2])
+def test_loihi2_state_equals_lava(runs2: dict[str, Any], key: str) -> None:
+    lava = runs2["lava"][key]
+    for be, r in runs2["em"].items():
+        np.testing.assert_array_equal(r.probes[key].astype(np.int64), lava,
+                                      err_msg=f"{key} ({be})")
+    assert np.count_nonzero(lava) > 0, key

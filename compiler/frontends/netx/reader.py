@@ -141,6 +141,13 @@ def _neuron(g: Any, group: str, kind: str, hw: HardwareSpec, *, is_input: bool =
     ntype = _str(ng["type"]) if "type" in ng else "?"
     if ntype == "SDNN":
         return _sdnn(ng, group, kind, is_input, reset is not None)
+    if "RF" in ntype:
+        raise _err(group, kind, f"neuron type {ntype!r}: netx builds it as Lava's "
+                   f"{'RF' if 'PHASE' in ntype else 'RF_IZ'} from slayer's float "
+                   "period/decay (a float round trip of sinDecay and cosDecay, truncated "
+                   "again), which this reader does not reproduce; build the layer with the "
+                   "chip's 'rf' / 'rf_iz' models instead (neuron_models.rf_decays)",
+                   "neuron/type")
     if ntype not in LIF_TYPES:
         raise _err(group, kind, f"neuron type {ntype!r} is not supported (supported: "
                    f"{', '.join((*LIF_TYPES, 'SDNN'))})", "neuron/type")
@@ -552,8 +559,10 @@ def read_netx(path: str | Path, hw: HardwareSpec, *, reset_interval: int | None 
                        "concat": "netx does not implement concat",
                        "convT": "netx does not implement transposed convolution",
                        "unpool": "netx does not implement unpool",
-                       "dense_comp": "complex-valued layers need resonate-and-fire neurons, "
-                                     "not in this build"}.get(
+                       "dense_comp": "complex-valued layers (netx ComplexDense: real and "
+                                     "imaginary synapses into RF neurons) are not read; "
+                                     "the chip's rf / rf_iz models with port='imag' "
+                                     "connections hold them"}.get(
                     kind, f"unknown layer type (supported: {', '.join(NETX_LAYER_TYPES)})")
                 raise _err(group, kind, why, "type")
             table.append(row)
