@@ -14,7 +14,10 @@ excitatory / inhibitory grids keep a full 8-bit magnitude, where a mixed-sign gr
 and its own weight exponent, so the small weights of a fine group (below 1/``GROUP_RATIO``
 of their sign's largest) keep their precision instead of rounding to zero. The quantized
 graph's ``metadata["weight_groups"]`` maps each split projection to its groups; the report
-keeps one entry per float projection (``sign_mode`` ``"groups"``, the groups listed).
+keeps one entry per float projection (``sign_mode`` ``"groups"``, the groups listed). A
+convolution is split differently, since its shared kernel is visited whole for every spike:
+its few largest kernel entries become a sparse group of their own (``<name>:big``) and the
+rest keeps the shared kernel on a finer grid (``<name>:fine``).
 :func:`quantization_report` compares the float and the quantized graph, and
 :func:`dequantize_graph` gives the float graph the chip realises (for the float simulator).
 """
@@ -156,9 +159,10 @@ def _weight_groups(e: Projection, scale: float, hw: HardwareSpec, wb: int,
     """``e`` as one to four projections (synapse groups) of one sign and magnitude range
     each, when that keeps markedly more of its weights: every group has its own weight
     exponent and sign mode (excitatory / inhibitory groups use the full magnitude grid, a
-    group of small weights a finer exponent). Convolutions keep their shared kernel."""
+    group of small weights a finer exponent). A convolution splits off its largest kernel
+entries instead (:func:`_conv_outliers`)."""
     if isinstance(e.synapses, Conv):
-        return [e]
+        return _conv_outliers(e, scale, hw, wb, taken)
     m = e.synapses.to_csr()
     v = np.asarray(m.data, np.float64)
     nz = v != 0
@@ -212,6 +216,74 @@ def _weight_groups(e: Projection, scale: float, hw: HardwareSpec, wb: int,
         part = sp.csr_matrix((target[sel], (rows[sel], m.indices[sel])), shape=m.shape)
         out.append(replace(e, name=name, synapses=Sparse(part)))
     return out
+
+
+#: a convolution's outlier group holds at most this fraction of its kernel's entries
+CONV_OUTLIERS = 0.1
+#: ... the entries above max|W| / r, for the r of these that cuts the error most
+CONV_OUTLIER_RATIOS = (16.0, 8.0, 4.0, 2.0)
+
+
+def _grid_error(part: NDArray[np.float64], scale: float, hw: HardwareSpec, wb: int) -> float:
+    """Squared error of ``part`` on the grid chosen for it alone (inf where no exponent
+    fits)."""
+    if not np.any(part):
+        return 0.0
+    mp, mn = float(max(part.max(), 0.0)), float(max(-part.min(), 0.0))
+    mode = "mixed" if mp > 0 and mn > 0 else ("excitatory" if mn == 0 else "inhibitory")
+    ge = weight_exponent(mp, mn, scale, mode, wb, hw)
+    if ge > hw.formats.weight_exp_max:
+        return float("inf")
+    deq = dequantize_weights(quantize_weights(part, scale, ge, mode, wb, hw), scale, ge, hw)
+    return float(np.sum((deq - part) ** 2))
+
+
+def _conv_outliers(e: Projection, scale: float, hw: HardwareSpec, wb: int,
+                   taken: set[str]) -> list[Projection]:
+    """A convolution as two synapse groups when that keeps markedly more of its kernel:
+    the kernel without its largest entries (``<name>:fine``, still one shared kernel, on a
+    grid r times finer) and those few entries as the sparse synapses they expand to
+    (``<name>:big``, at most ``CONV_OUTLIERS`` of the kernel). A shared kernel is visited
+    tap by tap for every spike, so sign or magnitude groups of whole kernels would add
+    synaptic operations; the outliers' synapses add only their own few. Unchanged (one
+    element) unless more than ``GROUP_ZEROED`` of the kernel would round to 0 and the
+    split cuts the weight error to at most ``GROUP_GAIN`` of the single grid's."""
+    assert isinstance(e.synapses, Conv)
+    v = np.asarray(e.synapses.values, np.float64)
+    nz = v != 0
+    if not np.any(nz):
+        return [e]
+    st = projection_stats(e.synapses)
+    wexp = weight_exponent(st.max_pos, st.max_neg, scale, st.sign_mode, wb, hw)
+    deq0 = dequantize_weights(quantize_weights(v, scale, wexp, st.sign_mode, wb, hw), scale,
+                              wexp, hw)
+    if float(np.mean(deq0[nz] == 0)) <= GROUP_ZEROED:
+        return [e]
+    err0 = float(np.sum((deq0 - v) ** 2))
+    big = float(np.abs(v).max())
+    best: tuple[float, NDArray[np.bool_]] | None = None
+    for r in CONV_OUTLIER_RATIOS:
+        sel = np.abs(v) > big / r
+        if np.mean(sel) > CONV_OUTLIERS:
+            continue
+        err = (_grid_error(np.where(sel, v, 0.0), scale, hw, wb)
+               + _grid_error(np.where(sel, 0.0, v), scale, hw, wb))
+        if best is None or err < best[0]:
+            best = (err, sel)
+    if best is None or not np.isfinite(best[0]) or best[0] > GROUP_GAIN ** 2 * err0:
+        return [e]
+    sel = best[1]
+    names = []
+    for tag in ("fine", "big"):
+        name = f"{e.name}:{tag}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        names.append(name)
+    fine = replace(e, name=names[0], synapses=e.synapses.with_values(np.where(sel, 0.0, v)))
+    m = sp.csr_matrix(e.synapses.with_values(np.where(sel, v, 0.0)).to_csr())
+    m.eliminate_zeros()
+    return [fine, replace(e, name=names[1], synapses=Sparse(m))]
 
 
 def _deq_synapses(e: Projection, scale: float, hw: HardwareSpec) -> Synapses:

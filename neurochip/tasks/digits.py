@@ -13,6 +13,8 @@
   ties broken by the summed voltage (:func:`decode_counts`).
 * The networks and shifts of the learning demonstrations: :func:`digits_network` (random
   64-100-10, 8-bit weights), :func:`distort_digits` (moved and noisy images).
+* Event-camera input for convolutional models: :func:`saccade_events` (N-MNIST-like events
+  of the digits moved in three saccades).
 
 The training task (:mod:`neurochip.tasks.training`), the on-chip learning tasks and demos,
 ``neurochip quickstart``, ``neurochip learn`` and the tools all take the digits from here.
@@ -48,6 +50,7 @@ __all__ = [
     "digits_task",
     "distort_digits",
     "encode_digits",
+    "saccade_events",
 ]
 
 F64 = NDArray[np.float64]
@@ -206,3 +209,50 @@ def distort_digits(images: F64, *, shift: int = 0, noise: float = 0.0, seed: int
         rng = np.random.default_rng(seed)
         x = np.clip(x + noise * rng.random(x.shape), 0.0, 1.0)
     return x.reshape(-1, N_PIXELS)
+
+
+#: The three saccades of :func:`saccade_events`: the image's offset (rows, columns), in
+#: pixels of the upsampled image, at the path's corners (a triangle, as N-MNIST's sensor
+#: moved).
+SACCADE_PATH = ((0.0, 0.0), (2.0, 2.0), (4.0, 0.0), (0.0, 0.0))
+
+
+def saccade_events(images: F64, steps: int, *, size: int = 34, digit: int = 28,
+                   threshold: float = 0.08, p_event: float = 0.9, seed: int = 0) -> B8:
+    """Digit images as an event camera sees them move (N-MNIST-like synthetic events).
+
+    Each 8x8 image is upsampled (bilinear) to ``digit`` x ``digit`` pixels, centred on a
+    ``size`` x ``size`` sensor and moved along :data:`SACCADE_PATH` over ``steps`` time
+    bins. A pixel emits an ON event (channel 0) when its intensity rose by more than
+    ``threshold`` since its last event, OFF (channel 1) when it fell by as much, each
+    kept with probability ``p_event``. Returns (N, steps, 2 * size * size) bool events,
+    channel-major (channel, row, column) flattened in C order: the input layout of a NIR
+    CNN on 2 x size x size event frames (the NIR paper's N-MNIST CNN takes 2 x 34 x 34).
+    """
+    from scipy.ndimage import shift as nd_shift
+    from scipy.ndimage import zoom
+
+    x = np.asarray(images, np.float64).reshape(-1, 8, 8)
+    if steps < 1 or not 8 <= digit <= size:
+        raise ConfigError(f"need steps >= 1 and 8 <= digit <= size, got steps={steps}, "
+                          f"digit={digit}, size={size}", where="saccade_events")
+    rng = np.random.default_rng(seed)
+    path = np.asarray(SACCADE_PATH)
+    legs = len(path) - 1
+    top = (size - digit) // 2
+    out = np.zeros((x.shape[0], steps, 2, size, size), bool)
+    for i, img in enumerate(x):
+        base = np.zeros((size, size))
+        base[top: top + digit, top: top + digit] = zoom(img, digit / 8, order=1).clip(0, 1)
+        last = nd_shift(base, path[0], order=1)  # intensity at each pixel's last event
+        for t in range(steps):
+            s = (t + 1) / steps * legs
+            leg = min(int(s), legs - 1)
+            f = s - leg
+            now = nd_shift(base, path[leg] * (1 - f) + path[leg + 1] * f, order=1)
+            diff = now - last
+            on, off = diff > threshold, diff < -threshold
+            out[i, t, 0] = on & (rng.random(on.shape) < p_event)
+            out[i, t, 1] = off & (rng.random(off.shape) < p_event)
+            last = np.where(on | off, now, last)
+    return out.reshape(x.shape[0], steps, -1)

@@ -164,3 +164,57 @@ def test_braille_weights_keep_their_small_values_in_synapse_groups() -> None:
                 "fc2:exc", "fc2:exc-fine", "fc2:inh", "fc2:inh-fine"}
     assert min(zeroed[False].values()) > 0.15, zeroed
     assert max(zeroed[True].values()) < 0.02, zeroed
+
+
+# ------------------------------------------------------------------- Sinabs CNN
+CNN = HERE / "cnn_sinabs.nir"
+
+
+def test_cnn_conv_kernels_split_off_their_largest_entries() -> None:
+    """Convolutions 0 and 2 lose 2-4 % of their kernel entries to 0 on one 8-bit grid: the
+    few largest entries become a sparse group, the rest keeps the shared kernel on a finer
+    grid; the weight error falls to under half."""
+    from compiler.ir import Conv, Sparse
+    from compiler.passes.normalize import normalize
+    from compiler.passes.quantize import quantization_report, quantize_graph
+
+    hw = neurochip.load_hw("loihi_like")
+    g = normalize(_quiet(read_nir, CNN))
+    err = {}
+    for groups in (False, True):
+        q = quantize_graph(g, hw, weight_bits=8, weight_groups=groups)
+        rep = quantization_report(g, q, hw)
+        err[groups] = {k: rep[pop]["projections"][k]["rel_weight_error"]
+                       for pop, k in (("1", "0"), ("3", "2"))}
+        if groups:
+            for k in ("0", "2"):
+                fine, big = q.metadata["weight_groups"][k]
+                assert (fine, big) == (f"{k}:fine", f"{k}:big")
+                ef, eb = q.edge(fine), q.edge(big)
+                assert isinstance(ef.synapses, Conv) and isinstance(eb.synapses, Sparse)
+                kernel = np.asarray(g.edge(k).synapses.values).size
+                # the outliers are a few kernel entries, each expanded over the positions
+                assert eb.synapses.to_csr().nnz <= 0.1 * kernel * ef.synapses.shape[0] // (
+                    ef.synapses.weight.shape[0])
+                assert rep[ef.post]["projections"][k]["sign_mode"] == "groups"
+    for k in ("0", "2"):
+        assert err[True][k] < 0.6 * err[False][k], err
+
+
+def test_cnn_places_at_8_bits_and_keeps_the_float_predictions() -> None:
+    """The paper's CNN compiles on loihi_like at 8-bit weights, and the chip's predictions
+    (output spike counts) equal the float model's on >= 95 % of 100 N-MNIST-like samples."""
+    from compiler.passes.normalize import normalize
+    from neurochip.tasks.digits import digits_split, saccade_events
+
+    image = _quiet(neurochip.compile, CNN, "loihi_like", weight_bits=8)
+    assert len(image.cores) <= 128
+    _, X_test, _, _ = digits_split()
+    steps = 100
+    x = saccade_events(X_test[:100], steps)
+    g = normalize(_quiet(read_nir, CNN))
+    fl = simulate(g, {"input": x}).spikes["12"].sum(axis=1)
+    chip = neurochip.Emulator(image).run({"input": x}, steps=steps,
+                                         spikes=["12"]).spikes["12"].sum(axis=1)
+    assert fl.sum() > 50 * 100  # the network answers (about one output spike per step)
+    assert np.mean(fl.argmax(-1) == chip.argmax(-1)) >= 0.95
