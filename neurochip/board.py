@@ -461,12 +461,13 @@ def open_board(uri: str = "emulator", *, timeout: float | None = None,
     """Open a board by URI.
 
     ``emulator`` (``numba``), ``reference``, ``lava``, ``null``,
-    ``tcp://HOST:PORT[?timeout=S&connect_timeout=S]`` and
+    ``tcp://HOST:PORT[?timeout=S&connect_timeout=S&busy_poll=S]`` and
     ``faulty:KIND=RATE[,KIND=RATE...][,seed=S]+INNER`` (kinds: drop, duplicate, stuck,
     bitflip, delay, jitter, disconnect). ``timeout`` (seconds to wait for any frame of a
     reply; a long run streams progress well within it), ``connect_timeout`` and ``token``
     (the shared secret of a server started with one; default ``$NEUROCHIP_BOARD_TOKEN``)
-    apply to tcp:// boards, the keyword arguments overriding the URI's options.
+    apply to tcp:// boards, the keyword arguments overriding the URI's options; ``busy_poll``
+    (seconds to poll for a reply before sleeping, 0 = never; default 0.0005) too.
     """
     if not isinstance(uri, str) or not uri:
         raise BoardError(f"bad board URI {uri!r}", where="board")
@@ -487,17 +488,21 @@ def open_board(uri: str = "emulator", *, timeout: float | None = None,
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise BoardError(f"bad board address {uri!r}; use tcp://HOST:PORT", where="board")
         opts = _query(q, uri)
-        unknown = set(opts) - {"timeout", "connect_timeout"}
+        unknown = set(opts) - {"timeout", "connect_timeout", "busy_poll"}
         if unknown:
-            raise BoardError(f"unknown option(s) {sorted(unknown)}; tcp:// boards take timeout "
-                             f"and connect_timeout", where=f"board {uri!r}")
+            raise BoardError(f"unknown option(s) {sorted(unknown)}; tcp:// boards take timeout, "
+                             f"connect_timeout and busy_poll", where=f"board {uri!r}")
         t = timeout if timeout is not None else (
             _seconds(opts["timeout"], "timeout", uri) if "timeout" in opts else None)
         ct = connect_timeout if connect_timeout is not None else (
             _seconds(opts["connect_timeout"], "connect_timeout", uri)
             if "connect_timeout" in opts else None)
+        poll = None
+        if "busy_poll" in opts:
+            poll = 0.0 if opts["busy_poll"] in ("0", "0.0") else _seconds(
+                opts["busy_poll"], "busy_poll", uri)
         return RemoteBoard(host.strip("[]"), int(port), timeout=t, connect_timeout=ct,
-                           token=token)
+                           token=token, busy_poll=poll)
     if uri in ("emulator", "numba"):
         return EmulatorBoard("numba")
     if uri == "reference":

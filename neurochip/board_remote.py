@@ -53,13 +53,18 @@ from neurochip.board import (
     wire_error_types,
 )
 from neurochip.board_wire import (
+    DEFAULT_BUSY_POLL,
     DEFAULT_MAX_FRAME,
+    ENCODER,
+    BusyPoll,
+    frame_parts,
     linger_close,
     pack,
     pack_parts,
     peer_gone,
     recv_frame,
     send,
+    send_dtype,
 )
 from neurochip.errors import (
     BoardError,
@@ -89,32 +94,85 @@ def _mac(token: str, label: bytes, a: bytes, b: bytes) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+def _result_list(r: Any) -> list[tuple[str, NDArray[Any]]]:
+    """A run result's arrays in frame order (the counters stacked into one array)."""
+    out = [(f"spikes/{k}", v) for k, v in r.spikes.items()]
+    out += [(f"probes/{k}", v) for k, v in r.probes.items()]
+    if r.counters:  # one array (..., T, cores, counter) instead of one per counter
+        out.append(("counters", np.stack(list(r.counters.values()), -1)))
+    out += [("cycles", r.cycles), ("latency_cycles", r.latency_cycles), ("energy", r.energy)]
+    return out
+
+
+def _result_extra(r: Any) -> dict[str, Any]:
+    return {k: v for k, v in r.extra.items() if isinstance(v, (bool, int, float, str))}
+
+
 def result_arrays(r: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-    arrays: dict[str, NDArray[Any]] = {}
-    for group in ("spikes", "probes"):
-        for k, v in getattr(r, group).items():
-            arrays[f"{group}/{k}"] = v
-    names = list(r.counters)
-    if names:  # one array (..., T, cores, counter) instead of one per counter
-        arrays["counters"] = np.stack([r.counters[k] for k in names], -1)
-    arrays["cycles"] = r.cycles
-    arrays["latency_cycles"] = r.latency_cycles
-    arrays["energy"] = r.energy
     meta = {"cores": [int(c) for c in r.cores], "cycle_ns": float(r.cycle_ns),
             "t_start": int(r.t_start), "steps": int(r.steps), "batched": bool(r.batched),
-            "counters": names}
-    extra = {k: v for k, v in r.extra.items() if isinstance(v, (bool, int, float, str))}
+            "counters": list(r.counters)}
+    extra = _result_extra(r)
     if extra:
         meta["extra"] = extra
-    return meta, arrays
+    return meta, dict(_result_list(r))
+
+
+class ResultFrames:
+    """Reply frames of run results, as :func:`result_arrays` and
+    :func:`~neurochip.board_wire.pack_parts` make them. What repeats from run to run (the
+    result's cores and counters, the table of arrays) is encoded once per layout, so a
+    reply of a short run costs little more than its bytes."""
+
+    def __init__(self, most: int = 64) -> None:
+        self._layouts: dict[tuple[Any, ...], tuple[str, str, int]] = {}
+        self._most = most
+
+    def pack(self, rid: Any, r: Any, done: int, total: int, final: bool) -> list[Any]:
+        items = [(name, a if type(a) is np.ndarray and a.flags.c_contiguous
+                  else np.ascontiguousarray(a)) for name, a in _result_list(r)]
+        extra = _result_extra(r)
+        key = (tuple([(name, a.dtype, a.shape) for name, a in items]), tuple(r.cores),
+               r.cycle_ns, r.batched, tuple(r.counters), tuple(extra.items()))
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layout(r, items, extra)
+            if len(self._layouts) >= self._most:
+                self._layouts.clear()
+            self._layouts[key] = layout
+        meta, table, size = layout
+        rid_json = str(rid) if type(rid) is int else ENCODER.encode(rid)
+        head = (f'{{"id":{rid_json},"ok":true,"final":{"true" if final else "false"},'
+                f'"result":{{"t_start":{int(r.t_start)},"steps":{int(r.steps)},{meta}}},'
+                f'"progress":{{"done":{int(done)},"steps":{int(total)}}},"arrays":{table}}}'
+                ).encode()
+        return frame_parts(head, [a for _, a in items if a.size], size)
+
+    @staticmethod
+    def _layout(r: Any, items: list[tuple[str, NDArray[Any]]], extra: dict[str, Any]
+                ) -> tuple[str, str, int]:
+        meta: dict[str, Any] = {"cores": [int(c) for c in r.cores],
+                                "cycle_ns": float(r.cycle_ns), "batched": bool(r.batched),
+                                "counters": list(r.counters)}
+        if extra:
+            meta["extra"] = extra
+        table, off = [], 0
+        for name, a in items:
+            table.append([name, send_dtype(a.dtype, name), a.shape, off])
+            off += a.nbytes
+        return ENCODER.encode(meta)[1:-1], ENCODER.encode(table), off
 
 
 def result_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> RunResult:
     from neurochip import RunResult
 
-    def group(prefix: str) -> dict[str, NDArray[Any]]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
+    spikes: dict[str, NDArray[Any]] = {}
+    probes: dict[str, NDArray[Any]] = {}
+    for k, v in arrays.items():
+        if k.startswith("spikes/"):
+            spikes[k[7:]] = v
+        elif k.startswith("probes/"):
+            probes[k[7:]] = v
     try:
         names = list(meta.get("counters", []))
         stacked = arrays.get("counters")
@@ -123,7 +181,7 @@ def result_from(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> 
             raise ValueError(f"{len(names)} counters named, array {have}")
         counters = ({str(k): stacked[..., i] for i, k in enumerate(names)}
                     if names and stacked is not None else {})
-        return RunResult(group("spikes/"), group("probes/"), counters,
+        return RunResult(spikes, probes, counters,
                          arrays["cycles"], arrays["latency_cycles"], arrays["energy"],
                          list(meta["cores"]), float(meta["cycle_ns"]), int(meta["t_start"]),
                          int(meta["steps"]), bool(meta["batched"]),
@@ -191,7 +249,9 @@ class RemoteBoard(Board):
     is dropped (a late reply can never be taken for the next one). connect_timeout: for
     connecting and the handshake. token: the server's shared secret (default
     ``$NEUROCHIP_BOARD_TOKEN``). retries: reconnection attempts (exponential backoff from
-    ``backoff`` seconds). One lock serialises calls, so a board may be shared by threads.
+    ``backoff`` seconds). busy_poll: seconds to poll for a reply before sleeping (a short
+    call's reply is then taken without the wake-up latency of a sleeping process; 0: never
+    poll). One lock serialises calls, so a board may be shared by threads.
 
     After a lost connection the next call reconnects and reprograms the last image; a call
     that may have changed the board's state (run, learn, write_*) is never repeated: it
@@ -203,7 +263,7 @@ class RemoteBoard(Board):
     def __init__(self, host: str, port: int, timeout: float | None = None, *,
                  connect_timeout: float | None = None, token: str | None = None,
                  retries: int = 3, backoff: float = 0.05, max_frame: int = DEFAULT_MAX_FRAME,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, busy_poll: float | None = None) -> None:
         super().__init__()
         self.host, self.port = host, int(port)
         self.name = f"tcp://{host}:{port}"
@@ -212,6 +272,8 @@ class RemoteBoard(Board):
         self.token = token if token is not None else os.environ.get("NEUROCHIP_BOARD_TOKEN")
         self.retries, self.backoff = int(retries), float(backoff)
         self.max_frame = int(max_frame)
+        self._poll = BusyPoll(0.0)
+        self.busy_poll = DEFAULT_BUSY_POLL if busy_poll is None else busy_poll
         #: steps per chunk of a run (None: the server adapts chunks to ~progress_interval)
         self.chunk = chunk
         self.reconnects = 0
@@ -226,6 +288,19 @@ class RemoteBoard(Board):
         self._closed = False
         self.remote_info: dict[str, Any] = {}
         self._connect()
+
+    @property
+    def busy_poll(self) -> float:
+        """Seconds to poll for a reply before sleeping (0: never poll)."""
+        return self._poll.seconds
+
+    @busy_poll.setter
+    def busy_poll(self, seconds: float) -> None:
+        s = float(seconds)
+        if not s >= 0 or s == float("inf"):
+            raise BoardError(f"busy_poll must be 0 or a positive number of seconds, got "
+                             f"{seconds!r}", where=self.name, field="busy_poll")
+        self._poll = BusyPoll(s)
 
     # -------------------------------------------------------------- connection
     def _connect(self) -> None:
@@ -346,7 +421,8 @@ class RemoteBoard(Board):
             while True:
                 try:
                     reply, got = recv_frame(sock, self.name, max_frame=self.max_frame,
-                                            wait=self.timeout, read_timeout=self.timeout)
+                                            wait=self.timeout, read_timeout=self.timeout,
+                                            poll=self._poll)
                 except BaseException:  # a timeout, a lost link or an interrupt: a late
                     self._drop()       # reply must never be taken for the next one
                     raise
@@ -528,6 +604,9 @@ class _Handler(socketserver.BaseRequestHandler):
         self._rates: dict[tuple[bool, bool, bool], float] = {}
         self._progress: dict[str, int] = {}
         self._client_max = srv.max_frame
+        self._results = ResultFrames()
+        self._sized: Any = None
+        self._step_bytes: dict[tuple[Any, ...], int] = {}
         try:
             if not self._greet():
                 return
@@ -658,7 +737,9 @@ class _Handler(socketserver.BaseRequestHandler):
 
     # -------------------------------------------------------------- frames
     def _send(self, header: dict[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
-        frame = pack_parts(header, arrays)
+        self._send_frame(pack_parts(header, arrays))
+
+    def _send_frame(self, frame: list[Any]) -> None:
         if self._state is not None:
             self._mark(None, True)
         try:
@@ -690,10 +771,11 @@ class _Handler(socketserver.BaseRequestHandler):
         except _Gone:
             pass
 
-    def _recv(self, wait: float | None) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    def _recv(self, wait: float | None, poll: BusyPoll | None = None
+              ) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         srv = self.server
         return recv_frame(self.request, self.where, max_frame=srv.max_frame, wait=wait,
-                          read_timeout=srv.read_timeout)
+                          read_timeout=srv.read_timeout, poll=poll)
 
     def _greet(self) -> bool:
         srv = self.server
@@ -758,9 +840,10 @@ class _Handler(socketserver.BaseRequestHandler):
     # -------------------------------------------------------------- requests
     def _serve(self, board: Board) -> None:
         srv = self.server
+        poll = BusyPoll(srv.busy_poll)
         while True:
             try:
-                header, arrays = self._recv(srv.idle_timeout)
+                header, arrays = self._recv(srv.idle_timeout, poll)
             except BoardProtocolError as exc:
                 self._reply_error(0, exc)  # the stream cannot be trusted after a bad frame
                 return
@@ -899,13 +982,11 @@ class _Handler(socketserver.BaseRequestHandler):
         if not getattr(board, "chunked_runs", True):
             r = self._background(rid, lambda: board.run(inputs, total, probes=probes,
                                                         spikes=spikes))
-            meta, out = result_arrays(r)
-            self._send({"id": rid, "ok": True, "final": True, "result": meta,
-                        "progress": {"done": total, "steps": total}}, out)
+            self._send_frame(self._results.pack(rid, r, total, total, True))
             return
         chunk = int(fixed) if isinstance(fixed, int) and fixed > 0 else 1024
         # a chunk's results must fit the client's frames: bound the steps by a byte estimate
-        per_step = batch_n * _bytes_per_step(board, probes, spikes)
+        per_step = batch_n * self._bytes_per_step(board, probes, spikes)
         most = max(1, (self._client_max // 2) // max(per_step, 1))
         chunk = min(chunk, most)
         target = self.server.progress_interval
@@ -916,7 +997,7 @@ class _Handler(socketserver.BaseRequestHandler):
             part = {k: (a[:, done:done + n] if a.ndim == 3 else a[done:done + n])
                     for k, a in inputs.items()}
             t0 = time.perf_counter()
-            batch = max([a.shape[0] for a in part.values() if a.ndim == 3], default=0)
+            batch = max([a.shape[0] for a in inputs.values() if a.ndim == 3], default=0)
             key = (batch > 0, bool(probes), spikes is None)
             rate = self._rates.get(key)
             quick = rate is not None and rate * n * max(batch, 1) < target / 4
@@ -931,13 +1012,11 @@ class _Handler(socketserver.BaseRequestHandler):
                     exc.message = f"{exc.message} (after {done} of {total} steps)"
                 raise
             dt = time.perf_counter() - t0
-            if n:
-                self._rates[key] = dt / (n * max(batch, 1))
             done += n
             final = done >= total
-            meta, out = result_arrays(r)
-            self._send({"id": rid, "ok": True, "final": final, "result": meta,
-                        "progress": {"done": done, "steps": total}}, out)
+            self._send_frame(self._results.pack(rid, r, done, total, final))
+            if n:  # bookkeeping after the reply is on its way
+                self._rates[key] = dt / (n * max(batch, 1))
             if final:
                 return
             self._watch(rid)
@@ -951,6 +1030,20 @@ class _Handler(socketserver.BaseRequestHandler):
             if not fixed:
                 scale = target / max(dt, 1e-6)
                 chunk = int(min(max(chunk * min(max(scale, 0.25), 4.0), 16), 1 << 20, most))
+
+    def _bytes_per_step(self, board: Board, probes: list[str], spikes: Any) -> int:
+        """:func:`_bytes_per_step`, remembered for the loaded image."""
+        try:
+            img: Any = board.image
+        except BoardError:
+            img = None
+        if img is not self._sized:
+            self._sized, self._step_bytes = img, {}
+        key = (tuple(probes), spikes if not isinstance(spikes, list) else tuple(spikes))
+        n = self._step_bytes.get(key)
+        if n is None:
+            n = self._step_bytes[key] = _bytes_per_step(board, probes, spikes)
+        return n
 
     def _learn(self, board: Board, rid: Any, header: dict[str, Any],
                arrays: dict[str, NDArray[Any]]) -> None:
@@ -1146,6 +1239,9 @@ class BoardServer(socketserver.ThreadingTCPServer):
     it has its isolated worker killed), max_memory (bytes a worker may add to its size
     after the fork; isolated sessions only), max_neuron_steps (steps x samples x neurons
     of a run or a learning call, checked before it starts). None: no limit.
+    busy_poll: seconds a session polls for its next request after a reply before sleeping
+    (a client's next call is then taken without the wake-up latency of a sleeping
+    process; 0: never poll).
     """
 
     daemon_threads = True
@@ -1159,7 +1255,7 @@ class BoardServer(socketserver.ThreadingTCPServer):
                  max_connections: int = 32, progress_interval: float = 0.25,
                  isolate: bool = False, max_request_seconds: float | None = None,
                  max_memory: int | None = None, max_neuron_steps: int | None = None,
-                 warm: bool = True) -> None:
+                 warm: bool = True, busy_poll: float = DEFAULT_BUSY_POLL) -> None:
         self.make_board = board_factory
         self.token = token or None
         self.max_frame = int(max_frame)
@@ -1172,6 +1268,10 @@ class BoardServer(socketserver.ThreadingTCPServer):
             max_request_seconds)
         self.max_memory = None if max_memory is None else int(max_memory)
         self.max_neuron_steps = None if max_neuron_steps is None else int(max_neuron_steps)
+        self.busy_poll = float(busy_poll)
+        if not self.busy_poll >= 0:
+            raise ConfigError("must be 0 or a positive number of seconds",
+                              where="board server", field="busy_poll", value=busy_poll)
         for name in ("max_request_seconds", "max_memory", "max_neuron_steps"):
             v = getattr(self, name)
             if v is not None and not v > 0:

@@ -18,6 +18,8 @@ only to answer it with a clear error.
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
 import struct
 import time
@@ -29,7 +31,20 @@ from numpy.typing import NDArray
 
 from neurochip.board import BoardConnectionError, BoardProtocolError, BoardTimeout
 
-__all__ = ["DEFAULT_MAX_FRAME", "MAGIC", "VERSION", "pack", "pack_parts", "recv_frame", "send"]
+__all__ = [
+    "DEFAULT_BUSY_POLL",
+    "DEFAULT_MAX_FRAME",
+    "ENCODER",
+    "MAGIC",
+    "VERSION",
+    "BusyPoll",
+    "frame_parts",
+    "pack",
+    "pack_parts",
+    "recv_frame",
+    "send",
+    "send_dtype",
+]
 
 MAGIC = b"NCB"
 VERSION = 2
@@ -37,37 +52,75 @@ _PREFIX = struct.Struct(">3sBIQ")
 PREFIX_SIZE = _PREFIX.size
 #: default largest frame (header + payload) a side accepts
 DEFAULT_MAX_FRAME = 256 << 20
+#: default seconds a side polls for the next frame before sleeping (see :func:`recv_frame`)
+DEFAULT_BUSY_POLL = 0.0005
 _MAX_HEADER = 8 << 20
 _KINDS = "biuf"
 
 
+#: compact JSON (one encoder for every frame: json.dumps with separators builds a new one)
+ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: a frame whose payload is at most this many bytes is joined into one buffer (fewer
+#: buffers to hand the kernel costs less than copying a few kilobytes)
+_JOIN_BELOW = 1 << 16
+#: dtypes already checked for sending, and their type strings
+_SEND_DTYPES: dict[np.dtype[Any], str] = {}
+
+
+def send_dtype(dt: np.dtype[Any], name: str) -> str:
+    """The type string of an array's dtype in a frame's table (a typed error for a dtype
+    that frames do not carry)."""
+    s = _SEND_DTYPES.get(dt)
+    if s is not None:
+        return s
+    if dt.kind not in _KINDS or dt.itemsize > 8 or dt.fields is not None or dt.subdtype:
+        raise BoardProtocolError(f"array {name!r} has dtype {dt}; frames carry bool, "
+                                 f"integer and float arrays only", where="board frame")
+    if len(_SEND_DTYPES) < 64:
+        _SEND_DTYPES[dt] = dt.str
+    return dt.str
+
+
 def pack_parts(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None
                ) -> list[Any]:
-    """One frame as a list of buffers (prefix + header, then each array's own memory, not
-    copied): what :func:`send` hands to the kernel in one scatter-gather call."""
+    """One frame as a list of buffers: what :func:`send` hands to the kernel. A small frame
+    is one buffer; a large one is the prefix + header, then each array's own memory (not
+    copied), sent in one scatter-gather call."""
     parts: list[Any] = []
-    table = []
     off = 0
-    for name, value in (arrays or {}).items():
-        a = np.ascontiguousarray(value)
-        dt = a.dtype
-        if dt.kind not in _KINDS or dt.itemsize > 8:
-            raise BoardProtocolError(f"array {name!r} has dtype {dt}; frames carry bool, "
-                                     f"integer and float arrays only", where="board frame")
-        table.append([name, dt.str, a.shape, off])
-        if a.size:
-            parts.append(a.reshape(-1).view(np.uint8))
-        off += a.nbytes
-    h = dict(header)
-    if table:
-        h["arrays"] = table
-    hb = json.dumps(h, separators=(",", ":")).encode()
-    return [_PREFIX.pack(MAGIC, VERSION, len(hb), off) + hb, *parts]
+    if arrays:
+        table = []
+        for name, value in arrays.items():
+            a = value if type(value) is np.ndarray and value.flags.c_contiguous \
+                else np.ascontiguousarray(value)
+            table.append([name, send_dtype(a.dtype, name), a.shape, off])
+            if a.size:
+                parts.append(a)
+            off += a.nbytes
+        header = {**header, "arrays": table}
+    return frame_parts(ENCODER.encode(header).encode(), parts, off)
+
+
+def frame_parts(header: bytes, arrays: list[NDArray[Any]], size: int) -> list[Any]:
+    """A frame from its encoded header and its arrays (C-contiguous, non-empty, in table
+    order, ``size`` bytes together), as :func:`pack_parts` returns it."""
+    head = _PREFIX.pack(MAGIC, VERSION, len(header), size) + header
+    if size <= _JOIN_BELOW:
+        buffers: list[Any] = [head, *arrays]
+        return [b"".join(buffers)] if arrays else [head]
+    return [head, *(a.reshape(-1).view(np.uint8) for a in arrays)]
 
 
 def pack(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
     """One frame: ``header`` (JSON-able) and ``arrays`` as raw buffers."""
-    return b"".join(pack_parts(header, arrays))
+    parts = pack_parts(header, arrays)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _timeout(sock: socket.socket, seconds: float | None) -> None:
+    """Set the socket's timeout when it differs (each change is a system call)."""
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def _recv_into(sock: socket.socket, buf: memoryview, where: str) -> None:
@@ -85,19 +138,53 @@ def _recv_into(sock: socket.socket, buf: memoryview, where: str) -> None:
         got += k
 
 
+class BusyPoll:
+    """Polls a socket for the next frame before its reader sleeps in the kernel: a frame
+    that arrives within ``seconds`` is then taken without the wake-up latency of a
+    sleeping process (on a virtual machine, often more than the work of a short call), at
+    the price of that much CPU time. The poll yields the CPU at every turn (so the other
+    side, should it share this CPU, runs at once), and a poll that sees nothing makes the
+    next ones be skipped (2, 4, ... up to 64 frames, until one sees its frame again), so
+    a slow or CPU-starved peer costs little polling. ``seconds`` = 0: never poll."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self._misses = 0
+        self._skip = 0
+
+    def __call__(self, sock: socket.socket, wait: float | None) -> None:
+        if self.seconds <= 0:
+            return
+        if self._skip:
+            self._skip -= 1
+            return
+        end = time.perf_counter() + (self.seconds if wait is None else min(self.seconds, wait))
+        ready, now, pause = select.select, time.perf_counter, os.sched_yield
+        while not ready([sock], (), (), 0)[0]:
+            if now() >= end:
+                self._misses = min(self._misses + 1, 6)
+                self._skip = 1 << self._misses
+                return
+            pause()
+        self._misses = 0
+
+
 def recv_frame(sock: socket.socket, where: str, *, max_frame: int = DEFAULT_MAX_FRAME,
-               wait: float | None = None, read_timeout: float | None = None
-               ) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+               wait: float | None = None, read_timeout: float | None = None,
+               poll: BusyPoll | None = None) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     """Read one frame: (header, arrays).
 
     ``wait``: seconds to wait for the frame to start (None: forever); ``read_timeout``: for
-    the rest of it once it started. Raises BoardTimeout, BoardConnectionError (the other
-    side went away) or BoardProtocolError (the frame is malformed or too large; the stream
-    cannot be trusted after it).
+    the rest of it once it started; ``poll``: a :class:`BusyPoll` to run before sleeping in
+    the kernel for the frame to start. Raises BoardTimeout,
+    BoardConnectionError (the other side went away) or BoardProtocolError (the frame is
+    malformed or too large; the stream cannot be trusted after it).
     """
     pre = bytearray(PREFIX_SIZE)
     view = memoryview(pre)
-    sock.settimeout(wait)
+    if poll is not None:
+        poll(sock, wait)
+    _timeout(sock, wait)
     try:
         k = sock.recv_into(view, PREFIX_SIZE)
     except TimeoutError:
@@ -109,11 +196,9 @@ def recv_frame(sock: socket.socket, where: str, *, max_frame: int = DEFAULT_MAX_
     if bytes(pre[:min(k, 3)]) != MAGIC[:min(k, 3)]:
         magic = b""  # judged on what arrived (a protocol-1 frame may be short)
     else:
+        _timeout(sock, read_timeout)
         if k < PREFIX_SIZE:
-            sock.settimeout(read_timeout)
             _recv_into(sock, view[k:], where)
-        elif read_timeout != wait:
-            sock.settimeout(read_timeout)
         magic = MAGIC
     if magic != MAGIC:
         if pre[0] == 0:  # a protocol-1 frame starts with a 4-byte big-endian length
@@ -196,7 +281,7 @@ def send(sock: socket.socket, frame: bytes | list[Any], where: str,
          timeout: float | None) -> None:
     """Send a frame (bytes, or the buffers of :func:`pack_parts`) within ``timeout``
     seconds (a receiver that stops reading fails it)."""
-    sock.settimeout(timeout)
+    _timeout(sock, timeout)
     try:
         if isinstance(frame, list):
             _send_parts(sock, frame)

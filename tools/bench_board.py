@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import neurochip  # noqa: E402
-from neurochip.board import EmulatorBoard, open_board  # noqa: E402
+from neurochip.board import EmulatorBoard  # noqa: E402
+from neurochip.board import open_board as _open_board  # noqa: E402
 
 
 def serve(uri: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
@@ -189,10 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 10^5-step run")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "board.json"))
+    ap.add_argument("--busy-poll", type=float, default=None, metavar="S",
+                    help="seconds the client and the servers poll for a frame before sleeping "
+                         "(default: the protocol's default; 0 = never poll)")
     args = ap.parse_args(argv)
     repeat = 2 if args.quick else 4
-    proc, uri = serve("emulator")
-    results: dict[str, Any] = {"uri": uri}
+    poll = () if args.busy_poll is None else ("--busy-poll", str(args.busy_poll))
+
+    def open_board(uri: str) -> Any:
+        from neurochip.board_remote import RemoteBoard
+
+        board = _open_board(uri)
+        if args.busy_poll is not None and isinstance(board, RemoteBoard):
+            board.busy_poll = args.busy_poll
+        return board
+
+    proc, uri = serve("emulator", *poll)
+    results: dict[str, Any] = {"uri": uri, "busy_poll": args.busy_poll}
     try:
         # (a) digits test split
         image, inputs, steps, probes = digits()
@@ -231,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         n_in, n_out = frame_sizes(local)
         # the same on a fresh server process (one that has not run batches before), and on
         # an in-process server; rounds interleaved so load changes hit every variant alike
-        proc2, uri2 = serve("emulator")
-        proc3, uri3 = serve("emulator", "--in-process")
+        proc2, uri2 = serve("emulator", *poll)
+        proc3, uri3 = serve("emulator", "--in-process", *poll)
         try:
             fresh = open_board(uri2)
             fresh.load(tiny)

@@ -492,3 +492,96 @@ def test_a_client_refuses_a_server_that_cannot_prove_the_token() -> None:
     finally:
         th.join(5)
         lsock.close()
+
+
+# ------------------------------------------------------------------ fast paths
+def _frame_bytes(parts: list[Any]) -> bytes:
+    return b"".join(p if isinstance(p, bytes) else memoryview(p).cast("B").tobytes()
+                    for p in parts)
+
+
+def test_run_replies_encoded_from_a_cached_layout_equal_the_generic_frames(image) -> None:
+    from neurochip.board_remote import ResultFrames, result_arrays
+    from neurochip.board_wire import pack_parts
+
+    board = EmulatorBoard()
+    board.load(image)
+    frames = ResultFrames()
+    results = [board.run(steps=1), board.run(steps=1), board.run(steps=4, probes=["l1.v"]),
+               board.run(steps=0), board.run(steps=2, spikes=None), board.run(steps=1)]
+    board.reset()
+    results.append(board.run({"in": demo_inputs(900, batch=4)}, probes=["l2.v"]))
+    results[1].extra["note"] = "kept"
+    for i, r in enumerate(results):
+        rid: Any = ["odd", i] if i == 2 else i
+        meta, arrays = result_arrays(r)
+        generic = pack_parts({"id": rid, "ok": True, "final": i % 2 == 0, "result": meta,
+                              "progress": {"done": 3, "steps": 9}}, arrays)
+        fast = frames.pack(rid, r, 3, 9, i % 2 == 0)
+        assert len(fast) == len(generic)  # one buffer when small, scatter-gather when large
+        a, b = socket.socketpair()
+        got = []
+        for parts in (generic, fast):
+            sender = threading.Thread(target=a.sendall, args=(_frame_bytes(parts),))
+            sender.start()
+            got.append(recv_frame(b, "test", wait=5.0, read_timeout=5.0))
+            sender.join()
+        a.close()
+        b.close()
+        (h1, a1), (h2, a2) = got
+        assert h1 == h2 and h2["id"] == rid and h2["result"]["t_start"] == r.t_start
+        assert list(a1) == list(a2)
+        for k in a1:
+            assert a1[k].dtype == a2[k].dtype and a1[k].shape == a2[k].shape
+            np.testing.assert_array_equal(a1[k], a2[k])
+    assert len(frames._layouts) == 6  # 7 results: 1-step runs without extras share one
+
+
+def test_busy_poll_takes_a_frame_early_and_backs_off_after_a_miss() -> None:
+    a, b = socket.socketpair()
+    poll = board_wire.BusyPoll(0.05)
+    a.sendall(pack({"id": 1}))
+    t = time.perf_counter()
+    assert recv_frame(b, "test", wait=1.0, poll=poll)[0] == {"id": 1}
+    assert time.perf_counter() - t < 0.05 and (poll._misses, poll._skip) == (0, 0)
+    threading.Timer(0.2, a.sendall, args=(pack({"id": 2}),)).start()
+    t = time.perf_counter()
+    assert recv_frame(b, "test", wait=1.0, poll=poll)[0] == {"id": 2}  # polled, then slept
+    assert time.perf_counter() - t >= 0.15 and (poll._misses, poll._skip) == (1, 2)
+    a.sendall(pack({"id": 3}))
+    recv_frame(b, "test", wait=1.0, poll=poll)
+    assert poll._skip == 1  # skipped this poll
+    never = board_wire.BusyPoll(0.0)
+    t = time.perf_counter()
+    with pytest.raises(BoardTimeout):
+        recv_frame(b, "test", wait=0.01, poll=never)
+    assert time.perf_counter() - t < 0.5
+    a.close()
+    b.close()
+
+
+def test_busy_poll_options_of_the_client_and_the_server(image) -> None:
+    with BoardServer(("127.0.0.1", 0), EmulatorBoard, busy_poll=0.0) as srv:
+        b = open_board(f"{srv.uri}?busy_poll=0")
+        assert isinstance(b, RemoteBoard) and b.busy_poll == 0.0
+        b.close()
+        with open_board(f"{srv.uri}?busy_poll=0.001") as b:
+            assert b.busy_poll == 0.001  # type: ignore[attr-defined]
+            b.load(image)
+            local = EmulatorBoard()
+            local.load(image)
+            for steps in (1, 1, 5):
+                r, want = b.run(steps=steps, probes=["l1.v"]), local.run(steps=steps,
+                                                                         probes=["l1.v"])
+                assert r.t_start == want.t_start
+                for k in want.spikes:
+                    np.testing.assert_array_equal(r.spikes[k], want.spikes[k])
+                np.testing.assert_array_equal(r.probes["l1.v"], want.probes["l1.v"])
+                np.testing.assert_array_equal(r.energy, want.energy)
+        for bad in ("?busy_poll=-1", "?busy_poll=abc", "?busy_poll=inf"):
+            with pytest.raises(BoardError, match="busy_poll"):
+                open_board(srv.uri + bad)
+        with pytest.raises(BoardError, match="busy_poll"):
+            RemoteBoard("127.0.0.1", srv.port, busy_poll=-0.5)
+    with pytest.raises(neurochip.errors.ConfigError, match="busy_poll"):
+        BoardServer(("127.0.0.1", 0), EmulatorBoard, busy_poll=float("nan"))
