@@ -442,6 +442,17 @@ def chunk_task(jobs: Sequence[Job], spec: CompileSpec,
     return out
 
 
+def chunks_task(parts: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Several chunks in one task (each part: the arguments of :func:`chunk_task`): their
+    records, in order. Fewer, longer tasks cost the scheduler and the client less (each
+    task costs the client process several milliseconds of CPU, taken from a core the
+    workers need when they have one each)."""
+    out: list[dict[str, Any]] = []
+    for args in parts:
+        out.extend(chunk_task(*args))
+    return out
+
+
 def _internal_error(job: Job, exc: BaseException) -> dict[str, Any]:
     """The record of a job that failed in an unexpected way (not a neurochip error)."""
     rec = {"key": job.key, **job.params(), "error": _error_record(exc)}
@@ -469,6 +480,26 @@ def chunks_of(keys: Sequence[str], groups: Mapping[str, str], workers: int,
         pieces.sort(key=lambda p: -(compile_cost.get(p[0], 0.0) + len(p[1])))
     return [c for _, c in pieces]
 
+
+def pack_chunks(chunks: Sequence[Sequence[str]], cost: Sequence[float], tasks: int
+                ) -> list[list[str]]:
+    """Chunks packed into at most ``tasks`` tasks of about equal cost (``cost``: per chunk),
+    largest first: each chunk, largest first, joins the task that costs least so far (the
+    longest-processing-time rule), and the tasks then go out largest first. Chunks of one
+    image stay whole; a task lists its chunks' keys in the order they were packed."""
+    n = max(1, int(tasks))
+    if len(chunks) <= n:
+        order = sorted(range(len(chunks)), key=lambda i: -cost[i])
+        return [list(chunks[i]) for i in order]
+    bins: list[tuple[float, int, list[str]]] = [(0.0, b, []) for b in range(n)]
+    for i in sorted(range(len(chunks)), key=lambda i: -cost[i]):  # stable: ties in order
+        total, b, keys = min(bins, key=lambda t: (t[0], t[1]))
+        bins[b] = (total + cost[i], b, keys + list(chunks[i]))
+    return [keys for _, _, keys in sorted(bins, key=lambda t: (-t[0], t[1])) if keys]
+
+
+#: tasks per worker a sweep's eval chunks are packed into (see :func:`pack_chunks`)
+TASKS_PER_WORKER = 3
 
 # What compiling an image costs, in runs of one digits evaluation (measured: compiling the
 # digits model takes about one run, with a calibration about three).
@@ -1006,11 +1037,18 @@ class Runner:
             return recipe if isinstance(recipe, DigitsData) else data(name, part)
 
         def submit_chunk(chunk: Sequence[Job], attempt: int) -> Any:
-            spec, ckey = prep.compiles[prep.job_compile[chunk[0].key]]
+            # one task for the jobs of one or more images: a chunk_task's arguments per image
+            by_image: dict[str, list[Job]] = {}
+            for j in chunk:
+                by_image.setdefault(prep.job_compile[j.key], []).append(j)
+            parts = []
+            for ck, group in by_image.items():
+                spec, ckey = prep.compiles[ck]
+                parts.append((group, spec, chunk_data(ckey, "x") if ckey else None,
+                              [chunk_data(prep.job_data[j.key]) for j in group],
+                              [prep.readouts[j.key] for j in group]))
             return client.submit(
-                chunk_task, list(chunk), spec, chunk_data(ckey, "x") if ckey else None,
-                [chunk_data(prep.job_data[j.key]) for j in chunk],
-                [prep.readouts[j.key] for j in chunk],
+                chunks_task, parts,
                 key=f"chunk-{chunk[0].key}-{len(chunk)}-{tok}-{attempt}", retries=r,
                 pure=False)
 
@@ -1045,9 +1083,10 @@ class Runner:
                     chunk_data(ckey, "x")
             cost = {ck: COMPILE_COST[calib is not None]
                     for ck, (_, calib) in prep.compiles.items()}
-            waiting.extend([by_key[k] for k in keys]
-                           for keys in chunks_of(evals, prep.job_compile, workers,
-                                                 compile_cost=cost))
+            chunks = chunks_of(evals, prep.job_compile, workers, compile_cost=cost)
+            tasks = pack_chunks(chunks, [cost[prep.job_compile[c[0]]] + len(c)
+                                         for c in chunks], TASKS_PER_WORKER * workers)
+            waiting.extend([by_key[k] for k in keys] for keys in tasks)
             top_up(out)
             empty = [j for j in todo if j.kind == "empty"]
             if empty:

@@ -145,6 +145,23 @@ def test_eval_jobs_are_chunked_by_image_in_first_seen_order() -> None:
     assert chunks_of([], {}, workers=2) == []
 
 
+def test_chunks_pack_into_tasks_of_about_equal_cost_largest_first() -> None:
+    from neurochip.distributed import pack_chunks
+
+    # the benchmark sweep's shape: 8 chunks of cost 7 (calibrated) and 4 of cost 5
+    chunks = [[f"c{i}"] for i in range(8)] + [[f"n{i}"] for i in range(4)]
+    cost = [7.0] * 8 + [5.0] * 4
+    tasks = pack_chunks(chunks, cost, 6)
+    assert len(tasks) == 6
+    assert sorted(k for t in tasks for k in t) == sorted(c[0] for c in chunks)  # each once
+    totals = [sum(7.0 if k[0] == "c" else 5.0 for k in t) for t in tasks]
+    assert totals == [14.0, 14.0, 12.0, 12.0, 12.0, 12.0]  # balanced, largest first
+    assert tasks[0] == ["c0", "c6"] and tasks[2] == ["c2", "n0"]  # the LPT rule, stable
+    # as many tasks as chunks or more: one chunk a task, largest first
+    assert pack_chunks([["a"], ["b", "c"]], [1.0, 2.0], 6) == [["b", "c"], ["a"]]
+    assert pack_chunks([], [], 4) == []
+
+
 def test_chunks_come_largest_first_when_costs_are_given() -> None:
     from neurochip.distributed import chunks_of
 
