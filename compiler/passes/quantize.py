@@ -154,26 +154,33 @@ GROUP_GAIN = 0.75
 GROUP_RATIO = 8.0
 
 
+def _single_grid(e: Projection, v: NDArray[np.float64], scale: float, hw: HardwareSpec,
+                 wb: int) -> NDArray[np.float64] | None:
+    """The weights ``v`` of ``e`` as one grid realises them, or None when that grid keeps
+    enough of them (at most ``GROUP_ZEROED`` of the non-zero ones become 0): no groups."""
+    nz = v != 0
+    if not np.any(nz):
+        return None
+    st = projection_stats(e.synapses)
+    wexp = weight_exponent(st.max_pos, st.max_neg, scale, st.sign_mode, wb, hw)
+    deq = dequantize_weights(quantize_weights(v, scale, wexp, st.sign_mode, wb, hw), scale,
+                             wexp, hw)
+    return None if float(np.mean(deq[nz] == 0)) <= GROUP_ZEROED else deq
+
+
 def _weight_groups(e: Projection, scale: float, hw: HardwareSpec, wb: int,
                    taken: set[str]) -> list[Projection]:
     """``e`` as one to four projections (synapse groups) of one sign and magnitude range
     each, when that keeps markedly more of its weights: every group has its own weight
     exponent and sign mode (excitatory / inhibitory groups use the full magnitude grid, a
     group of small weights a finer exponent). A convolution splits off its largest kernel
-entries instead (:func:`_conv_outliers`)."""
+    entries instead (:func:`_conv_outliers`)."""
     if isinstance(e.synapses, Conv):
         return _conv_outliers(e, scale, hw, wb, taken)
     m = e.synapses.to_csr()
     v = np.asarray(m.data, np.float64)
-    nz = v != 0
-    if not np.any(nz):
-        return [e]
-    st = projection_stats(e.synapses)
-    wexp = weight_exponent(st.max_pos, st.max_neg, scale, st.sign_mode, wb, hw)
-    deq0 = dequantize_weights(quantize_weights(v, scale, wexp, st.sign_mode, wb, hw), scale,
-                              wexp, hw)
-    zeroed0 = float(np.mean(deq0[nz] == 0))
-    if zeroed0 <= GROUP_ZEROED:
+    deq0 = _single_grid(e, v, scale, hw, wb)
+    if deq0 is None:
         return [e]
     err0 = float(np.linalg.norm(deq0 - v))
     f = hw.formats
@@ -250,14 +257,8 @@ def _conv_outliers(e: Projection, scale: float, hw: HardwareSpec, wb: int,
     split cuts the weight error to at most ``GROUP_GAIN`` of the single grid's."""
     assert isinstance(e.synapses, Conv)
     v = np.asarray(e.synapses.values, np.float64)
-    nz = v != 0
-    if not np.any(nz):
-        return [e]
-    st = projection_stats(e.synapses)
-    wexp = weight_exponent(st.max_pos, st.max_neg, scale, st.sign_mode, wb, hw)
-    deq0 = dequantize_weights(quantize_weights(v, scale, wexp, st.sign_mode, wb, hw), scale,
-                              wexp, hw)
-    if float(np.mean(deq0[nz] == 0)) <= GROUP_ZEROED:
+    deq0 = _single_grid(e, v, scale, hw, wb)
+    if deq0 is None:
         return [e]
     err0 = float(np.sum((deq0 - v) ** 2))
     big = float(np.abs(v).max())
