@@ -124,3 +124,22 @@ def test_an_unknown_split_is_a_named_error() -> None:
     with pytest.raises(ConfigError) as ei:
         D.digits_split_spikes("validation")
     assert ei.value.field == "split" and "validation" in str(ei.value)
+
+
+def test_saccade_events_are_on_off_events_of_the_moving_digit(split) -> None:
+    """Events only where the moving digit's edges pass: ON where intensity rises, OFF where
+    it falls, channel-major (2, 34, 34), seeded; a blank image gives none."""
+    X = split[1][:4]
+    ev = D.saccade_events(X, 30)
+    assert ev.shape == (4, 30, 2 * 34 * 34) and ev.dtype == np.bool_
+    frames = ev.reshape(4, 30, 2, 34, 34)
+    on, off = frames[:, :, 0].sum(), frames[:, :, 1].sum()
+    assert on > 100 and off > 100  # both polarities
+    # the digit (28 x 28, centred) moves by at most 4 pixels: nothing outside that box
+    assert not frames[..., :2, :].any() and not frames[..., :, :2].any()
+    assert np.array_equal(ev, D.saccade_events(X, 30))  # seeded
+    assert not np.array_equal(ev, D.saccade_events(X, 30, seed=1))
+    assert not D.saccade_events(np.zeros((1, 64)), 10).any()
+    with pytest.raises(ConfigError) as ei:
+        D.saccade_events(X, 10, size=20)  # the 28-pixel digit does not fit
+    assert ei.value.where == "saccade_events"
