@@ -244,6 +244,17 @@ def _update_atrlif(p, g0, g1, st, a_in, flag, nrn, t):
 
 
 @njit(cache=True, inline="always")
+def _take_inputs(a_in, g, b0):
+    """Neuron g's two inputs (a_in[g], and the second at a_in[b0 + g]), cleared for the
+    next step."""
+    a = np.int64(a_in[g])
+    b = np.int64(a_in[b0 + g])
+    a_in[g] = 0
+    a_in[b0 + g] = 0
+    return a, b
+
+
+@njit(cache=True, inline="always")
 def _update_rf(m, p, g0, g1, st, a_in, flag, pay, nrn):
     """Resonate-and-fire neurons g0..g1-1 of population p (real part in u, imaginary part
     in v); a_in[par[IN2_COL] + g - first neuron] is neuron g's second input."""
@@ -253,10 +264,7 @@ def _update_rf(m, p, g0, g1, st, a_in, flag, pay, nrn):
     if m == RF_ZERO:
         lct, lst, uth = nrn.ndu, nrn.ndv, par[0]
         for g in range(g0, g1):
-            a = np.int64(a_in[g])
-            b = np.int64(a_in[b0 + g])
-            a_in[g] = 0
-            a_in[b0 + g] = 0
+            a, b = _take_inputs(a_in, g, b0)
             x, y = np.int64(u[g]), np.int64(v[g])
             kc, ks = np.int64(lct[g]), np.int64(lst[g])
             # Lava's int32 arrays: each product wraps, and // 2^15 floors
@@ -271,10 +279,7 @@ def _update_rf(m, p, g0, g1, st, a_in, flag, pay, nrn):
     cos, sin, db, se, th = par[0], par[1], par[2], par[3], par[4]
     rnd = (np.int64(1) << db) - 1
     for g in range(g0, g1):
-        a = np.int64(a_in[g])
-        b = np.int64(a_in[b0 + g])
-        a_in[g] = 0
-        a_in[b0 + g] = 0
+        a, b = _take_inputs(a_in, g, b0)
         x, y = np.int64(u[g]), np.int64(v[g])
         re = (trunc_shift(cos * x, db, rnd) - trunc_shift(sin * y, db, rnd)
               + _w32(a << se))
