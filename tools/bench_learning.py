@@ -14,7 +14,13 @@ random weights) and writes JSON. Measurements:
 * adaptation: offline-trained (float64) model, compiled, adapted on chip to shifted and
   noisy digits; accuracy before and after, fraction of the loss recovered;
 * cost: time per step of learning against inference (wall clock on one core, and chip
-  latency from the cost model), cycles and energy per learning epoch.
+  latency from the cost model), cycles and energy per learning epoch;
+* learning at scale: the same wall-clock ratio with 100, 1,000 and 4,000 hidden neurons
+  (lines ``learning/inference wall ratio at N hidden: X.X``), on one thread (learning
+  and the batched inference it is set against alike), and with two threads for
+  information (the batched inference then spreads its samples over both threads; a
+  learning stream runs one sample after another and spreads only its large weight
+  updates).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+SCALE_HIDDEN = (100, 1000, 4000)
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                                                limit=limit))
     res["adaptation"]["bench_wall_s"] = time.perf_counter() - t0
     res["cost"] = cost_demo("dfa", limit=limit)
+    res["scale"] = {}
+    for n_hidden in SCALE_HIDDEN:
+        res["scale"][str(n_hidden)] = {
+            str(th): {k: v for k, v in cost_demo("dfa", limit=limit, n_hidden=n_hidden,
+                                                 threads=th).items()
+                      if k.startswith("wall_") or k in ("steps", "threads", "n_hidden")}
+            for th in (1, 2)}
     res["total_wall_s"] = time.perf_counter() - t_all
 
     dfa, dcll, c = res["digits_dfa"], res["digits_dcll"], res["cost"]
@@ -145,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     for a, b in rows:
         print(f"{a:<{w}}  {b}")
     print("-" * (w + 40))
+    print("learning at scale: wall us/step, learning / batched inference (DFA, digits)")
+    print(f"{'hidden':>8} {'1 thread':>26} {'2 threads':>26}")
+    for n_hidden in SCALE_HIDDEN:
+        sc = res["scale"][str(n_hidden)]
+        cells = [f"{sc[t]['wall_learning_us_per_step']:.1f} / "
+                 f"{sc[t]['wall_inference_us_per_step']:.1f} = {sc[t]['wall_ratio']:.2f}x"
+                 for t in ("1", "2")]
+        print(f"{n_hidden:>8} {cells[0]:>26} {cells[1]:>26}")
+    for n_hidden in SCALE_HIDDEN:
+        ratio = res["scale"][str(n_hidden)]["1"]["wall_ratio"]
+        print(f"learning/inference wall ratio at {n_hidden} hidden: {ratio:.1f}")
     print(f"DFA on-chip accuracy: {100 * dfa['final_accuracy']:.1f} %")
     print(f"DCLL on-chip accuracy: {100 * dcll['final_accuracy']:.1f} %")
     print(f"total {res['total_wall_s']:.0f} s")

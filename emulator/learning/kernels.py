@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -106,6 +107,7 @@ class Learn(NamedTuple):
     lt: LearnRecord
     regs: LearnRegs
     teach: Teach
+    threads: np.int64  # Numba threads the large weight statements may use
 
 
 class StepView(NamedTuple):
@@ -129,14 +131,26 @@ class Plan(NamedTuple):
 
 
 class Statement(NamedTuple):
-    """One dw/de statement of one dense group in the common case (:func:`_statement_fast`)."""
+    """One dw/de statement of one dense group in the common case (:func:`_statement_dense`):
+    one term without synapse variables. Stochastic rounding of x / 2^k is written
+    branch-free as ``((x << kl) + (((r >> ka) << kb) & km)) >> kr`` (:func:`_sr`) with the
+    constants of :func:`_sround_consts`: k1* of the term, k2* of the final rounding."""
 
-    n_pre: np.int64
     n_post: np.int64
+    nc: np.int64  # cores of the group's postsynaptic neurons (axons per presynaptic source)
     woff: np.int64  # first weight byte
     syn0: np.int64  # first synapse gid
     mant: np.int64  # the term's mantissa
-    k1: np.int64  # its rounding shift
+    k1l: np.int64  # the term's rounding, as _sround_consts gives it
+    k1a: np.int64
+    k1b: np.int64
+    k1m: np.int64
+    k1r: np.int64
+    k2l: np.int64  # the final rounding
+    k2a: np.int64
+    k2b: np.int64
+    k2m: np.int64
+    k2r: np.int64
     frac: np.int64  # accumulator fraction bits
     step: np.int64  # weight step 2^step (dw), 0 (de)
     lo: np.int64  # range of the result
@@ -145,11 +159,31 @@ class Statement(NamedTuple):
     acc_hi: np.int64
     mode: np.int64  # WeightDecode
     wsh: np.int64  # decode shift
-    slot: np.int64  # core slot (counters)
-    key: np.uint64  # PRNG key of the statement's stream on that core
     lf: np.int64  # log2 random numbers per draw
     pb: np.int64  # bits per random number
+    n_pre: np.int64
+    post0: np.int64  # first postsynaptic neuron
+    kl0: np.int64  # its entry in kloc
+    stream: np.int64  # PRNG stream
     col: np.int64  # counter column
+    threads: np.int64  # Numba threads a large statement may use
+
+
+class Rows(NamedTuple):
+    """A dense statement's parts, and its postsynaptic neurons in runs on one core."""
+
+    Q: I64  # presynaptic part per axon
+    P: I64  # postsynaptic part per neuron (contiguous)
+    runs: I64  # (3, R): first and end neuron of each run, the rank of its core
+    keys: NDArray[np.uint64]  # (R,) the PRNG key of each run's core
+
+
+class Mem(NamedTuple):
+    """What a statement writes: weight bytes, tags, counters."""
+
+    dw: NDArray[np.uint8]
+    tags: I64
+    cnt: I64
 
 
 @njit(cache=True, inline="always")
@@ -249,55 +283,130 @@ def _post_value(code, gi, flag, NR, u, v):
     return np.int64(u[gi])
 
 
+@njit(cache=True, inline="always")
+def _sround_consts(k, pb):
+    """Constants (kl, ka, kb, km, kr) of :func:`_sr` for stochastic rounding by 2^k."""
+    z = np.int64(0)
+    if k <= 0:
+        return (-k, z, z, z, z)
+    return (z, max(pb - k, z), max(k - pb, z), np.int64(-1), k)
+
+
+@njit(cache=True, inline="always")
+def _sr(x, r, kl, ka, kb, km, kr):
+    """:func:`_sround` of x with random number r, k given as :func:`_sround_consts`."""
+    return ((x << kl) + (((r >> ka) << kb) & km)) >> kr
+
+
+@njit(cache=True, inline="always")
+def _dense_update(s, z, qm, pv, gid, key):
+    """The statement's new value of one synapse (old value z: weight or tag), with the
+    random numbers 2 gid (the term) and 2 gid + 1 (the final rounding) of key."""
+    d = gid << 1
+    h = _draw(key, d >> s.lf)
+    sh = np.uint64((d & ((np.int64(1) << s.lf) - 1)) * s.pb)
+    mask = np.uint64((np.int64(1) << s.pb) - 1)
+    r0 = np.int64((h >> sh) & mask)
+    r1 = np.int64((h >> (sh + np.uint64(s.pb))) & mask)
+    acc = _clip((z << s.frac) + _sr(qm * pv, r0, s.k1l, s.k1a, s.k1b, s.k1m, s.k1r),
+                s.acc_lo, s.acc_hi)
+    return _clip(_sr(acc, r1, s.k2l, s.k2a, s.k2b, s.k2m, s.k2r) << s.step, s.lo, s.hi)
+
+
 @njit(cache=True)
-def _statement_fast(which, s, Q, P, dw, tags, cnt):
-    """The common case of :func:`_statement` (dense, one core, one term without synapse
-    variables), with the same arithmetic and the same random numbers: the term's number is
-    d = 2 gid and the final rounding's d + 1, both in the draw d >> lf. which: 0 (dw) or
-    1 (de), a compile-time constant (a literal at the calls of :func:`_statement`, passed
-    on as it is: the statement's inner loop is compiled without the test); s: Statement;
-    Q, P: the term's pre- and postsynaptic parts."""
-    lf, pb, mode, wsh, key = s.lf, s.pb, s.mode, s.wsh, s.key
-    frac, step, lo, hi, acc_lo, acc_hi = s.frac, s.step, s.lo, s.hi, s.acc_lo, s.acc_hi
-    n_post, mant, k1 = s.n_post, s.mant, s.k1
-    fm = (np.int64(1) << lf) - 1
-    mask = np.uint64((np.int64(1) << pb) - 1)
-    k2 = frac + step
-    ln = np.int64(-1)
-    lh = np.uint64(0)
-    n_vis = 0
-    for j in range(s.n_pre):
-        qv = Q[j]
-        if qv == 0:
-            continue
-        qm = mant * qv
+def _dense_rows(which, s, j0, j1, rows, dw, tags):
+    """Presynaptic rows j0..j1 of a dense statement s (which: 0 dw, 1 de; rows: Rows).
+    The inner loops are branch-free (a synapse whose postsynaptic part is zero keeps its
+    value) so that they vectorise; rows whose presynaptic part is zero are skipped."""
+    n_post, nc, mode, wsh = s.n_post, s.nc, s.mode, s.wsh
+    Q, P, runs, keys = rows.Q, rows.P, rows.runs, rows.keys
+    for j in range(j0, j1):
         row = s.woff + j * n_post
         g0 = s.syn0 + j * n_post
-        for i in range(n_post):
-            pv = P[i]
-            if pv == 0:
+        for ri in range(runs.shape[1]):
+            qv = Q[j * nc + runs[2, ri]]
+            if qv == 0:
                 continue
-            gid = g0 + i
-            d = gid << 1
-            n = d >> lf
-            if n != ln:
-                lh = _draw(key, n)
-                ln = n
-            sh = np.uint64((d & fm) * pb)
-            r0 = np.int64((lh >> sh) & mask)
-            r1 = np.int64((lh >> (sh + np.uint64(pb))) & mask)
+            qm = s.mant * qv
+            key = keys[ri]
+            i0, i1 = runs[0, ri], runs[1, ri]
+            p = P[i0:i1]
             if which == 0:
-                z = decode_weight(dw[row + i], mode, wsh)
+                w = dw[row + i0: row + i1]
+                for i in range(i1 - i0):
+                    old = w[i]
+                    new = _wencode(_dense_update(s, decode_weight(old, mode, wsh), qm, p[i],
+                                                 g0 + i0 + i, key), mode, wsh)
+                    w[i] = new if p[i] != 0 else old
             else:
-                z = tags[gid]
-            acc = _clip((z << frac) + _sround(qm * pv, k1, r0, pb), acc_lo, acc_hi)
-            new = _clip(_sround(acc, k2, r1, pb) << step, lo, hi)
-            if which == 0:
-                dw[row + i] = _wencode(new, mode, wsh)
-            else:
-                tags[gid] = new
-            n_vis += 1
-    cnt[s.slot, s.col] += n_vis
+                e = tags[g0 + i0: g0 + i1]
+                for i in range(i1 - i0):
+                    z = e[i]
+                    new = _dense_update(s, z, qm, p[i], g0 + i0 + i, key)
+                    e[i] = new if p[i] != 0 else z
+
+
+@njit(cache=True, parallel=True)
+def _dense_rows_threaded(which, s, rows, dw, tags):
+    """:func:`_dense_rows` over all rows, split into blocks run on s.threads Numba
+    threads (every synapse's random numbers depend on its gid alone: any split gives the
+    same result)."""
+    n_pre = s.n_pre
+    nb = min(n_pre, 8 * s.threads)
+    for b in numba.prange(nb):
+        _dense_rows(which, s, b * n_pre // nb, (b + 1) * n_pre // nb, rows, dw, tags)
+
+
+# a dense statement of at least this many candidate synapses runs on the Numba threads
+THREADED_SYNAPSES = 1 << 15
+
+
+@njit(cache=True)
+def _statement_dense(which, s, Q, P, kloc, nslot, kb, mem):
+    """The common case of :func:`_statement` (dense, one term without synapse variables;
+    any number of cores), with the same arithmetic and random numbers: those of synapse
+    gid are numbers 2 gid (the term) and 2 gid + 1 (the final rounding), on its
+    postsynaptic neuron's core. Counts a visit per synapse whose both parts are non-zero
+    (mem: Mem)."""
+    n_post, nc, n_pre, g0 = s.n_post, s.nc, s.n_pre, s.post0
+    P = np.ascontiguousarray(P)  # a column of the term table: contiguous for the vector loops
+    # runs of postsynaptic neurons on one core, their non-zero postsynaptic parts
+    R = 1
+    for i in range(1, n_post):
+        if nslot[g0 + i] != nslot[g0 + i - 1]:
+            R += 1
+    runs = np.empty((3, R), np.int64)
+    keys = np.empty(R, np.uint64)
+    nnz = np.zeros(R, np.int64)
+    ri = 0
+    runs[0, 0] = 0
+    for i in range(n_post):
+        if i > 0 and nslot[g0 + i] != nslot[g0 + i - 1]:
+            runs[1, ri] = i
+            ri += 1
+            runs[0, ri] = i
+        if P[i] != 0:
+            nnz[ri] += 1
+    runs[1, R - 1] = n_post
+    total = np.int64(0)
+    for ri in range(R):
+        i0 = runs[0, ri]
+        runs[2, ri] = kloc[s.kl0 + i0] if nc > 1 else 0
+        sl = np.int64(nslot[g0 + i0])
+        keys[ri] = kb[sl, s.stream]
+        active = np.int64(0)
+        for j in range(n_pre):
+            if Q[j * nc + runs[2, ri]] != 0:
+                active += 1
+        mem.cnt[sl, s.col] += active * nnz[ri]
+        total += active * nnz[ri]
+    if total == 0:
+        return
+    rows = Rows(Q, P, runs, keys)
+    if total >= THREADED_SYNAPSES and s.threads > 1:
+        _dense_rows_threaded(which, s, rows, mem.dw, mem.tags)
+    else:
+        _dense_rows(which, s, 0, n_pre, rows, mem.dw, mem.tags)
 
 
 @njit(cache=True)
@@ -371,12 +480,14 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
         for f in range(TERMS[q0 + q, TC.NF]):
             if TERMS[q0 + q, TC.VAR + f] >= Var.W:
                 syn_factors = True
-    if dense and nc == 1 and nt == 1 and not syn_factors:
-        sl0 = np.int64(nslot[g0])
-        st = Statement(n_pre, n_post, woff, syn0, TERMS[q0, TC.MANT],
-                       -TERMS[q0, TC.DSH], frac, step, lo, hi, acc_lo, acc_hi, mode, wsh, sl0,
-                       kb[sl0, stream], lf, pb, np.int64(col))
-        _statement_fast(which, st, Qw[:, 0], Pw[:, 0], dw, tags, cnt)
+    if dense and nt == 1 and not syn_factors:
+        c1 = _sround_consts(-TERMS[q0, TC.DSH], pb)
+        c2 = _sround_consts(frac + step, pb)
+        st = Statement(n_post, nc, woff, syn0, TERMS[q0, TC.MANT], c1[0], c1[1], c1[2], c1[3],
+                       c1[4], c2[0], c2[1], c2[2], c2[3], c2[4], frac, step, lo, hi, acc_lo,
+                       acc_hi, mode, wsh, lf, pb, n_pre, g0, kl0, np.int64(stream),
+                       np.int64(col), lrn.threads)
+        _statement_dense(which, st, Qw[:, 0], Pw[:, 0], kloc, nslot, kb, Mem(dw, tags, cnt))
         return
     ln = np.int64(-1)
     lsl = np.int64(-1)
@@ -448,49 +559,86 @@ def _statement(p, which, lrn, view, syn, nslot, cnt):
             cnt[sl, col] += 1
 
 
+@njit(cache=True)
+def _traces_vec(x, spk, real, key, at, tc):
+    """The axons q = j * nc + k (source j's copy on the k-th core, whose PRNG key is
+    key; at = (a0, nc, k)): x[q] <- min(sround(x[q] * keep, db) + imp * spk[j], tmax) *
+    real[q] with random number a0 + q (tc = (imp, keep, db, pb, lf, tmax)). Branch-free,
+    to vectorise: a zero trace without a spike stays zero whatever the random number, so
+    every axon may be updated."""
+    a0, nc, k = at
+    imp, keep, db, pb, lf, tmax = tc
+    fm = (np.int64(1) << lf) - 1
+    mask = np.uint64((np.int64(1) << pb) - 1)
+    if nc == 1:
+        for q in range(spk.shape[0]):
+            a = a0 + q
+            h = _draw(key, a >> lf)
+            r = np.int64((h >> np.uint64((a & fm) * pb)) & mask)
+            y = _sround(x[q] * keep, db, r, pb) + imp * np.int64(spk[q])
+            x[q] = min(y, tmax) * real[q]
+    else:
+        for j in range(spk.shape[0]):
+            q = j * nc + k
+            a = a0 + q
+            h = _draw(key, a >> lf)
+            r = np.int64((h >> np.uint64((a & fm) * pb)) & mask)
+            y = _sround(x[q] * keep, db, r, pb) + imp * np.int64(spk[j])
+            x[q] = min(y, tmax) * real[q]
+
+
 @njit(cache=True, inline="always")
 def _axon_traces(lt, regs, view):
-    """Step 2: the presynaptic traces of every plastic input axon."""
+    """Step 2: the presynaptic traces of every plastic input axon (a 64-bit draw serves
+    2^lf consecutive axons of one core; only real axons, those with synapses, have
+    traces)."""
     G, AX, XR, params = lt.G, lt.AX, regs.x, lt.params
     src_spk, kb = view.src_spk, view.kb
     tmax, pb, db = params[Param.TMAX], params[Param.PRNG], params[Param.DB]
     lf = params[Param.LOGF]
-    fm = (np.int64(1) << lf) - 1
-    mask = np.uint64((np.int64(1) << pb) - 1)
-    # Every real axon is updated (a zero trace without a spike stays zero whatever the
-    # random number); a 64-bit draw serves 2^lf consecutive axons of one core.
-    keep_shift = db
     for p in range(G.shape[0]):
         nc = G[p, GC.NCP]
         a0 = G[p, GC.AX0]
         s0 = G[p, GC.PRESRC0]
-        n_ax = G[p, GC.NPRE] * nc
+        n_pre = G[p, GC.NPRE]
+        n_ax = n_pre * nc
         for trc in range(2):
             if G[p, GC.UX1 + trc] == 0:
                 continue
             imp = G[p, GC.X1I + 2 * trc]
-            keep = (np.int64(1) << keep_shift) - G[p, GC.X1D + 2 * trc]
-            stream = STREAM_X1 + trc
-            ln = np.int64(-1)
-            lsl = np.int64(-1)
-            lh = np.uint64(0)
-            for a in range(a0, a0 + n_ax):
-                sl = AX[0, a]
-                n = a >> lf
-                if n != ln or sl != lsl:
-                    lh = _draw(kb[sl, stream], n)
-                    ln = n
-                    lsl = sl
-                r = np.int64((lh >> np.uint64((a & fm) * pb)) & mask)
-                x0 = np.int64(src_spk[s0 + (a - a0) // nc]) if nc > 1 else \
-                    np.int64(src_spk[s0 + a - a0])
-                y = _sround(XR[trc, a] * keep, keep_shift, r, pb) + imp * x0
-                XR[trc, a] = min(y, tmax) * AX[1, a]  # only real axons have traces
+            keep = (np.int64(1) << db) - G[p, GC.X1D + 2 * trc]
+            keys = kb[:, STREAM_X1 + trc]
+            x = XR[trc, a0: a0 + n_ax]
+            slot = AX[0, a0: a0 + n_ax]
+            real = AX[1, a0: a0 + n_ax]
+            for k in range(nc):  # axon j * nc + k: source j's copy on the k-th core
+                _traces_vec(x, src_spk[s0: s0 + n_pre], real, keys[slot[k]], (a0, nc, k),
+                            (imp, keep, db, pb, lf, tmax))
+
+
+@njit(cache=True)
+def _surrogates(sg, lut, sv, bias, c):
+    """sg[i] <- lut[clip(((v_i - th) >> lsh) + n/2, 0, n - 1)] with v_i the voltage before
+    the reset: a neuron that spiked (flag bit 0) was reset in place by the update, its
+    voltage is recomputed from v_prev, u and the bias (sv: a StepView of the population;
+    c = (th, lsh, keep, dshift, rnd, v_max)). Branch-free, to vectorise."""
+    flag, v, v_prev, u = sv.flag, sv.v, sv.v_prev, sv.u
+    th, lsh, keep, dshift, rnd, v_max = c
+    lutn = lut.shape[0]
+    half = lutn // 2
+    for i in range(sg.shape[0]):
+        vr = trunc_shift(np.int64(v_prev[i]) * keep, dshift, rnd) + np.int64(u[i]) + bias[i]
+        vr = min(max(vr, -v_max), v_max)
+        vp = vr if flag[i] & 1 else np.int64(v[i])
+        sg[i] = lut[_clip(((vp - th) >> lsh) + half, 0, lutn - 1)]
 
 
 @njit(cache=True, inline="always")
-def _neuron_state(lt, regs, view, nrn):
-    """Step 3: y0, the post traces and the surrogate derivative of learning neurons."""
+def _neuron_state(lt, regs, view, nrn, full):
+    """Step 3: y0, the post traces and the surrogate derivative of learning neurons. The
+    surrogate of a population that is no feedback source is read only by the statements:
+    it is computed when ``full`` (see :func:`_learn_phase`), its register holding the
+    value of the last such step otherwise."""
     POP, NR, lut, params = lt.POP, regs.n, lt.lut, lt.params
     flag, v_prev, u, v, kb = view.flag, view.v_prev, view.u, view.v, view.kb
     bias, nslot = nrn.bias, nrn.nslot
@@ -529,25 +677,46 @@ def _neuron_state(lt, regs, view, nrn):
                 r = np.int64((lh >> np.uint64((gi & fm) * pb)) & mask)
                 NR[Y1 + trc, gi] = _trace(y, y0, imp, dec, r, db, pb, tmax)
         lutn = POP[li, PC.LUTN]
-        if lutn > 0:
-            half = lutn // 2
+        if lutn > 0 and (full or _feedback_source(POP, li)):
             th = POP[li, PC.THETA]
             lsh = POP[li, PC.LUTSH]
             l0 = POP[li, PC.LUT0]
             keep = unity - POP[li, PC.DV]
-            for gi in range(off, off + size):
-                vp = np.int64(v[gi])
-                if flag[gi] & 1:  # the voltage before the reset (reset in place by the update)
-                    vp = trunc_shift(np.int64(v_prev[gi]) * keep, dshift, rnd) \
-                        + np.int64(u[gi]) + bias[gi]
-                    vp = min(max(vp, -v_max), v_max)
-                idx = _clip(((vp - th) >> lsh) + half, 0, lutn - 1)
-                NR[SG, gi] = lut[l0 + idx]
+            g = slice(off, off + size)
+            sv = StepView(flag[g], u[g], v[g], v_prev[g], view.src_spk, kb)
+            _surrogates(NR[SG, g], lut[l0: l0 + lutn], sv, bias[g],
+                        (th, lsh, keep, dshift, rnd, v_max))
+
+
+@njit(cache=True)
+def _axpy(y, x, a):
+    """y += a * x (int64 vectors)."""
+    for i in range(y.shape[0]):
+        y[i] += x[i] * a
+
+
+@njit(cache=True)
+def _dot(x, y):
+    """sum x * y (int64 vectors)."""
+    acc = np.int64(0)
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
+
+
+@njit(cache=True)
+def _third_out(m, wk, shift, tfmax):
+    """m <- sat(rhalf(wk, shift)): a layer's third factor from its feedback sums."""
+    for i in range(m.shape[0]):
+        m[i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
 
 
 @njit(cache=True, inline="always")
-def _third_factors(t, cnt, lrn, view, nrn, rt):
-    """Step 4: the third factor m of every learning population, sources first."""
+def _third_factors(t, cnt, lrn, view, nrn, rt, full):
+    """Step 4: the third factor m of every learning population, sources first. The
+    feedback sums of a DFA or FA population that is no feedback source itself are read only
+    by the statements: they are formed when ``full`` (see :func:`_learn_phase`); the
+    error messages they take are counted every step."""
     lt, regs, teach = lrn.lt, lrn.regs, lrn.teach
     POP, DEST, mat, params, chan_off = lt.POP, lt.DEST, lt.mat, lt.params, lt.chan_off
     NR, rtr, wk, wk2 = regs.n, regs.rt, regs.wk, regs.wk2
@@ -589,6 +758,7 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
             soff_ = POP[s, PC.OFF]
             has_lut = POP[s, PC.LUTN] > 0
             m0 = POP[li, PC.MAT0]
+            sums = full or _feedback_source(POP, li)
             for i in range(size):
                 wk[i] = 0
             for k in range(POP[s, PC.SIZE]):
@@ -602,11 +772,10 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
                 for d in range(POP[li, PC.D0], POP[li, PC.D1]):
                     _message(cnt, np.int64(nslot[gk]), DEST[0, d], rt)
                     cnt[DEST[0, d], C_SYNOPS] += DEST[1, d]
-                col = mat[m0 + k * size: m0 + (k + 1) * size]  # stored transposed
-                for i in range(size):
-                    wk[i] += col[i] * dl
-            for i in range(size):
-                NR[M, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
+                if sums:
+                    _axpy(wk[:size], mat[m0 + k * size: m0 + (k + 1) * size], dl)  # transposed
+            if sums:
+                _third_out(NR[M, off: off + size], wk[:size], shift, tfmax)
         elif kd == ThirdFactorCode.DCLL:
             ncls = POP[li, PC.MATR]
             sl = POP[li, PC.SLOT]
@@ -629,10 +798,9 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
                     rtr[r0 + c] = _trace(rtr[r0 + c], np.int64(tv != 0), imp, dec, r, db, pb,
                                          tmax)
             nz = 0
+            y1 = NR[Y1, off: off + size]
             for c in range(ncls):
-                acc = np.int64(0)
-                for i in range(size):
-                    acc += mat[m0 + c * size + i] * NR[Y1, off + i]
+                acc = _dot(mat[m0 + c * size: m0 + (c + 1) * size], y1)
                 err = _clip(rtr[r0 + c] - _rhalf(acc, POP[li, PC.RSHIFT]), -tfmax, tfmax)
                 wk2[c] = err
                 if err != 0:
@@ -641,12 +809,9 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
             for i in range(size):
                 wk[i] = 0
             for c in range(ncls):
-                if wk2[c] == 0:
-                    continue
-                for i in range(size):
-                    wk[i] += mat[m0 + c * size + i] * wk2[c]
-            for i in range(size):
-                NR[M, off + i] = _clip(_rhalf(wk[i], shift), -tfmax, tfmax)
+                if wk2[c] != 0:
+                    _axpy(wk[:size], mat[m0 + c * size: m0 + (c + 1) * size], wk2[c])
+            _third_out(NR[M, off: off + size], wk[:size], shift, tfmax)
         elif kd == ThirdFactorCode.REWARD:
             rw = np.int64(reward[t])
             if rw != 0:
@@ -660,10 +825,28 @@ def _third_factors(t, cnt, lrn, view, nrn, rt):
 
 
 @njit(cache=True, inline="always")
-def _learn_phase(t, cnt, net, lrn, view):
-    """Steps 2-6 of the reference model's learning phase for one step. It and its steps
-    are inlined into the step loop: a call increfs and decrefs every array of the records
-    it is given, which costs more than the work of a small network's step."""
+def _feedback_source(POP, li):
+    """Whether learning population li feeds a DFA or FA population its error (its m and
+    surrogate are then read every step)."""
+    for k in range(POP.shape[0]):
+        kd = POP[k, PC.KIND]
+        if (kd == ThirdFactorCode.DFA or kd == ThirdFactorCode.FA) and POP[k, PC.SRC] == li:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _learn_phase(t, last, cnt, net, lrn, view):
+    """Steps 2-6 of the reference model's learning phase for one step (last: the last step
+    of the sample). It and its steps are inlined into the step loop: a call increfs and
+    decrefs every array of the records it is given, which costs more than the work of a
+    small network's step.
+
+    Registers that no later step reads back (a surrogate, the feedback sums of m) and that
+    only the statements read are formed on the steps whose statements read them (every
+    step when there are tag statements, the end of an epoch for the weights) and on the
+    last step of a sample (whose registers the host may read); the registers equal the
+    reference model's whenever they can be observed."""
     lt, regs = lrn.lt, lrn.regs
     G, slot_seed, kb = lt.G, lt.slot_seed, view.kb
     epoch = lt.params[Param.EPOCH]
@@ -673,11 +856,15 @@ def _learn_phase(t, cnt, net, lrn, view):
             kb[s, st] = _base(slot_seed[s], clock, st)
     for s in range(slot_seed.shape[0]):  # trace/LUT/third-factor registers updated per step
         cnt[s, C_TRACE] += lt.trace_per_step[s]
-    _axon_traces(lt, regs, view)
-    _neuron_state(lt, regs, view, net.neurons)
-    _third_factors(t, cnt, lrn, view, net.neurons, net.routes)
     # 5. tags every step, then 6. weights at the end of an epoch (they read the new tags)
     epoch_end = (clock + 1) % epoch == 0
+    full = epoch_end or last
+    for p in range(G.shape[0]):
+        if G[p, GC.TE1] > G[p, GC.TE0]:
+            full = True
+    _axon_traces(lt, regs, view)
+    _neuron_state(lt, regs, view, net.neurons, full)
+    _third_factors(t, cnt, lrn, view, net.neurons, net.routes, full)
     for p in range(G.shape[0]):
         if G[p, GC.TE1] > G[p, GC.TE0]:
             _statement(p, 1, lrn, view, net.syn, net.neurons.nslot, cnt)
@@ -709,7 +896,7 @@ def _learn_sample(T, t0, net, inp, st, rec, lrn, general):
             src_spk[inp.src[q]] = 1
         for q in range(nf):
             src_spk[n_in + fired[q]] = 1
-        _learn_phase(t, cnt, net, lrn, view)
+        _learn_phase(t, t == T - 1, cnt, net, lrn, view)
         for q in range(i0, i1):
             src_spk[inp.src[q]] = 0
         for q in range(nf):
@@ -742,7 +929,8 @@ def _learn_stream(plan, net, inp, st, rec, lrn, general):
             t0 = plan.t_start + k * T
         rec_k = Record(rec.probe_idx, rec.probe_var, rec.rec_col, rec.probes[k], rec.spikes[k],
                        rec.counters[k], rec.values[k])
-        lrn_b = Learn(lrn.lt, regs, Teach(teach.targets[b], teach.chan_mode, teach.reward[b]))
+        lrn_b = Learn(lrn.lt, regs, Teach(teach.targets[b], teach.chan_mode, teach.reward[b]),
+                      lrn.threads)
         _learn_sample(T, t0, net, Inputs(inp.ptr[b], inp.src, inp.val), st, rec_k, lrn_b,
                       general)
 
@@ -835,7 +1023,8 @@ def learn_stream(tables: Tables, lt: LearnTables, state: KernelState, lstate: Le
     counters = np.zeros((K, steps, max(nslots, 1), N_COUNTERS), np.int64)
     if steps > 0 and K > 0:
         plan = Plan(order, bool(reset), np.int64(state.t), np.int64(steps))
-        lrn = Learn(lt.record(), lstate.record(), Teach(targets, chan_mode, reward))
+        lrn = Learn(lt.record(), lstate.record(), Teach(targets, chan_mode, reward),
+                    np.int64(numba.get_num_threads()))
         _learn_stream(plan, kernel_network(tables), Inputs(inp_ptr, inp_src, np.zeros(0, np.int32)),
                       state.sample(0),
                       Record(probe_idx, probe_var, rec_col, probes, spikes, counters,

@@ -135,6 +135,43 @@ def test_every_rule_runs_bit_exact() -> None:
         assert changed, f"rule {rule} changed no weight"
 
 
+def test_large_multicore_updates_equal_reference_on_any_thread_count() -> None:
+    """Digits with 2,100 hidden neurons: the hidden layer spans three cores, so each input
+    has an axon per core, and an epoch's weight update visits more synapses than
+    THREADED_SYNAPSES (the vectorised rows then run on the Numba threads). One thread,
+    two threads and the reference model learn the same weights and registers."""
+    import numba
+
+    from emulator.learning.kernels import THREADED_SYNAPSES
+    from neurochip.tasks.digits import N_CLASSES, digits_task
+    from neurochip.tasks.learning import class_targets
+    from neurochip.tasks.learning_demos import digits_image
+
+    img = digits_image("dfa", n_hidden=2100)
+    hid = img.population("hid")
+    assert len({int(k) for k, _, n in hid.slices if n > 0}) == 3
+    task = digits_task(20, 0.5)
+    x, y = task.x_train[:3], task.y_train[:3]
+    tg = {"out": class_targets(y, N_CLASSES, 20)}
+    before = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            em = neurochip.Emulator(img)
+            h = em.learn({"in": x}, tg)
+            runs.append(em)
+    finally:
+        numba.set_num_threads(before)
+    # an epoch (20 steps, one sample) updates more synapses than the threading threshold
+    assert h.counters["learn_updates"][0] > THREADED_SYNAPSES
+    ref = neurochip.Emulator(img, backend="reference")
+    ref.learn({"in": x}, tg)
+    assert_same_learning(runs[0], runs[1])
+    assert_same_learning(runs[0], ref)
+    assert not np.array_equal(runs[0].weights("in->hid"), img.weights("in->hid"))
+
+
 # ------------------------------------------------------------------------------ API
 def digits_like() -> neurochip.ChipImage:
     from neurochip.tasks.digits import digits_network
