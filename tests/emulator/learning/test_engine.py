@@ -135,6 +135,36 @@ def test_every_rule_runs_bit_exact() -> None:
         assert changed, f"rule {rule} changed no weight"
 
 
+@pytest.mark.parametrize("rule", ["fa", "dfa", "dcll"])
+def test_registers_formed_only_when_read_equal_reference(rule: str) -> None:
+    """A three-layer chain with an epoch (7 steps) that does not divide the samples (20
+    steps): the surrogates and feedback sums the kernels form only on the steps that read
+    them, and every step for a feedback source (FA: the second hidden layer feeds the first
+    its error), leave weights, registers and counters equal to the reference model's."""
+    net = neurochip.Network()
+    net.add_input("in", 12)
+    for name, n in (("h1", 16), ("h2", 12), ("out", 4)):
+        net.add_lif(name, n, du=3000, dv=700, vth=15)
+    rng = np.random.default_rng(4)
+    net.connect("in", "h1", rng.integers(-40, 60, (16, 12)) * 2)
+    net.connect("h1", "h2", rng.integers(-40, 60, (12, 16)) * 2)
+    net.connect("h2", "out", rng.integers(-40, 60, (4, 12)) * 2)
+    base = neurochip.compile(net)
+    img = add_learning(base, preset(base, rule, lr_hidden=14, lr_out=12, epoch=7,
+                                    feedback_shift=4, readout_shift=4, seed=2))
+    X = random_inputs(5, 60, 12, 0.4).reshape(3, 20, 12)
+    tg = {"out": random_inputs(6, 60, 4, 0.3).reshape(3, 20, 4)}
+    a = neurochip.Emulator(img)
+    ha = a.learn({"in": X}, tg, epochs=2)
+    b = neurochip.Emulator(img, backend="reference")
+    hb = b.learn({"in": X}, tg, epochs=2)
+    assert_same_learning(a, b)
+    for k in ha.counters:
+        np.testing.assert_array_equal(ha.counters[k], hb.counters[k], err_msg=k)
+    assert ha.counters["error_messages"].sum() > 0
+    assert not np.array_equal(a.weights("in->h1"), base.weights("in->h1"))
+
+
 def test_large_multicore_updates_equal_reference_on_any_thread_count() -> None:
     """Digits with 2,100 hidden neurons: the hidden layer spans three cores, so each input
     has an axon per core, and an epoch's weight update visits more synapses than
