@@ -36,6 +36,10 @@ LAVA_MODELS: dict[str, str] = {
     "sigma": "Sigma",
     "delta": "Delta",
     "sigma_delta": "SigmaDelta",
+    "atrlif": "ATRLIF",
+    "rf": "RF",
+    "rf_iz": "RF_IZ",
+    "rf_zero": "RFZero",
 }
 #: models whose registers are the LIF core's (du, dv, bias_mant, bias_exp; vth for lif*)
 _LIF_CORE = ("lif", "lif_reset", "ternary_lif")

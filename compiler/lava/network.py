@@ -18,6 +18,7 @@ from compiler.lava.learning import LearningPlan, plan_learning
 from compiler.lava.plan import LavaExportWarning, ProcessPlan, export_plan, placement_hints
 from compiler.lava.processes import (
     components,
+    input_port,
     lava_classes,
     learning_neuron_process,
     learning_synapse_process,
@@ -487,7 +488,7 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
         else:
             proc = synapse_process(L, image, ci, by_name[c.name])
         pre.s_out.connect(proc.s_in)
-        proc.a_out.connect(post.a_in)
+        proc.a_out.connect(input_port(post, image.population(c.post).model, c.port))
         synapses[c.name] = proc
     # Lava runs only what is connected to the process it is asked to run: join every part
     # that holds LIF neurons to the first one by an empty Sparse (it adds exact zeros).
@@ -501,7 +502,7 @@ def export_lava(image: ChipImage, inputs: Mapping[str, Any] | None = None,
                         weight_exp=0, num_weight_bits=LAVA_WEIGHT_BITS,
                         sign_mode=L.SignMode[fx.SIGN_EXCITATORY], name=f"<link {k}>")
         neurons[src_name].s_out.connect(link.s_in)
-        link.a_out.connect(neurons[dst].a_in)
+        link.a_out.connect(input_port(neurons[dst], image.population(dst).model, 0))
         links.append(link)
     return LavaNetwork(image, max(n_steps, 1), sources, neurons, synapses, links, models,
                        active, plan=plan, learning=lplan, learning_connections=learning_conns,

@@ -38,11 +38,15 @@ def lava_classes() -> SimpleNamespace:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.atrlif.process import ATRLIF
     from lava.proc.dense.process import DelayDense, Dense, LearningDense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.models import AbstractPyLifModelFixed
     from lava.proc.lif.process import LIF, LearningLIF, LIFReset, TernaryLIF
     from lava.proc.monitor.process import Monitor
+    from lava.proc.resfire.process import RFZero
+    from lava.proc.rf.process import RF
+    from lava.proc.rf_iz.process import RF_IZ
     from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
     from lava.proc.sparse.process import DelaySparse, LearningSparse, Sparse
     from lava.utils.weightutils import SignMode
@@ -216,6 +220,7 @@ def lava_classes() -> SimpleNamespace:
                   fx.SIGN_INHIBITORY: SignMode.INHIBITORY}
     return SimpleNamespace(
         LIF=LIF, LIFReset=LIFReset, TernaryLIF=TernaryLIF, Sigma=Sigma, Delta=Delta,
+        ATRLIF=ATRLIF, RF=RF, RF_IZ=RF_IZ, RFZero=RFZero,
         SigmaDelta=SigmaDelta, ActivationMode=ActivationMode, ChipLIF=ChipLIF,
         ChipLifModel=PyChipLifModelFixed, Dense=Dense,
         DelayDense=DelayDense, Sparse=Sparse, DelaySparse=DelaySparse, RingBuffer=RingBuffer,
@@ -272,6 +277,8 @@ def _neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
         regs["bias_mant"] = np.asarray(bias_mant, np.int64)
     if p.model in ("sigma", "delta", "sigma_delta"):
         return _model_process(L, image, p)
+    if p.model in LOIHI2_MODELS:
+        return _loihi2_process(L, image, p, regs)
     if p.model == "ternary_lif":
         del regs["vth"]
         return L.TernaryLIF(vth_hi=int(p.registers["vth_hi"]),
@@ -286,6 +293,51 @@ def _neuron_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
         return L.LIF(**regs)  # Lava's own model: the cross-check tests Lava itself
     regs["vth"] = int(p.vth)  # our model tests spiking itself
     return L.ChipLIF(reset=p.reset, spiking=bool(p.spiking), **regs)
+
+
+#: the Loihi 2 models, exported as Lava's processes of the same names
+LOIHI2_MODELS = ("atrlif", "rf", "rf_iz", "rf_zero")
+#: each model's synaptic input ports, by connection port (0: the first input, 1: "imag")
+INPUT_PORT_NAMES: dict[str, tuple[str, ...]] = {
+    "rf": ("a_real_in", "a_imag_in"), "rf_iz": ("a_real_in", "a_imag_in"),
+    "rf_zero": ("u_in", "v_in")}
+
+
+def input_port(proc: Any, model: str, port: int) -> Any:
+    """The Lava InPort of ``proc`` that a connection to input ``port`` of a ``model``
+    population feeds."""
+    return getattr(proc, INPUT_PORT_NAMES.get(model, ("a_in",))[port])
+
+
+def _loihi2_process(L: SimpleNamespace, image: ChipImage, p: PopulationInfo,
+                    regs: dict[str, Any]) -> Any:
+    """Lava's ATRLIF, RF, RF_IZ or RFZero with our registers. Lava's constructors take
+    float decays (per 2^12 for ATRLIF) or derive them from a period and decay (RF, RF_IZ,
+    RFZero); the RF decays are then set to the image's integer registers, which are the
+    values Lava's fixed-point models read."""
+    r = p.registers
+    if p.model == "atrlif":
+        unity = float(1 << 12)
+        return L.ATRLIF(shape=regs["shape"], delta_i=regs["du"] / unity,
+                        delta_v=regs["dv"] / unity, delta_theta=int(r["delta_theta"]) / unity,
+                        delta_r=int(r["delta_r"]) / unity, theta_0=int(r["theta_0"]),
+                        theta=int(r["theta_0"]), theta_step=int(r["theta_step"]),
+                        bias_mant=regs["bias_mant"], bias_exp=regs["bias_exp"],
+                        name=p.name)
+    if p.model == "rf_zero":
+        proc = L.RFZero(shape=(p.size,), freqs=np.ones(p.size), decay_tau=np.ones(p.size),
+                        uth=int(r["uth"]))
+        sl = slice(p.offset, p.offset + p.size)
+        proc.lct.init = image.arrays["neurons/lct"][sl].astype(np.int32)
+        proc.lst.init = image.arrays["neurons/lst"][sl].astype(np.int32)
+        proc.name = p.name  # RFZero takes no name
+        return proc
+    cls = L.RF if p.model == "rf" else L.RF_IZ
+    proc = cls(shape=(p.size,), period=8.0, alpha=0.0, state_exp=int(r["state_exp"]),
+               decay_bits=int(r["decay_bits"]), vth=int(r["vth"]), name=p.name)
+    proc.sin_decay.init = np.array([int(r["sin_decay"])], np.int32)
+    proc.cos_decay.init = np.array([int(r["cos_decay"])], np.int32)
+    return proc
 
 
 def synapse_process(L: SimpleNamespace, image: ChipImage, ci: int, plan: ProcessPlan) -> Any:

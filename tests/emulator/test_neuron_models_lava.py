@@ -359,3 +359,26 @@ def test_loihi2_state_equals_lava(runs2: dict[str, Any], key: str) -> None:
         np.testing.assert_array_equal(r.probes[key].astype(np.int64), lava,
                                       err_msg=f"{key} ({be})")
     assert np.count_nonzero(lava) > 0, key
+
+
+def test_loihi2_models_export_to_lava_bit_exact(runs2: dict[str, Any]) -> None:
+    """``export_lava`` builds the Loihi 2 network from the image alone (ATRLIF, RF, RF_IZ
+    and RFZero with the image's integer registers, the second inputs on their "imag"
+    ports): its spikes and state equal the emulator's, and Lava's own processes are used
+    (no process of ours)."""
+    from compiler.lava import export_lava
+
+    P = draw2(SEED2)
+    img = neurochip.compile(network2(P), graded_hw())
+    lnet = export_lava(img, {"b": P["b"], "x": P["x"]}, stock_only=True)
+    probes = [key for _, _, key in STATE2]
+    res = lnet.run(T2, probes=probes, timeout_s=600)
+    em = runs2["em"]["numba"]
+    for pop in POPS2:
+        np.testing.assert_array_equal(np.asarray(res.spikes[pop]).astype(np.int64),
+                                      em.spikes[pop].astype(np.int64), err_msg=pop)
+    for key in probes:
+        np.testing.assert_array_equal(res.probes[key].astype(np.int64),
+                                      em.probes[key].astype(np.int64), err_msg=key)
+    assert {type(lnet[p]).__name__ for p in POPS2} == {"ATRLIF", "RF", "RF_IZ", "RFZero",
+                                                      "LIF"}
