@@ -10,7 +10,8 @@ kernels must equal bit for bit. The arithmetic (PRNG, stochastic rounding) mirro
 Records (besides those of ``emulator.kernels.records``): :class:`LearnRecord` (the tables,
 ``emulator.learning.tables``), :class:`LearnRegs` (the registers), :class:`Teach` (targets
 and reward), together :class:`Learn`; per step a :class:`StepView` of what the inference
-step left; per statement a :class:`Statement`; a stream of samples a :class:`Plan`.
+step left; per statement a :class:`Statement` (a dense one's parts and core runs a
+:class:`Rows`, what it writes a :class:`Mem`); a stream of samples a :class:`Plan`.
 """
 
 from __future__ import annotations
