@@ -210,6 +210,16 @@ def _bytes(img: ChipImage) -> bytes:
 # ------------------------------------------------------------------------------ builder
 
 
+def _assert_rejected(model: str, regs: dict[str, Any], field: str, err: type
+                     ) -> neurochip.Network:
+    """add_neurons refuses the registers with ``err`` naming ``field`` and the population."""
+    net = neurochip.Network(graded_hw())
+    with pytest.raises(err) as ei:
+        net.add_neurons("pop", 3, model, **regs)
+    assert ei.value.field == field and ei.value.where == "population 'pop'"
+    return net
+
+
 @pytest.mark.parametrize("model, regs, field, err", [
     ("sigma_delta", {}, "vth", NetworkError),
     ("sigma_delta", {"vth": -1}, "vth", ParameterRangeError),
@@ -241,10 +251,7 @@ def _bytes(img: ChipImage) -> bytes:
 ])
 def test_builder_rejects_bad_registers(model: str, regs: dict[str, Any], field: str,
                                        err: type) -> None:
-    net = neurochip.Network(graded_hw())
-    with pytest.raises(err) as ei:
-        net.add_neurons("pop", 3, model, **regs)
-    assert ei.value.field == field and ei.value.where == "population 'pop'"
+    net = _assert_rejected(model, regs, field, err)
     assert [p.name for p in net.populations] == []
 
 
@@ -519,10 +526,7 @@ def test_port_round_trips_and_is_verified(loihi2: tuple[ChipImage, dict[str, Any
 ])
 def test_builder_rejects_bad_loihi2_registers(model: str, regs: dict[str, Any], field: str,
                                               err: type) -> None:
-    net = neurochip.Network(graded_hw())
-    with pytest.raises(err) as ei:
-        net.add_neurons("pop", 3, model, **regs)
-    assert ei.value.field == field and ei.value.where == "population 'pop'"
+    _assert_rejected(model, regs, field, err)
 
 
 def test_port_imag_needs_a_two_input_model() -> None:
