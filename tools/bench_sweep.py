@@ -10,7 +10,7 @@ ones (all but the wall time and worker). The per-job overhead is the wall time p
 ``--empty`` jobs that do nothing. Targets: speed-up >= 1.7x, overhead <= 20 ms. Prints a
 table and writes JSON (default ``bench_results/sweep.json``).
 
-    python tools/bench_sweep.py [--workers 2] [--repeat 2] [--empty 200]
+    python tools/bench_sweep.py [--workers 2] [--repeat 4] [--empty 200]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def timed(runner: Runner, jobs: list[Job]) -> tuple[float, list[dict[str, Any]]]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2, help="workers of the LocalCluster")
-    ap.add_argument("--repeat", type=int, default=2, help="timed runs of each (best kept)")
+    ap.add_argument("--repeat", type=int, default=4, help="timed runs of each (best kept)")
     ap.add_argument("--empty", type=int, default=200, help="empty jobs for the overhead")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_results" / "sweep.json")
     args = ap.parse_args()

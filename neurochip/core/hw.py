@@ -493,7 +493,16 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _stamp(path: Path, text: str | None = None) -> tuple[str, str]:
+    """A file's path and a digest of its text (read when not given)."""
+    body = path.read_bytes() if text is None else text.encode()
+    return str(path), hashlib.sha256(body).hexdigest()
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = (),
+               files: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A description's mapping, its ``extends`` chain merged in; ``files`` collects the
+    stamp (path, digest) of every file read."""
     if path in seen:
         raise HardwareSpecError("circular 'extends'", where=f"hardware spec {path}")
     try:
@@ -502,6 +511,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             raise HardwareSpecError(f"file is {size} bytes; at most {MAX_SPEC_BYTES}",
                                     where=str(path), value=size, limit=MAX_SPEC_BYTES)
         text = path.read_text()
+        if files is not None:
+            files.append(_stamp(path, text))
     except OSError as exc:
         raise HardwareSpecError(f"cannot read file: {exc.strerror}", where=str(path)) from None
     except UnicodeDecodeError:
@@ -521,7 +532,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = data.pop("extends", None)
     if parent is not None:
         ppath = _resolve(str(parent), relative_to=path.parent)
-        data = _deep_merge(_read_yaml(ppath, (*seen, path)), data)
+        data = _deep_merge(_read_yaml(ppath, (*seen, path), files), data)
     return data
 
 
@@ -547,4 +558,20 @@ def load_hw(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:
     if isinstance(name_or_path, HardwareSpec):
         return name_or_path
     path = _resolve(str(name_or_path))
-    return HardwareSpec.from_dict(_read_yaml(path), source=str(path))
+    # A spec is immutable: parsed once per content of its files (a sweep loads its chips
+    # on every run; parsing and validating costs milliseconds, reading the files does not).
+    hit = _LOADED.get(str(path))
+    if hit is not None:
+        try:
+            if all(_stamp(Path(f[0])) == f for f in hit[0]):
+                return hit[1]
+        except OSError:
+            pass
+    files: list[tuple[str, str]] = []
+    spec = HardwareSpec.from_dict(_read_yaml(path, files=files), source=str(path))
+    _LOADED[str(path)] = (tuple(files), spec)
+    return spec
+
+
+#: load_hw's cache: per path, the stamps of the files read and the spec
+_LOADED: dict[str, tuple[tuple[tuple[str, str], ...], HardwareSpec]] = {}

@@ -63,6 +63,23 @@ def test_load_by_path_and_spec_passthrough(tmp_path: Path) -> None:
     assert hw.spec_hash != load_hw("tiny4").spec_hash
 
 
+def test_load_reads_a_file_again_only_when_it_or_its_parent_changed(tmp_path: Path) -> None:
+    parent = tmp_path / "base.yaml"
+    parent.write_text((Path(neurochip.__file__).parents[1] / "hw_configs" / "tiny4.yaml")
+                      .read_text())
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {parent}\nname: child\n")
+    first = load_hw(child)
+    assert load_hw(child) is first  # unchanged files: the same (immutable) spec
+    data = yaml.safe_load(parent.read_text())
+    data["core"]["max_neurons"] = 77
+    parent.write_text(yaml.safe_dump(data))
+    changed = load_hw(child)  # the parent changed: read again
+    assert changed.core.max_neurons == 77 and changed.name == "child"
+    child.write_text(f"extends: {parent}\nname: chile\n")  # same size, same tick
+    assert load_hw(child).name == "chile"
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
