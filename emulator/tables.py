@@ -318,40 +318,66 @@ def _fanout_lists(image: ChipImage, ci: int
     return ptr, post, image.arrays[f"conn/{ci}/w"][kidx]
 
 
+def _route_hashes(core: NDArray[np.int64], nsyn: NDArray[np.int64], local: NDArray[np.int64],
+                  start: NDArray[np.int64], lens: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Per source, a 64-bit hash of its axon list (entries start[i]:start[i] + lens[i] of
+    core and nsyn; local: each entry's place in its list): a mixed word per entry, summed
+    with wrap-around. Equal lists hash equal; _route_classes verifies the rest."""
+    with np.errstate(over="ignore"):
+        word = ((core * np.int64(0x9E3779B1) + nsyn * np.int64(0x85EBCA77)
+                 + local * np.int64(0xC2B2AE3D) + 1) * np.int64(0x27D4EB2F165667C5))
+        word ^= word >> np.int64(29)
+    h = np.zeros(lens.size, np.int64)
+    has = lens > 0
+    if has.any():
+        h[has] = np.add.reduceat(word, start[has])
+    return h
+
+
 def _route_classes(image: ChipImage, src_pop: NDArray[np.int32], pop_src0: NDArray[np.int64],
                    src_slot: NDArray[np.int32]) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
     """Group sources whose axon lists are identical (same core, same targets and counts).
 
-    Only populations whose every outgoing connection is dense can share a class (their
-    neurons on one core all reach the same cores with the same number of synapses); the
-    grouping is verified entry by entry, and any source that differs keeps its own class.
+    Only populations whose every outgoing connection is dense or a convolution are
+    grouped: their neurons on one core reach the same cores with the same number of
+    synapses (dense), or do so wherever the kernel lies whole inside each target core's
+    part of the output (conv: all but the borders). A source's list is hashed, sources of
+    one core with equal lengths and hashes are grouped, and each member is then verified
+    entry by entry against its group's first source: any that differs is charged on its
+    own, so a hash collision costs speed, never a count.
     """
     ptr = image.arrays["route/ptr"]
-    rcore = image.arrays["route/core"]
-    rnsyn = image.arrays["route/nsyn"]
+    rcore = image.arrays["route/core"].astype(np.int64)
+    rnsyn = image.arrays["route/nsyn"].astype(np.int64)
     S = src_pop.size
     cls = np.arange(S, dtype=np.int64)
-    dense_only = {p.name: True for p in image.populations}
+    regular = {p.name: True for p in image.populations}
     for c in image.connections:
-        if c.storage != "dense":
-            dense_only[c.pre] = False
+        if c.storage not in ("dense", "conv"):
+            regular[c.pre] = False
     for pi, p in enumerate(image.populations):
-        if not dense_only[p.name] or p.size < 2:
+        if not regular[p.name] or p.size < 2:
             continue
         s0 = int(pop_src0[pi])
         srcs = np.arange(s0, s0 + p.size)
-        for slot in np.unique(src_slot[srcs]):
-            group = srcs[src_slot[srcs] == slot]
-            rep = int(group[0])
-            n = ptr[rep + 1] - ptr[rep]
-            lens = ptr[group + 1] - ptr[group]
-            same = lens == n
-            if n:
-                idx = ptr[group[same]][:, None] + np.arange(n)[None, :]
-                ok = (rcore[idx] == rcore[ptr[rep]: ptr[rep] + n]).all(1) & \
-                     (rnsyn[idx] == rnsyn[ptr[rep]: ptr[rep] + n]).all(1)
-                same[np.flatnonzero(same)[~ok]] = False
-            cls[group[same]] = rep
+        a, b = int(ptr[s0]), int(ptr[s0 + p.size])
+        lens = (ptr[srcs + 1] - ptr[srcs]).astype(np.int64)
+        # per entry a mixed 64-bit word of (position in its list, core, count), summed
+        # per source (wrapping): equal lists give equal sums
+        owner = np.repeat(np.arange(p.size), lens)
+        local = np.arange(b - a) - (ptr[srcs] - a)[owner]
+        h = _route_hashes(rcore[a:b], rnsyn[a:b], local, (ptr[srcs] - a).astype(np.int64),
+                          lens)
+        key = np.stack([src_slot[srcs].astype(np.int64), lens, h], axis=1)
+        _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        rep = srcs[first[inv.reshape(-1)]]
+        # verify every entry against the representative's
+        ok = np.ones(p.size, bool)
+        if b > a:
+            rep_entry = ptr[rep][owner] + local
+            bad = (rcore[a:b] != rcore[rep_entry]) | (rnsyn[a:b] != rnsyn[rep_entry])
+            ok[np.unique(owner[bad])] = False
+        cls[srcs[ok]] = rep[ok]
     reps, cls_of_src = np.unique(cls, return_inverse=True)
     alone = np.bincount(cls_of_src, minlength=reps.size)[cls_of_src] == 1
     cls_of_src[alone] = -1  # charged one by one

@@ -70,6 +70,18 @@ def _position(taps, pos0, j):
     return p >> (2 * POS_BITS), (p >> POS_BITS) & m, p & m
 
 
+#: positions per block of the scratch's way back to channel-major order
+_BLOCK = 64
+
+
+@njit(cache=True, inline="always")
+def _add_run(dst, d0, src, s0, n):
+    """dst[d0:d0 + n] += src[s0:s0 + n], the offsets unsigned (no negative-index
+    wraparound to test: the loop vectorises without it)."""
+    for i in range(n):
+        dst[d0 + i] += src[s0 + i]
+
+
 @njit(cache=True)
 def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
     """conv_rows for the "xyc" layout (neuron = (x * H + y) * C + c); [lo, hi): output
@@ -82,6 +94,7 @@ def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
     cog = Co // geo[G_GROUPS]
     yrow, xrow = 1 + 2 * kh, 1 + 2 * kw
     ytab, xtab, pos0 = geo[G_YTAP], geo[G_XTAP], geo[G_POS]
+    ucog = np.uint64(cog)
     for q in range(rows.shape[0]):
         c, y, x = _position(taps, pos0, np.int64(rows[q]))
         xt = xtab + x * xrow
@@ -100,12 +113,9 @@ def _conv_xyc(rows, geo, kw32, taps, seg, lo, hi):
                 ox = taps[xt + 1 + b]
                 if ox < lo or ox >= hi:
                     continue
-                t0 = (ox * Ho + oy) * Co + o0
-                k0 = kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog
-                dst = seg[t0: t0 + cog]
-                src = kw32[k0: k0 + cog]
-                for ol in range(cog):
-                    dst[ol] += src[ol]
+                t0 = np.uint64((ox * Ho + oy) * Co + o0)
+                k0 = np.uint64(kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog)
+                _add_run(seg, t0, kw32, k0, ucog)
 
 
 @njit(cache=True)
@@ -128,6 +138,7 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
     # position-major scratch unless its words outnumber the adds 8 to 1
     pm = rows.shape[0] * kh * kw * min(cog, width) * 8 >= width * plane
     tmp = np.zeros(width * plane if pm else 0, np.int32)
+    uplane = np.uint64(plane)
     for q in range(rows.shape[0]):
         c, y, x = _position(taps, pos0, np.int64(rows[q]))
         o0 = (c // cg) * cog if cog < Co else 0  # one group: no division
@@ -136,6 +147,7 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
         if l1 <= l0:
             continue
         n = l1 - l0
+        un = np.uint64(n)
         yt = ytab + y * yrow
         xt = xtab + x * xrow
         kbase = koff + c * kh * kw * cog + l0
@@ -144,19 +156,21 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
             ky = taps[yt + 1 + kh + a]
             for b in range(taps[xt]):
                 ox = taps[xt + 1 + b]
-                k0 = kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog
+                k0 = np.uint64(kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog)
                 if pm:
-                    t0 = (oy * Wo + ox) * width + o0 + l0 - lo
-                    dst = tmp[t0: t0 + n]
-                    src = kw32[k0: k0 + n]
-                    for ol in range(n):
-                        dst[ol] += src[ol]
+                    _add_run(tmp, np.uint64((oy * Wo + ox) * width + o0 + l0 - lo), kw32, k0,
+                             un)
                 else:
-                    t0 = (o0 + l0) * plane + oy * Wo + ox
-                    for ol in range(n):
-                        seg[t0 + ol * plane] += kw32[k0 + ol]
+                    t0 = np.uint64((o0 + l0) * plane + oy * Wo + ox)
+                    for ol in range(un):
+                        seg[t0 + ol * uplane] += kw32[k0 + ol]
     if pm:
-        for o in range(width):
-            dst = seg[(lo + o) * plane: (lo + o + 1) * plane]
-            for p_ in range(plane):
-                dst[p_] += tmp[p_ * width + o]
+        # back to channel-major, in blocks of positions whose scratch words stay cached
+        uw = np.uint64(width)
+        for b0 in range(0, plane, _BLOCK):
+            nb = np.uint64(min(_BLOCK, plane - b0))
+            for o in range(width):
+                d0 = np.uint64((lo + o) * plane + b0)
+                s0 = np.uint64(b0 * width + o)
+                for p_ in range(nb):
+                    seg[d0 + p_] += tmp[s0 + p_ * uw]

@@ -1,4 +1,5 @@
-"""LLVM intrinsics the kernels use: prefetch, a 64-byte nonzero mask, trailing zeros."""
+"""LLVM intrinsics the kernels use: prefetch, 64-byte masks (nonzero bytes, bit 0 of bytes),
+trailing zeros."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 from numba.extending import intrinsic
 
-__all__ = ["nonzero_mask64", "prefetch", "prefetch_range", "trailing_zeros"]
+__all__ = ["bit0_mask64", "nonzero_mask64", "prefetch", "prefetch_range", "trailing_zeros"]
 
 
 def _byte_pointer(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -53,7 +54,25 @@ def _nonzero_mask64_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-d
     return sig, codegen
 
 
+@intrinsic
+def _bit0_mask64_intrinsic(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Bit i set where bit 0 of arr[idx + i] is, for i < 64 (a byte array; the caller
+    keeps idx + 64 within it): one 64-byte vector AND and compare."""
+    sig = types.uint64(arr, idx)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        vty = ir.VectorType(ir.IntType(8), 64)
+        ptr = _byte_pointer(context, builder, signature, args)
+        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+        low = builder.and_(vec, ir.Constant(vty, [1] * 64))
+        nz = builder.icmp_unsigned("!=", low, ir.Constant(vty, None))
+        return builder.bitcast(nz, ir.IntType(64))
+
+    return sig, codegen
+
+
 prefetch: Any = _prefetch_intrinsic
+bit0_mask64: Any = _bit0_mask64_intrinsic
 nonzero_mask64: Any = _nonzero_mask64_intrinsic
 trailing_zeros: Any = _trailing_zeros
 

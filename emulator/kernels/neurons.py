@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from emulator.kernels.intrinsics import bit0_mask64, trailing_zeros
 from emulator.kernels.records import Formats, Population
 from emulator.tables import C_ACTIVE, C_SPIKES_OUT, ModelId, ResetMode, Tables
 from neurochip.core.fixedpoint import DATAPATH_BITS
@@ -417,18 +418,35 @@ def update_neurons(st, a_in, nrn, flag, pay, t):
 @njit(cache=True, inline="always")
 def count_list(f, g0, lst, out):
     """One segment's flags f (neurons g0...): how many were active and spiked; with lst,
-    the spiking neurons are listed in out (branch-free). Returns (act, spk, listed)."""
+    the spiking neurons are listed in out. Returns (act, spk, listed).
+
+    Listing is branch-free (a store and an add per neuron) when many spiked; when fewer
+    than one in eight did, 64 flags at a time become a bit mask (``bit0_mask64``) whose
+    set bits are walked, and only the tail goes neuron by neuron."""
+    n = f.shape[0]
     act = _I32(0)  # 32-bit sums: twice the lanes of 64-bit ones (a segment < 2^31)
     spk = _I32(0)
-    for i in range(f.shape[0]):
+    for i in range(n):
         x = f[i]
         act = _I32(act + _I32(x != 0))
         spk = _I32(spk + _I32(x & 1))
     nf = np.int64(0)
     if spk > 0 and lst:
-        for i in range(f.shape[0]):
-            out[nf] = g0 + i
-            nf += np.int64(f[i] & 1)
+        if np.int64(spk) * 8 < n:
+            nb = n // 64
+            for blk in range(nb):
+                m = bit0_mask64(f, blk * 64)
+                while m != np.uint64(0):
+                    out[nf] = g0 + blk * 64 + trailing_zeros(m)
+                    nf += 1
+                    m &= m - np.uint64(1)
+            for i in range(np.uint64(nb * 64), np.uint64(n)):  # unsigned: no wraparound
+                out[nf] = g0 + np.int64(i)
+                nf += np.int64(f[i] & 1)
+        else:
+            for i in range(n):
+                out[nf] = g0 + i
+                nf += np.int64(f[i] & 1)
     return np.int64(act), np.int64(spk), nf
 
 

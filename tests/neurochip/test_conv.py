@@ -361,3 +361,50 @@ def test_conv_tables_pack_positions_and_refuse_oversized_maps() -> None:
     j = (2 * 4 + 1) * 3 + 2  # x = 2, y = 1, c = 2
     m = (1 << POS_BITS) - 1
     assert (pos[j] >> 2 * POS_BITS, (pos[j] >> POS_BITS) & m, pos[j] & m) == (2, 1, 2)
+
+
+def test_conv_sources_are_charged_by_route_class_with_the_same_counts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neurons with conv fan-out whose axon lists are equal (all but the map's borders of
+    a core's tile) share a route class, charged once per step; the counters equal those of
+    charging every source on its own, and sources whose lists merely hash alike are told
+    apart by the entry-by-entry check."""
+    import emulator.tables as tables
+
+    rng = np.random.default_rng(3)
+    net = Network(name="conv-classes")
+    net.add_input("img", 2 * 32 * 32)
+    net.add_lif("c1", 16 * 32 * 32, du=0, dv=400, vth=20)
+    net.add_lif("c2", 32 * 16 * 16, du=0, dv=400, vth=20)
+    net.connect_conv("img", "c1", rng.integers(-20, 20, (16, 2, 3, 3)) * 2, (2, 32, 32),
+                     padding=1)
+    net.connect_conv("c1", "c2", rng.integers(-20, 20, (32, 16, 3, 3)) * 2, (16, 32, 32),
+                     stride=2, padding=1)
+    img = neurochip.compile(net, "loihi_like")
+    assert len(img.cores) > 4
+    x = rng.random((2, 12, 2048)) < 0.2
+
+    def run() -> tuple[object, object]:
+        em = neurochip.Emulator(img)
+        return em.tables, em.run({"img": x}, probes=["c2.v"])
+
+    tb, grouped = run()
+    c1 = img.population("c1")
+    cls = tb.cls_of_src[img.n_inputs + c1.offset: img.n_inputs + c1.offset + c1.size]
+    assert (cls >= 0).mean() > 0.9  # nearly every c1 neuron is charged with its class
+    assert np.unique(cls[cls >= 0]).size < c1.size // 50
+    assert grouped.counters["syn_ops"].sum() > 0
+
+    monkeypatch.setattr(tables, "_route_classes", lambda image, src_pop, *a: (
+        np.full(src_pop.size, -1, np.int32), np.zeros(0, np.int64)))
+    tb_one, one_by_one = run()
+    assert (tb_one.cls_of_src < 0).all()
+    assert_same_results(grouped, one_by_one)
+    monkeypatch.undo()
+
+    # every list hashing alike: the check splits them into the same classes as before
+    monkeypatch.setattr(tables, "_route_hashes", lambda core, nsyn, local, start, lens:
+                        np.zeros(lens.size, np.int64))
+    tb_hash, colliding = run()
+    assert_same_results(grouped, colliding)
+    assert ((tb_hash.cls_of_src >= 0) <= (tb.cls_of_src >= 0)).all()
