@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from neurochip.board import open_board
-    from neurochip.board_remote import BoardServer
+    from neurochip.board_remote import BoardServer, keep_freed_memory
     from neurochip.errors import ConfigError
 
     if args.board and args.backend:
@@ -95,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError("the token file is empty", where="board-serve",
                               field="--token-file")
     open_board(uri).close()  # a bad URI fails here, with one line, before serving
+    keep_freed_memory()  # this process serves boards only: reuse memory across calls
     try:
         server = BoardServer((args.host, args.port), functools.partial(open_board, uri),
                              token=token, max_frame=args.max_frame,

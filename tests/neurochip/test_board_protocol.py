@@ -4,12 +4,16 @@ bounded loops)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +36,8 @@ from neurochip.board_remote import BoardServer, RemoteBoard
 from neurochip.board_wire import MAGIC, pack, recv_frame
 from neurochip.errors import BoardError, EmulatorInputError
 from neurochip.hil import demo_image, demo_inputs
+
+ROOT = str(Path(neurochip.__file__).resolve().parents[1])
 
 
 class CountingBoard(EmulatorBoard):
@@ -585,3 +591,82 @@ def test_busy_poll_options_of_the_client_and_the_server(image) -> None:
             RemoteBoard("127.0.0.1", srv.port, busy_poll=-0.5)
     with pytest.raises(neurochip.errors.ConfigError, match="busy_poll"):
         BoardServer(("127.0.0.1", 0), EmulatorBoard, busy_poll=float("nan"))
+
+
+def test_each_kind_of_request_learns_on_its_own_whether_to_poll(image) -> None:
+    """Short requests keep their busy poll while the long runs between them stop polling
+    after their replies miss it (a polling client would take a core from a server that
+    computes on every core)."""
+    slow = functools.partial(CountingBoard, 0.03)  # every run takes 30 ms on the server
+    with BoardServer(("127.0.0.1", 0), slow, busy_poll=0.0) as srv, \
+            RemoteBoard("127.0.0.1", srv.port, busy_poll=0.005) as b:
+        b.load(image)
+        x = demo_inputs(6, batch=3)
+        for _ in range(4):
+            b.reset()
+            b.run({"in": x})
+        reset = b._poller("reset", {}, None)
+        batch = b._poller("run", {"steps": None}, {"inputs/in": x})
+        assert batch is not reset and batch is not b._poller("run", {"steps": 1}, None)
+        assert reset._misses == 0  # reset replies come within the poll: it goes on
+        assert batch._misses >= 2 and batch._skip > 0  # the batch runs' replies never did
+        b.busy_poll = 0.002  # a new setting starts every kind afresh
+        assert b._poller("run", {"steps": None}, {"inputs/in": x})._misses == 0
+
+
+def test_run_replies_send_the_emulators_counters_without_stacking_a_copy(image) -> None:
+    from neurochip.board_remote import _result_list, _stacked
+
+    board = EmulatorBoard()
+    board.load(image)
+    batched = board.run({"in": demo_inputs(5, batch=2)})
+    board.reset()
+    for r in (batched, board.run(steps=3)):
+        vals = list(r.counters.values())
+        whole = _stacked(vals)
+        assert whole is not None and all(np.shares_memory(whole, v) for v in vals)
+        np.testing.assert_array_equal(whole, np.stack(vals, -1))
+        sent = dict(_result_list(r))["counters"]
+        assert np.shares_memory(sent, vals[0])  # the record itself, not a stacked copy
+    # counters that are not views of one array in order are stacked as before
+    r.counters = dict(reversed(list(r.counters.items())))
+    assert _stacked(list(r.counters.values())) is None
+    np.testing.assert_array_equal(dict(_result_list(r))["counters"],
+                                  np.stack(list(r.counters.values()), -1))
+
+
+_FAULTS = """
+import resource, sys, threading
+import numpy as np
+if sys.argv[1] == "keep":
+    from neurochip.board_remote import keep_freed_memory
+    assert keep_freed_memory()
+out = []
+def session():  # a session's calls: a reply's buffers, then the next run's record
+    for i in range(40):
+        reply = np.ones(1 << 20, np.uint8)
+        frame = bytearray(2 << 20)
+        f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        spikes = np.zeros((150, 30, 174), np.uint8); spikes[:] = 1
+        counters = np.zeros((150, 30, 2, 12), np.int64); counters[:] = 1
+        out.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - f0)
+        del reply, frame, spikes, counters
+th = threading.Thread(target=session); th.start(); th.join()
+print(sum(out[10:]) / 30)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_a_board_server_process_reuses_freed_memory_instead_of_faulting_it_in() -> None:
+    """A session thread's arrays, freed after each reply, came back as fresh pages on
+    every call (hundreds of page faults per digits batch); the server's malloc settings
+    (neurochip board-serve sets them) keep them for the next call."""
+    import subprocess
+
+    def faults(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                             text=True, check=True, env={**os.environ, "PYTHONPATH": ROOT})
+        return float(out.stdout.strip())
+
+    assert faults("plain") > 100
+    assert faults("keep") < 5
