@@ -147,11 +147,28 @@ def geometry_row(conv: dict[str, Any], koff: int, toff: int) -> NDArray[np.int64
                     np.int64)
 
 
+def tap_order(k: int, s: int, d: int) -> NDArray[np.int64]:
+    """Where each kernel offset kk of one axis sits in the conv kernel's stored order:
+    with dilation 1, the offsets grouped by kk mod s (the taps one input coordinate can
+    use are those of one group), each group in falling order. The taps an input reaches
+    then lie next to each other in the kernel, in the order of their output coordinates
+    (which fall by one as kk grows by s), so a row of them is one run of words. With
+    dilation, the natural order."""
+    if d != 1:
+        return np.arange(k, dtype=np.int64)
+    order = [kk for r in range(min(s, k)) for kk in reversed(range(r, k, s))]
+    at = np.empty(k, np.int64)
+    at[order] = np.arange(k)
+    return at
+
+
 def axis_taps(n_in: int, pad: int, k: int, d: int, s: int, n_out: int) -> NDArray[np.int64]:
     """Per input coordinate p along one axis of a convolution, its valid taps: a row
     [m, o_1..o_k, k_1..k_k] holding how many taps kk put p at a whole output coordinate
-    o = (p + pad - kk * d) / s inside [0, n_out), those outputs and the kernel offsets
-    (the rest of the row unused); the rows of p = 0..n_in-1, flattened."""
+    o = (p + pad - kk * d) / s inside [0, n_out), those outputs and where each tap sits in
+    the stored kernel (:func:`tap_order`; the rest of the row unused); the rows of
+    p = 0..n_in-1, flattened."""
+    at = tap_order(k, s, d)
     out = np.zeros((n_in, 1 + 2 * k), np.int64)
     for p in range(n_in):
         m = 0
@@ -159,7 +176,7 @@ def axis_taps(n_in: int, pad: int, k: int, d: int, s: int, n_out: int) -> NDArra
             q = p + pad - kk * d
             if q >= 0 and q % s == 0 and q // s < n_out:
                 out[p, 1 + m] = q // s
-                out[p, 1 + k + m] = kk
+                out[p, 1 + k + m] = at[kk]
                 m += 1
         out[p, 0] = m
     return out.reshape(-1)
@@ -191,12 +208,18 @@ def conv_taps(geo: NDArray[np.int64]) -> NDArray[np.int64]:
 def transposed_kernel(kb: NDArray[np.uint8], conv: dict[str, Any]) -> NDArray[np.uint8]:
     """The kernel bytes (C_out, C_in/groups, kh, kw) as the conv kernel reads them:
     (groups, C_in/groups, kh, kw, C_out / groups), so that a tap's bytes for the output
-    channels of a group are consecutive."""
+    channels of a group are consecutive, with each axis's offsets in :func:`tap_order`."""
     Co = int(conv["out_shape"][0])
     g = int(conv["groups"])
     kh, kw = (int(v) for v in conv["kernel"])
+    sy, sx = (int(v) for v in conv["stride"])
+    dy, dx = (int(v) for v in conv["dilation"])
     cg = kb.size // (Co * kh * kw)
     k = kb.reshape(g, Co // g, cg, kh, kw)
+    ys, xs = np.empty(kh, np.int64), np.empty(kw, np.int64)
+    ys[tap_order(kh, sy, dy)] = np.arange(kh)  # stored position -> kernel offset
+    xs[tap_order(kw, sx, dx)] = np.arange(kw)
+    k = k[:, :, :, ys][:, :, :, :, xs]
     return np.ascontiguousarray(k.transpose(0, 2, 3, 4, 1).reshape(-1))
 
 

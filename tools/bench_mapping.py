@@ -13,7 +13,7 @@ Cases (next-fit = ``placement="greedy"``, the peer, run in the same process):
   synapse memory (target: shared <= 1/20 of expanded), and the cores the index-order cut
   (the partition before spatial tiles) needs for the expanded form;
 * ``conv_throughput``: the conv3 net on the emulator, synaptic events per second of the
-  conv kernel against the expanded lists' sparse kernel (interleaved rounds, best of 3);
+  conv kernel against the expanded lists' sparse kernel (interleaved rounds, best of 5);
 * ``conv10M``: 2x64x64 -> 16x64x64 -> 16x64x64 (10.3 M synapses) on ``loihi_like_2chip``,
   expanded: register-level compile time (best of two; target <= 10 s), traffic vs
   next-fit; the shared-weight form's compile time beside it;
@@ -159,7 +159,7 @@ def conv3() -> dict[str, Any]:
             "seconds_both_compiles": secs, **pair}
 
 
-def conv_throughput(rounds: int = 3, batch: int = 8, steps: int = 40) -> dict[str, Any]:
+def conv_throughput(rounds: int = 5, batch: int = 8, steps: int = 40) -> dict[str, Any]:
     """Emulator synaptic events per second on the conv3 net: shared-weight convolutions
     (the conv kernel) against the same net's expanded synapse lists (the sparse kernel),
     interleaved rounds, best of each; the spike trains are checked equal."""

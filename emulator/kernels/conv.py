@@ -26,6 +26,7 @@ from numba import njit
 from emulator.tables import (
     G_C,
     G_CO,
+    G_DX,
     G_GROUPS,
     G_HO,
     G_KH,
@@ -139,6 +140,8 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
     pm = rows.shape[0] * kh * kw * min(cog, width) * 8 >= width * plane
     tmp = np.zeros(width * plane if pm else 0, np.int32)
     uplane = np.uint64(plane)
+    # a part of whole groups' width in the scratch, columns undilated: runs of taps
+    run = pm and width == cog and geo[G_DX] == 1
     for q in range(rows.shape[0]):
         c, y, x = _position(taps, pos0, np.int64(rows[q]))
         o0 = (c // cg) * cog if cog < Co else 0  # one group: no division
@@ -151,10 +154,23 @@ def _conv_chw(rows, geo, kw32, taps, seg, lo, hi):
         yt = ytab + y * yrow
         xt = xtab + x * xrow
         kbase = koff + c * kh * kw * cog + l0
+        nxv = taps[xt]
+        if run and n == cog and nxv > 0:
+            # a row's taps are one run of words, in the scratch and in the kernel
+            # (emulator.tables.tap_order): from the tap with the lowest output column
+            ox = taps[xt + nxv]
+            kx = taps[xt + kw + nxv]
+            urun = np.uint64(nxv) * un
+            for a in range(taps[yt]):
+                oy = taps[yt + 1 + a]
+                ky = taps[yt + 1 + kh + a]
+                _add_run(tmp, np.uint64((oy * Wo + ox) * width), kw32,
+                         np.uint64(kbase + (ky * kw + kx) * cog), urun)
+            continue
         for a in range(taps[yt]):
             oy = taps[yt + 1 + a]
             ky = taps[yt + 1 + kh + a]
-            for b in range(taps[xt]):
+            for b in range(nxv):
                 ox = taps[xt + 1 + b]
                 k0 = np.uint64(kbase + (ky * kw + taps[xt + 1 + kw + b]) * cog)
                 if pm:

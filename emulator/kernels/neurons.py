@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from emulator.kernels.intrinsics import bit0_mask64, trailing_zeros
-from emulator.kernels.records import Formats, Population
+from emulator.kernels.records import LISTED, Formats, Population
 from emulator.tables import C_ACTIVE, C_SPIKES_OUT, ModelId, ResetMode, Tables
 from neurochip.core.fixedpoint import DATAPATH_BITS
 
@@ -456,13 +456,15 @@ def collect(flag, nrn, fired, cnt):
 
     Works segment by segment (a population's neurons on one core): the counts are
     vectorised sums; only segments whose spikes are needed (they have output axons, are
-    recorded, or learn) are listed in ``fired``. Returns how many neurons were listed.
+    recorded, or learn: seg_list LISTED) are listed in ``fired`` (recorded-only ones are
+    copied into the record by ``step.observe``). Returns how many neurons were listed.
     """
     seg_g0, seg_list, seg_slot = nrn.seg_g0, nrn.seg_list, nrn.seg_slot
     nf = np.int64(0)
     for q in range(seg_slot.shape[0]):
         g0 = seg_g0[q]
-        act, spk, m = count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] != 0, fired[nf:])
+        act, spk, m = count_list(flag[g0: seg_g0[q + 1]], g0, seg_list[q] == LISTED,
+                                 fired[nf:])
         k = seg_slot[q]
         cnt[k, C_ACTIVE] += act
         cnt[k, C_SPIKES_OUT] += spk

@@ -29,9 +29,25 @@ from numpy.typing import NDArray
 from emulator.paths import PathCosts
 from emulator.tables import Tables
 
-__all__ = ["Connections", "Formats", "Inputs", "Network", "Neurons", "Population", "Record",
-           "Routes", "SampleState", "Sources", "Synapses", "Threading", "Work", "network_record",
-           "segments_to_list"]
+__all__ = [
+    "COPIED",
+    "LISTED",
+    "Connections",
+    "Formats",
+    "Inputs",
+    "Network",
+    "Neurons",
+    "Population",
+    "Record",
+    "Routes",
+    "SampleState",
+    "Sources",
+    "Synapses",
+    "Threading",
+    "Work",
+    "network_record",
+    "segments_to_list",
+]
 
 I64 = NDArray[np.int64]
 
@@ -67,7 +83,8 @@ class Neurons(NamedTuple):
     nslot: NDArray[np.int16]  # (N,) core slot
     seg_g0: I64  # (n_seg + 1,) first neuron of each segment
     seg_slot: I64  # (n_seg,) core slot of each segment
-    seg_list: NDArray[np.uint8]  # (n_seg,) 1: the step loop lists its spikes
+    seg_list: NDArray[np.uint8]  # (n_seg,) LISTED: the step loop lists its spikes; COPIED:
+    # it copies the segment's flags into the spike record (see segments_to_list)
     seg_pop: I64  # (n_seg,) population of each segment
     decay_shift: np.int64  # the Formats, flat (see neurons.formats)
     u_bits: np.int64
@@ -212,14 +229,30 @@ class Threading(NamedTuple):
     min_sources: np.int64  # messages are charged on threads from this many sources
 
 
+#: seg_list values: the step loop lists the segment's spikes (LISTED), or copies its flags
+#: straight into the spike record instead (COPIED: recorded, sends nothing, binary spikes)
+LISTED, COPIED = 1, 2
+
+
 def segments_to_list(tb: Tables, rec_col: NDArray[np.int64] | None) -> NDArray[np.uint8]:
-    """Per neuron segment, whether the step loop lists its spikes: the segment sends, or
-    is recorded (rec_col >= 0); with rec_col None, every segment (the learning engine
-    reads every spike)."""
+    """Per neuron segment, how the step loop reads its spikes: 0 not at all; LISTED when
+    the segment sends (or, with rec_col None, always: the learning engine reads every
+    spike); COPIED when it is only recorded, in consecutive columns, with binary spikes
+    (a copy of its flags into the record costs less than listing and writing each)."""
     if rec_col is None:
-        return np.ones(tb.seg_slot.size, np.uint8)
-    rec = rec_col[tb.seg_g0[:-1]] >= 0 if tb.seg_slot.size else np.zeros(0, bool)
-    return (tb.seg_sends.astype(bool) | rec).astype(np.uint8)
+        return np.full(tb.seg_slot.size, LISTED, np.uint8)
+    out = np.zeros(tb.seg_slot.size, np.uint8)
+    if not tb.seg_slot.size:
+        return out
+    g0, g1 = tb.seg_g0[:-1], tb.seg_g0[1:]
+    first, last = rec_col[g0], rec_col[np.maximum(g1 - 1, g0)]
+    rec = (first >= 0) & (g1 > g0)
+    # a recorded population has consecutive columns (Emulator.run), so its segments too
+    runs = rec & (last - first == g1 - 1 - g0) & (tb.pop_graded[tb.seg_pop] == 0)
+    out[rec] = LISTED
+    out[runs] = COPIED
+    out[tb.seg_sends.astype(bool)] = LISTED
+    return out
 
 
 def network_record(tb: Tables, narrow: bool, seg_list: NDArray[np.uint8] | None = None

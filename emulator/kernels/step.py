@@ -32,7 +32,7 @@ from emulator.kernels.neurons import (
     update_model,
     update_neurons,
 )
-from emulator.kernels.records import Inputs, Network, Record, SampleState, Work
+from emulator.kernels.records import COPIED, LISTED, Inputs, Network, Record, SampleState, Work
 from emulator.kernels.routing import (
     charge_classes,
     charge_list,
@@ -46,10 +46,11 @@ from emulator.tables import C_ACTIVE, C_SPIKES_OUT
 
 
 @njit(cache=True, inline="always")
-def observe(t, st, rec, fired, nf, pay, general):
+def observe(t, st, rec, fired, nf, pay, general, nrn, flag):
     """Probes read the state after the reset (as Lava's monitors do): slot 0 u, 1 v, 2 and 3
     the auxiliary slots; record the spikes, and the payloads of graded ones (pay: per
-    neuron; none when general is None, see :func:`inference_step`)."""
+    neuron; none when general is None, see :func:`inference_step`): those listed in fired,
+    and the flags of the COPIED segments (nrn: Neurons, flag: this step's flags)."""
     probe_idx, probe_var, probe_out = rec.probe_idx, rec.probe_var, rec.probes
     N = st.u.shape[0]
     for p in range(probe_idx.shape[0]):
@@ -67,6 +68,16 @@ def observe(t, st, rec, fired, nf, pay, general):
             col = rec_col[fired[q]]
             if col >= 0:
                 spk_out[t, col] = 1
+        seg_list, seg_g0 = nrn.seg_list, nrn.seg_g0
+        row = spk_out[t]
+        for q in range(seg_list.shape[0]):
+            if seg_list[q] == COPIED:
+                g0 = seg_g0[q]
+                n = seg_g0[q + 1] - g0
+                dst = row[rec_col[g0]: rec_col[g0] + n]
+                src = flag[g0: g0 + n]
+                for i in range(n):
+                    dst[i] = src[i] & np.uint8(1)
         val_out = rec.values
         if general is not None and val_out.shape[1] > 0:  # a recorded population is graded
             for q in range(nf):
@@ -108,7 +119,7 @@ def inference_step(t, t0, net, inp, st, rec, wk, general):
     else:
         update_neurons(st, st.ring[roff: roff + W], net.neurons, wk.flag, npay, t0 + t)
     nf = collect(wk.flag, net.neurons, wk.fired, cnt)
-    observe(t, st, rec, wk.fired, nf, npay, general)
+    observe(t, st, rec, wk.fired, nf, npay, general, net.neurons, wk.flag)
     ns = step_sources(t, inp, wk.fired, nf, net.sources.n_inputs, net.routes.ptr, wk.srcs, wk.pay,
                       general)
     if ns > 0:
@@ -178,7 +189,8 @@ def _neurons_par(st, a_in, nrn, flag, seg_out, fired_seg, pay, t):
                           population(nrn, pq), formats(nrn))
         else:
             update_model(pq, g0, g1, st, a_in, nrn, flag, pay, t)
-        act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] != 0, fired_seg[g0:g1])
+        act, spk, m = count_list(flag[g0:g1], g0, nrn.seg_list[q] == LISTED,
+                                 fired_seg[g0:g1])
         seg_out[0, q] = act
         seg_out[1, q] = spk
         seg_out[2, q] = m
@@ -220,7 +232,7 @@ def run_threaded(T, t0, net, inp, st, rec, par):
             for i in range(seg_out[2, q]):
                 fired[nf] = fired_seg[g0 + i]
                 nf += 1
-        observe(t, st, rec, fired, nf, npay, True)
+        observe(t, st, rec, fired, nf, npay, True, nrn, wk.flag)
         ns = step_sources(t, inp, fired, nf, src.n_inputs, rt.ptr, wk.srcs, wk.pay, True)
         if ns > 0:
             ncls, nd = group(ns, src, wk)
