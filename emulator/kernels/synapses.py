@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from emulator.kernels.conv import conv_parts, conv_rows
-from emulator.kernels.intrinsics import prefetch_range
+from emulator.kernels.intrinsics import prefetch, prefetch_range
 from emulator.kernels.weights import decode_weight, scale_weight
 from emulator.tables import ConnKind
 from neurochip.core.fixedpoint import WeightDecode
@@ -151,24 +151,43 @@ def _sparse_rows_fast(rows, syn, p0, wmode, lsh, seg):
     """Narrow sparse lists, one delay, into one target segment (the common case).
 
     Per row, slices of its offsets and weights and of the target window starting at the
-    row's base: the scatter loop then runs over unsigned offsets from fixed pointers. The
-    lists of the rows _PREFETCH_ROWS ahead are prefetched.
+    row's base: the scatter loop then runs over unsigned offsets from fixed pointers.
+    Prefetched in two stages, so that no prefetch waits for a miss of its own: the rows'
+    entries (first synapse, base) 2 x _PREFETCH_ROWS ahead, then the row's offsets and
+    weights _PREFETCH_ROWS ahead (measured on 10^6 rows of 100 synapses at 5 % activity:
+    0.57 G events/s on one thread against 0.46 with one stage; prefetching the target
+    windows' lines too cost more than it saved).
     """
-    sptr, soff, sw = syn.sptr, syn.soff, syn.sw
+    sptr, soff, sw, sbase = syn.sptr, syn.soff, syn.sw, syn.sbase
     nr = rows.shape[0]
+    far = 2 * _PREFETCH_ROWS
+    for q in range(min(far, nr)):
+        _prefetch_entry(sptr, sbase, p0 + rows[q])
     for q in range(min(_PREFETCH_ROWS, nr)):
-        p = p0 + rows[q]
-        prefetch_range(soff, sptr[p], sptr[p + 1], 32)
-        prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+        _prefetch_row(sptr, soff, sw, p0 + rows[q])
     for q in range(nr):
+        if q + far < nr:
+            _prefetch_entry(sptr, sbase, p0 + rows[q + far])
         if q + _PREFETCH_ROWS < nr:
-            p = p0 + rows[q + _PREFETCH_ROWS]
-            prefetch_range(soff, sptr[p], sptr[p + 1], 32)
-            prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+            _prefetch_row(sptr, soff, sw, p0 + rows[q + _PREFETCH_ROWS])
         p = p0 + rows[q]
         k0 = sptr[p]
         n = sptr[p + 1] - k0
-        _scatter_row(seg[np.uint64(syn.sbase[p]):], soff[k0: k0 + n], sw, k0, n, wmode, lsh)
+        _scatter_row(seg[np.uint64(sbase[p]):], soff[k0: k0 + n], sw, k0, n, wmode, lsh)
+
+
+@njit(cache=True, inline="always")
+def _prefetch_entry(sptr, sbase, p):
+    """Bring sparse row p's entries (first synapse, target base) into the cache."""
+    prefetch(sptr, p)
+    prefetch(sbase, p)
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(sptr, soff, sw, p):
+    """Bring sparse row p's offsets and weights into the cache."""
+    prefetch_range(soff, sptr[p], sptr[p + 1], 32)
+    prefetch_range(sw, sptr[p], sptr[p + 1], 64)
 
 
 @njit(cache=True, inline="always")
@@ -199,12 +218,18 @@ def _sparse_rows_part(rows, syn, p0, wmode, lsh, seg, x0, x1):
     others skipped. Threads given disjoint ranges never write the same word."""
     sptr, sbase, send, soff, sw = syn.sptr, syn.sbase, syn.send, syn.soff, syn.sw
     nr = rows.shape[0]
+    far = 2 * _PREFETCH_ROWS
+    for q in range(min(far, nr)):
+        _prefetch_entry(sptr, sbase, p0 + rows[q])
+        prefetch(send, p0 + rows[q])
     for q in range(nr):
+        if q + far < nr:  # two stages, as in _sparse_rows_fast
+            _prefetch_entry(sptr, sbase, p0 + rows[q + far])
+            prefetch(send, p0 + rows[q + far])
         if q + _PREFETCH_ROWS < nr:
             p = p0 + rows[q + _PREFETCH_ROWS]
             if sbase[p] < x1 and send[p] > x0:
-                prefetch_range(soff, sptr[p], sptr[p + 1], 32)
-                prefetch_range(sw, sptr[p], sptr[p + 1], 64)
+                _prefetch_row(sptr, soff, sw, p)
         p = p0 + rows[q]
         lo = np.int64(sbase[p])
         hi = np.int64(send[p])
