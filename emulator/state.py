@@ -286,16 +286,24 @@ class RunState:
                batched: bool, raw_v: NDArray[Any] | None = None) -> RunResult:
         """A :class:`RunResult` of raw kernel / reference outputs, with the run's cost
         (raw_v: the payloads of the recorded spikes, when some recorded population is
-        graded: its spikes come back as int32 payloads). Binary spikes are bool views of
-        the kernels' 0/1 bytes (a run's record is its own, never written again)."""
+        graded: its spikes come back as int32 payloads). Binary spikes of a population that
+        fills half the record or more are a bool view of the kernels' 0/1 bytes (a run's
+        record is its own, never written again); smaller ones are copies."""
         k = len(self.image.cores)
         raw_c = raw_c[:, :, :k, :] if k else raw_c[:, :, :0, :]
         neurons = self.tables.slot_neurons
         cycles, latency, energy = account(raw_c, neurons, self.cost)
         sq = (lambda a: a) if batched else (lambda a: a[0])
         probes = {n: sq(raw_p[:, :, a:b]) for n, (a, b) in zip(pnames, spans)}
-        as_bool = ((lambda a: a.view(bool)) if raw_s.dtype in (np.uint8, np.bool_)
-                   else (lambda a: a.astype(bool)))
+        width = raw_s.shape[-1]
+
+        def as_bool(a: NDArray[Any]) -> NDArray[Any]:
+            # a view of the record for a population that fills at least half of it (no
+            # copy; keeping it keeps at most twice its size alive), else a copy of its own
+            if raw_s.dtype in (np.uint8, np.bool_) and 2 * a.shape[-1] >= width:
+                return a.view(bool)
+            return a.astype(bool)
+
         spikes = {n: sq(raw_v[:, :, a:b].copy() if raw_v is not None and self.pops[n].graded
                         else as_bool(raw_s[:, :, a:b])) for n, (a, b) in rec_spans.items()}
         counters = {name: sq(raw_c[..., i]) for i, name in enumerate(COUNTER_NAMES)

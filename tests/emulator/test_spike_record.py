@@ -51,3 +51,19 @@ def test_recorded_only_segments_are_copied_and_the_record_equals_listing(
         ref = neurochip.Emulator(img, backend="reference").run({"in": x[0]}, probes=["o.v"])
         one = neurochip.Emulator(img, threads=threads).run({"in": x[0]}, probes=["o.v"])
         assert_same_results(one, ref)
+
+
+def test_a_small_population_gets_its_own_spikes_and_a_large_one_a_view() -> None:
+    """Keeping one population's spikes must not keep a much larger record alive: a
+    population filling half the record or more is a view of it (no copy), a smaller one a
+    copy of its own."""
+    img = neurochip.compile(_net(), "loihi_like")
+    x = np.random.default_rng(1).random((2, 10, 40)) < 0.3
+    r = neurochip.Emulator(img).run({"in": x})
+    h, o = r.spikes["h"], r.spikes["o"]  # 1,500 and 1,200 of 2,700 recorded neurons
+    assert h.dtype == o.dtype == np.bool_
+    assert h.base is not None and h.base.shape[-1] == 2700  # a view of the whole record
+    assert o.base is None or o.base.size == o.size  # its own bytes
+    ref = neurochip.Emulator(img, backend="reference").run({"in": x[0]})
+    np.testing.assert_array_equal(h[0], ref.spikes["h"])
+    np.testing.assert_array_equal(o[0], ref.spikes["o"])
